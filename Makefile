@@ -1,0 +1,43 @@
+# fleetwatch: every target bootstraps .venv itself, so a fresh clone needs only python3 and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck ci-full verify bench-parse clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/fleetwatch parse examples --output summary
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+# What CI runs: the whole test suite, the linters and the type checker.
+ci-full: test lint typecheck
+
+# A fast pre-push check.
+verify: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -x -m "not slow"
+
+# Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
+bench-parse: install
+	$(BIN)/python bench/parse_throughput.py --lines 10000000
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,262 @@
+"""Events: the columnar batches every reader emits and every detector reads.
+
+A batch is a set of parallel NumPy arrays, one per field, with every string interned
+into an integer id that indexes the batch's own string table. The hot path never
+builds one Python object per event; a reader appends only the fields a record has
+(``BatchBuilder.add``), and the builder fills the rest with "absent" when the batch is
+sealed.
+
+Fields (DESIGN.md, "Event fields and kinds"); "absent" is NaN for floats, -1 for
+integers and string ids:
+
+========================  =====================================================
+``kind``                  one of ``KINDS``
+``ts``, ``clock``         seconds; ``clock`` is ``wall`` (epoch), ``boot``
+                          (seconds since boot) or ``none``
+``source``                the reader: ``kmsg dcgm smi nvml k8s nccl jsonl``
+``file``, ``line``        input file, 1-based line of the record's first line
+``node``                  host name (see ``sources.files`` for the fallbacks)
+``pci``                   ``dddd:bb:dd.f``, lowercase (``fleetwatch.pci``)
+``gpu uuid serial``       NVML index, ``GPU-…`` UUID, board serial
+``code``                  XID or SXID number
+``severity``              ``aer``/``sxid``: corrected, nonfatal, fatal
+``scope``                 counters: volatile, aggregate
+``value``                 the sample (cumulative counts stay cumulative);
+                          ``pcie_link``: width; ``nccl_init``: world size;
+                          ``nccl_timeout``: the timeout in ms
+``rank seq op``           NCCL rank, collective sequence number, operation
+``last_completed``        the watchdog's last completed sequence number
+``last_enqueued``         the watchdog's last enqueued sequence number
+``job pod namespace``     workload identity
+``reason``                Kubernetes reason (``Evicted``, ``NodeNotReady``, …)
+``pid process``           the process an XID names
+``detail``                the rest of the record in a few words
+========================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+KINDS: Final[tuple[str, ...]] = (
+    "xid",
+    "sxid",
+    "gpu_lost",
+    "gpu_reset",
+    "gpu_identity",
+    "aer",
+    "ecc_corrected",
+    "ecc_uncorrected",
+    "remap_correctable",
+    "remap_uncorrectable",
+    "remap_pending",
+    "remap_failure",
+    "clock_event",
+    "temperature",
+    "memory_temperature",
+    "pcie_replay",
+    "pcie_link",
+    "power",
+    "pod_evicted",
+    "node_not_ready",
+    "nccl_init",
+    "nccl_timeout",
+    "nccl_progress",
+    "nccl_error",
+)
+KIND_ID: Final[dict[str, int]] = {name: i for i, name in enumerate(KINDS)}
+
+SOURCES: Final[tuple[str, ...]] = ("kmsg", "dcgm", "smi", "nvml", "k8s", "nccl", "jsonl")
+SOURCE_ID: Final[dict[str, int]] = {name: i for i, name in enumerate(SOURCES)}
+
+CLOCKS: Final[tuple[str, ...]] = ("none", "wall", "boot")
+CLOCK_ID: Final[dict[str, int]] = {name: i for i, name in enumerate(CLOCKS)}
+
+# Index 0 is "absent" for the two small enumerations below.
+SEVERITIES: Final[tuple[str | None, ...]] = (None, "corrected", "nonfatal", "fatal")
+SEVERITY_ID: Final[dict[str, int]] = {s: i for i, s in enumerate(SEVERITIES) if s}
+SCOPES: Final[tuple[str | None, ...]] = (None, "volatile", "aggregate")
+SCOPE_ID: Final[dict[str, int]] = {s: i for i, s in enumerate(SCOPES) if s}
+
+# Field name -> (dtype, absent value, how JSON shows it).
+#   "enum:<table>" columns hold an index into one of the tables above;
+#   "str" columns hold an id into the batch's string table.
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_I32 = np.dtype(np.int32)
+_I8 = np.dtype(np.int8)
+FIELDS: Final[dict[str, tuple[np.dtype[Any], float | int, str]]] = {
+    "kind": (_I8, -1, "enum:kind"),
+    "ts": (_F64, np.nan, "float"),
+    "clock": (_I8, 0, "enum:clock"),
+    "source": (_I8, -1, "enum:source"),
+    "file": (_I32, -1, "str"),
+    "line": (_I64, -1, "int"),
+    "node": (_I32, -1, "str"),
+    "pci": (_I32, -1, "str"),
+    "gpu": (_I32, -1, "int"),
+    "uuid": (_I32, -1, "str"),
+    "serial": (_I32, -1, "str"),
+    "code": (_I64, -1, "int"),
+    "severity": (_I8, 0, "enum:severity"),
+    "scope": (_I8, 0, "enum:scope"),
+    "value": (_F64, np.nan, "float"),
+    "rank": (_I64, -1, "int"),
+    "seq": (_I64, -1, "int"),
+    "op": (_I32, -1, "str"),
+    "last_completed": (_I64, -1, "int"),
+    "last_enqueued": (_I64, -1, "int"),
+    "job": (_I32, -1, "str"),
+    "pod": (_I32, -1, "str"),
+    "namespace": (_I32, -1, "str"),
+    "reason": (_I32, -1, "str"),
+    "pid": (_I64, -1, "int"),
+    "process": (_I32, -1, "str"),
+    "detail": (_I32, -1, "str"),
+}
+STRING_FIELDS: Final[frozenset[str]] = frozenset(
+    name for name, (_, _, shown) in FIELDS.items() if shown == "str"
+)
+_ENUM_TABLES: Final[dict[str, Sequence[str | None]]] = {
+    "kind": KINDS,
+    "clock": CLOCKS,
+    "source": SOURCES,
+    "severity": SEVERITIES,
+    "scope": SCOPES,
+}
+# The fields every event has, always shown in JSON even when null.
+_ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
+    {"kind", "ts", "clock", "source", "file", "line", "node"}
+)
+
+BATCH_SIZE: Final[int] = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Parallel columns of events plus the string table their string ids point into."""
+
+    columns: dict[str, npt.NDArray[Any]]
+    strings: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.columns["kind"].shape[0])
+
+    def __getitem__(self, field: str) -> npt.NDArray[Any]:
+        return self.columns[field]
+
+    def string(self, string_id: int) -> str | None:
+        """The string behind an id of a string column (None for absent)."""
+        return None if string_id < 0 else self.strings[string_id]
+
+    def kind_mask(self, *kinds: str) -> npt.NDArray[np.bool_]:
+        """A boolean mask of the rows whose kind is one of ``kinds``."""
+        return np.isin(self.columns["kind"], [KIND_ID[k] for k in kinds])
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Each event as a dict of its present fields, for output and tests (not hot)."""
+        cols = {name: col.tolist() for name, col in self.columns.items()}
+        for i in range(len(self)):
+            yield {
+                name: value
+                for name in FIELDS
+                if (value := self._shown(name, cols[name][i])) is not None or name in _ALWAYS_SHOWN
+            }
+
+    def _shown(self, name: str, raw: Any) -> Any:
+        shown = FIELDS[name][2]
+        if shown == "float":
+            return None if raw != raw else raw  # NaN is absent
+        if shown == "int":
+            return None if raw < 0 else raw
+        if shown == "str":
+            return self.string(raw)
+        if raw < 0:
+            return None
+        return _ENUM_TABLES[shown[5:]][raw]
+
+
+class BatchBuilder:
+    """Accumulates events field by field and seals them into an ``EventBatch``.
+
+    Storage is sparse: each field keeps (row, value) pairs only for rows that have it,
+    so a record pays for the fields it sets, not for all 27.
+    """
+
+    __slots__ = ("_interned", "_rows", "_sparse", "_strings")
+
+    def __init__(self) -> None:
+        self._rows = 0
+        self._sparse: dict[str, tuple[list[int], list[Any]]] = {}
+        self._strings: list[str] = []
+        self._interned: dict[str, int] = {}
+
+    def _reset(self) -> None:
+        self._rows = 0
+        self._sparse = {}
+        self._strings = []
+        self._interned = {}
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def intern(self, text: str) -> int:
+        """The id of ``text`` in this batch's string table."""
+        found = self._interned.get(text)
+        if found is None:
+            found = self._interned[text] = len(self._strings)
+            self._strings.append(text)
+        return found
+
+    def add(self, fields: dict[str, Any]) -> None:
+        """Append one event; ``fields`` maps field names to plain values (None: absent).
+
+        ``kind``, ``source``, ``clock``, ``severity`` and ``scope`` are given by name.
+        """
+        row = self._rows
+        self._rows = row + 1
+        sparse = self._sparse
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if name in STRING_FIELDS:
+                value = self.intern(value)
+            elif name == "kind":
+                value = KIND_ID[value]
+            elif name == "source":
+                value = SOURCE_ID[value]
+            elif name == "clock":
+                value = CLOCK_ID[value]
+            elif name == "severity":
+                value = SEVERITY_ID[value]
+            elif name == "scope":
+                value = SCOPE_ID[value]
+            slot = sparse.get(name)
+            if slot is None:
+                slot = sparse[name] = ([], [])
+            slot[0].append(row)
+            slot[1].append(value)
+
+    def seal(self) -> EventBatch:
+        """The batch so far; the builder starts empty again."""
+        n = self._rows
+        columns: dict[str, npt.NDArray[Any]] = {}
+        for name, (dtype, absent, _) in FIELDS.items():
+            column = np.full(n, absent, dtype=dtype)
+            slot = self._sparse.get(name)
+            if slot is not None:
+                column[np.asarray(slot[0], dtype=np.int64)] = slot[1]
+            columns[name] = column
+        batch = EventBatch(columns=columns, strings=tuple(self._strings))
+        self._reset()
+        return batch
+
+
+def empty_batch() -> EventBatch:
+    """A batch with no events (every column present, length 0)."""
+    return BatchBuilder().seal()

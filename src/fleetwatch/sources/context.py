@@ -1,0 +1,173 @@
+"""What readers share while reading: options, counters, learned identities, the batch.
+
+* ``ReadOptions``: the user's ``--node``, ``--year``, ``--tz`` and line-size limit.
+* ``ReadStats``: lines read, events emitted, and unreadable records counted per reader
+  and reason. Bad input is never silent: the CLI prints ``summary()`` on stderr.
+* ``Identities``: the PCI -> (UUID, serial, index) map of each node, learned from the
+  records that tell it (``NVRM: GPU at PCI:…``, nvidia-smi, dcgm labels) and
+  forgotten when the node reboots, since the same slot can hold another GPU after a
+  swap.
+* ``FileContext``: one input file's view of all that, and ``emit`` to add an event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from fleetwatch.events import BATCH_SIZE, BatchBuilder, EventBatch
+from fleetwatch.timestamps import TimeRules
+
+MAX_LINE_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read inputs; every field has the default a user gets without flags."""
+
+    node: str | None = None
+    """Node name for records that name none (``--node``)."""
+    year: int | None = None
+    """Year for stamps without one (``--year``); default: the file's modification time."""
+    zone: ZoneInfo | None = None
+    """Zone for stamps without one (``--tz``); default: this machine's local time."""
+    max_line_bytes: int = MAX_LINE_BYTES
+    """Longer lines are skipped and counted as unreadable."""
+
+
+@dataclass
+class ReadStats:
+    """Counts of what was read, and of what could not be, by reader and reason."""
+
+    files: int = 0
+    lines: int = 0
+    events: int = 0
+    unreadable: Counter[tuple[str, str]] = field(default_factory=Counter)
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def bad(self, reader: str, reason: str, count: int = 1) -> None:
+        """Count ``count`` unreadable records of ``reader`` for ``reason``."""
+        self.unreadable[reader, reason] += count
+
+    def skip(self, reader: str, reason: str) -> None:
+        """Count a record that was read but carries no value (a DCGM blank)."""
+        self.skipped[reader, reason] += 1
+
+    def summary(self) -> str:
+        """One line for stderr: totals, then unreadable records by reader and reason."""
+        line = f"read {self.files} file(s), {self.lines:,} lines, {self.events:,} events"
+        if self.skipped:
+            line += f", {sum(self.skipped.values()):,} samples without a value"
+        if not self.unreadable:
+            return line + "; no unreadable records"
+        parts = ", ".join(
+            f"{reader} {reason}: {n:,}" for (reader, reason), n in sorted(self.unreadable.items())
+        )
+        total = sum(self.unreadable.values())
+        return f"{line}; {total:,} unreadable ({parts})"
+
+
+@dataclass
+class GpuIdentity:
+    """What is known of the GPU in one slot of one node."""
+
+    uuid: str | None = None
+    serial: str | None = None
+    gpu: int | None = None
+
+
+class Identities:
+    """PCI address -> GPU identity, per node, for the node's current boot."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, dict[str, GpuIdentity]] = {}
+
+    def learn(
+        self,
+        node: str,
+        pci: str,
+        uuid: str | None = None,
+        serial: str | None = None,
+        gpu: int | None = None,
+    ) -> GpuIdentity:
+        """Record what a record told about the GPU at ``pci`` on ``node``."""
+        slots = self._by_node.setdefault(node, {})
+        known = slots.get(pci)
+        if known is None or (uuid is not None and known.uuid not in (None, uuid)):
+            known = slots[pci] = GpuIdentity()  # a new GPU in this slot
+        if uuid is not None:
+            known.uuid = uuid
+        if serial is not None:
+            known.serial = serial
+        if gpu is not None:
+            known.gpu = gpu
+        return known
+
+    def lookup(self, node: str, pci: str) -> GpuIdentity | None:
+        """What is known of ``pci`` on ``node``, if anything."""
+        slots = self._by_node.get(node)
+        return None if slots is None else slots.get(pci)
+
+    def reboot(self, node: str) -> None:
+        """Forget ``node``'s GPUs: after a reboot a slot may hold another one."""
+        self._by_node.pop(node, None)
+
+
+class FileContext:
+    """One input's reading state: its name, node, clocks, and the batch being built."""
+
+    def __init__(
+        self,
+        name: str,
+        fallback_node: str,
+        options: ReadOptions,
+        stats: ReadStats,
+        identities: Identities,
+        builder: BatchBuilder,
+        reference_time: float,
+    ) -> None:
+        self.name = name
+        self.node = options.node or fallback_node
+        self.options = options
+        self.stats = stats
+        self.identities = identities
+        self.builder = builder
+        self.rules = TimeRules(year=options.year, zone=options.zone, reference=reference_time)
+        self.ready: list[EventBatch] = []
+        self.last_boot_ts: dict[str, float] = {}
+        self.last_identity_pci: str | None = None  # for a serial line after "GPU at"
+        self.memo: dict[str, Any] = {}  # a reader's own memory of this file, by reader name
+
+    def emit(self, fields: dict[str, Any]) -> None:
+        """Add one event. ``fields`` needs kind, source, line; the rest as known.
+
+        Fills the node, and the GPU's UUID, serial and index from what was learned of
+        its PCI address on that node.
+        """
+        node = fields.get("node")
+        if node is None:
+            node = fields["node"] = self.node
+        pci = fields.get("pci")
+        if pci is not None:
+            known = self.identities.lookup(node, pci)
+            if known is not None:
+                if fields.get("uuid") is None:
+                    fields["uuid"] = known.uuid
+                if fields.get("serial") is None:
+                    fields["serial"] = known.serial
+                if fields.get("gpu") is None:
+                    fields["gpu"] = known.gpu
+        fields.setdefault("file", self.name)
+        self.builder.add(fields)
+        self.stats.events += 1
+        if len(self.builder) >= BATCH_SIZE:
+            self.ready.append(self.builder.seal())
+
+    def saw_boot_clock(self, node: str, ts: float) -> None:
+        """Note a boot-clock stamp; a clock that runs backwards means the node rebooted."""
+        last = self.last_boot_ts.get(node)
+        if last is not None and ts + 1.0 < last:
+            self.identities.reboot(node)
+        self.last_boot_ts[node] = ts

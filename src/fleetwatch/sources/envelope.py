@@ -1,0 +1,169 @@
+"""The envelope of a log line: its time stamp and host, whatever wrote it.
+
+The same kernel record reaches us behind many prefixes::
+
+    [ 1843.308145] NVRM: …                                  dmesg (boot clock)
+    [   36.782543][  T291] NVRM: …                          dmesg with caller id
+    [Mon Aug  5 03:54:13 2024] NVRM: …                      dmesg -T (local time)
+    [Aug 5 03:54] … / [  +0.000844] NVRM: …                 dmesg -H (relative)
+    kern  :err   : 2025-01-25T10:34:54,859532+00:00 NVRM: … dmesg -x --time-format iso
+    Aug  5 03:54:13 gpu-7 kernel: [ 1843.3] NVRM: …         syslog, with or without host
+    2024-08-05T03:54:13+0000 gpu-7 kernel: NVRM: …          journalctl -o short-iso
+    4,1234,5678901,-;NVRM: …                                /dev/kmsg
+    10.1.2.3: kern: warning: [2026-04-22T21:25:20.45Z]: …   a log forwarder
+    [rank0]:[E1126 15:59:33.302415342 ProcessGroupNCCL.cpp:689] …   glog, behind a tag
+
+``parse`` peels the leading stamps it knows; when none leads the line (an alerting
+wrapper, a launcher prefix) it searches the text before the record for one.
+A wall-clock stamp wins over a boot-clock one when a line has both.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, NamedTuple
+
+from fleetwatch.timestamps import TimeRules, month_number
+
+
+class Envelope(NamedTuple):
+    """What a line's prefix says: when (``ts``, ``clock``) and where (``host``)."""
+
+    ts: float | None
+    clock: str
+    host: str | None
+    relative: bool = False  # dmesg -H delta: ts is seconds since the previous line
+
+
+NO_ENVELOPE: Final = Envelope(None, "none", None)
+
+_ISO: Final = r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?"
+_DMESG_BOOT: Final = re.compile(r"\[\s*(\d+\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
+_DMESG_RELATIVE: Final = re.compile(r"\[\s*\+\s*(\d+\.\d+)\]\s?")
+_DMESG_CTIME: Final = re.compile(
+    r"\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]\s?"
+)
+_DMESG_HUMAN: Final = re.compile(r"\[([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?\]\s?")
+_FACILITY: Final = re.compile(r"[a-z]+\s*:[a-z]+\s*: ")
+_ISO_LEAD: Final = re.compile(_ISO + r"\s?")
+_KMSG: Final = re.compile(r"\d+,\d+,(\d+),[^;]*;")
+_FORWARDER: Final = re.compile(r"([\w.:-]+?): \w+: \w+: \[" + _ISO + r"\]: ")
+_SYSLOG: Final = re.compile(r"([^\W\d_]{3,5}\.?)\s+(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s")
+_HOST_IDENT: Final = re.compile(r"([^\s:\[\]]+) [^\s:\[\]]+(?:\[\d+\])?: ")
+_GLOG: Final = re.compile(r"\b([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\b")
+# Stamps searched for anywhere before the record when none leads the line.
+_EMBEDDED: Final = re.compile(
+    r"\[\s*(\d+\.\d+)\]|\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]"
+    r"|" + _ISO
+)
+
+
+def _fraction(digits: str | None) -> float:
+    return int(digits) / 10 ** len(digits) if digits else 0.0
+
+
+def _offset_s(zone: str) -> int:
+    if zone == "Z":
+        return 0
+    sign = -1 if zone[0] == "-" else 1
+    digits = zone[1:].replace(":", "")
+    return sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+
+
+def _iso(groups: tuple[str | None, ...], rules: TimeRules) -> float | None:
+    y, mo, d, h, mi, s, frac, zone = (g or "" for g in groups)
+    sec = int(s) + _fraction(frac)
+    if zone:
+        return rules.utc(int(y), int(mo), int(d), int(h), int(mi), sec, _offset_s(zone))
+    return rules.local(int(y), int(mo), int(d), int(h), int(mi), sec)
+
+
+def _syslog(m: re.Match[str], rules: TimeRules) -> float | None:
+    month = month_number(m[1])
+    if month is None:
+        return None
+    day = int(m[2])
+    year = rules.infer_year(month, day)
+    return rules.local(year, month, day, int(m[3]), int(m[4]), int(m[5]) + _fraction(m[6]))
+
+
+def _glog(m: re.Match[str], rules: TimeRules) -> float | None:
+    month, day = int(m[2]), int(m[3])
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    year = rules.infer_year(month, day)
+    return rules.local(year, month, day, int(m[4]), int(m[5]), int(m[6]) + _fraction(m[7]))
+
+
+def parse(text: str, rules: TimeRules, record_at: int | None = None) -> Envelope:
+    """The envelope of ``text``; ``record_at`` bounds the search for an embedded stamp."""
+    pos = 0
+    host: str | None = None
+    wall: float | None = None
+    boot: float | None = None
+    first = text[:1]
+    if first == "[":
+        if m := _DMESG_BOOT.match(text):
+            boot = float(m[1])
+        elif m := _DMESG_CTIME.match(text):
+            wall = rules.ctime(m[1], m[2], m[3], m[4], m[5], m[6])
+        elif m := _DMESG_RELATIVE.match(text):
+            return Envelope(float(m[1]), "none", None, relative=True)
+        elif m := _DMESG_HUMAN.match(text):
+            month = month_number(m[1])
+            if month is not None:
+                day = int(m[2])
+                year = rules.infer_year(month, day)
+                wall = rules.local(year, month, day, int(m[3]), int(m[4]), float(m[5] or 0))
+    elif first.isdigit():
+        if m := _ISO_LEAD.match(text):
+            wall = _iso(m.groups(), rules)
+            pos = m.end()
+            # dmesg --time-format iso writes a comma and no host; syslog and journal a host.
+            if "," not in m[0] and (h := _HOST_IDENT.match(text, pos)):
+                host = h[1]
+        elif m := _KMSG.match(text):
+            boot = int(m[1]) / 1e6
+        elif m := _FORWARDER.match(text):
+            host = m[1]
+            wall = _iso(m.groups()[1:], rules)
+    elif m := _FACILITY.match(text):
+        if iso := _ISO_LEAD.match(text, m.end()):
+            wall = _iso(iso.groups(), rules)
+    elif m := _SYSLOG.match(text):
+        wall = _syslog(m, rules)
+        if wall is not None:
+            pos = m.end()
+            if h := _HOST_IDENT.match(text, pos):
+                host = h[1]
+                pos = h.end()
+            # syslog may carry the kernel's own stamp after the ident: keep the wall one.
+    if wall is not None:
+        return Envelope(wall, "wall", host)
+    if boot is not None:
+        return Envelope(boot, "boot", host)
+    head = text if record_at is None else text[:record_at]
+    if m := _GLOG.search(head):
+        wall = _glog(m, rules)
+        if wall is not None:
+            return Envelope(wall, "wall", host)
+    if m := _EMBEDDED.search(head):
+        if m[1]:
+            return Envelope(float(m[1]), "boot", host)
+        if m[2]:
+            wall = rules.ctime(m[2], m[3], m[4], m[5], m[6], m[7])
+        else:
+            wall = _iso(m.groups()[7:], rules)
+        if wall is not None:
+            return Envelope(wall, "wall", host)
+    return Envelope(None, "none", host)
+
+
+# A line that starts with any stamp ``parse`` knows: used to find the nearest stamped
+# line before a record that has none (NCCL INFO lines).
+STAMPED_LINE: Final = re.compile(
+    rb"^(?:\[\s*\d+\.\d+\]|\[[A-Za-z]{3} [A-Za-z]{3}\s|\d{4}-\d\d-\d\d[T ]\d\d:"
+    rb"|[a-z]+\s*:[a-z]+\s*: \d{4}-|[A-Za-z]{3}\s+\d{1,2} \d\d:\d\d:\d\d\s|\d+,\d+,\d+,[^;\n]*;"
+    rb"|.{0,40}?\[[IWEF]\d{4} \d\d:\d\d:\d\d)",
+    re.MULTILINE,
+)

@@ -1,0 +1,210 @@
+"""Inputs: files, folders, gzip and stdin, and which node a file speaks for.
+
+``read_paths`` is the one entry point ``parse`` and ``replay`` use. It walks folders
+recursively (sorted, hidden files skipped), opens ``.gz`` by its magic bytes rather
+than its name, reads ``-`` as stdin, and picks how to read each input from its first
+bytes:
+
+* an XML document (``nvidia-smi -q -x``) or a multi-line JSON document (``kubectl get
+  events -o json``) is read whole;
+* a ``--query-gpu`` CSV is read as a table under its header;
+* anything else is a line stream of mixed formats (``stream.py``);
+* a file with NUL bytes in its first block is binary and is counted, not read.
+
+The node of a record that names none: ``--node``; else, for a file inside a folder of
+per-node folders (``incident/gpu-node-7/dmesg.txt``), that folder's name; else the
+file name without its extensions (``gpu-node-7.dmesg.log.gz`` -> ``gpu-node-7``). Two
+files' GPUs are thus never merged into one node by accident.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from fleetwatch.events import BatchBuilder, EventBatch
+from fleetwatch.sources import k8s, smi
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.stream import LineStream
+
+HEAD_BYTES: Final = 64 << 10
+MAX_DOCUMENT_BYTES: Final = 1 << 30
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+class InputError(OSError):
+    """An input path that does not exist or cannot be opened."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One file to read: where it is, how to show its name, its fallback node."""
+
+    path: Path | None  # None: stdin
+    name: str
+    node: str
+
+
+def _node_from_name(path: Path) -> str:
+    name = path.name
+    return name.split(".", 1)[0] or name
+
+
+def expand(paths: list[str]) -> list[Input]:
+    """The files behind the command line's paths, in a stable order."""
+    inputs: list[Input] = []
+    for raw in paths:
+        if raw == "-":
+            inputs.append(Input(None, "<stdin>", "stdin"))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for file in sorted(f for f in files if not f.startswith(".")):
+                    found = Path(root, file)
+                    relative = found.relative_to(path)
+                    node = relative.parts[0] if len(relative.parts) > 1 else _node_from_name(found)
+                    inputs.append(Input(found, str(found), node))
+        elif path.exists():
+            inputs.append(Input(path, str(path), _node_from_name(path)))
+        else:
+            raise InputError(f"no such file or folder: {raw}")
+    return inputs
+
+
+def _open(item: Input) -> tuple[BinaryIO, float]:
+    """The input's bytes (decompressed when gzip) and its modification time."""
+    if item.path is None:
+        raw: BinaryIO = sys.stdin.buffer
+        mtime = time.time()
+    else:
+        try:
+            raw = item.path.open("rb")
+            mtime = item.path.stat().st_mtime
+        except OSError as exc:
+            raise InputError(f"cannot read {item.name}: {exc.strerror or exc}") from exc
+    peek = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    if peek == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), mtime  # type: ignore[return-value]
+    return raw, mtime
+
+
+_JSON_OPENING: Final = re.compile(rb'\s*(?:\{\s*(?:"|\}|$)|\[\s*(?:[{\["\]]|$))', re.MULTILINE)
+
+
+def _looks_like_json_document(head: bytes) -> bool:
+    # "[   99.08] NVRM" is dmesg, not an array: a JSON value opens with { " [ or ].
+    if not _JSON_OPENING.match(head):
+        return False
+    first_line = head.lstrip().split(b"\n", 1)[0].strip()
+    try:
+        json.loads(first_line)
+    except ValueError:
+        return True  # the value goes on past its first line: a document
+    return False
+
+
+def _read_json_document(data: bytes, ctx: FileContext) -> None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        ctx.stats.bad("k8s", "truncated json")
+        _salvage_items(data, ctx)
+        return
+    items = doc.get("items") if isinstance(doc, dict) else doc
+    if isinstance(doc, dict) and ("involvedObject" in doc or "regarding" in doc):
+        items = [doc]
+    if not isinstance(items, list):
+        return
+    for item in items:
+        if isinstance(item, dict):
+            k8s.read_object(item, 1, ctx)
+
+
+def _salvage_items(data: bytes, ctx: FileContext) -> None:
+    """Read the complete items of a truncated ``{"items": [...`` document."""
+    text = data.decode("utf-8", "replace")
+    start = text.find('"items"')
+    start = text.find("[", start) + 1 if start >= 0 else -1
+    if start <= 0:
+        return
+    decoder = json.JSONDecoder()
+    pos = start
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return
+        if isinstance(item, dict):
+            line = text.count("\n", 0, pos) + 1
+            k8s.read_object(item, line, ctx)
+
+
+def _read_one(stream: BinaryIO, ctx: FileContext) -> Iterator[None]:
+    head = stream.read(HEAD_BYTES)
+    if not head:
+        return
+    if b"\x00" in head[:4096]:
+        ctx.stats.bad("file", "binary data")
+        return
+    stripped = head.lstrip()
+    if stripped.startswith((b"<?xml", b"<nvidia_smi_log")) or _looks_like_json_document(head):
+        data = head + stream.read(MAX_DOCUMENT_BYTES)
+        ctx.stats.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if stripped.startswith(b"<"):
+            smi.read_xml(data, ctx)
+        else:
+            _read_json_document(data, ctx)
+        yield
+        return
+    first_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    if smi.csv_columns(first_line) is not None:
+        data = head + stream.read(MAX_DOCUMENT_BYTES)
+        lines = data.decode("utf-8", "replace").splitlines()
+        ctx.stats.lines += len(lines)
+        smi.read_csv(lines, 1, ctx)
+        yield
+        return
+    yield from LineStream(ctx).run(stream, head)
+
+
+def read_paths(
+    paths: list[str], options: ReadOptions | None = None, stats: ReadStats | None = None
+) -> Iterator[EventBatch]:
+    """Every event in ``paths``, as batches, in file order then line order.
+
+    Raises ``InputError`` for a path that does not exist before anything is read.
+    """
+    options = options or ReadOptions()
+    stats = stats if stats is not None else ReadStats()
+    identities = Identities()
+    builder = BatchBuilder()
+    for item in expand(paths):
+        stream, mtime = _open(item)
+        stats.files += 1
+        ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)
+        try:
+            for _ in _read_one(stream, ctx):
+                yield from ctx.ready
+                ctx.ready.clear()
+        except (OSError, EOFError, zlib.error) as exc:
+            # A truncated .gz or a read error: what was read so far stands.
+            stats.bad("file", f"read error ({type(exc).__name__})")
+        finally:
+            if item.path is not None:
+                stream.close()
+        yield from ctx.ready
+    if len(builder):
+        yield builder.seal()

@@ -1,0 +1,263 @@
+"""Kubernetes: pod evictions and nodes going NotReady.
+
+Reads Event objects (``kubectl get events -o json``, a watch stream, core/v1 and
+events.k8s.io/v1 spellings), the ``kubectl get events`` and ``kubectl describe``
+text tables, and the kubelet's own log lines. Records and events (source ``k8s``):
+
+* reason ``Evicted`` (kubelet node-pressure eviction; old "which exceeds its request
+  of" and new "Threshold quantity … has larger consumption of" messages) ->
+  ``pod_evicted``, the starved resource in ``detail``;
+* ``TaintManagerEviction`` "Marking for deletion Pod ns/name" -> ``pod_evicted``
+  ("Cancelling deletion" is the opposite and is not an eviction);
+* ``NodeControllerEviction`` -> ``pod_evicted`` on the node it names;
+* kubelet ``eviction_manager`` "pod is evicted successfully" (both wordings) ->
+  ``pod_evicted`` on the host that logged it;
+* ``NodeNotReady`` on a Node, and kubelet's "Node became not ready" ->
+  ``node_not_ready``.
+
+A pod's node comes from the event (``source.host``, ``reportingInstance``), else from a
+``Scheduled`` event ("Successfully assigned ns/pod to node") seen earlier in the file.
+``kubectl get events`` prints ages ("5m"), not times: an age counts back from the
+file's modification time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Final
+
+from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.cursor import Cursor
+from fleetwatch.sources.envelope import Envelope
+
+SOURCE: Final = "k8s"
+_EVICTION_REASONS: Final = frozenset({"Evicted", "TaintManagerEviction", "NodeControllerEviction"})
+_MARKING: Final = re.compile(r"Marking for deletion Pod (?:(?P<ns>[^/\s]+)/)?(?P<pod>[^\s/]+)")
+_MARKING_NODE: Final = re.compile(r"from Node (?P<node>\S+)")
+_ASSIGNED: Final = re.compile(
+    r"Successfully assigned (?P<ns>[^/\s]+)/(?P<pod>\S+) to (?P<node>\S+)"
+)
+_RESOURCE: Final = re.compile(r"low on resource: (?P<res>[\w.-]+?)\.?(?:\s|$)")
+_CONDITION: Final = re.compile(r"node had condition: \[(?P<cond>\w+)\]")
+_KUBELET_EVICTED_NEW: Final = re.compile(
+    r'pod is evicted successfully"\s+pod="(?P<ns>[^/"]+)/(?P<pod>[^"]+)"'
+)
+_KUBELET_EVICTED_OLD: Final = re.compile(
+    r"pods? (?P<pod>[^\s_]+)_(?P<ns>[^\s(]+)\([^)]*\) (?:is )?evicted successfully"
+)
+_KUBELET_RECLAIM: Final = re.compile(
+    r'attempting to reclaim"?\s+(?:resourceName=")?(?P<res>[\w.-]+)', re.IGNORECASE
+)
+_KUBELET_NOT_READY: Final = re.compile(r'"Node became not ready"\s+node="(?P<node>[^"]+)"')
+_GET_EVENTS: Final = re.compile(
+    r"^(?:(?P<ns>[a-z0-9][-a-z0-9.]*)\s+)?(?P<age>\S+)\s+(?P<type>Normal|Warning)\s+"
+    r"(?P<reason>\w+)\s+(?P<kind>[\w.-]+)/(?P<name>\S+)\s+(?P<msg>.*)$"
+)
+_DESCRIBE_EVENT: Final = re.compile(
+    r"^\s+(?P<type>Normal|Warning)\s+(?P<reason>\w+)\s+(?P<age>\S.*?)\s{2,}"
+    r"(?P<src>\S.*?)\s{2,}(?P<msg>\S.*)$"
+)
+_DESCRIBE_HEADER: Final = re.compile(r"^(?P<key>Name|Namespace|Node):\s+(?P<value>\S+)")
+_AGE_PART: Final = re.compile(r"(\d+)([dhms])")
+_AGE_UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_SPACES: Final = re.compile(r"\s+")
+
+
+def _pod_nodes(ctx: FileContext) -> dict[tuple[str | None, str], str]:
+    memo: dict[tuple[str | None, str], str] = ctx.memo.setdefault("k8s.pod_nodes", {})
+    return memo
+
+
+def _epoch(stamp: Any) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _age_seconds(age: str) -> float | None:
+    parts = _AGE_PART.findall(age.split(" ")[0])
+    if not parts:
+        return None
+    return float(sum(int(n) * _AGE_UNITS[unit] for n, unit in parts))
+
+
+def _eviction_detail(message: str) -> str | None:
+    if m := _RESOURCE.search(message):
+        return f"low on {m['res']}"
+    if m := _CONDITION.search(message):
+        return f"node condition {m['cond']}"
+    text = _SPACES.sub(" ", message).strip()
+    return text[:160] or None
+
+
+def _emit_event(
+    ctx: FileContext,
+    line: int,
+    ts: float | None,
+    reason: str,
+    message: str,
+    kind: str | None,
+    name: str | None,
+    namespace: str | None,
+    node: str | None,
+) -> None:
+    """Turn one Kubernetes event, however it was written, into fleetwatch events."""
+    pods = _pod_nodes(ctx)
+    base = {"source": SOURCE, "line": line, "ts": ts, "clock": "wall" if ts else "none"}
+    if reason == "Scheduled" and (m := _ASSIGNED.search(message)):
+        pods[m["ns"], m["pod"]] = m["node"]
+        pods[None, m["pod"]] = m["node"]
+        return
+    if reason == "NodeNotReady":
+        if kind == "Node" and name:
+            ctx.emit({**base, "kind": "node_not_ready", "node": name, "reason": reason})
+        return
+    if reason not in _EVICTION_REASONS:
+        return
+    if reason == "Evicted":
+        pod, ns, detail = name, namespace, _eviction_detail(message)
+    else:
+        m = _MARKING.search(message)
+        if m is None:
+            return  # "Cancelling deletion": the pod stays
+        pod, ns, detail = m["pod"], m["ns"] or namespace, None
+        if nm := _MARKING_NODE.search(message):
+            node = nm["node"]
+        elif kind == "Node" and name:
+            node = name
+    if pod is None:
+        ctx.stats.bad(SOURCE, "eviction without pod")
+        return
+    node = node or pods.get((ns, pod)) or pods.get((None, pod))
+    ctx.emit(
+        {
+            **base,
+            "kind": "pod_evicted",
+            "node": node,
+            "pod": pod,
+            "namespace": ns,
+            "reason": reason,
+            "detail": detail,
+        }
+    )
+
+
+def read_object(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
+    """Read one Kubernetes Event object (core/v1 or events.k8s.io/v1)."""
+    reason = obj.get("reason")
+    if not isinstance(reason, str):
+        return
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    source = obj.get("source") or obj.get("deprecatedSource") or {}
+    if not isinstance(involved, dict) or not isinstance(source, dict):
+        ctx.stats.bad(SOURCE, "malformed event")
+        return
+    message = obj.get("message") or obj.get("note") or ""
+    ts = None
+    for key in ("lastTimestamp", "deprecatedLastTimestamp", "eventTime", "firstTimestamp"):
+        ts = _epoch(obj.get(key))
+        if ts is not None:
+            break
+    if ts is None:
+        ts = _epoch((obj.get("metadata") or {}).get("creationTimestamp"))
+    host = source.get("host")
+    if not host and obj.get("reportingComponent") in ("kubelet", "kubelet.kubernetes.io"):
+        host = obj.get("reportingInstance") or obj.get("reportingController")
+    _emit_event(
+        ctx,
+        line,
+        ts,
+        reason,
+        str(message),
+        involved.get("kind"),
+        involved.get("name"),
+        involved.get("namespace"),
+        host if isinstance(host, str) and host else None,
+    )
+
+
+def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
+    """Read a kubectl table row, a describe section line or a kubelet log line."""
+    if "eviction" in text.lower() and "manager" in text.lower():
+        _read_kubelet(text, env, line, ctx)
+    elif m := _KUBELET_NOT_READY.search(text):
+        ctx.emit(
+            {
+                "kind": "node_not_ready",
+                "source": SOURCE,
+                "line": line,
+                "ts": env.ts,
+                "clock": env.clock,
+                "node": m["node"],
+                "reason": "NodeNotReady",
+            }
+        )
+    elif m := _DESCRIBE_HEADER.match(text):
+        describe = ctx.memo.setdefault("k8s.describe", {})
+        if m["key"] == "Name":
+            describe.clear()
+        describe[m["key"]] = m["value"].split("/")[0]
+    elif m := _DESCRIBE_EVENT.match(text):
+        # ``describe pod`` has Namespace and Node lines; ``describe node`` has neither.
+        describe = ctx.memo.get("k8s.describe", {})
+        is_pod = "Node" in describe or "Namespace" in describe
+        name = describe.get("Name")
+        _emit_event(
+            ctx,
+            line,
+            _aged(ctx, m["age"]),
+            m["reason"],
+            m["msg"],
+            "Pod" if is_pod else "Node",
+            name,
+            describe.get("Namespace"),
+            describe.get("Node") if is_pod else name,
+        )
+    elif m := _GET_EVENTS.match(text):
+        kind = {"pod": "Pod", "node": "Node"}.get(m["kind"].lower(), m["kind"])
+        _emit_event(
+            ctx,
+            line,
+            _aged(ctx, m["age"]),
+            m["reason"],
+            m["msg"],
+            kind,
+            m["name"],
+            m["ns"],
+            m["name"] if kind == "Node" else None,
+        )
+    elif m := _ASSIGNED.search(text):
+        _pod_nodes(ctx)[m["ns"], m["pod"]] = m["node"]
+
+
+def _aged(ctx: FileContext, age: str) -> float | None:
+    seconds = _age_seconds(age)
+    return None if seconds is None else ctx.rules.reference - seconds
+
+
+def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
+    if m := _KUBELET_RECLAIM.search(text):
+        ctx.memo["k8s.reclaim"] = m["res"]
+        return
+    m = _KUBELET_EVICTED_NEW.search(text) or _KUBELET_EVICTED_OLD.search(text)
+    if m is None:
+        return
+    resource = ctx.memo.get("k8s.reclaim")
+    ctx.emit(
+        {
+            "kind": "pod_evicted",
+            "source": SOURCE,
+            "line": line,
+            "ts": env.ts,
+            "clock": env.clock,
+            "node": env.host,
+            "pod": m["pod"],
+            "namespace": m["ns"],
+            "reason": "Evicted",
+            "detail": f"low on {resource}" if resource else None,
+        }
+    )

@@ -1,0 +1,142 @@
+"""NCCL and PyTorch ProcessGroupNCCL logs: who is which rank, and who timed out.
+
+Records and events (source ``nccl``), found anywhere in the line, so a launcher's
+prefix (``3: ``, ``[default3]:``) or glog's ``[rank0]:[E1126 …]`` does not hide them:
+
+* ``host:pid:tid [dev] NCCL INFO … rank 24 nranks 32 cudaDev 0 nvmlDev 0 busId 7000 …
+  - Init COMPLETE`` (NCCL 2.28 writes ``ncclCommInitRankConfig comm … rank 0 nranks 1
+  …``) -> ``nccl_init``: rank, world size in ``value``, node, GPU (NVML numbering,
+  never ``cudaDev``) and PCI address (``busId 7000`` -> ``0000:07:00.0``).
+* ``Watchdog caught collective operation timeout: WorkNCCL(SeqNum=4, OpType=ALLREDUCE,
+  …, Timeout(ms)=3000) ran for 3059 milliseconds`` and ``… timed out in blocking wait``
+  (also inside "watchdog thread terminated with exception") -> ``nccl_timeout``: rank,
+  seq, op, the timeout in ms as ``value``.
+* ``last enqueued NCCL work: N, last completed NCCL work: M`` (older PyTorch) and
+  ``failure detected by watchdog at work sequence id: 4 PG status: last enqueued work:
+  4, last completed work: 3`` (PyTorch 2.11) -> ``nccl_progress``.
+* ``NCCL WARN …`` (NET/IB completion errors with peer, status, vendor err, HCA), NCCL
+  errors such as "unhandled system error", the heartbeat monitor and ``[F…]`` fatal
+  records -> ``nccl_error`` with the message in ``detail``.
+
+The rank comes from ``[rank7]:``, ``[Rank 7]`` or the process group tag ``[PG … Rank
+7]``. PyTorch lines name no host: they take the host of that rank's ``Init COMPLETE``
+line in the same file (the largest communicator's), else of the last NCCL line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from fleetwatch.pci import pci_from_nccl_bus_id
+from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.cursor import Cursor
+from fleetwatch.sources.envelope import Envelope
+
+SOURCE: Final = "nccl"
+_PREFIX: Final = re.compile(r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] NCCL (?P<level>[A-Z]+)")
+_INIT: Final = re.compile(
+    r"\brank (?P<rank>\d+) nranks (?P<nranks>\d+) cudaDev \d+(?: nvmlDev (?P<nvml>\d+))?"
+    r" busId (?P<bus>[0-9a-fA-F]+)\b.*- Init COMPLETE"
+)
+_WORK: Final = re.compile(
+    r"WorkNCCL\(SeqNum=(?P<seq>\d+), OpType=(?P<op>\w+)[^)]*?Timeout\(ms\)=(?P<timeout>\d+)\)"
+)
+_PROGRESS_NEW: Final = re.compile(
+    r"work sequence id: (?P<seq>\d+) PG status: last enqueued work: (?P<enq>\d+), "
+    r"last completed work: (?P<done>-?\d+)"
+)
+_PROGRESS_OLD: Final = re.compile(
+    r"(?:Timeout at NCCL work: (?P<seq>\d+), )?[Ll]ast enqueued NCCL work: (?P<enq>-?\d+), "
+    r"last completed NCCL work: (?P<done>-?\d+)"
+)
+_RANK: Final = re.compile(r"\b[Rr]ank ?(?P<rank>\d+)\]")
+_ERROR: Final = re.compile(
+    r"(?:NCCL WARN |NCCL error:? |Heartbeat monitor timed out|ncclSystemError|"
+    r"ncclUnhandledCudaError|ncclInternalError|ncclRemoteError|unhandled system error)"
+)
+_FATAL: Final = re.compile(r"\[F\d{4} [^\]]*ProcessGroupNCCL[^\]]*\]\s*(?P<msg>.*)")
+_PG_TAG: Final = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
+_SPACES: Final = re.compile(r"\s+")
+
+
+def _memo(ctx: FileContext) -> dict[str, Any]:
+    memo: dict[str, Any] = ctx.memo.setdefault(SOURCE, {"rank_host": {}, "host": None})
+    return memo
+
+
+def _base(
+    kind: str, env: Envelope, line: int, rank: int | None, ctx: FileContext
+) -> dict[str, Any]:
+    memo = _memo(ctx)
+    host = env.host
+    if host is None and rank is not None and rank in memo["rank_host"]:
+        host = memo["rank_host"][rank][0]
+    if host is None:
+        host = memo["host"]
+    return {
+        "kind": kind,
+        "source": SOURCE,
+        "line": line,
+        "ts": env.ts,
+        "clock": env.clock,
+        "node": host,
+        "rank": rank,
+    }
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return _SPACES.sub(" ", text).strip()[:limit]
+
+
+def read(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
+    """Read the NCCL or ProcessGroupNCCL record in ``text``, if it is one."""
+    memo = _memo(ctx)
+    prefix = _PREFIX.search(text)
+    if prefix is not None:
+        memo["host"] = prefix["host"]
+        env = env._replace(host=env.host or prefix["host"])
+    rank_match = _RANK.search(text)
+    rank = int(rank_match["rank"]) if rank_match else None
+
+    if prefix is not None and "Init COMPLETE" in text:
+        m = _INIT.search(text)
+        if m is None:
+            ctx.stats.bad(SOURCE, "malformed init")
+            return
+        rank, nranks = int(m["rank"]), int(m["nranks"])
+        known = memo["rank_host"].get(rank)
+        if known is None or nranks >= known[1]:
+            memo["rank_host"][rank] = (prefix["host"], nranks)
+        pci = pci_from_nccl_bus_id(m["bus"])
+        gpu = int(m["nvml"]) if m["nvml"] else None
+        if pci is not None:
+            ctx.identities.learn(prefix["host"], pci, gpu=gpu)
+        event = _base("nccl_init", env, line, rank, ctx)
+        event.update(value=float(nranks), gpu=gpu, pci=pci, pid=int(prefix["pid"]))
+        ctx.emit(event)
+    elif (m := _WORK.search(text)) and ("timeout" in text or "timed out" in text):
+        event = _base("nccl_timeout", env, line, rank, ctx)
+        what = "timed out in blocking wait" if "blocking wait" in text else "watchdog timeout"
+        if "terminated with exception" in text:
+            what = "watchdog thread terminated"
+        event.update(seq=int(m["seq"]), op=m["op"], value=float(m["timeout"]), detail=what)
+        ctx.emit(event)
+    elif m := _PROGRESS_NEW.search(text) or _PROGRESS_OLD.search(text):
+        event = _base("nccl_progress", env, line, rank, ctx)
+        done = int(m["done"])
+        event.update(
+            seq=int(m["seq"]) if m["seq"] else None,
+            last_enqueued=int(m["enq"]),
+            last_completed=done if done >= 0 else None,
+        )
+        ctx.emit(event)
+    elif m := _FATAL.search(text):
+        event = _base("nccl_error", env, line, rank, ctx)
+        event["detail"] = _short(_PG_TAG.sub("", m["msg"])) or "fatal"
+        ctx.emit(event)
+    elif m := _ERROR.search(text):
+        event = _base("nccl_error", env, line, rank, ctx)
+        start = m.start() + (len("NCCL WARN ") if m[0] == "NCCL WARN " else 0)
+        event["detail"] = _short(text[start:])
+        ctx.emit(event)

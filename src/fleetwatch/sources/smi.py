@@ -1,0 +1,380 @@
+"""nvidia-smi snapshots: ``-q`` text, ``-q -x`` XML and ``--query-gpu … --format=csv``.
+
+Each GPU in a snapshot becomes (source ``smi``): ``gpu_identity`` (PCI address, UUID,
+board serial, index), ``clock_event`` (the reason bitmask, built from the "Clocks
+Event Reasons" list, or "Clocks Throttle Reasons" before driver 535), ``ecc_corrected``
+and ``ecc_uncorrected`` per scope (SRAM + DRAM, or single/double bit on old drivers),
+the four remapped-row counters, ``temperature``, ``memory_temperature``, ``power``,
+``pcie_replay`` and ``pcie_link``. ``N/A`` and ``[Not Supported]`` are no value.
+
+The text and XML forms fill one ``GpuSnapshot``, so they cannot disagree on meaning.
+A GPU's index is its place in the snapshot, trusted only when the snapshot lists
+every attached GPU (``nvidia-smi -q -i 3`` prints one block of several).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import ElementTree
+
+from fleetwatch.catalog import clock_event_reasons, smi_query_columns
+from fleetwatch.pci import normalize_pci
+from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.cursor import Cursor
+from fleetwatch.sources.envelope import Envelope
+
+SOURCE: Final = "smi"
+_NUMBER: Final = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+_GPU_HEADER: Final = re.compile(
+    r"^GPU (?P<pci>[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)\s*$"
+)
+_KEY_VALUE: Final = re.compile(r"^(?P<indent>\s*)(?P<key>\S.*?)\s*:(?: (?P<value>.*))?$")
+_CTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
+_TOP_KEYS: Final = ("Timestamp", "Driver Version", "CUDA Version", "Attached GPUs")
+_MAX_BLOCK_LINES: Final = 200_000
+
+
+@dataclass
+class GpuSnapshot:
+    """What one snapshot says of one GPU; None where it says nothing."""
+
+    pci: str | None = None
+    line: int = 0
+    gpu: int | None = None
+    uuid: str | None = None
+    serial: str | None = None
+    clock_reasons: int | None = None
+    ecc: dict[tuple[str, str], float] = field(default_factory=dict)  # (kind, scope)
+    counters: dict[str, float] = field(default_factory=dict)  # kind -> value
+    link_width: float | None = None
+    link_gen: str | None = None
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = _NUMBER.match(text)
+    return float(m[1]) if m else None
+
+
+def _flag(text: str | None) -> float | None:
+    low = (text or "").strip().lower()
+    return 1.0 if low == "yes" else 0.0 if low == "no" else None
+
+
+def _add_ecc(snap: GpuSnapshot, kind: str, scope: str, value: float | None) -> None:
+    if value is not None:
+        snap.ecc[kind, scope] = snap.ecc.get((kind, scope), 0.0) + value
+
+
+def _number_gpus(snaps: list[GpuSnapshot], attached: int | None) -> None:
+    # A GPU's place in a full report is its index; in a partial one (-i N) it is not.
+    if attached is not None and attached == len(snaps):
+        for position, snap in enumerate(snaps):
+            snap.gpu = position
+
+
+def _emit(snaps: list[GpuSnapshot], env: Envelope, ctx: FileContext) -> None:
+    for snap in snaps:
+        if snap.pci is None:
+            ctx.stats.bad(SOURCE, "gpu without pci address")
+            continue
+        gpu = snap.gpu
+        node = env.host or ctx.node
+        ctx.identities.learn(node, snap.pci, uuid=snap.uuid, serial=snap.serial, gpu=gpu)
+        base: dict[str, Any] = {
+            "source": SOURCE,
+            "line": snap.line,
+            "ts": env.ts,
+            "clock": env.clock,
+            "node": node,
+            "pci": snap.pci,
+            "gpu": gpu,
+            "uuid": snap.uuid,
+            "serial": snap.serial,
+        }
+        ctx.emit({**base, "kind": "gpu_identity"})
+        if snap.clock_reasons is not None:
+            ctx.emit({**base, "kind": "clock_event", "value": float(snap.clock_reasons)})
+        for (kind, scope), value in snap.ecc.items():
+            ctx.emit({**base, "kind": kind, "scope": scope, "value": value})
+        for kind, value in snap.counters.items():
+            ctx.emit({**base, "kind": kind, "value": value})
+        if snap.link_width is not None or snap.link_gen is not None:
+            detail = f"gen{snap.link_gen}" if snap.link_gen else None
+            ctx.emit({**base, "kind": "pcie_link", "value": snap.link_width, "detail": detail})
+
+
+# --- nvidia-smi -q (text) -------------------------------------------------------------
+
+_ECC_TEXT: Final = {
+    "SRAM Correctable": "ecc_corrected",
+    "DRAM Correctable": "ecc_corrected",
+    "SRAM Uncorrectable": "ecc_uncorrected",
+    "SRAM Uncorrectable Parity": "ecc_uncorrected",
+    "SRAM Uncorrectable SEC-DED": "ecc_uncorrected",
+    "DRAM Uncorrectable": "ecc_uncorrected",
+}
+_REMAP_TEXT: Final = {
+    "Correctable Error": ("remap_correctable", _number),
+    "Uncorrectable Error": ("remap_uncorrectable", _number),
+    "Pending": ("remap_pending", _flag),
+    "Remapping Failure Occurred": ("remap_failure", _flag),
+}
+
+
+def _text_value(snap: GpuSnapshot, path: tuple[str, ...], value: str) -> None:
+    """Fold one ``key : value`` line of a GPU section into its snapshot."""
+    section, leaf = path[0], path[-1]
+    if len(path) == 1:
+        if leaf == "Serial Number":
+            snap.serial = value.strip() or None
+        elif leaf == "GPU UUID":
+            snap.uuid = value.strip() or None
+    elif section in ("Clocks Event Reasons", "Clocks Throttle Reasons"):
+        for reason in clock_event_reasons():
+            if reason.smi_label == leaf:
+                current = snap.clock_reasons or 0
+                active = value.strip() == "Active"
+                snap.clock_reasons = current | reason.bit if active else current
+    elif section == "ECC Errors" and len(path) >= 3 and path[1] in ("Volatile", "Aggregate"):
+        scope = path[1].lower()
+        if leaf in _ECC_TEXT:
+            _add_ecc(snap, _ECC_TEXT[leaf], scope, _number(value))
+        elif leaf == "Total" and path[2] in ("Single Bit", "Double Bit"):
+            kind = "ecc_corrected" if path[2] == "Single Bit" else "ecc_uncorrected"
+            _add_ecc(snap, kind, scope, _number(value))
+    elif section == "Remapped Rows" and len(path) == 2 and leaf in _REMAP_TEXT:
+        kind, read = _REMAP_TEXT[leaf]
+        if (number := read(value)) is not None:
+            snap.counters[kind] = number
+    elif section == "Temperature" and leaf in ("GPU Current Temp", "Memory Current Temp"):
+        kind = "temperature" if leaf.startswith("GPU") else "memory_temperature"
+        if (number := _number(value)) is not None:
+            snap.counters[kind] = number
+    elif section in ("GPU Power Readings", "Power Readings") and len(path) == 2:
+        if leaf in ("Instantaneous Power Draw", "Power Draw") and (n := _number(value)) is not None:
+            snap.counters.setdefault("power", n)
+    elif section == "PCI":
+        if leaf == "Replays Since Reset" and (number := _number(value)) is not None:
+            snap.counters["pcie_replay"] = number
+        elif path[-2:] == ("Link Width", "Current"):
+            snap.link_width = _number(value)
+        elif path[-2:] == ("PCIe Generation", "Current") and value.strip().isdigit():
+            snap.link_gen = value.strip()
+
+
+def _block_lines(cursor: Cursor) -> list[str]:
+    """The lines of one ``-q`` report after its banner, up to where it ends."""
+    want = 512
+    while True:
+        lines = cursor.peek(want)
+        for i, text in enumerate(lines):
+            if "NVSMI LOG" in text:
+                return lines[:i]
+            at_column_0 = text[:1] not in ("", " ", "\t")
+            if at_column_0 and not _GPU_HEADER.match(text) and not text.startswith(_TOP_KEYS):
+                return lines[:i]
+        if len(lines) < want or want >= _MAX_BLOCK_LINES:
+            return lines
+        want *= 4
+
+
+def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
+    """Read one ``nvidia-smi -q`` report, starting at its ``NVSMI LOG`` banner."""
+    lines = _block_lines(cursor)
+    cursor.skip(len(lines))
+    snaps: list[GpuSnapshot] = []
+    attached: int | None = None
+    path: list[tuple[int, str]] = []
+    for offset, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        if m := _GPU_HEADER.match(raw):
+            snaps.append(GpuSnapshot(pci=normalize_pci(m["pci"]), line=line + offset))
+            path = []
+            continue
+        kv = _KEY_VALUE.match(raw)
+        indent = len(raw) - len(raw.lstrip())
+        key = kv["key"] if kv else raw.strip()
+        value = kv["value"] if kv else None
+        if indent == 0:
+            if key == "Timestamp" and value and (ts := _ctime(value, ctx)) is not None:
+                env = Envelope(ts, "wall", env.host)
+            elif key == "Attached GPUs" and value:
+                attached = int(n) if (n := _number(value)) is not None else None
+            continue
+        while path and path[-1][0] >= indent:
+            path.pop()
+        path.append((indent, key))
+        if snaps and value is not None and value.strip():
+            _text_value(snaps[-1], tuple(name for _, name in path), value)
+    _number_gpus(snaps, attached)
+    _emit(snaps, env, ctx)
+
+
+def _ctime(text: str, ctx: FileContext) -> float | None:
+    m = _CTIME.search(text)
+    return None if m is None else ctx.rules.ctime(m[1], m[2], m[3], m[4], m[5], m[6])
+
+
+# --- nvidia-smi -q -x (XML) -----------------------------------------------------------
+
+_ECC_XML: Final = {
+    "sram_correctable": "ecc_corrected",
+    "dram_correctable": "ecc_corrected",
+    "sram_uncorrectable": "ecc_uncorrected",
+    "sram_uncorrectable_parity": "ecc_uncorrected",
+    "sram_uncorrectable_secded": "ecc_uncorrected",
+    "dram_uncorrectable": "ecc_uncorrected",
+}
+
+
+def _xml_text(element: Element, path: str) -> str | None:
+    found = element.find(path)
+    return None if found is None or found.text is None else found.text.strip()
+
+
+def _xml_snapshot(gpu: Element, line: int) -> GpuSnapshot:
+    snap = GpuSnapshot(
+        pci=normalize_pci(gpu.get("id") or _xml_text(gpu, "pci/pci_bus_id") or ""),
+        line=line,
+        uuid=_xml_text(gpu, "uuid"),
+        serial=_xml_text(gpu, "serial"),
+    )
+    for section in ("clocks_event_reasons", "clocks_throttle_reasons"):
+        reasons = gpu.find(section)
+        if reasons is None:
+            continue
+        mask = 0
+        for reason in clock_event_reasons():
+            for tag in (
+                f"clocks_event_reason_{reason.xml_tag}",
+                f"clocks_throttle_reason_{reason.xml_tag}",
+            ):
+                if _xml_text(reasons, tag) == "Active":
+                    mask |= reason.bit
+        snap.clock_reasons = mask
+    for scope in ("volatile", "aggregate"):
+        counts = gpu.find(f"ecc_errors/{scope}")
+        if counts is None:
+            continue
+        for child in counts:
+            if child.tag in _ECC_XML:
+                _add_ecc(snap, _ECC_XML[child.tag], scope, _number(child.text))
+        for bits, kind in (("single_bit", "ecc_corrected"), ("double_bit", "ecc_uncorrected")):
+            _add_ecc(snap, kind, scope, _number(_xml_text(counts, f"{bits}/total")))
+    for tag, kind, read in (
+        ("remapped_row_corr", "remap_correctable", _number),
+        ("remapped_row_unc", "remap_uncorrectable", _number),
+        ("remapped_row_pending", "remap_pending", _flag),
+        ("remapped_row_failure", "remap_failure", _flag),
+    ):
+        if (value := read(_xml_text(gpu, f"remapped_rows/{tag}"))) is not None:
+            snap.counters[kind] = value
+    for xml_path, kind in (
+        ("temperature/gpu_temp", "temperature"),
+        ("temperature/memory_temp", "memory_temperature"),
+        ("gpu_power_readings/instant_power_draw", "power"),
+        ("gpu_power_readings/power_draw", "power"),
+        ("power_readings/power_draw", "power"),
+        ("pci/replay_counter", "pcie_replay"),
+    ):
+        if kind not in snap.counters and (value := _number(_xml_text(gpu, xml_path))) is not None:
+            snap.counters[kind] = value
+    snap.link_width = _number(
+        _xml_text(gpu, "pci/pci_gpu_link_info/link_widths/current_link_width")
+    )
+    gen = _xml_text(gpu, "pci/pci_gpu_link_info/pcie_gen/current_link_gen")
+    snap.link_gen = gen if gen and gen.isdigit() else None
+    return snap
+
+
+def read_xml(data: bytes, ctx: FileContext) -> None:
+    """Read a whole ``nvidia-smi -q -x`` document."""
+    try:
+        root = ElementTree.fromstring(data, forbid_dtd=False)
+    except (ParseError, ValueError) as exc:
+        ctx.stats.bad(SOURCE, f"invalid xml ({type(exc).__name__})")
+        return
+    ts = _ctime(_xml_text(root, "timestamp") or "", ctx)
+    env = Envelope(ts, "wall" if ts is not None else "none", None)
+    attached = _number(_xml_text(root, "attached_gpus"))
+    snaps = []
+    for gpu in root.iter("gpu"):
+        marker = f'<gpu id="{gpu.get("id")}"'.encode()
+        at = data.find(marker)
+        line = data.count(b"\n", 0, at) + 1 if at >= 0 else 1
+        snaps.append(_xml_snapshot(gpu, line))
+    _number_gpus(snaps, int(attached) if attached is not None else None)
+    _emit(snaps, env, ctx)
+
+
+# --- nvidia-smi --query-gpu=… --format=csv ------------------------------------------
+
+_IDENTITY_COLUMNS: Final = frozenset({"index", "uuid", "pci.bus_id", "serial", "timestamp"})
+_UNIT: Final = re.compile(r"\s*\[[^\]]*\]$")
+_CSV_TIME: Final = re.compile(r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
+
+
+def csv_columns(header: str) -> list[str] | None:
+    """The column names of a ``--query-gpu`` CSV header, or None if it is not one."""
+    names = [_UNIT.sub("", name.strip()) for name in header.split(",")]
+    known = set(smi_query_columns()) | _IDENTITY_COLUMNS
+    if len(names) >= 2 and sum(name in known for name in names) >= 2 and "pci.bus_id" in names:
+        return names
+    return None
+
+
+def read_csv(lines: list[str], first_line: int, ctx: FileContext) -> None:
+    """Read a ``--query-gpu`` CSV: ``lines[0]`` is its header."""
+    names = csv_columns(lines[0])
+    if names is None:
+        return
+    rules = smi_query_columns()
+    for offset, row in enumerate(csv.reader(lines[1:]), start=1):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(names):
+            ctx.stats.bad(SOURCE, "malformed csv row")
+            continue
+        cells = {name: cell.strip() for name, cell in zip(names, row, strict=True)}
+        ts = None
+        if m := _CSV_TIME.match(cells.get("timestamp", "")):
+            frac = int(m[7]) / 10 ** len(m[7]) if m[7] else 0.0
+            ts = ctx.rules.local(
+                int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]) + frac
+            )
+        pci = normalize_pci(cells.get("pci.bus_id", ""))
+        if pci is None:
+            ctx.stats.bad(SOURCE, "csv row without pci address")
+            continue
+        snap = GpuSnapshot(pci=pci, line=first_line + offset, uuid=cells.get("uuid") or None)
+        snap.serial = cells.get("serial") or None
+        for name, cell in cells.items():
+            rule = rules.get(name)
+            if rule is None or cell.strip("[]") in ("N/A", "Not Supported", "Unknown Error", ""):
+                continue
+            if rule.kind == "clock_event":
+                try:
+                    snap.clock_reasons = int(cell, 16)
+                except ValueError:
+                    ctx.stats.bad(SOURCE, "malformed csv value")
+            elif rule.link == "width":
+                snap.link_width = _number(cell)
+            elif rule.link == "gen":
+                snap.link_gen = cell if cell.isdigit() else None
+            elif (value := _flag(cell) if cell.lower() in ("yes", "no") else _number(cell)) is None:
+                ctx.stats.bad(SOURCE, "malformed csv value")
+            elif rule.scope is not None:
+                snap.ecc[rule.kind, rule.scope] = value
+            else:
+                snap.counters.setdefault(rule.kind, value)
+        index = cells.get("index", "")
+        snap.gpu = int(index) if index.isdigit() else None
+        _emit([snap], Envelope(ts, "wall" if ts is not None else "none", None), ctx)

@@ -1,0 +1,237 @@
+"""The line stream: finds the records in a log of any mix of formats, fast.
+
+Formats are recognised per record, not per file: a syslog file mixes kernel lines
+with kubelet lines, a bug report mixes everything. Most lines of a real log are
+noise, so the stream never looks at a line one by one. It reads the input in large
+chunks and runs one prefilter (``CANDIDATE``, a few keywords) over the whole chunk;
+only the lines that contain a keyword are decoded, given an envelope (time, host)
+and handed to the reader of their format:
+
+==========================================  ==========================================
+line                                        reader
+==========================================  ==========================================
+``{…}`` (JSON: journal, k8s, our events)    ``json_line.read``
+``==============NVSMI LOG==============``   ``smi.read_text_block`` (until the block ends)
+``DCGM_FI_…`` / ``# HELP DCGM_FI_…``        ``dcgm.read_line``
+``… NCCL …``                                ``nccl.read``
+``NVRM``, ``SXid``, ``PCIe Bus Error``, …   ``kmsg.read``
+``Evicted``, ``NodeNotReady``, …            ``k8s.read_text``
+==========================================  ==========================================
+
+Line numbers come from counting newlines between candidates (one C-speed pass).
+A record that continues past the chunk is read again with the next chunk appended.
+Records without a stamp (NCCL INFO) take the time of the nearest stamped line before
+them; ``dmesg -H`` deltas are summed from the last absolute stamp.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Final
+
+from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, smi
+from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.cursor import NeedMore
+from fleetwatch.sources.envelope import NO_ENVELOPE, STAMPED_LINE, Envelope, parse
+
+CHUNK_BYTES: Final = 8 << 20
+
+# Every keyword that can start a record of any line format. Keep it short: each
+# alternative costs time on every byte of every log.
+CANDIDATE: Final = re.compile(
+    rb"NVRM|SXid|AER|PCIe Bus Error|Hardware Error|NCCL|DCGM_FI_|NVSMI LOG|vict|NodeNotReady"
+    rb"|Node became not ready|Successfully assigned|Linux version|^\s*\{",
+    re.MULTILINE,
+)
+_KERNEL_WORDS: Final = ("NVRM", "SXid", "PCIe Bus Error", "[Hardware Error]", "Linux version")
+_K8S_WORDS: Final = ("vict", "NodeNotReady", "Node became not ready", "Successfully assigned")
+_RELATIVE_LINE: Final = re.compile(
+    rb"^\[(?:\s*\+\s*(\d+\.\d+)|([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?)\]",
+    re.MULTILINE,
+)
+
+
+def dispatch(
+    text: str,
+    env: Envelope,
+    line: int,
+    cursor: _BufferCursor | json_line.MessageCursor,
+    ctx: FileContext,
+) -> None:
+    """Hand one candidate line to the reader of its format."""
+    if text.lstrip().startswith("{"):
+        json_line.read(text, line, cursor, ctx, dispatch)
+    elif "NVSMI LOG" in text:
+        smi.read_text_block(text, env, line, cursor, ctx)
+    elif text.startswith(("DCGM_FI_", "# HELP DCGM_FI_", "# TYPE DCGM_FI_")):
+        dcgm.read_line(text, env, line, ctx)
+    elif "NCCL" in text:
+        nccl.read(text, env, line, cursor, ctx)
+    elif any(word in text for word in _KERNEL_WORDS):
+        kmsg.read(text, env, line, cursor, ctx)
+    elif any(word in text for word in _K8S_WORDS):
+        k8s.read_text(text, env, line, cursor, ctx)
+
+
+class _BufferCursor:
+    """The lines after a candidate, inside the current chunk."""
+
+    __slots__ = ("_buf", "_end", "_eof", "consumed_to")
+
+    def __init__(self, buf: bytes, pos: int, end: int, eof: bool) -> None:
+        self._buf = buf
+        self._end = end
+        self._eof = eof
+        self.consumed_to = pos
+
+    def peek(self, n: int) -> list[str]:
+        lines: list[str] = []
+        pos = self.consumed_to
+        buf = self._buf
+        end = self._end
+        while len(lines) < n and pos < end:
+            nl = buf.find(b"\n", pos, end)
+            if nl < 0:
+                nl = end
+            lines.append(buf[pos:nl].decode("utf-8", "replace").rstrip("\r"))
+            pos = nl + 1
+        if len(lines) < n and not self._eof:
+            raise NeedMore
+        return lines
+
+    def skip(self, n: int) -> None:
+        buf = self._buf
+        for _ in range(n):
+            nl = buf.find(b"\n", self.consumed_to, self._end)
+            self.consumed_to = self._end if nl < 0 else nl + 1
+
+
+class LineStream:
+    """Reads one input's bytes and emits the events of every record in it."""
+
+    def __init__(self, ctx: FileContext, read_envelope: Callable[..., Envelope] = parse) -> None:
+        self.ctx = ctx
+        self._envelope = read_envelope
+        self._line = 1  # line number at the start of the current buffer
+        self._stamp_env: Envelope = NO_ENVELOPE  # the nearest stamped line so far
+        self._stamp_pos = 0
+        self._relative_ts: float | None = None  # dmesg -H running clock, once seen
+        self._relative_pos = 0
+
+    def run(self, stream: BinaryIO, first: bytes = b"") -> Iterator[None]:
+        """Read all of ``stream`` (after ``first``), yielding after each chunk."""
+        carry = first
+        while True:
+            chunk = stream.read(CHUNK_BYTES)
+            eof = not chunk
+            buf = carry + chunk if carry else chunk
+            if not buf:
+                break
+            if eof:
+                done = self._scan(buf, len(buf), eof=True)
+            else:
+                last_nl = buf.rfind(b"\n")
+                if last_nl < 0 and len(buf) <= self.ctx.options.max_line_bytes:
+                    carry = buf
+                    continue
+                # a line longer than the limit is skipped in pieces, never held whole
+                limit = len(buf) if last_nl < 0 else last_nl + 1
+                done = self._scan(buf, limit, eof=False)
+            carry = buf[done:]
+            yield
+            if eof:
+                break
+
+    def _scan(self, buf: bytes, limit: int, eof: bool) -> int:
+        """Read the records in ``buf[:limit]``; return how far it was consumed."""
+        ctx = self.ctx
+        max_line = ctx.options.max_line_bytes
+        search = CANDIDATE.search
+        pos = 0  # everything before pos is consumed
+        counted = 0  # newlines counted up to here
+        begin = line = self._line
+        self._stamp_pos = 0
+        self._relative_pos = 0
+        consumed = limit
+        while True:
+            m = search(buf, pos, limit)
+            if m is None:
+                break
+            start = buf.rfind(b"\n", 0, m.start()) + 1
+            end = buf.find(b"\n", m.end(), limit)
+            if end < 0:
+                end = limit
+            line += buf.count(b"\n", counted, start)
+            counted = start
+            pos = end + 1
+            if end - start > max_line:
+                ctx.stats.bad("stream", "line too long")
+                continue
+            text = buf[start:end].decode("utf-8", "replace").rstrip("\r")
+            if "\x00" in text:
+                ctx.stats.bad("stream", "binary data")
+                continue
+            env = self._envelope(text, ctx.rules, m.start() - start)
+            env = self._place_in_time(buf, start, end, env)
+            cursor = _BufferCursor(buf, min(pos, limit), limit, eof)
+            try:
+                dispatch(text, env, line, cursor, ctx)
+            except NeedMore:
+                consumed = start
+                break
+            pos = max(cursor.consumed_to, pos)
+        line += buf.count(b"\n", counted, consumed)
+        if eof and consumed == limit and limit and buf[limit - 1 : limit] != b"\n":
+            line += 1  # a last line without a newline
+        self._line = line
+        ctx.stats.lines += line - begin
+        self._finish_relative(buf, consumed)
+        return consumed
+
+    def _place_in_time(self, buf: bytes, start: int, end: int, env: Envelope) -> Envelope:
+        if env.relative:
+            return self._relative(buf, start, end, env)
+        if env.clock != "none":
+            self._stamp_env = env
+            self._stamp_pos = end
+            return env
+        # No stamp: take the nearest stamped line's time (and keep this line's host).
+        nearest = None
+        for nearest in STAMPED_LINE.finditer(buf, self._stamp_pos, start):  # noqa: B007
+            pass
+        if nearest is not None:
+            line_end = buf.find(b"\n", nearest.start())
+            text = buf[nearest.start() : line_end].decode("utf-8", "replace")
+            found = self._envelope(text, self.ctx.rules, None)
+            if found.clock != "none" and not found.relative:
+                self._stamp_env = found
+        self._stamp_pos = start
+        stamp = self._stamp_env
+        return Envelope(stamp.ts, stamp.clock, env.host)
+
+    def _relative(self, buf: bytes, start: int, end: int, env: Envelope) -> Envelope:
+        self._advance_relative(buf, start)
+        if self._relative_ts is None:
+            self._relative_pos = end
+            return Envelope(None, "none", env.host)
+        assert env.ts is not None
+        self._relative_ts += env.ts
+        self._relative_pos = end
+        return Envelope(self._relative_ts, "wall", env.host)
+
+    def _advance_relative(self, buf: bytes, upto: int) -> None:
+        rules = self.ctx.rules
+        for m in _RELATIVE_LINE.finditer(buf, self._relative_pos, upto):
+            if m[1] is not None:
+                if self._relative_ts is not None:
+                    self._relative_ts += float(m[1])
+            else:
+                env = self._envelope(m[0].decode("ascii", "replace"), rules, None)
+                if env.clock == "wall":
+                    self._relative_ts = env.ts
+        self._relative_pos = upto
+
+    def _finish_relative(self, buf: bytes, upto: int) -> None:
+        if self._relative_ts is not None:
+            self._advance_relative(buf, upto)

@@ -1,0 +1,107 @@
+"""Time stamps and hosts behind every envelope a kernel record arrives in."""
+
+from __future__ import annotations
+
+import calendar
+import os
+from pathlib import Path
+
+import pytest
+
+from fleetwatch.timestamps import TimeRules, parse_zone
+from tests.conftest import DATA, parse, parse_text
+
+KERNEL = DATA / "kernel"
+
+
+def utc(*when: int) -> float:
+    return float(calendar.timegm((*when,)))
+
+
+def test_the_same_xid_behind_every_envelope() -> None:
+    events = parse(KERNEL / "envelopes.log", year=2024)
+    assert all(e["kind"] == "xid" and e["code"] == 79 for e in events)
+    assert all(e["pci"] == "0000:3b:00.0" for e in events)
+    got = [(e["line"], e["clock"], e["ts"], e["node"]) for e in events]
+    assert got == [
+        (1, "boot", 1843.308145, "envelopes"),
+        (2, "boot", 36.782543, "envelopes"),
+        (3, "wall", utc(2024, 8, 5, 3, 54, 13), "envelopes"),
+        (4, "wall", utc(2025, 1, 25, 10, 34, 54) + 0.859532, "envelopes"),
+        (5, "wall", utc(2024, 8, 5, 3, 54, 13), "gpu-node-7"),  # wall wins over [ 1843.3]
+        (6, "wall", utc(2024, 8, 5, 3, 54, 13), "envelopes"),
+        (7, "wall", utc(2024, 8, 5, 3, 54, 13), "gpu-node-8"),
+        (8, "wall", utc(2024, 8, 5, 1, 54, 13) + 0.123456, "gpu-node-9"),
+        (9, "boot", 5.678901, "envelopes"),  # /dev/kmsg microseconds
+        (12, "wall", utc(2026, 4, 22, 21, 25, 20) + 0.458998481, "10.1.2.3"),
+        (13, "wall", utc(2026, 4, 22, 21, 25, 20), "envelopes"),  # inside an alert wrapper
+        (14, "wall", utc(2024, 3, 12, 10, 0, 1), "gpu-node-3"),  # German "Mär"
+        (15, "wall", utc(2024, 12, 3, 10, 0, 1), "gpu-node-3"),  # French "déc."
+    ]
+    assert events.stats.lines == 15
+
+
+def test_dmesg_human_deltas_add_up_from_the_last_absolute_stamp() -> None:
+    events = parse(KERNEL / "human.dmesg", year=2024)
+    assert [(e["line"], e["code"], e["clock"]) for e in events] == [
+        (3, 79, "wall"),
+        (5, 48, "wall"),
+    ]
+    assert events[0]["ts"] == pytest.approx(utc(2024, 8, 5, 3, 54, 0) + 0.75)
+    assert events[1]["ts"] == pytest.approx(utc(2024, 8, 5, 3, 55, 0) + 1.0)
+
+
+def test_journal_json_messages_read_like_any_other_line() -> None:
+    events = parse(KERNEL / "journal.json")
+    kinds = [(e["kind"], e["node"], e["line"]) for e in events]
+    assert kinds == [
+        ("xid", "gpu-node-7", 1),
+        ("aer", "gpu-node-7", 2),
+        ("xid", "gpu-node-7", 5),
+        ("pod_evicted", "gpu-node-7", 6),
+    ]
+    assert events[0]["ts"] == 1722830053.123456
+    assert events[1]["detail"] == "Physical Layer: RxErr (First); device 10de:2330"
+    assert events[2]["code"] == 48 and events[2]["detail"] == "\ufffdbad"  # MESSAGE as bytes
+    assert events[3]["pod"] == "llm-pretrain-3" and events[3]["namespace"] == "ml"
+    assert events.stats.unreadable == {("json", "invalid json"): 1}  # the truncated last line
+
+
+def test_year_comes_from_the_file_time_and_steps_back_over_new_year(tmp_path: Path) -> None:
+    text = (
+        "Dec 31 23:59:58 gpu-1 kernel: NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
+        "Jan  1 00:00:02 gpu-1 kernel: NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
+    )
+    path = tmp_path / "gpu-1.syslog"
+    path.write_text(text)
+    january_2025 = utc(2025, 1, 2, 12, 0, 0)
+    os.utime(path, (january_2025, january_2025))
+    dec, jan = parse(path)
+    assert dec["ts"] == utc(2024, 12, 31, 23, 59, 58)
+    assert jan["ts"] == utc(2025, 1, 1, 0, 0, 2)
+    forced = parse(path, year=2019)
+    assert forced[0]["ts"] == utc(2019, 12, 31, 23, 59, 58)
+
+
+def test_tz_sets_the_zone_of_stamps_without_one(tmp_path: Path) -> None:
+    line = "[Mon Aug  5 03:54:13 2024] NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
+    paris = parse_text(tmp_path, line, zone=parse_zone("Europe/Paris"))
+    assert paris[0]["ts"] == utc(2024, 8, 5, 1, 54, 13)  # CEST is UTC+2
+
+
+def test_unstamped_records_take_the_time_of_the_nearest_stamped_line(tmp_path: Path) -> None:
+    text = (
+        "2024-08-05 03:54:13,120 INFO launcher: starting rank 0\n"
+        "gpu-1:100:100 [0] NCCL INFO comm 0x1 rank 0 nranks 2 cudaDev 0 nvmlDev 3 busId 1b000"
+        " commId 0x2 - Init COMPLETE\n"
+    )
+    events = parse_text(tmp_path, text)
+    assert events[0]["kind"] == "nccl_init"
+    assert events[0]["ts"] == utc(2024, 8, 5, 3, 54, 13) + 0.12
+
+
+def test_time_rules_step_back_only_for_dates_after_the_file() -> None:
+    rules = TimeRules(reference=utc(2025, 3, 1, 0, 0, 0), zone=parse_zone("UTC"))
+    assert rules.infer_year(2, 28) == 2025
+    assert rules.infer_year(3, 2) == 2025  # a day of slack for clock skew
+    assert rules.infer_year(3, 3) == 2024
