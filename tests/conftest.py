@@ -34,7 +34,9 @@ def parse(*paths: str | Path, **options: Any) -> Parsed:
     return out
 
 
-def parse_text(tmp_path: Path, text: str | bytes, name: str = "node-a.log", **options: Any) -> Parsed:
+def parse_text(
+    tmp_path: Path, text: str | bytes, name: str = "node-a.log", **options: Any
+) -> Parsed:
     """Write ``text`` to a file called ``name`` and parse it."""
     path = tmp_path / name
     path.write_bytes(text.encode() if isinstance(text, str) else text)

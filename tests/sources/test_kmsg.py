@@ -29,7 +29,9 @@ def test_every_xid_shape() -> None:
         ("0000:61:00.0", 119, 77, "nvidia-smi"),
     ]
     by_code = {(e["code"], e["pci"]): e for e in xids}
-    assert by_code[48, "0000:1a:00.0"]["detail"].startswith("An uncorrectable double bit error (DBE)")
+    assert by_code[48, "0000:1a:00.0"]["detail"].startswith(
+        "An uncorrectable double bit error (DBE)"
+    )
     assert "  " not in by_code[48, "0000:1a:00.0"]["detail"]
     assert by_code[45, "0000:c1:00.0"]["detail"].endswith("caused by previous Xid 149")
     assert "Drain and Reset" in by_code[154, "0000:c1:00.0"]["detail"]
@@ -58,7 +60,7 @@ def test_identity_lines_teach_uuid_and_serial_to_later_records() -> None:
 def test_identity_is_forgotten_after_a_reboot(tmp_path: Path) -> None:
     text = (
         "[   10.000001] NVRM: GPU at PCI:0000:3b:00: GPU-aaaaaaaa-0000-0000-0000-000000000001\n"
-        "[  500.000000] NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=a, GPU has fallen off the bus.\n"
+        "[  500.000000] NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=a, fallen off the bus.\n"
         "[    0.000000] Linux version 6.8.0-45-generic (buildd@lcy02-amd64-075)\n"
         "[  600.000000] NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
     )

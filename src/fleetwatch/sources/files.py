@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources import k8s, smi
@@ -82,23 +82,62 @@ def expand(paths: list[str]) -> list[Input]:
     return inputs
 
 
-def _open(item: Input) -> tuple[BinaryIO, float]:
-    """The input's bytes (decompressed when gzip) and its modification time."""
-    if item.path is None:
-        raw: BinaryIO = sys.stdin.buffer
-        mtime = time.time()
-    else:
+class _Reader:
+    """An input's bytes, decompressed when gzip, where a read error ends the data.
+
+    A truncated ``.gz`` or a failing disk keeps everything read before the error: the
+    error is counted once and the input ends there. Gzip is read in small pieces so
+    that little is lost with the piece that failed.
+    """
+
+    _PIECE: Final = 64 << 10
+
+    def __init__(self, raw: BinaryIO, stats: ReadStats) -> None:
+        self._raw = raw
+        self._stats = stats
+        peek = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb") if peek == _GZIP_MAGIC else None
+        self._failed = False
+
+    def read(self, size: int) -> bytes:
+        if self._failed:
+            return b""
+        source: Any = self._gzip or self._raw
+        step = self._PIECE if self._gzip else size
+        pieces: list[bytes] = []
+        wanted = size
         try:
-            raw = item.path.open("rb")
-            mtime = item.path.stat().st_mtime
-        except OSError as exc:
-            raise InputError(f"cannot read {item.name}: {exc.strerror or exc}") from exc
-    peek = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    if peek == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), mtime  # type: ignore[return-value]
-    return raw, mtime
+            while wanted > 0:
+                piece = source.read(min(step, wanted))
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted -= len(piece)
+        except (OSError, EOFError, zlib.error) as exc:
+            self._failed = True
+            self._stats.bad("file", f"read error ({type(exc).__name__})")
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        if self._gzip is not None:
+            self._gzip.close()
+        if self._raw is not sys.stdin.buffer:
+            self._raw.close()
 
 
+def _open(item: Input, stats: ReadStats) -> tuple[_Reader, float]:
+    """The input's reader and its modification time."""
+    if item.path is None:
+        return _Reader(sys.stdin.buffer, stats), time.time()
+    try:
+        raw = item.path.open("rb")
+        mtime = item.path.stat().st_mtime
+    except OSError as exc:
+        raise InputError(f"cannot read {item.name}: {exc.strerror or exc}") from exc
+    return _Reader(raw, stats), mtime
+
+
+_JSON_ITEMS: Final = re.compile(r'^\s*\[|"items"\s*:\s*\[')
 _JSON_OPENING: Final = re.compile(rb'\s*(?:\{\s*(?:"|\}|$)|\[\s*(?:[{\["\]]|$))', re.MULTILINE)
 
 
@@ -115,44 +154,42 @@ def _looks_like_json_document(head: bytes) -> bool:
 
 
 def _read_json_document(data: bytes, ctx: FileContext) -> None:
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        ctx.stats.bad("k8s", "truncated json")
-        _salvage_items(data, ctx)
-        return
-    items = doc.get("items") if isinstance(doc, dict) else doc
-    if isinstance(doc, dict) and ("involvedObject" in doc or "regarding" in doc):
-        items = [doc]
-    if not isinstance(items, list):
-        return
-    for item in items:
-        if isinstance(item, dict):
-            k8s.read_object(item, 1, ctx)
+    """Read a JSON document of Kubernetes events, item by item, each at its own line.
 
-
-def _salvage_items(data: bytes, ctx: FileContext) -> None:
-    """Read the complete items of a truncated ``{"items": [...`` document."""
+    Reading items one at a time gives each its line number, and keeps every complete
+    item of a document that was cut off (counted as "truncated json").
+    """
     text = data.decode("utf-8", "replace")
-    start = text.find('"items"')
-    start = text.find("[", start) + 1 if start >= 0 else -1
-    if start <= 0:
-        return
     decoder = json.JSONDecoder()
-    pos = start
+    at = _JSON_ITEMS.search(text)
+    if at is None:  # one object, not a list of them
+        try:
+            obj, _ = decoder.raw_decode(text, len(text) - len(text.lstrip()))
+        except ValueError:
+            ctx.stats.bad("json", "truncated json")
+            return
+        if isinstance(obj, dict):
+            k8s.read_object(obj, 1, ctx)
+        return
+    pos, line, counted = at.end(), 1, 0
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
-        try:
-            item, pos = decoder.raw_decode(text, pos)
-        except ValueError:
+        if text.startswith("]", pos):
             return
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            ctx.stats.bad("json", "truncated json")
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
         if isinstance(item, dict):
-            line = text.count("\n", 0, pos) + 1
             k8s.read_object(item, line, ctx)
+        pos = end
 
 
-def _read_one(stream: BinaryIO, ctx: FileContext) -> Iterator[None]:
+def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     head = stream.read(HEAD_BYTES)
     if not head:
         return
@@ -192,19 +229,15 @@ def read_paths(
     identities = Identities()
     builder = BatchBuilder()
     for item in expand(paths):
-        stream, mtime = _open(item)
+        stream, mtime = _open(item, stats)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)
         try:
             for _ in _read_one(stream, ctx):
                 yield from ctx.ready
                 ctx.ready.clear()
-        except (OSError, EOFError, zlib.error) as exc:
-            # A truncated .gz or a read error: what was read so far stands.
-            stats.bad("file", f"read error ({type(exc).__name__})")
         finally:
-            if item.path is not None:
-                stream.close()
+            stream.close()
         yield from ctx.ready
     if len(builder):
         yield builder.seal()

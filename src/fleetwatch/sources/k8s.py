@@ -182,7 +182,8 @@ def read_object(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
 
 def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
     """Read a kubectl table row, a describe section line or a kubelet log line."""
-    if "eviction" in text.lower() and "manager" in text.lower():
+    low = text.lower()
+    if "eviction manager" in low or "eviction_manager" in low:
         _read_kubelet(text, env, line, ctx)
     elif m := _KUBELET_NOT_READY.search(text):
         ctx.emit(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Final
+from typing import Final, Protocol
 
 from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, smi
 from fleetwatch.sources.context import FileContext
@@ -37,15 +37,30 @@ from fleetwatch.sources.envelope import NO_ENVELOPE, STAMPED_LINE, Envelope, par
 
 CHUNK_BYTES: Final = 8 << 20
 
+
+class Readable(Protocol):
+    """Anything with ``read(size) -> bytes``."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 # Every keyword that can start a record of any line format. Keep it short: each
 # alternative costs time on every byte of every log.
 CANDIDATE: Final = re.compile(
     rb"NVRM|SXid|AER|PCIe Bus Error|Hardware Error|NCCL|DCGM_FI_|NVSMI LOG|vict|NodeNotReady"
-    rb"|Node became not ready|Successfully assigned|Linux version|^\s*\{",
+    rb"|Node became not ready|Successfully assigned|Linux version|^\s*\{|^N(?:ame|amespace|ode):",
     re.MULTILINE,
 )
 _KERNEL_WORDS: Final = ("NVRM", "SXid", "PCIe Bus Error", "[Hardware Error]", "Linux version")
-_K8S_WORDS: Final = ("vict", "NodeNotReady", "Node became not ready", "Successfully assigned")
+_K8S_WORDS: Final = (
+    "vict",
+    "NodeNotReady",
+    "Node became not ready",
+    "Successfully assigned",
+    "Name:",
+    "Namespace:",
+    "Node:",
+)
 _RELATIVE_LINE: Final = re.compile(
     rb"^\[(?:\s*\+\s*(\d+\.\d+)|([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?)\]",
     re.MULTILINE,
@@ -119,7 +134,7 @@ class LineStream:
         self._relative_ts: float | None = None  # dmesg -H running clock, once seen
         self._relative_pos = 0
 
-    def run(self, stream: BinaryIO, first: bytes = b"") -> Iterator[None]:
+    def run(self, stream: Readable, first: bytes = b"") -> Iterator[None]:
         """Read all of ``stream`` (after ``first``), yielding after each chunk."""
         carry = first
         while True:

@@ -1,0 +1,48 @@
+"""dcgm-exporter scrapes through prometheus-client's parser."""
+
+from __future__ import annotations
+
+from tests.conftest import DATA, parse
+
+SCRAPE = DATA / "dcgm" / "scrape.prom"
+
+
+def test_every_dcgm_field_becomes_its_event() -> None:
+    events = parse(SCRAPE)
+    got = [(e["kind"], e["gpu"], e.get("scope"), e.get("value"), e.get("code")) for e in events]
+    assert got == [
+        ("temperature", 0, None, 71.0, None),
+        ("temperature", 1, None, 44.0, None),
+        ("memory_temperature", 0, None, 83.0, None),
+        ("power", 0, None, 689.214, None),
+        ("pcie_replay", 0, None, 12.0, None),
+        ("xid", 1, None, None, 48),  # XID_ERRORS 0 on GPU 0 means no XID yet
+        ("ecc_corrected", 0, "volatile", 3.0, None),
+        ("ecc_uncorrected", 0, "volatile", 0.0, None),
+        ("ecc_uncorrected", 1, "volatile", 2.0, None),
+        ("ecc_uncorrected", 1, "aggregate", 7.0, None),  # GPU 0's blank SBE_AGG is no value
+        ("remap_correctable", 1, None, 0.0, None),
+        ("remap_uncorrectable", 1, None, 2.0, None),
+        ("remap_pending", 1, None, 1.0, None),
+        ("remap_failure", 1, None, 0.0, None),
+        ("clock_event", 0, None, 4.0, None),  # the old THROTTLE name
+        ("clock_event", 1, None, 64.0, None),  # the new EVENT name
+        ("temperature", 2, None, 52.0, None),
+    ]
+    assert events.stats.skipped == {("dcgm", "blank value"): 1}
+    assert events.stats.unreadable == {("dcgm", "malformed sample"): 1}
+
+
+def test_labels_name_the_gpu_node_and_workload() -> None:
+    events = parse(SCRAPE)
+    first = events[0]
+    assert first["node"] == "gpu-node-17"
+    assert first["pci"] == "0000:3b:00.0"
+    assert first["uuid"] == "GPU-5fc0bcec-8a5a-7f5e-c1a3-9d6b2e0f4a11"
+    assert (first["pod"], first["namespace"]) == ("llm-pretrain-0", "ml")
+    assert first["source"] == "dcgm" and first["line"] == 6
+    assert "pod" not in events[1]  # empty labels are absent, not ""
+    mig = events[-1]
+    assert mig["node"] == "gpu-node-18"  # lowercase hostname label
+    assert mig["detail"] == "MIG instance 3 1g.10gb"
+    assert (mig["ts"], mig["clock"]) == (1722830053.0, "wall")  # the sample's own time stamp
