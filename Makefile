@@ -30,10 +30,11 @@ typecheck: install
 # What CI runs: the whole test suite, the linters and the type checker.
 ci-full: test lint typecheck
 
-# A fast pre-push check.
+# A fast pre-push check: lint, types, and the tests with fewer property examples.
 verify: install
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -x -m "not slow"
+	$(BIN)/mypy
+	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x
 
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install

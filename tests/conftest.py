@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
 from fleetwatch.timestamps import parse_zone
@@ -46,3 +48,8 @@ def parse_text(
 @pytest.fixture
 def data() -> Path:
     return DATA
+
+
+# `make verify` runs fewer property examples; CI and `make test` run them all.
+settings.register_profile("quick", max_examples=25)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

@@ -13,10 +13,11 @@ from collections import Counter
 from typing import Any, NoReturn
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fleetwatch.events import EventBatch
+from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 
@@ -76,21 +77,26 @@ def _write_jsonl(batches: Any) -> None:
 
 
 def _write_summary(batches: Any) -> None:
-    counts: Counter[tuple[str, str]] = Counter()
-    nodes: dict[str, set[str]] = {}
+    # Counted from the columns, never one Python object per event.
+    counts: Counter[tuple[int, int]] = Counter()
+    nodes: dict[int, set[str]] = {}
     for batch in batches:
         assert isinstance(batch, EventBatch)
-        for record in batch.records():
-            key = (record["kind"], record["source"])
-            counts[key] += 1
-            nodes.setdefault(record["kind"], set()).add(record["node"])
+        pairs, sizes = np.unique(
+            np.stack([batch["kind"], batch["source"]]), axis=1, return_counts=True
+        )
+        for (kind, source), count in zip(pairs.T.tolist(), sizes.tolist(), strict=True):
+            counts[kind, source] += count
+        for kind in np.unique(batch["kind"]).tolist():
+            ids = np.unique(batch["node"][batch["kind"] == kind]).tolist()
+            nodes.setdefault(kind, set()).update(batch.strings[i] for i in ids if i >= 0)
     table = Table(title="Events by kind", title_justify="left")
     table.add_column("kind")
     table.add_column("source")
     table.add_column("events", justify="right")
     table.add_column("nodes", justify="right")
     for (kind, source), n in sorted(counts.items()):
-        table.add_row(kind, source, f"{n:,}", f"{len(nodes[kind]):,}")
+        table.add_row(KINDS[kind], SOURCES[source], f"{n:,}", f"{len(nodes[kind]):,}")
     Console().print(table)
 
 

@@ -134,6 +134,14 @@ _ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
 )
 
+_ENUM_IDS: Final[dict[str, dict[str, int]]] = {
+    "kind": KIND_ID,
+    "clock": CLOCK_ID,
+    "source": SOURCE_ID,
+    "severity": SEVERITY_ID,
+    "scope": SCOPE_ID,
+}
+
 BATCH_SIZE: Final[int] = 1024
 
 
@@ -226,16 +234,10 @@ class BatchBuilder:
                 continue
             if name in STRING_FIELDS:
                 value = self.intern(value)
-            elif name == "kind":
-                value = KIND_ID[value]
-            elif name == "source":
-                value = SOURCE_ID[value]
-            elif name == "clock":
-                value = CLOCK_ID[value]
-            elif name == "severity":
-                value = SEVERITY_ID[value]
-            elif name == "scope":
-                value = SCOPE_ID[value]
+            else:
+                table = _ENUM_IDS.get(name)
+                if table is not None:
+                    value = table[value]
             slot = sparse.get(name)
             if slot is None:
                 slot = sparse[name] = ([], [])

@@ -18,8 +18,21 @@ _ADDRESS: Final = re.compile(
 )
 
 
+_SEEN: dict[str, str | None] = {}  # a fleet has few addresses and names them often
+
+
 def normalize_pci(text: str) -> str | None:
     """``dddd:bb:dd.f`` for any common spelling of a PCI address, else None."""
+    found = _SEEN.get(text, "")
+    if found != "":
+        return found
+    if len(_SEEN) > 65536:
+        _SEEN.clear()
+    found = _SEEN[text] = _normalize(text)
+    return found
+
+
+def _normalize(text: str) -> str | None:
     m = _ADDRESS.fullmatch(text.strip())
     if m is None:
         return None

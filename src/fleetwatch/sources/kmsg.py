@@ -210,19 +210,27 @@ def _read_aer(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
     status: int | None = None
     device_id = None
     consumed = 0
-    for extra in cursor.peek(_AER_FOLLOW_LINES):
-        if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
-            bit = int(m["bit"])
-            name = register.get(bit) or bits.new_name.get(m["name"].lower(), m["name"])
-            names.append(name + (" (First)" if m["first"] else ""))
-        elif (m := _AER_STATUS.search(extra)) and m["dev"].lower() == dev:
-            status = int(m["status"], 16)
-            device_id = m["id"].lower()
-        elif _KMSG_DICT.match(extra):
-            pass
-        elif not ((m := _AER_TLP.search(extra)) and m["dev"].lower() == dev):
-            break
-        consumed += 1
+    want = 4  # a report is usually 2-4 lines: look further only when they all belong
+    while True:
+        following = cursor.peek(want)
+        for extra in following[consumed:]:
+            if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
+                bit = int(m["bit"])
+                name = register.get(bit) or bits.new_name.get(m["name"].lower(), m["name"])
+                names.append(name + (" (First)" if m["first"] else ""))
+            elif (m := _AER_STATUS.search(extra)) and m["dev"].lower() == dev:
+                status = int(m["status"], 16)
+                device_id = m["id"].lower()
+            elif _KMSG_DICT.match(extra):
+                pass
+            elif not ((m := _AER_TLP.search(extra)) and m["dev"].lower() == dev):
+                break
+            consumed += 1
+        else:
+            if len(following) == want and want < _AER_FOLLOW_LINES:
+                want *= 4
+                continue
+        break
     cursor.skip(consumed)
     if not names and status:
         names = [register.get(b, f"bit {b}") for b in range(32) if status >> b & 1]
