@@ -95,3 +95,21 @@ def test_a_closed_pipe_is_not_an_error() -> None:
     proc.stderr.close()
     assert proc.wait(timeout=60) == 0
     assert b"Traceback" not in err
+
+
+def test_summary_counts_nodes_per_kind_and_source(tmp_path: Path) -> None:
+    (tmp_path / "gpu-1.log").write_text(
+        "[ 1.0] NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
+    )
+    (tmp_path / "gpu-2.log").write_text(
+        "[ 1.0] NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=a, DBE\n"
+    )
+    (tmp_path / "scrape.prom").write_text(
+        'DCGM_FI_DEV_XID_ERRORS{gpu="0",pci_bus_id="00000000:3B:00.0",Hostname="gpu-1"} 48\n'
+    )
+    done = run("parse", str(tmp_path), "--output", "summary")
+    rows = [line.split("│")[1:5] for line in done.stdout.splitlines() if "│ xid" in line]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["xid", "kmsg", "2", "2"],
+        ["xid", "dcgm", "1", "1"],
+    ]

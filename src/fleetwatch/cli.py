@@ -79,7 +79,7 @@ def _write_jsonl(batches: Any) -> None:
 def _write_summary(batches: Any) -> None:
     # Counted from the columns, never one Python object per event.
     counts: Counter[tuple[int, int]] = Counter()
-    nodes: dict[int, set[str]] = {}
+    nodes: dict[tuple[int, int], set[str]] = {}
     for batch in batches:
         assert isinstance(batch, EventBatch)
         pairs, sizes = np.unique(
@@ -87,16 +87,17 @@ def _write_summary(batches: Any) -> None:
         )
         for (kind, source), count in zip(pairs.T.tolist(), sizes.tolist(), strict=True):
             counts[kind, source] += count
-        for kind in np.unique(batch["kind"]).tolist():
-            ids = np.unique(batch["node"][batch["kind"] == kind]).tolist()
-            nodes.setdefault(kind, set()).update(batch.strings[i] for i in ids if i >= 0)
+        for kind, source in pairs.T.tolist():
+            rows = (batch["kind"] == kind) & (batch["source"] == source)
+            ids = np.unique(batch["node"][rows]).tolist()
+            nodes.setdefault((kind, source), set()).update(batch.strings[i] for i in ids if i >= 0)
     table = Table(title="Events by kind", title_justify="left")
     table.add_column("kind")
     table.add_column("source")
     table.add_column("events", justify="right")
     table.add_column("nodes", justify="right")
     for (kind, source), n in sorted(counts.items()):
-        table.add_row(KINDS[kind], SOURCES[source], f"{n:,}", f"{len(nodes[kind]):,}")
+        table.add_row(KINDS[kind], SOURCES[source], f"{n:,}", f"{len(nodes[kind, source]):,}")
     Console().print(table)
 
 
