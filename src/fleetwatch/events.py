@@ -134,7 +134,11 @@ _ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
 )
 
-_ENUM_IDS: Final[dict[str, dict[str, int]]] = {
+# How ``BatchBuilder.add`` encodes a field: interned (string fields), looked up in an
+# enumeration's table, or stored as given (numbers: absent from this map).
+_STRING: Final[dict[str, int]] = {}
+_ENCODERS: Final[dict[str, dict[str, int]]] = {
+    **{name: _STRING for name in STRING_FIELDS},
     "kind": KIND_ID,
     "clock": CLOCK_ID,
     "source": SOURCE_ID,
@@ -196,53 +200,47 @@ class BatchBuilder:
     so a record pays for the fields it sets, not for all 27.
     """
 
-    __slots__ = ("_interned", "_rows", "_sparse", "_strings")
+    __slots__ = ("_interned", "_rows", "_slots", "_strings")
 
     def __init__(self) -> None:
-        self._rows = 0
-        self._sparse: dict[str, tuple[list[int], list[Any]]] = {}
-        self._strings: list[str] = []
-        self._interned: dict[str, int] = {}
+        self._reset()
 
     def _reset(self) -> None:
         self._rows = 0
-        self._sparse = {}
-        self._strings = []
-        self._interned = {}
+        # field -> (rows that have it, their values, how to encode a value)
+        self._slots: dict[str, tuple[list[int], list[Any], dict[str, int] | None]] = {
+            name: ([], [], _ENCODERS.get(name)) for name in FIELDS
+        }
+        self._strings: list[str] = []
+        self._interned: dict[str, int] = {}
 
     def __len__(self) -> int:
         return self._rows
 
-    def intern(self, text: str) -> int:
-        """The id of ``text`` in this batch's string table."""
-        found = self._interned.get(text)
-        if found is None:
-            found = self._interned[text] = len(self._strings)
-            self._strings.append(text)
-        return found
-
     def add(self, fields: dict[str, Any]) -> None:
         """Append one event; ``fields`` maps field names to plain values (None: absent).
 
-        ``kind``, ``source``, ``clock``, ``severity`` and ``scope`` are given by name.
+        ``kind``, ``source``, ``clock``, ``severity`` and ``scope`` are given by name;
+        an unknown field or enumeration value raises ``KeyError``.
         """
         row = self._rows
         self._rows = row + 1
-        sparse = self._sparse
+        slots = self._slots
         for name, value in fields.items():
             if value is None:
                 continue
-            if name in STRING_FIELDS:
-                value = self.intern(value)
-            else:
-                table = _ENUM_IDS.get(name)
-                if table is not None:
-                    value = table[value]
-            slot = sparse.get(name)
-            if slot is None:
-                slot = sparse[name] = ([], [])
-            slot[0].append(row)
-            slot[1].append(value)
+            rows, values, encode = slots[name]
+            if encode is not None:
+                if encode is _STRING:
+                    found = self._interned.get(value)
+                    if found is None:
+                        found = self._interned[value] = len(self._strings)
+                        self._strings.append(value)
+                    value = found
+                else:
+                    value = encode[value]
+            rows.append(row)
+            values.append(value)
 
     def seal(self) -> EventBatch:
         """The batch so far; the builder starts empty again."""
@@ -250,9 +248,9 @@ class BatchBuilder:
         columns: dict[str, npt.NDArray[Any]] = {}
         for name, (dtype, absent, _) in FIELDS.items():
             column = np.full(n, absent, dtype=dtype)
-            slot = self._sparse.get(name)
-            if slot is not None:
-                column[np.asarray(slot[0], dtype=np.int64)] = slot[1]
+            rows, values, _encode = self._slots[name]
+            if rows:
+                column[np.asarray(rows, dtype=np.int64)] = values
             columns[name] = column
         batch = EventBatch(columns=columns, strings=tuple(self._strings))
         self._reset()
