@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Each example is one incident: a folder of per-node folders, as collected from a fleet.
 demo: install
-	$(BIN)/fleetwatch parse examples --output summary
+	@for incident in examples/*/; do \
+		echo; echo "== $$incident"; \
+		$(BIN)/fleetwatch replay "$$incident" --output table || exit $$?; \
+	done
 
 test: install
 	$(BIN)/python -m pytest

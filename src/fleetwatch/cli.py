@@ -7,17 +7,27 @@ and reported in the summary line on stderr, and the exit code stays 0.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections import Counter
+from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from fleetwatch import config as configuration
+from fleetwatch.catalog import xid
+from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
+from fleetwatch.findings import Severity
+from fleetwatch.replay import Window, replay
+from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 
@@ -49,10 +59,7 @@ def parse(
     paths: tuple[str, ...], output: str, node: str | None, year: int | None, zone: str | None
 ) -> None:
     """Print the normalized events in PATHS (files, folders, .gz, - for stdin)."""
-    try:
-        options = ReadOptions(node=node, year=year, zone=parse_zone(zone) if zone else None)
-    except TimeZoneError as exc:
-        _fail(str(exc))
+    options = _read_options(node, year, zone)
     stats = ReadStats()
     batches = read_paths(list(paths), options, stats)
     try:
@@ -66,6 +73,124 @@ def parse(
         sys.stderr.close()  # the reader of our output left (| head): not an error
         sys.exit(0)
     click.echo(f"fleetwatch: {stats.summary()}", err=True)
+
+
+def _read_options(node: str | None, year: int | None, zone: str | None) -> ReadOptions:
+    try:
+        return ReadOptions(node=node, year=year, zone=parse_zone(zone) if zone else None)
+    except TimeZoneError as exc:
+        _fail(str(exc))
+
+
+def _moment(text: str | None, option: str, zone: str | None) -> float | None:
+    """``--since`` / ``--until``: epoch seconds or ISO 8601 (no zone: ``--tz`` or local)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} {text!r} is neither epoch seconds nor an ISO 8601 time")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=parse_zone(zone)) if zone else moment.astimezone()
+    return moment.timestamp()
+
+
+@cli.command(name="replay")
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--output",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="table (default on a terminal), jsonl (default otherwise), drain-list, slurm.",
+)
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option("--since", help="Only events at or after this time (ISO 8601 or epoch).")
+@click.option("--until", help="Only events at or before this time (ISO 8601 or epoch).")
+@click.option("--node", help="Only this node's events.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Exit 1 when a finding is at or above this severity.",
+)
+@click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
+@click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+def replay_command(
+    paths: tuple[str, ...],
+    output: str | None,
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    node: str | None,
+    fail_on: str | None,
+    year: int | None,
+    zone: str | None,
+) -> None:
+    """Find the faults in collected logs (files, folders, .gz, - for stdin)."""
+    try:
+        configs = configuration.load(Path(config_path) if config_path else None)
+    except configuration.ConfigError as exc:
+        _fail(str(exc))
+    options = _read_options(None, year, zone)
+    window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), node)
+    stats = ReadStats()
+    fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
+    with Progress(
+        TextColumn("reading"),
+        BarColumn(),
+        TextColumn("{task.completed:,} events"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("read", total=None)
+        try:
+            findings = replay(
+                paths, configs, options, window, stats, progress=lambda n: bar.advance(task, n)
+            )
+        except InputError as exc:
+            _fail(str(exc))
+    write(findings, fmt, sys.stdout)
+    sys.stdout.flush()
+    click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
+    if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["xid"]))
+@click.argument("code", type=click.IntRange(0, 10**6))
+def explain(what: str, code: int) -> None:
+    """What an Xid means, its likely cause and the action fleetwatch takes."""
+    entry = xid(code)
+    click.echo(f"Xid {code}: {entry.name}")
+    if entry.known:
+        click.echo(f"  cause:    {entry.cause}")
+        click.echo(f"  severity: {entry.severity}")
+        click.echo(f"  action:   {entry.action}")
+        click.echo(f"  fatal:    {'yes' if entry.fatal else 'no'} (counts toward RMA escalation)")
+    else:
+        click.echo(f"  unknown to fleetwatch: treated as {entry.severity}, {entry.action}")
+    click.echo(f"  {entry.note}")
+
+
+@cli.command()
+def detectors() -> None:
+    """The pattern library, with each detector's defaults."""
+    console = Console()
+    for spec in REGISTRY.values():
+        table = Table(title=f"{spec.name}: {spec.description}", title_justify="left")
+        table.add_column("setting")
+        table.add_column("default", justify="right")
+        table.add_column("meaning")
+        docs = configuration.field_docs(spec.config)
+        for f in dataclasses.fields(spec.config):
+            table.add_row(f.name, str(f.default), docs.get(f.name, ""))
+        console.print(table)
+        console.print(f"reads: {', '.join(sorted(spec.kinds))}\n")
 
 
 def _write_jsonl(batches: Any) -> None:

@@ -170,6 +170,22 @@ class EventBatch:
         """A boolean mask of the rows whose kind is one of ``kinds``."""
         return np.isin(self.columns["kind"], [KIND_ID[k] for k in kinds])
 
+    def take(self, rows: npt.NDArray[np.intp] | slice) -> EventBatch:
+        """The events at ``rows``, in that order (the string table is shared)."""
+        return EventBatch({name: col[rows] for name, col in self.columns.items()}, self.strings)
+
+    def value(self, field: str, row: int) -> Any:
+        """One field of one event as a plain value (None when absent)."""
+        return self._shown(field, self.columns[field][row].item())
+
+    def record(self, row: int) -> dict[str, Any]:
+        """One event as a dict of its present fields."""
+        return {
+            name: value
+            for name in FIELDS
+            if (value := self.value(name, row)) is not None or name in _ALWAYS_SHOWN
+        }
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Each event as a dict of its present fields, for output and tests (not hot)."""
         cols = {name: col.tolist() for name, col in self.columns.items()}
@@ -255,6 +271,32 @@ class BatchBuilder:
         batch = EventBatch(columns=columns, strings=tuple(self._strings))
         self._reset()
         return batch
+
+
+def concat(batches: Sequence[EventBatch]) -> EventBatch:
+    """One batch of all events of ``batches``, with one string table for them all."""
+    if not batches:
+        return empty_batch()
+    strings: list[str] = []
+    interned: dict[str, int] = {}
+    remaps = []
+    for batch in batches:
+        ids = []
+        for text in batch.strings:
+            found = interned.get(text)
+            if found is None:
+                found = interned[text] = len(strings)
+                strings.append(text)
+            ids.append(found)
+        # index -1 (absent) must stay -1: append it as the map's last entry
+        remaps.append(np.asarray([*ids, -1], dtype=np.int32))
+    columns: dict[str, npt.NDArray[Any]] = {}
+    for name in FIELDS:
+        parts = [b.columns[name] for b in batches]
+        if name in STRING_FIELDS:
+            parts = [remap[col] for remap, col in zip(remaps, parts, strict=True)]
+        columns[name] = np.concatenate(parts)
+    return EventBatch(columns, tuple(strings))
 
 
 def empty_batch() -> EventBatch:

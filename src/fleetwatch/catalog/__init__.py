@@ -16,17 +16,21 @@ from types import MappingProxyType
 from typing import Any
 
 from fleetwatch.events import KIND_ID, SCOPE_ID
+from fleetwatch.findings import Action, Severity
 
 __all__ = [
     "AerBits",
     "CatalogError",
     "ClockReason",
     "MetricRule",
+    "XidEntry",
     "aer_bits",
     "clock_event_reasons",
     "dcgm_metrics",
     "months",
     "smi_query_columns",
+    "xid",
+    "xid_catalog",
 ]
 
 
@@ -163,3 +167,70 @@ def months() -> MappingProxyType[str, int]:
         if not isinstance(value, int) or not 1 <= value <= 12:
             raise CatalogError(f"catalog/months.toml: {key} = {value!r} is not a month")
     return MappingProxyType(table)
+
+
+XID_CAUSES = frozenset(
+    {"hardware", "driver", "application", "memory", "nvlink", "thermal_power", "gsp"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class XidEntry:
+    """What one Xid code means and what to do about it by default."""
+
+    code: int
+    name: str
+    cause: str
+    severity: Severity
+    action: Action
+    fatal: bool
+    note: str
+    known: bool = True
+
+
+@cache
+def xid_catalog() -> MappingProxyType[int, XidEntry]:
+    """Every Xid code of ``xid.toml``."""
+    entries: dict[int, XidEntry] = {}
+    for key, entry in _load("xid.toml").get("xid", {}).items():
+        where = f"catalog/xid.toml: xid.{key}"
+        if not key.isdigit():
+            raise CatalogError(f"{where}: the code must be a number")
+        cause = _require(entry, "cause", str, where)
+        if cause not in XID_CAUSES:
+            raise CatalogError(f"{where}: unknown cause {cause!r}")
+        try:
+            severity = Severity.parse(_require(entry, "severity", str, where))
+            action = Action(_require(entry, "action", str, where))
+        except ValueError as exc:
+            raise CatalogError(f"{where}: {exc}") from exc
+        entries[int(key)] = XidEntry(
+            int(key),
+            _require(entry, "name", str, where),
+            cause,
+            severity,
+            action,
+            _require(entry, "fatal", bool, where),
+            _require(entry, "note", str, where),
+        )
+    if not entries:
+        raise CatalogError("catalog/xid.toml: no entries")
+    return MappingProxyType(entries)
+
+
+def xid(code: int) -> XidEntry:
+    """The catalog entry of ``code``; an unknown code gets a safe default (warning,
+    investigate) and says it is unknown."""
+    found = xid_catalog().get(code)
+    if found is not None:
+        return found
+    return XidEntry(
+        code,
+        f"Unknown Xid {code}",
+        "driver",
+        Severity.WARNING,
+        Action.INVESTIGATE,
+        False,
+        "Not in fleetwatch's catalog: look it up in NVIDIA's Xid catalog for your driver.",
+        known=False,
+    )

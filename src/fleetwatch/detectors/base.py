@@ -1,0 +1,155 @@
+"""The detector contract, and the incident book every detector keeps.
+
+A detector subscribes to event kinds, reads whole batches (``process``), closes its
+windows when told the time (``flush``), and can save and restore its state. Its
+thresholds live in a frozen config dataclass whose fields have defaults; the user's
+TOML overrides them (``config.py``).
+
+``IncidentBook`` folds repeats: an incident stays open while its events keep coming
+within ``gap_s`` of each other, so a flood of identical lines is one finding with a
+count. Evidence keeps the first and last few records, as ``file:line`` pointers with
+what they said.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fleetwatch.events import EventBatch
+from fleetwatch.findings import Action, Finding, Severity, finding_id
+
+EVIDENCE_HEAD = 3
+EVIDENCE_TAIL = 3
+
+
+class Detector(Protocol):
+    """What the engine needs of a detector."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        """Read one batch; return the findings it opened or changed."""
+        ...
+
+    def flush(self, now: float | None) -> list[Finding]:
+        """Close what ``now`` ends (None: the input ended); return changed findings."""
+        ...
+
+
+def describe(batch: EventBatch, row: int) -> str:
+    """One evidence line for an event: where it was read and what it said."""
+    rec = batch.record(row)
+    where = f"{rec.get('file') or '?'}:{rec.get('line') or '?'}"
+    parts = [rec["kind"]]
+    for name in ("code", "severity", "scope", "value", "rank", "seq", "pod", "reason"):
+        if rec.get(name) is not None:
+            parts.append(f"{name}={rec[name]}")
+    if rec.get("detail"):
+        parts.append(str(rec["detail"]))
+    return f"{where} " + " ".join(str(p) for p in parts)
+
+
+@dataclass
+class Incident:
+    """One open or closed incident of one entity."""
+
+    key: tuple[Any, ...]
+    first_ts: float | None
+    last_ts: float | None
+    count: int = 0
+    head: list[str] = field(default_factory=list)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=EVIDENCE_TAIL))
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def evidence(self) -> tuple[str, ...]:
+        skipped = self.count - len(self.head) - len(self.tail)
+        middle = [f"… {skipped:,} more"] if skipped > 0 else []
+        return (*self.head, *middle, *self.tail)
+
+    def add(self, ts: float | None, count: int, first: str | None, last: str | None) -> None:
+        if ts is not None:
+            self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+        self.count += count
+        for line in (first, last) if last is not None and last != first else (first,):
+            if line is None:
+                continue
+            if len(self.head) < EVIDENCE_HEAD:
+                self.head.append(line)
+            else:
+                self.tail.append(line)
+
+
+class IncidentBook:
+    """Open incidents by key; one folds repeats that arrive within ``gap_s``."""
+
+    def __init__(self, gap_s: float) -> None:
+        self.gap_s = gap_s
+        self.open: dict[tuple[Any, ...], Incident] = {}
+
+    def touch(
+        self,
+        key: tuple[Any, ...],
+        first_ts: float | None,
+        last_ts: float | None,
+        count: int,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> tuple[Incident, bool]:
+        """Fold ``count`` events into ``key``'s incident; True when it is a new one."""
+        found = self.open.get(key)
+        new = found is None or (
+            first_ts is not None
+            and found.last_ts is not None
+            and first_ts - found.last_ts > self.gap_s
+        )
+        if new:
+            found = self.open[key] = Incident(key, first_ts, last_ts)
+        assert found is not None
+        found.add(first_ts, count, first, last)
+        if last_ts is not None:
+            found.last_ts = last_ts if found.last_ts is None else max(found.last_ts, last_ts)
+        return found, new
+
+
+def segments(ts: npt.NDArray[np.float64], gap_s: float) -> list[tuple[int, int]]:
+    """Split sorted times into runs whose neighbours are at most ``gap_s`` apart."""
+    if ts.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(ts) > gap_s) + 1
+    starts = [0, *breaks.tolist()]
+    ends = [*breaks.tolist(), int(ts.size)]
+    return list(zip(starts, ends, strict=True))
+
+
+def make_finding(
+    detector: str,
+    incident: Incident,
+    severity: Severity,
+    action: Action,
+    summary: str,
+    entity: dict[str, Any],
+) -> Finding:
+    """The finding an incident stands for, with the entity's names.
+
+    Its id comes from the incident's key, not from the names shown, so an incident
+    that grows (one GPU, then the whole job) stays one finding.
+    """
+    label = "|".join(str(part) for part in incident.key)
+    return Finding(
+        id=finding_id(detector, label, incident.first_ts),
+        detector=detector,
+        severity=severity,
+        action=action,
+        summary=summary,
+        first_ts=incident.first_ts,
+        last_ts=incident.last_ts,
+        count=incident.count,
+        evidence=incident.evidence(),
+        **entity,
+    )

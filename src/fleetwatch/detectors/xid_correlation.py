@@ -1,0 +1,395 @@
+"""xid_correlation: what an Xid means, and what several Xids together mean.
+
+Pattern
+    Each Xid (kernel log or DCGM), fallen-off-the-bus record and SXid is classified by
+    ``catalog/xid.toml`` (cause, severity, action) and folded into one incident per
+    GPU and code while repeats keep coming within ``gap_s``. Then:
+
+    * application Xids (cause ``application``: 13, 31, 43, 45) on two or more GPUs of
+      one job within ``app_window_s`` are one finding about the job,
+      ``fix_application``; they never flag a node or a GPU;
+    * the same hardware Xid on ``node_min_gpus`` or more GPUs of one node within
+      ``node_window_s`` points at the node (``drain_node``) or, for NVLink causes, the
+      fabric (``inspect_fabric``);
+    * ``rma_fatal_count`` incidents of fatal Xids on one GPU within ``rma_window_s``
+      escalate to ``rma_gpu``;
+    * Xid 45 "caused by previous Xid N" is evidence for N's incident on that GPU;
+    * Xid 154 takes its action from the recovery action it names (Drain and Reset is
+      ``reset_gpu``, drain the GPU's work first);
+    * SXids fold per NVSwitch and code into ``inspect_fabric`` findings.
+
+    Memory Xids (48, 63, 64, 92, 94, 95, 140, 171) belong to ``hbm_ecc``, which
+    reports them; here they only count toward the GPU's RMA escalation.
+
+Job
+    From dcgm-exporter's pod labels for the GPU (pods of one job share their name
+    before the trailing ordinal); failing that, the process name the Xid names on
+    that node.
+
+Evidence
+    The Xid records (``file:line``, code, text), first and last few.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import numpy as np
+
+from fleetwatch.catalog import XidEntry, xid
+from fleetwatch.detectors.base import IncidentBook, describe, make_finding, segments
+from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.findings import Action, Finding, Severity
+
+MEMORY_XIDS: Final = frozenset({48, 63, 64, 92, 94, 95, 140, 171})
+_CAUSED_BY: Final = re.compile(r"caused by previous Xid (\d+)")
+_RECOVERY: Final = re.compile(r"to 0x[0-9a-fA-F]+ \(([^)]*)\)")
+_RECOVERY_ACTIONS: Final = {
+    "none": (Severity.INFO, Action.NONE, "no recovery action is needed"),
+    "drain p2p": (Severity.WARNING, Action.DRAIN_NODE, "drain peer-to-peer traffic"),
+    "drain and reset": (
+        Severity.ERROR,
+        Action.RESET_GPU,
+        "drain the GPU's work first, then reset it",
+    ),
+    "gpu reset required": (Severity.ERROR, Action.RESET_GPU, "reset the GPU"),
+    "node reboot required": (Severity.CRITICAL, Action.REBOOT_NODE, "reboot the node"),
+}
+_POD_ORDINAL: Final = re.compile(r"-(?:master|worker|launcher)?-?\d+$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Thresholds of xid_correlation."""
+
+    gap_s: float = 180.0
+    """Repeats closer than this fold into one incident."""
+    node_window_s: float = 300.0
+    """The same hardware Xid on several GPUs of a node within this window is the node's."""
+    node_min_gpus: int = 2
+    """How many GPUs of one node make a node-level finding."""
+    app_window_s: float = 60.0
+    """Application Xids of one job within this window are one finding about the job."""
+    rma_window_s: float = 86400.0
+    """The window for counting fatal Xid incidents on one GPU."""
+    rma_fatal_count: int = 5
+    """This many fatal Xid incidents on one GPU within the window: RMA it."""
+
+
+def _ts(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+class XidCorrelation:
+    """See the module docstring."""
+
+    name: ClassVar[str] = "xid_correlation"
+    kinds: ClassVar[frozenset[str]] = frozenset(
+        {"xid", "sxid", "gpu_lost", "temperature", "power", "clock_event"}
+    )
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.gpu = IncidentBook(self.config.gap_s)  # (node, pci, code)
+        self.app = IncidentBook(self.config.app_window_s)  # (job, code)
+        self.node = IncidentBook(self.config.node_window_s)  # (node, code)
+        self.switch = IncidentBook(self.config.gap_s)  # (node, pci, code)
+        self.rma = IncidentBook(self.config.rma_window_s)  # (node, pci)
+        self.memory = IncidentBook(self.config.gap_s)  # (node, pci, code): hbm_ecc's
+        self.fatal: dict[tuple[str, str], list[float]] = {}  # (node, pci) -> incident times
+        self.workload: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self.identity: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- reading ---------------------------------------------------------------------
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        kind = batch["kind"]
+        self._learn_workloads(batch)
+        out: list[Finding] = []
+        xid_rows = np.flatnonzero((kind == KIND_ID["xid"]) | (kind == KIND_ID["gpu_lost"]))
+        if xid_rows.size:
+            out += self._xids(batch, xid_rows)
+        sxid_rows = np.flatnonzero(kind == KIND_ID["sxid"])
+        if sxid_rows.size:
+            out += self._sxids(batch, sxid_rows)
+        return out
+
+    def flush(self, now: float | None) -> list[Finding]:
+        return []
+
+    def _learn_workloads(self, batch: EventBatch) -> None:
+        rows = np.flatnonzero((batch["pod"] >= 0) & (batch["pci"] >= 0))
+        if rows.size == 0:
+            return
+        keys = np.unique(
+            np.stack(
+                [
+                    batch["node"][rows],
+                    batch["pci"][rows],
+                    batch["pod"][rows],
+                    batch["namespace"][rows],
+                ]
+            ),
+            axis=1,
+        )
+        for node, pci, pod, namespace in keys.T.tolist():
+            self.workload[batch.strings[node], batch.strings[pci]] = (
+                batch.string(pod),
+                batch.string(namespace),
+            )
+
+    def _job(self, node: str, pci: str | None, process: str | None) -> tuple[str, dict[str, Any]]:
+        """Who ran on the GPU: the job from pod labels, else the process on this node."""
+        pod, namespace = self.workload.get((node, pci or ""), (None, None))
+        if pod:
+            job = _POD_ORDINAL.sub("", pod)
+            name = f"{namespace}/{job}" if namespace else job
+            return f"job {name}", {"job": name, "namespace": namespace}
+        if process:
+            return f"process {process} on {node}", {"node": node}
+        return f"the jobs on {node}", {"node": node}
+
+    def _xids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        # gpu_lost has no code of its own: it is Xid 79's record.
+        codes = np.where(batch["kind"][rows] == KIND_ID["gpu_lost"], 79, batch["code"][rows])
+        groups = np.stack([batch["node"][rows], batch["pci"][rows], codes])
+        keys, inverse = np.unique(groups, axis=1, return_inverse=True)
+        ts = batch["ts"][rows]
+        runs: list[tuple[int, str, str | None, int, np.ndarray]] = []
+        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
+            in_group = inverse.ravel() == g
+            members = rows[in_group][np.argsort(ts[in_group], kind="stable")]
+            for start, end in segments(batch["ts"][members], self.config.gap_s):
+                part = members[start:end]
+                runs.append(
+                    (int(part[0]), batch.strings[node_id], batch.string(pci_id), int(code), part)
+                )
+        # In time order (rows are), so an Xid 45 meets the incident it follows.
+        changed: dict[str, Finding] = {}
+        for _, node, pci, code, part in sorted(runs, key=lambda run: run[0]):
+            for finding in self._xid_run(batch, part, node, pci, code):
+                changed[finding.id] = finding
+        return list(changed.values())
+
+    def _xid_run(
+        self, batch: EventBatch, part: np.ndarray, node: str, pci: str | None, code: int
+    ) -> list[Finding]:
+        first, last = int(part[0]), int(part[-1])
+        first_ts, last_ts = _ts(batch["ts"][first]), _ts(batch["ts"][last])
+        identity = {
+            "node": node,
+            "pci": pci,
+            "gpu": batch.value("gpu", first),
+            "uuid": batch.value("uuid", first),
+            "serial": batch.value("serial", first),
+        }
+        known = self.identity.setdefault((node, pci or ""), {})
+        known.update({k: v for k, v in identity.items() if v is not None})
+        identity.update(known)
+        entry = xid(code)
+        detail = batch.value("detail", last) or ""
+        if code == 45 and (m := _CAUSED_BY.search(detail)):
+            cause_key = (node, pci, int(m[1]))
+            if cause_key in self.gpu.open:
+                incident, _ = self.gpu.touch(
+                    cause_key,
+                    first_ts,
+                    last_ts,
+                    part.size,
+                    describe(batch, first),
+                    describe(batch, last),
+                )
+                return [self._gpu_finding(incident, xid(int(m[1])), identity, None)]
+        if code in MEMORY_XIDS:
+            # hbm_ecc reports these; they still count toward this GPU's RMA escalation.
+            incident, new = self.memory.touch(
+                (node, pci, code), first_ts, last_ts, part.size, describe(batch, first)
+            )
+            if new and entry.fatal and pci is not None:
+                return self._count_fatal(node, pci, first_ts, identity, incident.evidence())
+            return []
+        if entry.cause == "application":
+            return self._application(batch, part, identity, code, entry, first_ts, last_ts)
+        incident, new = self.gpu.touch(
+            (node, pci, code),
+            first_ts,
+            last_ts,
+            part.size,
+            describe(batch, first),
+            describe(batch, last),
+        )
+        recovery = _RECOVERY.search(detail) if code == 154 else None
+        out = [self._gpu_finding(incident, entry, identity, recovery[1] if recovery else None)]
+        if new and entry.fatal and pci is not None:
+            out += self._count_fatal(node, pci, first_ts, identity, incident.evidence())
+        if new and entry.cause != "application":
+            out += self._node_wide(
+                node, pci, code, entry, first_ts, last_ts, describe(batch, first)
+            )
+        return out
+
+    # -- findings --------------------------------------------------------------------
+
+    def _gpu_finding(
+        self, incident: Any, entry: XidEntry, identity: dict[str, Any], recovery: str | None
+    ) -> Finding:
+        severity, action = entry.severity, entry.action
+        what = f"Xid {entry.code} ({entry.name})" if entry.known else entry.name + " (unknown)"
+        summary = f"{what} on GPU {identity.get('pci') or '?'} of {identity['node']}"
+        if recovery is not None:
+            found = _RECOVERY_ACTIONS.get(recovery.strip().lower())
+            if found is not None:
+                severity, action, advice = found
+                summary += f": recovery action {recovery}, {advice}"
+        else:
+            summary += f": {entry.cause} cause, {entry.action} advised"
+        if incident.count > 1:
+            summary += f" ({incident.count:,} records)"
+        return make_finding(
+            self.name, incident, severity, action, summary, {**identity, "code": entry.code}
+        )
+
+    def _application(
+        self,
+        batch: EventBatch,
+        part: np.ndarray,
+        identity: dict[str, Any],
+        code: int,
+        entry: XidEntry,
+        first_ts: float | None,
+        last_ts: float | None,
+    ) -> list[Finding]:
+        node, pci = identity["node"], identity["pci"]
+        process = batch.value("process", int(part[0]))
+        job, names = self._job(node, pci, process)
+        incident, _ = self.app.touch(
+            (job, code),
+            first_ts,
+            last_ts,
+            part.size,
+            describe(batch, int(part[0])),
+            describe(batch, int(part[-1])),
+        )
+        gpus = incident.attrs.setdefault("gpus", set())
+        gpus.add((node, pci))
+        nodes = {n for n, _ in gpus}
+        if len(gpus) == 1:
+            entity = {**identity, **{k: v for k, v in names.items() if k != "node"}}
+            summary = (
+                f"Xid {code} ({entry.name}) on GPU {pci or '?'} of {node}: "
+                f"an application fault, the GPU is healthy"
+            )
+        else:
+            entity = {k: v for k, v in names.items() if k != "node"}
+            if len(nodes) == 1:
+                entity["node"] = node
+            where = f"{len(gpus)} GPUs" + (f" on {len(nodes)} nodes" if len(nodes) > 1 else "")
+            summary = (
+                f"Xid {code} ({entry.name}) on {where} of {job} at once: "
+                f"the application's bug, not hardware"
+            )
+        return [
+            make_finding(
+                self.name,
+                incident,
+                Severity.WARNING,
+                Action.FIX_APPLICATION,
+                summary,
+                {**entity, "code": code},
+            )
+        ]
+
+    def _node_wide(
+        self,
+        node: str,
+        pci: str | None,
+        code: int,
+        entry: XidEntry,
+        first_ts: float | None,
+        last_ts: float | None,
+        evidence: str,
+    ) -> list[Finding]:
+        incident, _ = self.node.touch((node, code), first_ts, last_ts, 1, evidence)
+        gpus = incident.attrs.setdefault("gpus", set())
+        gpus.add(pci)
+        if len(gpus) < self.config.node_min_gpus:
+            return []
+        action = Action.INSPECT_FABRIC if entry.cause == "nvlink" else Action.DRAIN_NODE
+        summary = (
+            f"Xid {code} ({entry.name}) on {len(gpus)} GPUs of {node} within "
+            f"{self.config.node_window_s:.0f} s: the node or its fabric, not one GPU"
+        )
+        severity = max(entry.severity, Severity.ERROR)
+        return [
+            make_finding(
+                self.name, incident, severity, action, summary, {"node": node, "code": code}
+            )
+        ]
+
+    def _count_fatal(
+        self,
+        node: str,
+        pci: str,
+        ts: float | None,
+        identity: dict[str, Any],
+        evidence: tuple[str, ...],
+    ) -> list[Finding]:
+        times = self.fatal.setdefault((node, pci), [])
+        times.append(ts if ts is not None else 0.0)
+        window = [t for t in times if ts is None or ts - t <= self.config.rma_window_s]
+        self.fatal[node, pci] = window
+        if len(window) < self.config.rma_fatal_count:
+            return []
+        incident, _ = self.rma.touch((node, pci), window[0], ts, 0)
+        incident.count = len(window)
+        incident.head[:] = list(evidence[:3])
+        summary = (
+            f"GPU {pci} of {node} had {len(window)} fatal Xid incidents within "
+            f"{self.config.rma_window_s / 3600:.0f} h: replace it"
+        )
+        return [
+            make_finding(self.name, incident, Severity.CRITICAL, Action.RMA_GPU, summary, identity)
+        ]
+
+    def _sxids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        keys, inverse = np.unique(
+            np.stack([batch["node"][rows], batch["pci"][rows], batch["code"][rows]]),
+            axis=1,
+            return_inverse=True,
+        )
+        out: list[Finding] = []
+        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
+            members = rows[inverse.ravel() == g]
+            members = members[np.argsort(batch["ts"][members], kind="stable")]
+            fatal = bool((batch["severity"][members] == 3).any())
+            for start, end in segments(batch["ts"][members], self.config.gap_s):
+                part = members[start:end]
+                node, pci = batch.strings[node_id], batch.string(pci_id)
+                incident, _ = self.switch.touch(
+                    (node, pci, int(code)),
+                    _ts(batch["ts"][part[0]]),
+                    _ts(batch["ts"][part[-1]]),
+                    part.size,
+                    describe(batch, int(part[0])),
+                    describe(batch, int(part[-1])),
+                )
+                incident.attrs["fatal"] = incident.attrs.get("fatal", False) or fatal
+                severity = Severity.ERROR if incident.attrs["fatal"] else Severity.WARNING
+                summary = (
+                    f"SXid {code} on NVSwitch {pci} of {node}"
+                    f"{' (fatal)' if incident.attrs['fatal'] else ''}: inspect the "
+                    f"NVLink fabric ({incident.count:,} records)"
+                )
+                out.append(
+                    make_finding(
+                        self.name,
+                        incident,
+                        severity,
+                        Action.INSPECT_FABRIC,
+                        summary,
+                        {"node": node, "pci": pci, "code": int(code)},
+                    )
+                )
+        return out

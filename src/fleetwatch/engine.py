@@ -1,0 +1,60 @@
+"""The engine: hands each batch to the detectors that read its kinds, keeps findings.
+
+Detectors subscribe to event kinds; a batch goes only to those whose kinds it holds.
+Each detector returns the findings a batch opened or changed; the engine keeps the
+latest version of each (by its stable ``id``), so a flood of repeats is one finding
+whose count grows. ``finish`` closes every window and returns the findings sorted by
+severity, then time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from fleetwatch.detectors.base import Detector
+from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.findings import Finding
+
+
+class Engine:
+    """Routes batches to detectors by kind and gathers their findings."""
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        self.detectors = list(detectors)
+        self._wants = [
+            np.asarray(sorted(KIND_ID[k] for k in d.kinds), dtype=np.int8) for d in self.detectors
+        ]
+        self.findings: dict[str, Finding] = {}
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        """Feed one batch; return the findings it opened or changed."""
+        if len(batch) == 0:
+            return []
+        present = np.unique(batch["kind"])
+        changed: list[Finding] = []
+        for detector, wants in zip(self.detectors, self._wants, strict=True):
+            if np.intersect1d(present, wants, assume_unique=True).size:
+                changed += detector.process(batch)
+        self._keep(changed)
+        return changed
+
+    def run(self, batches: Iterable[EventBatch]) -> list[Finding]:
+        """Feed every batch, then finish."""
+        for batch in batches:
+            self.process(batch)
+        return self.finish()
+
+    def finish(self, now: float | None = None) -> list[Finding]:
+        """Close all windows; every finding, most severe first, then oldest first."""
+        for detector in self.detectors:
+            self._keep(detector.flush(now))
+        return sorted(
+            self.findings.values(),
+            key=lambda f: (-f.severity, f.first_ts if f.first_ts is not None else 0.0, f.id),
+        )
+
+    def _keep(self, findings: list[Finding]) -> None:
+        for finding in findings:
+            self.findings[finding.id] = finding

@@ -1,0 +1,127 @@
+"""Findings: what a detector concludes, and what to do about it.
+
+A ``Finding`` names the entity at fault with the event's own names (node, PCI address,
+GPU index, UUID, board serial, job, pod, rank), says how bad it is (``Severity``) and
+the one thing to do (``Action``), and carries its evidence. One finding stands for
+one incident: repeats fold into ``count`` and ``last_ts``. Its ``id`` is stable for
+the incident (detector, entity and first time), so a receiver can drop a repeat.
+
+``Action`` order: when several actions apply, the strongest wins (``rma_gpu`` >
+``reboot_node`` > ``drain_node`` > ``reset_gpu`` > the rest) and the summary names
+the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class Severity(IntEnum):
+    """How bad a finding is; ordered, so ``max`` and ``>=`` work."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        """``"error"`` -> ``Severity.ERROR``; ``ValueError`` for an unknown name."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(s.name.lower() for s in cls)
+            raise ValueError(f"unknown severity {text!r} (one of {names})") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Action(Enum):
+    """The one primary thing to do about a finding."""
+
+    NONE = "none"
+    FIX_APPLICATION = "fix_application"
+    RESTART_JOB = "restart_job"
+    INVESTIGATE = "investigate"
+    CHECK_COOLING = "check_cooling"
+    INSPECT_FABRIC = "inspect_fabric"
+    INSPECT_PCIE = "inspect_pcie"
+    RESET_GPU = "reset_gpu"
+    DRAIN_NODE = "drain_node"
+    REBOOT_NODE = "reboot_node"
+    RMA_GPU = "rma_gpu"
+
+    @property
+    def strength(self) -> int:
+        """Rank for choosing the strongest of several actions."""
+        return _STRENGTH.get(self, 0)
+
+    @property
+    def takes_out_of_service(self) -> bool:
+        """Whether the node or GPU must leave the scheduler's pool for it."""
+        return self.strength >= _STRENGTH[Action.RESET_GPU]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_STRENGTH = {
+    Action.RESET_GPU: 1,
+    Action.DRAIN_NODE: 2,
+    Action.REBOOT_NODE: 3,
+    Action.RMA_GPU: 4,
+}
+
+
+def strongest(*actions: Action) -> Action:
+    """The action to take when all of ``actions`` apply."""
+    return max(actions, key=lambda a: a.strength)
+
+
+def finding_id(detector: str, entity: str, first_ts: float | None) -> str:
+    """A stable id for one incident: same detector, entity and first time, same id."""
+    stamp = "none" if first_ts is None else f"{first_ts:.6f}"
+    digest = hashlib.sha256(f"{detector}|{entity}|{stamp}".encode()).hexdigest()
+    return f"{detector}-{digest[:16]}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One incident a detector found (see the module docstring)."""
+
+    id: str
+    detector: str
+    severity: Severity
+    action: Action
+    summary: str
+    first_ts: float | None
+    last_ts: float | None
+    count: int = 1
+    status: str = "open"
+    node: str | None = None
+    pci: str | None = None
+    gpu: int | None = None
+    uuid: str | None = None
+    serial: str | None = None
+    job: str | None = None
+    pod: str | None = None
+    namespace: str | None = None
+    rank: int | None = None
+    code: int | None = None
+    evidence: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_changes(self, **changes: Any) -> Finding:
+        """A copy with ``changes`` applied (findings are immutable)."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as the JSON object ``--output jsonl`` prints (nulls left out)."""
+        data = asdict(self)
+        data["severity"] = str(self.severity)
+        data["action"] = str(self.action)
+        data["evidence"] = list(self.evidence)
+        return {key: value for key, value in data.items() if value is not None}

@@ -1,0 +1,38 @@
+"""Sinks: where findings go. Replay writes them once, in one of these forms.
+
+* ``table``: a table for a terminal, most severe first (``table.py``);
+* ``jsonl``: one finding a line, the documented JSON form (``Finding.to_json``);
+* ``drain-list`` and ``slurm``: the nodes and GPUs to take out of service (``drain.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TextIO
+
+from fleetwatch.findings import Finding
+from fleetwatch.sinks.drain import write_drain_list, write_slurm
+from fleetwatch.sinks.table import write_table
+
+FORMATS = ("table", "jsonl", "drain-list", "slurm")
+
+
+def write_jsonl(findings: Sequence[Finding], out: TextIO) -> None:
+    """One finding per line as JSON."""
+    for finding in findings:
+        out.write(json.dumps(finding.to_json(), ensure_ascii=False) + "\n")
+
+
+def write(findings: Sequence[Finding], fmt: str, out: TextIO) -> None:
+    """Write ``findings`` to ``out`` in ``fmt`` (one of ``FORMATS``)."""
+    if fmt == "table":
+        write_table(findings, out)
+    elif fmt == "jsonl":
+        write_jsonl(findings, out)
+    elif fmt == "drain-list":
+        write_drain_list(findings, out)
+    elif fmt == "slurm":
+        write_slurm(findings, out)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")

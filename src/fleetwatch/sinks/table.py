@@ -1,0 +1,56 @@
+"""The findings table for a terminal: most severe first, then oldest first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from fleetwatch.findings import Finding, Severity
+
+_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.ERROR: "red",
+    Severity.WARNING: "yellow",
+    Severity.INFO: "dim",
+}
+
+
+def when(ts: float | None) -> str:
+    """A finding's time for people: UTC for wall-clock times, seconds for boot clocks."""
+    if ts is None:
+        return "-"
+    if ts > 1e9:  # an epoch; smaller values are seconds since boot
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"boot+{ts:.0f}s"
+
+
+def write_table(findings: Sequence[Finding], out: TextIO) -> None:
+    """Render the findings as a table."""
+    # A terminal wraps the summary; a file or pipe gets lines long enough not to.
+    console = Console(file=out) if out.isatty() else Console(file=out, width=220)
+    if not findings:
+        console.print("no findings")
+        return
+    table = Table(title=f"{len(findings)} finding(s)", title_justify="left", show_lines=False)
+    for name in ("severity", "detector", "node", "gpu", "action"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("first seen", no_wrap=True)
+    table.add_column("summary", ratio=1)
+    for f in findings:
+        gpu = f.pci or (str(f.gpu) if f.gpu is not None else "")
+        table.add_row(
+            f"[{_STYLE[f.severity]}]{f.severity}[/]",
+            f.detector,
+            f.node or "",
+            gpu,
+            str(f.action),
+            f"{f.count:,}",
+            when(f.first_ts),
+            f.summary,
+        )
+    console.print(table)
