@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleetwatch.detectors import xid_correlation
+from fleetwatch.detectors import (
+    hbm_ecc,
+    nccl_hang,
+    pcie_aer,
+    pod_evicted,
+    thermal_throttle,
+    xid_correlation,
+)
 from fleetwatch.detectors.base import Detector
 
 
@@ -32,6 +39,31 @@ def _spec(module: Any, cls: Any, description: str) -> DetectorSpec:
 
 
 _SPECS = [
+    _spec(
+        hbm_ecc,
+        hbm_ecc.HbmEcc,
+        "uncorrectable ECC errors, row remaps pending or failed, corrected-error rate",
+    ),
+    _spec(
+        nccl_hang,
+        nccl_hang.NcclHang,
+        "collective timeouts across ranks, the culprit rank and its GPU",
+    ),
+    _spec(
+        pcie_aer,
+        pcie_aer.PcieAer,
+        "PCIe AER errors and replays per device, attributed to the GPU behind a port",
+    ),
+    _spec(
+        pod_evicted,
+        pod_evicted.PodEvicted,
+        "eviction storms on a node, and evictions that are a GPU fault's impact",
+    ),
+    _spec(
+        thermal_throttle,
+        thermal_throttle.ThermalThrottle,
+        "sustained thermal slowdown, and whether it is one GPU's cooling",
+    ),
     _spec(
         xid_correlation,
         xid_correlation.XidCorrelation,

@@ -66,6 +66,11 @@ class Incident:
     head: list[str] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=EVIDENCE_TAIL))
     attrs: dict[str, Any] = field(default_factory=dict)
+    opened_ts: float | None = None  # the id's time: earlier evidence folded in later keeps it
+
+    def __post_init__(self) -> None:
+        if self.opened_ts is None:
+            self.opened_ts = self.first_ts
 
     def evidence(self) -> tuple[str, ...]:
         skipped = self.count - len(self.head) - len(self.tail)
@@ -142,7 +147,7 @@ def make_finding(
     """
     label = "|".join(str(part) for part in incident.key)
     return Finding(
-        id=finding_id(detector, label, incident.first_ts),
+        id=finding_id(detector, label, incident.opened_ts),
         detector=detector,
         severity=severity,
         action=action,

@@ -1,0 +1,329 @@
+"""hbm_ecc: GPU memory errors, row remapping, and when a GPU must go.
+
+Pattern
+    Per GPU, one memory incident while evidence keeps coming within ``gap_s``:
+
+    * a new uncorrectable ECC error (the counter rose, volatile or aggregate) -> error,
+      ``reset_gpu``;
+    * a row remap pending -> ``reset_gpu`` (the remap takes effect at the reset);
+    * a row remap failure, or ``uncorrectable_remap_limit`` rows remapped for
+      uncorrectable errors -> critical, ``rma_gpu``;
+    * corrected errors rising faster than ``corrected_per_hour`` -> warning;
+    * the memory Xids (48 DBE, 63 remap recorded, 64 remap failed, 92 high SBE rate,
+      94 contained, 95 uncontained, 140 unrecovered, 171) are evidence for the same
+      incident, with the catalog's severity and action.
+
+    The finding's severity is the worst and its action the strongest of its evidence.
+
+Counters
+    ECC and remap counters are cumulative. The detector works on differences between
+    samples of the same GPU, counter and source, and a counter that goes down was
+    reset (a GPU reset or a reboot): the new value counts from zero. The first sample
+    of a GPU is a baseline, except that volatile uncorrectable errors already present
+    happened since the driver loaded, and are reported.
+
+Evidence
+    The samples and Xid records behind it (``file:line``, kind, value), first and last
+    few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import numpy as np
+
+from fleetwatch.catalog import xid
+from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
+from fleetwatch.findings import Action, Finding, Severity, strongest
+
+MEMORY_XIDS: Final = frozenset({48, 63, 64, 92, 94, 95, 140, 171})
+_COUNTERS: Final = (
+    "ecc_corrected",
+    "ecc_uncorrected",
+    "remap_correctable",
+    "remap_uncorrectable",
+    "remap_pending",
+    "remap_failure",
+)
+_COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
+_KIND_NAME: Final = {KIND_ID[k]: k for k in _COUNTERS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Thresholds of hbm_ecc."""
+
+    gap_s: float = 3600.0
+    """Memory evidence closer than this belongs to one incident."""
+    corrected_per_hour: float = 100.0
+    """Corrected ECC errors per hour above which a GPU gets a warning."""
+    uncorrectable_remap_limit: int = 8
+    """Rows remapped for uncorrectable errors at which a GPU is an RMA candidate."""
+
+
+class HbmEcc:
+    """See the module docstring."""
+
+    name: ClassVar[str] = "hbm_ecc"
+    kinds: ClassVar[frozenset[str]] = frozenset({*_COUNTERS, "xid"})
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.book = IncidentBook(self.config.gap_s)
+        # (node, pci, kind, scope, source) -> (last value, last time)
+        self.last: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
+        self.corrected: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        kind = batch["kind"]
+        pci = batch["pci"]
+        changed: dict[str, Finding] = {}
+        rows = np.flatnonzero(np.isin(kind, _COUNTER_IDS) & (pci >= 0))
+        if rows.size:
+            for finding in self._counters(batch, rows):
+                changed[finding.id] = finding
+        xid_rows = np.flatnonzero(
+            (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(MEMORY_XIDS))
+        )
+        if xid_rows.size:
+            for finding in self._xids(batch, xid_rows):
+                changed[finding.id] = finding
+        return list(changed.values())
+
+    def flush(self, now: float | None) -> list[Finding]:
+        return []
+
+    # -- evidence ----------------------------------------------------------------------
+
+    def _xids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        keys, inverse = np.unique(
+            np.stack([batch["node"][rows], batch["pci"][rows], batch["code"][rows]]),
+            axis=1,
+            return_inverse=True,
+        )
+        out = []
+        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
+            members = rows[inverse.ravel() == g]
+            entry = xid(int(code))
+            out.append(
+                self._evidence(
+                    batch,
+                    members,
+                    batch.strings[node_id],
+                    batch.string(pci_id) or "?",
+                    entry.severity,
+                    entry.action,
+                    f"Xid {code} ({entry.name})",
+                )
+            )
+        return out
+
+    def _counters(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        cols = np.stack(
+            [
+                batch["node"][rows],
+                batch["pci"][rows],
+                batch["kind"][rows],
+                batch["scope"][rows],
+                batch["source"][rows],
+            ]
+        )
+        keys, inverse = np.unique(cols, axis=1, return_inverse=True)
+        ts = batch["ts"][rows]
+        values = batch["value"][rows]
+        out = []
+        for g, (node_id, pci_id, kind_id, scope_id, source_id) in enumerate(keys.T.tolist()):
+            in_group = inverse.ravel() == g
+            order = np.argsort(ts[in_group], kind="stable")
+            members, vals, times = (
+                rows[in_group][order],
+                values[in_group][order],
+                ts[in_group][order],
+            )
+            node, pci = batch.strings[node_id], batch.strings[pci_id]
+            key = (node, pci, kind_id, scope_id, source_id)
+            previous = self.last.get(key)
+            # a counter that went down was reset: the new value counts from zero
+            before = np.concatenate([[previous[0] if previous else np.nan], vals[:-1]])
+            rises = np.where(vals >= before, vals - before, vals)
+            if previous is None:
+                first_new = (
+                    vals[0]
+                    if (kind_id == KIND_ID["ecc_uncorrected"] and scope_id == SCOPE_ID["volatile"])
+                    else 0.0
+                )
+                rises[0] = first_new
+            self.last[key] = (float(vals[-1]), float(times[-1]))
+            out += self._judge(batch, members, vals, rises, times, node, pci, kind_id)
+        return out
+
+    def _judge(
+        self,
+        batch: EventBatch,
+        members: np.ndarray,
+        vals: np.ndarray,
+        rises: np.ndarray,
+        times: np.ndarray,
+        node: str,
+        pci: str,
+        kind_id: int,
+    ) -> list[Finding]:
+        kind = _KIND_NAME[kind_id]
+        hit = members[rises > 0]
+        if kind == "ecc_uncorrected" and hit.size:
+            total = int(rises[rises > 0].sum())
+            return [
+                self._evidence(
+                    batch,
+                    hit,
+                    node,
+                    pci,
+                    Severity.ERROR,
+                    Action.RESET_GPU,
+                    f"{total} new uncorrectable ECC error(s)",
+                )
+            ]
+        if kind == "remap_pending":
+            pending = members[vals > 0]
+            if pending.size:
+                return [
+                    self._evidence(
+                        batch,
+                        pending,
+                        node,
+                        pci,
+                        Severity.WARNING,
+                        Action.RESET_GPU,
+                        "a row remap is pending",
+                    )
+                ]
+        if kind == "remap_failure":
+            failed = members[vals > 0]
+            if failed.size:
+                return [
+                    self._evidence(
+                        batch,
+                        failed,
+                        node,
+                        pci,
+                        Severity.CRITICAL,
+                        Action.RMA_GPU,
+                        "row remapping failed",
+                    )
+                ]
+        if kind == "remap_uncorrectable":
+            over = members[vals >= self.config.uncorrectable_remap_limit]
+            if over.size:
+                return [
+                    self._evidence(
+                        batch,
+                        over,
+                        node,
+                        pci,
+                        Severity.CRITICAL,
+                        Action.RMA_GPU,
+                        f"{int(vals.max())} rows remapped for uncorrectable errors "
+                        f"(limit {self.config.uncorrectable_remap_limit})",
+                    )
+                ]
+        if kind == "ecc_corrected" and hit.size:
+            return self._corrected_rate(batch, members, rises, times, node, pci)
+        return []
+
+    def _corrected_rate(
+        self,
+        batch: EventBatch,
+        members: np.ndarray,
+        rises: np.ndarray,
+        times: np.ndarray,
+        node: str,
+        pci: str,
+    ) -> list[Finding]:
+        history = self.corrected.setdefault((node, pci), [])
+        history += [
+            (float(t), float(r)) for t, r in zip(times, rises, strict=True) if r > 0 and t == t
+        ]
+        now = history[-1][0] if history else 0.0
+        history[:] = [(t, r) for t, r in history if now - t <= 3600.0]
+        per_hour = sum(r for _, r in history)
+        if per_hour <= self.config.corrected_per_hour:
+            return []
+        return [
+            self._evidence(
+                batch,
+                members[rises > 0],
+                node,
+                pci,
+                Severity.WARNING,
+                Action.INVESTIGATE,
+                f"{per_hour:.0f} corrected ECC errors in the last hour",
+            )
+        ]
+
+    def _evidence(
+        self,
+        batch: EventBatch,
+        members: np.ndarray,
+        node: str,
+        pci: str,
+        severity: Severity,
+        action: Action,
+        what: str,
+    ) -> Finding:
+        first, last = int(members[0]), int(members[-1])
+        ts = batch["ts"]
+        incident, _ = self.book.touch(
+            (node, pci),
+            None if ts[first] != ts[first] else float(ts[first]),
+            None if ts[last] != ts[last] else float(ts[last]),
+            int(members.size),
+            describe(batch, first),
+            describe(batch, last),
+        )
+        self._remember(incident, batch, first, severity, action, what)
+        return self._finding(incident)
+
+    def _remember(
+        self,
+        incident: Incident,
+        batch: EventBatch,
+        row: int,
+        severity: Severity,
+        action: Action,
+        what: str,
+    ) -> None:
+        attrs: dict[str, Any] = incident.attrs
+        attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
+        attrs["action"] = strongest(attrs.get("action", Action.NONE), action)
+        whats: list[str] = attrs.setdefault("what", [])
+        if what not in whats:
+            whats.append(what)
+        for name in ("gpu", "uuid", "serial"):
+            value = batch.value(name, row)
+            if value is not None:
+                attrs[name] = value
+
+    def _finding(self, incident: Incident) -> Finding:
+        node, pci = incident.key
+        attrs = incident.attrs
+        summary = f"GPU {pci} of {node} memory: {'; '.join(attrs['what'])}"
+        advice = {
+            Action.RMA_GPU: "replace the GPU",
+            Action.RESET_GPU: "reset the GPU",
+            Action.INVESTIGATE: "watch its remapped rows",
+        }.get(attrs["action"])
+        if advice:
+            summary += f" -> {advice}"
+        entity = {
+            "node": node,
+            "pci": pci,
+            "gpu": attrs.get("gpu"),
+            "uuid": attrs.get("uuid"),
+            "serial": attrs.get("serial"),
+        }
+        return make_finding(
+            self.name, incident, attrs["severity"], attrs["action"], summary, entity
+        )

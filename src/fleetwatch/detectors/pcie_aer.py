@@ -1,0 +1,153 @@
+"""pcie_aer: PCIe errors on a GPU's link, from the kernel's and the GPU's side.
+
+Pattern
+    Per device (node, PCI address), one incident while errors keep coming within
+    ``window_s``:
+
+    * corrected AER errors: a warning once ``corrected_per_window`` of them arrive in
+      one incident;
+    * an uncorrected non-fatal error -> error; a fatal one -> critical;
+    * DCGM's PCIe replay counter rising faster than ``replays_per_minute`` -> warning
+      (the same link trouble, counted by the GPU).
+
+    An error reported by a switch or root port is attributed to the NVIDIA GPU (vendor
+    10de) that reported in the same burst (within ``burst_s``), which is the device
+    behind the port; otherwise to the port itself. A link that trained narrower than
+    x16 is added to the evidence. The action is ``inspect_pcie``: reseat, check the
+    riser and the slot.
+
+Evidence
+    The AER reports (``file:line``, severity, error names) and replay samples.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+import numpy as np
+
+from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
+from fleetwatch.findings import Action, Finding, Severity
+
+_NVIDIA: Final = re.compile(r"device 10de:")
+_SEVERITY: Final = {
+    SEVERITY_ID["corrected"]: Severity.WARNING,
+    SEVERITY_ID["nonfatal"]: Severity.ERROR,
+    SEVERITY_ID["fatal"]: Severity.CRITICAL,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Thresholds of pcie_aer."""
+
+    window_s: float = 600.0
+    """Errors on one device closer than this are one incident."""
+    corrected_per_window: int = 20
+    """Corrected errors in one incident that make a warning."""
+    replays_per_minute: float = 10.0
+    """PCIe replays per minute (DCGM's counter) that make a warning."""
+    burst_s: float = 1.0
+    """A port's error this close to a GPU's error is that GPU's."""
+
+
+class PcieAer:
+    """See the module docstring."""
+
+    name: ClassVar[str] = "pcie_aer"
+    kinds: ClassVar[frozenset[str]] = frozenset({"aer", "pcie_replay", "pcie_link"})
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.book = IncidentBook(self.config.window_s)
+        self.last_gpu_error: dict[str, tuple[float, str]] = {}  # node -> (time, gpu pci)
+        self.replays: dict[tuple[str, str], tuple[float, float]] = {}  # -> (value, time)
+        self.width: dict[tuple[str, str], float] = {}
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        kind = batch["kind"]
+        out: dict[str, Finding] = {}
+        for row in np.flatnonzero(kind == KIND_ID["pcie_link"]).tolist():
+            if batch["pci"][row] >= 0 and batch["value"][row] == batch["value"][row]:
+                key = (batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]])
+                self.width[key] = float(batch["value"][row])
+        for row in np.flatnonzero((kind == KIND_ID["aer"]) & (batch["pci"] >= 0)).tolist():
+            finding = self._aer(batch, row)
+            if finding is not None:
+                out[finding.id] = finding
+        replay_rows = np.flatnonzero((kind == KIND_ID["pcie_replay"]) & (batch["pci"] >= 0))
+        for row in replay_rows.tolist():
+            finding = self._replay(batch, row)
+            if finding is not None:
+                out[finding.id] = finding
+        return list(out.values())
+
+    def flush(self, now: float | None) -> list[Finding]:
+        return []
+
+    def _aer(self, batch: EventBatch, row: int) -> Finding | None:
+        node = batch.strings[batch["node"][row]]
+        pci = batch.strings[batch["pci"][row]]
+        raw_ts = float(batch["ts"][row])
+        ts = None if raw_ts != raw_ts else raw_ts
+        detail = batch.value("detail", row) or ""
+        if _NVIDIA.search(detail) and ts is not None:
+            self.last_gpu_error[node] = (ts, pci)
+        else:
+            recent = self.last_gpu_error.get(node)
+            if recent is not None and ts is not None and abs(ts - recent[0]) <= self.config.burst_s:
+                pci = recent[1]  # the port above the GPU reported the GPU's error
+        severity = _SEVERITY.get(int(batch["severity"][row]), Severity.WARNING)
+        incident, _ = self.book.touch((node, pci), ts, ts, 1, describe(batch, row))
+        attrs = incident.attrs
+        attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
+        attrs["corrected"] = attrs.get("corrected", 0) + (severity == Severity.WARNING)
+        attrs["uncorrected"] = attrs.get("uncorrected", 0) + (severity > Severity.WARNING)
+        if attrs["uncorrected"] == 0 and attrs["corrected"] < self.config.corrected_per_window:
+            return None
+        return self._finding(incident)
+
+    def _replay(self, batch: EventBatch, row: int) -> Finding | None:
+        node = batch.strings[batch["node"][row]]
+        pci = batch.strings[batch["pci"][row]]
+        value, ts = float(batch["value"][row]), float(batch["ts"][row])
+        previous = self.replays.get((node, pci))
+        self.replays[node, pci] = (value, ts)
+        if previous is None or ts != ts or previous[1] != previous[1] or ts <= previous[1]:
+            return None
+        rise = value - previous[0] if value >= previous[0] else value
+        per_minute = rise / ((ts - previous[1]) / 60.0)
+        if per_minute <= self.config.replays_per_minute:
+            return None
+        incident, _ = self.book.touch((node, pci), ts, ts, 1, describe(batch, row))
+        attrs = incident.attrs
+        attrs["severity"] = max(attrs.get("severity", Severity.INFO), Severity.WARNING)
+        attrs["replays"] = max(attrs.get("replays", 0.0), per_minute)
+        return self._finding(incident)
+
+    def _finding(self, incident: Incident) -> Finding:
+        node, pci = incident.key
+        attrs = incident.attrs
+        parts = []
+        if attrs.get("uncorrected"):
+            parts.append(f"{attrs['uncorrected']} uncorrected")
+        if attrs.get("corrected"):
+            parts.append(f"{attrs['corrected']} corrected")
+        what = f"{' and '.join(parts)} AER error(s)" if parts else "PCIe replays"
+        if attrs.get("replays"):
+            what += f", {attrs['replays']:.0f} replays/min"
+        width = self.width.get((node, pci))
+        if width is not None and width < 16:
+            what += f"; link trained at x{width:.0f}"
+        summary = f"PCIe link of {pci} on {node}: {what} -> reseat, check riser and slot"
+        return make_finding(
+            self.name,
+            incident,
+            attrs["severity"],
+            Action.INSPECT_PCIE,
+            summary,
+            {"node": node, "pci": pci},
+        )

@@ -1,0 +1,127 @@
+"""pod_evicted: pods pushed off a node, and whether the node is the reason.
+
+Pattern
+    Per node, evictions within ``window_s`` of each other are one incident:
+
+    * ``min_evictions`` or more -> a node-level finding naming the reasons (memory,
+      disk or PID pressure, taint manager, node controller, a node gone NotReady).
+      A node the control plane gave up on (NotReady, node-controller or taint-manager
+      evictions) is ``drain_node``; pressure alone is ``investigate``;
+    * fewer -> info;
+    * evictions within ``after_fault_s`` after a GPU fault on the same node (an Xid,
+      SXid or fallen-off-the-bus record) are that fault's impact: the finding says so,
+      at info, and names the fault; it is not reported as a cause of its own.
+
+Evidence
+    The eviction and NotReady events (``file:line``, pod, reason, detail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+import numpy as np
+
+from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.findings import Action, Finding, Severity
+
+_FAULT_KINDS: Final = np.asarray([KIND_ID[k] for k in ("xid", "sxid", "gpu_lost")], np.int8)
+_CONTROL_PLANE: Final = frozenset(
+    {"TaintManagerEviction", "NodeControllerEviction", "NodeNotReady"}
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Thresholds of pod_evicted."""
+
+    window_s: float = 600.0
+    """Evictions from one node closer than this are one incident."""
+    min_evictions: int = 3
+    """This many evictions in one incident make a node-level finding."""
+    after_fault_s: float = 900.0
+    """Evictions this soon after a GPU fault on the node are its impact."""
+
+
+class PodEvicted:
+    """See the module docstring."""
+
+    name: ClassVar[str] = "pod_evicted"
+    kinds: ClassVar[frozenset[str]] = frozenset(
+        {"pod_evicted", "node_not_ready", "xid", "sxid", "gpu_lost"}
+    )
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.book = IncidentBook(self.config.window_s)
+        self.faults: dict[str, tuple[float, str]] = {}  # node -> (time, what) of last fault
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        kind = batch["kind"]
+        out: dict[str, Finding] = {}
+        for row in np.flatnonzero(np.isin(kind, _FAULT_KINDS)).tolist():
+            ts = float(batch["ts"][row])
+            if ts == ts:
+                code = batch.value("code", row)
+                what = {"xid": f"Xid {code}", "sxid": f"SXid {code}"}.get(
+                    batch.value("kind", row), "Xid 79 (fallen off the bus)"
+                )
+                self.faults[batch.strings[batch["node"][row]]] = (ts, what)
+        rows = np.flatnonzero(
+            (kind == KIND_ID["pod_evicted"]) | (kind == KIND_ID["node_not_ready"])
+        )
+        for row in rows.tolist():
+            finding = self._eviction(batch, row)
+            out[finding.id] = finding
+        return list(out.values())
+
+    def flush(self, now: float | None) -> list[Finding]:
+        return []
+
+    def _eviction(self, batch: EventBatch, row: int) -> Finding:
+        node = batch.strings[batch["node"][row]]
+        raw_ts = float(batch["ts"][row])
+        ts = None if raw_ts != raw_ts else raw_ts
+        incident, _ = self.book.touch((node,), ts, ts, 1, describe(batch, row))
+        reasons: dict[str, int] = incident.attrs.setdefault("reasons", {})
+        reason = batch.value("reason", row) or "Evicted"
+        detail = batch.value("detail", row)
+        label = f"{reason} ({detail})" if detail else reason
+        reasons[label] = reasons.get(label, 0) + 1
+        if batch.value("kind", row) == "pod_evicted":
+            incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + 1
+        fault = self.faults.get(node)
+        if fault is not None and ts is not None and 0 <= ts - fault[0] <= self.config.after_fault_s:
+            incident.attrs["after_fault"] = fault[1]
+        return self._finding(node, incident)
+
+    def _finding(self, node: str, incident: Incident) -> Finding:
+        evictions = incident.attrs.get("evictions", 0)
+        reasons: dict[str, int] = incident.attrs["reasons"]
+        named = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in reasons.items())
+        if "after_fault" in incident.attrs:
+            summary = (
+                f"{evictions} pod(s) evicted from {node} right after {incident.attrs['after_fault']} "
+                f"on it: impact of that GPU fault, not a cause ({named})"
+            )
+            return make_finding(
+                self.name, incident, Severity.INFO, Action.NONE, summary, {"node": node}
+            )
+        if evictions >= self.config.min_evictions or any(
+            r.split(" ")[0] == "NodeNotReady" for r in reasons
+        ):
+            gave_up = any(r.split(" ")[0] in _CONTROL_PLANE for r in reasons)
+            action = Action.DRAIN_NODE if gave_up else Action.INVESTIGATE
+            summary = (
+                f"{evictions} pod(s) evicted from {node} within "
+                f"{self.config.window_s / 60:.0f} min: {named}"
+            )
+            return make_finding(
+                self.name, incident, Severity.WARNING, action, summary, {"node": node}
+            )
+        summary = f"{evictions} pod(s) evicted from {node}: {named}"
+        return make_finding(
+            self.name, incident, Severity.INFO, Action.NONE, summary, {"node": node}
+        )
