@@ -102,9 +102,10 @@ class PodEvicted:
         reasons: dict[str, int] = incident.attrs["reasons"]
         named = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in reasons.items())
         if "after_fault" in incident.attrs:
+            fault = incident.attrs["after_fault"]
             summary = (
-                f"{evictions} pod(s) evicted from {node} right after {incident.attrs['after_fault']} "
-                f"on it: impact of that GPU fault, not a cause ({named})"
+                f"{evictions} pod(s) evicted from {node} right after {fault} on it: "
+                f"impact of that GPU fault, not a cause ({named})"
             )
             return make_finding(
                 self.name, incident, Severity.INFO, Action.NONE, summary, {"node": node}
