@@ -27,6 +27,7 @@ from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Severity
 from fleetwatch.replay import Window, replay
+from fleetwatch.simulate import SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.timestamps import TimeZoneError, parse_zone
@@ -158,6 +159,29 @@ def replay_command(
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+@cli.command(name="simulate")
+@click.option("--scenario", type=click.Choice(list(SCENARIOS)), required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--nodes", type=click.IntRange(1, 100_000), default=4, show_default=True)
+@click.option(
+    "--lines-per-node",
+    type=click.IntRange(0, 10**9),
+    default=2000,
+    show_default=True,
+    help="Kernel log lines of each node (the fleet's size on disk).",
+)
+def simulate_command(scenario: str, out: str, seed: int, nodes: int, lines_per_node: int) -> None:
+    """Write a deterministic synthetic fleet with one known fault, and its answer."""
+    answer = simulate(scenario, Path(out), seed, nodes, lines_per_node)
+    click.echo(f"wrote {nodes} node(s) to {out}; answer in {Path(out) / 'answer.json'}:")
+    for expected in answer.expected:
+        where = " ".join(
+            f"{k}={v}" for k, v in dataclasses.asdict(expected).items() if v is not None
+        )
+        click.echo(f"  {where}")
 
 
 @cli.command()

@@ -1,0 +1,503 @@
+"""Deterministic synthetic fleets with one known fault, and the answer to find.
+
+``simulate(scenario, out, seed, nodes)`` writes a fleet of ``nodes`` nodes with 8 GPUs
+each as a folder of per-node folders, in the real line formats the readers read:
+
+* ``<node>/kern.log``: rsyslog RFC 3339 kernel lines (ordinary kernel noise, plus the
+  fault's records);
+* ``<node>/dcgm.prom``: dcgm-exporter scrapes every ``SCRAPE_S`` seconds, each sample
+  with its time stamp, healthy values (a GPU under load sits at its power cap, 0x4);
+* ``cluster/events.jsonl``: a Kubernetes event watch stream;
+* ``job/rank-N.log``: NCCL / PyTorch logs of a training job.
+
+One scenario injects one fault and writes ``answer.json`` beside the logs: the
+findings replay must report (detector, node, GPU, rank, action), and the nodes that
+must stay clean. Same scenario, seed and size: the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+START: Final = datetime(2024, 6, 4, 10, 0, 0, tzinfo=UTC).timestamp()
+DURATION_S: Final = 1800.0
+SCRAPE_S: Final = 30.0
+PCI_BUSES: Final = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db")  # an HGX board's GPUs
+NVSWITCH_BUSES: Final = ("c5", "c6", "c7", "c8")
+KERNEL_NOISE: Final = (
+    "EXT4-fs (nvme0n1p2): re-mounted. Opts: errors=remount-ro",
+    'audit: type=1400 audit({t}:{n}): apparmor="STATUS" operation="profile_replace" name="snap-update-ns"',
+    "mlx5_core 0000:{bus}:00.0 ibp{n}s0: Link up",
+    "IPv6: ADDRCONF(NETDEV_CHANGE): ibp{n}s0: link becomes ready",
+    "systemd-journald[612]: Data hash table of /var/log/journal/system.journal has a fill level at 75.0",
+    "nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping further processing",
+    "perf: interrupt took too long (2502 > 2500), lowering kernel.perf_event_max_sample_rate to 79750",
+    "TCP: request_sock_TCP: Possible SYN flooding on port 8472. Sending cookies.",
+    "nfs: server storage-01 OK",
+    "docker0: port {n}(veth{n}a2) entered forwarding state",
+    "cni0: port {n}(veth{n}f1) entered blocking state",
+    "device veth{n}c3 entered promiscuous mode",
+    "kauditd_printk_skb: {n} callbacks suppressed",
+    "hrtimer: interrupt took 21630 ns",
+    "Memory cgroup out of memory: Killed process {n} (python3) total-vm:812345kB, anon-rss:4096kB",
+    "NFSD: starting 90-second grace period (net f0000000)",
+    "ipmi_si IPI0001:00: IPMI message handler: BMC returned 0xc0, internal error",
+    "pci 0000:{bus}:00.0: [15b3:101d] type 00 class 0x020700",
+)
+
+
+@dataclass
+class Gpu:
+    """One GPU of the simulated fleet."""
+
+    node: str
+    index: int
+    pci: str
+    uuid: str
+    serial: str
+
+
+@dataclass
+class Expected:
+    """A finding replay must report."""
+
+    detector: str
+    node: str | None
+    action: str
+    pci: str | None = None
+    rank: int | None = None
+    job: str | None = None
+
+
+@dataclass
+class Answer:
+    """What a scenario injected: the findings to report and the nodes to leave alone."""
+
+    scenario: str
+    seed: int
+    expected: list[Expected] = field(default_factory=list)
+    clean_nodes: list[str] = field(default_factory=list)
+
+
+class Fleet:
+    """The simulated fleet's nodes, GPUs and the files their logs go to."""
+
+    def __init__(self, out: Path, nodes: int, seed: int, lines_per_node: int) -> None:
+        self.out = out
+        self.rng = random.Random(seed)
+        self.lines_per_node = lines_per_node
+        self.nodes = [f"gpu-node-{i:03d}" for i in range(1, nodes + 1)]
+        self.gpus: dict[str, list[Gpu]] = {
+            node: [
+                Gpu(
+                    node,
+                    g,
+                    f"0000:{bus}:00.0",
+                    f"GPU-{self.rng.getrandbits(32):08x}-{self.rng.getrandbits(16):04x}-"
+                    f"{self.rng.getrandbits(16):04x}-{self.rng.getrandbits(16):04x}-"
+                    f"{self.rng.getrandbits(48):012x}",
+                    f"1654{self.rng.randrange(10**8, 10**9)}",
+                )
+                for g, bus in enumerate(PCI_BUSES)
+            ]
+            for node in self.nodes
+        }
+        self.kernel: dict[str, list[tuple[float, str]]] = {n: [] for n in self.nodes}
+        self.dcgm_overrides: dict[tuple[str, int, str], Callable[[float], float | None]] = {}
+        self.pods: dict[str, str] = {}  # node -> pod running on all its GPUs
+        self.k8s: list[tuple[float, dict[str, Any]]] = []
+        self.rank_logs: dict[int, list[str]] = {}
+
+    def kern(self, node: str, t: float, message: str) -> None:
+        """Add a kernel message at time ``t``."""
+        self.kernel[node].append((t, message))
+
+    def touched(self) -> set[str]:
+        """The nodes the scenario put anything on: all others must stay clean."""
+        hosts = {e["source"].get("host") for _, e in self.k8s} | {
+            e["involvedObject"]["name"]
+            for _, e in self.k8s
+            if e["involvedObject"]["kind"] == "Node"
+        }
+        ranks = {line.split(":", 1)[0] for lines in self.rank_logs.values() for line in lines[:1]}
+        dcgm = {node for node, _, _ in self.dcgm_overrides}
+        kernel = {node for node, messages in self.kernel.items() if messages}
+        return (hosts | ranks | dcgm | kernel | set(self.pods)) & set(self.nodes)
+
+    def pick_node(self) -> str:
+        return self.rng.choice(self.nodes)
+
+    def pick_gpu(self, node: str) -> Gpu:
+        return self.rng.choice(self.gpus[node])
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self) -> None:
+        for node in self.nodes:
+            folder = self.out / node
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write_kernel(node, folder / "kern.log")
+            with (folder / "dcgm.prom").open("w") as out:
+                self._write_dcgm(node, out)
+        if self.k8s:
+            (self.out / "cluster").mkdir(exist_ok=True)
+            with (self.out / "cluster" / "events.jsonl").open("w") as out:
+                for _, event in sorted(self.k8s, key=lambda item: item[0]):
+                    out.write(json.dumps({"type": "ADDED", "object": event}) + "\n")
+        if self.rank_logs:
+            (self.out / "job").mkdir(exist_ok=True)
+            for rank, lines in self.rank_logs.items():
+                (self.out / "job" / f"rank-{rank}.log").write_text("\n".join(lines) + "\n")
+
+    def _write_kernel(self, node: str, path: Path) -> None:
+        rng = random.Random(f"{node}-noise")
+        step = DURATION_S / max(self.lines_per_node, 1)
+        faults = sorted(self.kernel[node])
+        with path.open("w") as out:
+            f = 0
+            for i in range(self.lines_per_node):
+                t = START + i * step
+                while f < len(faults) and faults[f][0] <= t:
+                    out.write(_syslog(node, faults[f][0], faults[f][1]))
+                    f += 1
+                noise = rng.choice(KERNEL_NOISE).format(
+                    t=f"{t:.3f}", n=rng.randrange(1, 9), bus=rng.choice(("0c", "1d", "8b"))
+                )
+                out.write(_syslog(node, t, noise))
+            for t, message in faults[f:]:
+                out.write(_syslog(node, t, message))
+
+    def _write_dcgm(self, node: str, out: TextIO) -> None:
+        pod = self.pods.get(node)
+        t = START
+        while t < START + DURATION_S:
+            for gpu in self.gpus[node]:
+                labels = (
+                    f'gpu="{gpu.index}",UUID="{gpu.uuid}",pci_bus_id="{gpu.pci}",'
+                    f'device="nvidia{gpu.index}",modelName="NVIDIA H100 80GB HBM3",'
+                    f'Hostname="{node}"'
+                )
+                if pod:
+                    labels += f',container="trainer",namespace="ml",pod="{pod}"'
+                healthy = {
+                    "DCGM_FI_DEV_GPU_TEMP": 62 + gpu.index % 4,
+                    "DCGM_FI_DEV_POWER_USAGE": 695.5,
+                    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": 4,  # SW power cap: normal at full load
+                    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": 0,
+                    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": 0,
+                    "DCGM_FI_DEV_ROW_REMAP_PENDING": 0,
+                    "DCGM_FI_DEV_ROW_REMAP_FAILURE": 0,
+                    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": 0,
+                    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": 0,
+                    "DCGM_FI_DEV_XID_ERRORS": 0,
+                }
+                for metric, value in healthy.items():
+                    override = self.dcgm_overrides.get((node, gpu.index, metric))
+                    sample = override(t) if override else value
+                    if sample is not None:
+                        out.write(f"{metric}{{{labels}}} {sample} {int(t * 1000)}\n")
+            t += SCRAPE_S
+
+
+def _syslog(node: str, t: float, message: str) -> str:
+    stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    uptime = t - START + 86400.0
+    return f"{stamp} {node} kernel: [{uptime:12.6f}] {message}\n"
+
+
+def _k8s_event(
+    reason: str,
+    message: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    t: float,
+    host: str | None,
+    n: int,
+) -> dict[str, Any]:
+    stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{name}.{n:x}",
+            "namespace": namespace or "default",
+            "uid": f"uid-{n}",
+        },
+        "involvedObject": {"kind": kind, "name": name},
+        "reason": reason,
+        "message": message,
+        "type": "Warning",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": "kubelet", "host": host} if host else {"component": "controller"},
+    }
+    if namespace:
+        event["involvedObject"]["namespace"] = namespace
+    return event
+
+
+# --- scenarios -----------------------------------------------------------------------------
+
+
+def _identity(fleet: Fleet, gpu: Gpu, t: float) -> None:
+    bus = gpu.pci[5:12]
+    fleet.kern(gpu.node, t, f"NVRM: GPU at PCI:0000:{bus}: {gpu.uuid}")
+    fleet.kern(gpu.node, t, f"NVRM: GPU Board Serial Number: {gpu.serial}")
+
+
+def _xid(fleet: Fleet, gpu: Gpu, t: float, code: int, text: str) -> None:
+    fleet.kern(
+        gpu.node,
+        t,
+        f"NVRM: Xid (PCI:0000:{gpu.pci[5:12]}): {code}, pid={fleet.rng.randrange(1000, 60000)}, name=python3, {text}",
+    )
+
+
+def xid79(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    t = START + fleet.rng.uniform(300, 1200)
+    _identity(fleet, gpu, t)
+    _xid(fleet, gpu, t, 79, "GPU has fallen off the bus.")
+    fleet.kern(node, t, f"NVRM: GPU {gpu.pci}: GPU has fallen off the bus.")
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_XID_ERRORS"] = lambda s: 79 if s >= t else 0
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_GPU_TEMP"] = lambda s: (
+        9223372036854775794 if s >= t else 60
+    )
+    answer.expected.append(Expected("xid_correlation", node, "reboot_node", gpu.pci))
+
+
+def dbe_row_remap(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    t = START + fleet.rng.uniform(300, 1200)
+    _identity(fleet, gpu, t)
+    _xid(
+        fleet,
+        gpu,
+        t,
+        48,
+        "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.",
+    )
+    _xid(
+        fleet,
+        gpu,
+        t + 0.2,
+        63,
+        "Row Remapper: New row (0x000000000003b1a2) marked for remapping, reset gpu to activate.",
+    )
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"] = lambda s: (
+        1 if s >= t else 0
+    )
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_ROW_REMAP_PENDING"] = lambda s: (
+        1 if s >= t else 0
+    )
+    answer.expected.append(Expected("hbm_ecc", node, "reset_gpu", gpu.pci))
+
+
+def remap_failure(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    t = START + fleet.rng.uniform(300, 1200)
+    _xid(fleet, gpu, t, 64, "Row Remapper: Failed to remap row (0x000000000004c2b3).")
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_ROW_REMAP_FAILURE"] = lambda s: (
+        1 if s >= t else 0
+    )
+    answer.expected.append(Expected("hbm_ecc", node, "rma_gpu", gpu.pci))
+
+
+def nvlink_storm(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    t = START + fleet.rng.uniform(300, 1200)
+    for gpu in fleet.rng.sample(fleet.gpus[node], 4):
+        for k in range(fleet.rng.randrange(3, 8)):
+            _xid(
+                fleet,
+                gpu,
+                t + k * 2.0 + gpu.index * 0.1,
+                74,
+                "NVLINK: Link 12 (0x00000001 0x00000000 0x00000000 0x00000000 0x00000000 0x00000000)",
+            )
+    switch = f"0000:{fleet.rng.choice(NVSWITCH_BUSES)}:00.0"
+    for k in range(20):
+        fleet.kern(
+            node,
+            t + k,
+            f"nvidia-nvswitch2: SXid (PCI:{switch}): 20034, Fatal, Link 30 LTSSM Fault Up",
+        )
+    answer.expected.append(Expected("xid_correlation", node, "inspect_fabric"))
+
+
+def app_xid_job(fleet: Fleet, answer: Answer) -> None:
+    job_nodes = fleet.rng.sample(fleet.nodes, min(2, len(fleet.nodes)))
+    t = START + fleet.rng.uniform(300, 1200)
+    for i, node in enumerate(job_nodes):
+        fleet.pods[node] = f"llm-pretrain-{i}"
+        for gpu in fleet.gpus[node]:
+            _xid(
+                fleet,
+                gpu,
+                t + gpu.index * 0.05,
+                31,
+                "channel 0x00000008, intr 00000000. MMU Fault: ENGINE GRAPHICS GPC3 GPCCLIENT_T1_2 faulted @ 0x7f2b_10000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_WRITE",
+            )
+    answer.expected.append(
+        Expected("xid_correlation", None, "fix_application", job="ml/llm-pretrain")
+    )
+
+
+def nccl_straggler(fleet: Fleet, answer: Answer) -> None:
+    job_nodes = fleet.nodes[: min(2, len(fleet.nodes))]
+    world = 8 * len(job_nodes)
+    seq = fleet.rng.randrange(1000, 90000)
+    straggler = fleet.rng.randrange(world)
+    when = datetime.fromtimestamp(START + 1500, UTC)
+    for rank in range(world):
+        node = job_nodes[rank // 8]
+        gpu = fleet.gpus[node][rank % 8]
+        bus = gpu.pci[5:7].lstrip("0") + "000"
+        lag = 1 if rank == straggler else 0
+        stamp = when.strftime("%m%d %H:%M:%S") + f".{rank:06d}000"
+        fleet.rank_logs[rank] = [
+            f"{node}:{7000 + rank}:{7000 + rank} [{rank % 8}] NCCL INFO comm 0x55d{rank:05x} rank {rank} "
+            f"nranks {world} cudaDev {rank % 8} nvmlDev {rank % 8} busId {bus} commId 0x9a1b2c3d4e5f6071 - Init COMPLETE",
+            f"[rank{rank}]:[E{stamp} ProcessGroupNCCL.cpp:632] [Rank {rank}] Watchdog caught collective "
+            f"operation timeout: WorkNCCL(SeqNum={seq - lag}, OpType=ALLREDUCE, NumelIn=262144000, "
+            f"NumelOut=262144000, Timeout(ms)=600000) ran for 600043 milliseconds before timing out.",
+            f"[rank{rank}]:[E{stamp} ProcessGroupNCCL.cpp:2303] [PG ID 0 PG GUID 0(default_pg) Rank {rank}]  "
+            f"failure detected by watchdog at work sequence id: {seq - lag} PG status: last enqueued work: "
+            f"{seq - lag}, last completed work: {seq - 1 - lag}",
+        ]
+    node = job_nodes[straggler // 8]
+    answer.expected.append(
+        Expected(
+            "nccl_hang", node, "restart_job", fleet.gpus[node][straggler % 8].pci, rank=straggler
+        )
+    )
+
+
+def thermal_cooling_fault(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    start = START + 300
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"] = lambda s: (
+        0x40 | 0x8 if s >= start else 4
+    )
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_GPU_TEMP"] = lambda s: (
+        92 if s >= start else 70
+    )
+    answer.expected.append(Expected("thermal_throttle", node, "check_cooling", gpu.pci))
+
+
+def aer_storm(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    t = START + fleet.rng.uniform(300, 1200)
+    for k in range(60):
+        at = t + k * 3.0
+        fleet.kern(
+            node, at, f"pcieport 0000:{gpu.pci[5:7]}:00.0: AER: Corrected error received: {gpu.pci}"
+        )
+        fleet.kern(
+            node,
+            at,
+            f"nvidia {gpu.pci}: PCIe Bus Error: severity=Corrected, type=Physical Layer, (Receiver ID)",
+        )
+        fleet.kern(
+            node, at, f"nvidia {gpu.pci}:   device [10de:2330] error status/mask=00000001/0000e000"
+        )
+        fleet.kern(node, at, f"nvidia {gpu.pci}:    [ 0] RxErr                  (First)")
+    answer.expected.append(Expected("pcie_aer", node, "inspect_pcie", gpu.pci))
+
+
+def eviction_storm(fleet: Fleet, answer: Answer) -> None:
+    node = fleet.pick_node()
+    t = START + fleet.rng.uniform(300, 1000)
+    for k in range(5):
+        pod = f"batch-{fleet.rng.randrange(10**5):05d}"
+        message = (
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: "
+            f"{fleet.rng.randrange(20, 90)}Mi. Container main was using 480Gi, request is 0, "
+            "has larger consumption of memory. "
+        )
+        fleet.k8s.append(
+            (t + k * 60, _k8s_event("Evicted", message, "Pod", pod, "batch", t + k * 60, node, k))
+        )
+    answer.expected.append(Expected("pod_evicted", node, "investigate"))
+
+
+def healthy(fleet: Fleet, answer: Answer) -> None:
+    # A normal day: pods come and go, one pod is evicted for using too much disk.
+    for k in range(6):
+        node = fleet.pick_node()
+        fleet.k8s.append(
+            (
+                START + 100 * k,
+                _k8s_event(
+                    "Scheduled",
+                    f"Successfully assigned ml/run-{k} to {node}",
+                    "Pod",
+                    f"run-{k}",
+                    "ml",
+                    START + 100 * k,
+                    None,
+                    100 + k,
+                ),
+            )
+        )
+    node = fleet.pick_node()
+    fleet.k8s.append(
+        (
+            START + 900,
+            _k8s_event(
+                "Evicted",
+                "Pod ephemeral local storage usage exceeds the total limit of containers 10Gi. ",
+                "Pod",
+                "notebook-3",
+                "research",
+                START + 900,
+                node,
+                200,
+            ),
+        )
+    )
+
+
+SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
+    "xid79-fallen-off-bus": xid79,
+    "dbe-row-remap": dbe_row_remap,
+    "remap-failure": remap_failure,
+    "nvlink-storm": nvlink_storm,
+    "app-xid-job": app_xid_job,
+    "nccl-straggler": nccl_straggler,
+    "thermal-cooling-fault": thermal_cooling_fault,
+    "aer-storm": aer_storm,
+    "eviction-storm": eviction_storm,
+    "healthy": healthy,
+}
+
+
+def simulate(
+    scenario: str, out: Path, seed: int = 1, nodes: int = 4, lines_per_node: int = 2000
+) -> Answer:
+    """Write the fleet of ``scenario`` under ``out``; return (and write) its answer."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+    if nodes < 1:
+        raise ValueError("--nodes must be at least 1")
+    fleet = Fleet(out, nodes, seed, lines_per_node)
+    answer = Answer(scenario, seed)
+    SCENARIOS[scenario](fleet, answer)
+    answer.clean_nodes = sorted(set(fleet.nodes) - fleet.touched())
+    out.mkdir(parents=True, exist_ok=True)
+    fleet.write()
+    (out / "answer.json").write_text(json.dumps(asdict(answer), indent=2) + "\n")
+    return answer
