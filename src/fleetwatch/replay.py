@@ -3,9 +3,14 @@
 All events of all inputs are read into one columnar set (``events.concat``), filtered
 (``--since``, ``--until``, ``--node``), sorted by time (events without a time keep
 their file order, last) and fed to the engine in batches of ``BATCH_SIZE``, exactly
-as a live stream would feed it. Boot-clock stamps (plain dmesg) are seconds since
-that node booted; they keep their order among themselves and sort before wall-clock
-events. Anchoring them to wall time where a line gives both is still to come.
+as a live stream would feed it.
+
+Boot-clock stamps (plain dmesg) are seconds since that node booted. Where any line of
+the node carries both stamps (syslog or journal kernel lines with ``[ 1843.30]``
+inside), the node's offset anchors its boot-clock events to wall time. Without an
+anchor they keep their order among themselves and sort before wall-clock events. The
+anchor is the node's latest; events from an earlier boot of the same node would need
+that boot's own anchor, which a boot-clock stamp cannot name.
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ class Window:
     since: float | None = None
     until: float | None = None
     node: str | None = None
+
+
+def anchor(events: EventBatch, anchors: dict[str, float]) -> None:
+    """Turn boot-clock times into wall times for the nodes with an anchor (in place)."""
+    boot = events["clock"] == CLOCK_ID["boot"]
+    for node, offset in anchors.items():
+        ids = [i for i, s in enumerate(events.strings) if s == node]
+        rows = boot & np.isin(events["node"], ids)
+        events["ts"][rows] += offset
+        events["clock"][rows] = CLOCK_ID["wall"]
 
 
 def select(events: EventBatch, window: Window) -> EventBatch:
@@ -60,12 +75,15 @@ def replay(
     progress: Callable[[int], None] | None = None,
 ) -> list[Finding]:
     """The findings of ``paths``, most severe first."""
+    stats = stats if stats is not None else ReadStats()
     batches = []
     for batch in read_paths(list(paths), options, stats):
         batches.append(batch)
         if progress is not None:
             progress(len(batch))
-    events = select(concat(batches), window or Window())
+    events = concat(batches)
+    anchor(events, stats.boot_anchors)
+    events = select(events, window or Window())
     engine = Engine(build(configs))
     for start in range(0, len(events), BATCH_SIZE):
         engine.process(events.take(slice(start, start + BATCH_SIZE)))

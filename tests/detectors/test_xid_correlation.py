@@ -178,3 +178,16 @@ def test_the_healthy_a100_node_has_no_finding(tmp_path: Path) -> None:
     assert parse(DATA / "real" / "a100-node-healthy-dmesg.txt").stats.lines == 7227
     text = (DATA / "real" / "a100-node-healthy-dmesg.txt").read_text()
     assert findings(tmp_path, {"a100/dmesg.txt": text}) == []
+
+
+def test_boot_clock_dmesg_is_anchored_by_a_line_that_carries_both_stamps(tmp_path: Path) -> None:
+    files = {
+        # syslog: wall time 2024-06-04 10:00:00 UTC at 1000.0 s since boot
+        "gpu-1/kern.log": "Jun  4 10:00:00 gpu-1 kernel: [ 1000.000000] nvidia-nvswitch0: using MSI\n"
+        "Jun  4 10:00:00 gpu-1 kernel: [ 1000.000000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module\n",
+        # plain dmesg of the same node: the Xid at 1600.5 s since boot
+        "gpu-1/dmesg.txt": kern(1600.5, "0000:3b:00", 79, "GPU has fallen off the bus."),
+    }
+    (only,) = findings(tmp_path, files, only="xid_correlation")
+    assert only.first_ts == 1717495200.0 + 600.5  # 10:10:00.5 UTC
+    assert only.node == "gpu-1"

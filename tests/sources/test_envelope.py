@@ -28,7 +28,7 @@ def test_the_same_xid_behind_every_envelope() -> None:
         (2, "boot", 36.782543, "envelopes"),
         (3, "wall", utc(2024, 8, 5, 3, 54, 13), "envelopes"),
         (4, "wall", utc(2025, 1, 25, 10, 34, 54) + 0.859532, "envelopes"),
-        (5, "wall", utc(2024, 8, 5, 3, 54, 13), "gpu-node-7"),  # wall wins over [ 1843.3]
+        (5, "wall", utc(2024, 8, 5, 3, 54, 13), "gpu-node-7"),  # wall wins; [ 1843.3] anchors
         (6, "wall", utc(2024, 8, 5, 3, 54, 13), "envelopes"),
         (7, "wall", utc(2024, 8, 5, 3, 54, 13), "gpu-node-8"),
         (8, "wall", utc(2024, 8, 5, 1, 54, 13) + 0.123456, "gpu-node-9"),
@@ -105,3 +105,10 @@ def test_time_rules_step_back_only_for_dates_after_the_file() -> None:
     assert rules.infer_year(2, 28) == 2025
     assert rules.infer_year(3, 2) == 2025  # a day of slack for clock skew
     assert rules.infer_year(3, 3) == 2024
+
+
+def test_a_wall_clock_line_with_the_kernel_stamp_teaches_the_node_s_boot_offset() -> None:
+    events = parse(KERNEL / "envelopes.log", year=2024)
+    anchors = events.stats.boot_anchors
+    assert anchors["gpu-node-7"] == utc(2024, 8, 5, 3, 54, 13) - 1843.308145
+    assert "gpu-node-8" not in anchors  # its line has no kernel stamp

@@ -46,6 +46,8 @@ class ReadStats:
     events: int = 0
     unreadable: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    boot_anchors: dict[str, float] = field(default_factory=dict)
+    """Per node, wall time minus boot time, from lines that carry both stamps."""
 
     def bad(self, reader: str, reason: str, count: int = 1) -> None:
         """Count ``count`` unreadable records of ``reader`` for ``reason``."""

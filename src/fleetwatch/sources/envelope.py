@@ -33,6 +33,7 @@ class Envelope(NamedTuple):
     clock: str
     host: str | None
     relative: bool = False  # dmesg -H delta: ts is seconds since the previous line
+    boot: float | None = None  # the kernel's own stamp, when a wall-clock line carries one too
 
 
 NO_ENVELOPE: Final = Envelope(None, "none", None)
@@ -122,6 +123,8 @@ def parse(text: str, rules: TimeRules, record_at: int | None = None) -> Envelope
             # dmesg --time-format iso writes a comma and no host; syslog and journal a host.
             if "," not in m[0] and (h := _HOST_IDENT.match(text, pos)):
                 host = h[1]
+                if k := _DMESG_BOOT.match(text, h.end()):
+                    boot = float(k[1])
         elif m := _KMSG.match(text):
             boot = int(m[1]) / 1e6
         elif m := _FORWARDER.match(text):
@@ -137,9 +140,11 @@ def parse(text: str, rules: TimeRules, record_at: int | None = None) -> Envelope
             if h := _HOST_IDENT.match(text, pos):
                 host = h[1]
                 pos = h.end()
-            # syslog may carry the kernel's own stamp after the ident: keep the wall one.
+            # syslog may carry the kernel's own stamp after the ident: it anchors the clock
+            if k := _DMESG_BOOT.match(text, pos):
+                boot = float(k[1])
     if wall is not None:
-        return Envelope(wall, "wall", host)
+        return Envelope(wall, "wall", host, boot=boot)
     if boot is not None:
         return Envelope(boot, "boot", host)
     head = text if record_at is None else text[:record_at]

@@ -213,6 +213,8 @@ class LineStream:
         return consumed
 
     def _place_in_time(self, buf: bytes, start: int, end: int, env: Envelope) -> Envelope:
+        if env.boot is not None and env.ts is not None:
+            self.ctx.stats.boot_anchors[env.host or self.ctx.node] = env.ts - env.boot
         if env.relative:
             return self._relative(buf, start, end, env)
         if env.clock != "none":
