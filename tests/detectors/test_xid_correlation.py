@@ -191,3 +191,13 @@ def test_boot_clock_dmesg_is_anchored_by_a_line_that_carries_both_stamps(tmp_pat
     (only,) = findings(tmp_path, files, only="xid_correlation")
     assert only.first_ts == 1717495200.0 + 600.5  # 10:10:00.5 UTC
     assert only.node == "gpu-1"
+
+
+def test_a_sample_without_a_time_does_not_erase_the_incident_s_times(tmp_path: Path) -> None:
+    files = {
+        "gpu-1/kern.log": "Jun  4 10:00:00 gpu-1 kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=a, GPU has fallen off the bus.\n",
+        "gpu-1/dcgm.prom": 'DCGM_FI_DEV_XID_ERRORS{gpu="0",pci_bus_id="00000000:3B:00.0",Hostname="gpu-1"} 79\n',
+    }
+    (only,) = findings(tmp_path, files, only="xid_correlation")
+    assert only.count == 2
+    assert only.first_ts == only.last_ts == 1717495200.0

@@ -122,6 +122,15 @@ class IncidentBook:
         return found, new
 
 
+def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> tuple[float | None, float | None]:
+    """The earliest and latest time of ``rows``; events without a time do not count."""
+    ts = batch["ts"][rows]
+    known = ts[~np.isnan(ts)]
+    if known.size == 0:
+        return None, None
+    return float(known.min()), float(known.max())
+
+
 def segments(ts: npt.NDArray[np.float64], gap_s: float) -> list[tuple[int, int]]:
     """Split sorted times into runs whose neighbours are at most ``gap_s`` apart."""
     if ts.size == 0:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 
 from fleetwatch.catalog import xid
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding, span
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
@@ -274,11 +274,9 @@ class HbmEcc:
         what: str,
     ) -> Finding:
         first, last = int(members[0]), int(members[-1])
-        ts = batch["ts"]
         incident, _ = self.book.touch(
             (node, pci),
-            None if ts[first] != ts[first] else float(ts[first]),
-            None if ts[last] != ts[last] else float(ts[last]),
+            *span(batch, members),
             int(members.size),
             describe(batch, first),
             describe(batch, last),

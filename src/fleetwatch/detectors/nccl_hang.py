@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fleetwatch.detectors.base import IncidentBook, describe, make_finding
+from fleetwatch.detectors.base import IncidentBook, describe, make_finding, span
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -98,11 +98,9 @@ class NcclHang:
             job = self.jobs[name]
             if not job.waiting:
                 continue
-            ts_first, ts_last = float(batch["ts"][first]), float(batch["ts"][last])
             incident, _ = self.book.touch(
                 (name,),
-                None if ts_first != ts_first else ts_first,
-                None if ts_last != ts_last else ts_last,
+                *span(batch, np.asarray([first, last])),
                 1,
                 describe(batch, first),
                 describe(batch, last),

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid
-from fleetwatch.detectors.base import IncidentBook, describe, make_finding, segments
+from fleetwatch.detectors.base import IncidentBook, describe, make_finding, segments, span
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -76,10 +76,6 @@ class Config:
     """The window for counting fatal Xid incidents on one GPU."""
     rma_fatal_count: int = 5
     """This many fatal Xid incidents on one GPU within the window: RMA it."""
-
-
-def _ts(value: float) -> float | None:
-    return None if value != value else float(value)
 
 
 class XidCorrelation:
@@ -177,7 +173,7 @@ class XidCorrelation:
         self, batch: EventBatch, part: np.ndarray, node: str, pci: str | None, code: int
     ) -> list[Finding]:
         first, last = int(part[0]), int(part[-1])
-        first_ts, last_ts = _ts(batch["ts"][first]), _ts(batch["ts"][last])
+        first_ts, last_ts = span(batch, part)
         identity = {
             "node": node,
             "pci": pci,
@@ -369,8 +365,7 @@ class XidCorrelation:
                 node, pci = batch.strings[node_id], batch.string(pci_id)
                 incident, _ = self.switch.touch(
                     (node, pci, int(code)),
-                    _ts(batch["ts"][part[0]]),
-                    _ts(batch["ts"][part[-1]]),
+                    *span(batch, part),
                     part.size,
                     describe(batch, int(part[0])),
                     describe(batch, int(part[-1])),
