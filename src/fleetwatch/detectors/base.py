@@ -1,7 +1,8 @@
 """The detector contract, and the incident book every detector keeps.
 
 A detector subscribes to event kinds, reads whole batches (``process``), closes its
-windows when told the time (``flush``), and can save and restore its state. Its
+windows when told the time (``flush``), and can save and restore its state
+(``state.Stateful``: a restart loses no window and repeats no finding). Its
 thresholds live in a frozen config dataclass whose fields have defaults; the user's
 TOML overrides them (``config.py``).
 
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fleetwatch.detectors.state import register
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Action, Finding, Severity, finding_id
 
@@ -41,6 +43,14 @@ class Detector(Protocol):
         """Close what ``now`` ends (None: the input ended); return changed findings."""
         ...
 
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue elsewhere, as JSON-able data."""
+        ...
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Continue from ``saved``."""
+        ...
+
 
 def describe(batch: EventBatch, row: int) -> str:
     """One evidence line for an event: where it was read and what it said."""
@@ -55,6 +65,7 @@ def describe(batch: EventBatch, row: int) -> str:
     return f"{where} " + " ".join(str(p) for p in parts)
 
 
+@register
 @dataclass
 class Incident:
     """One open or closed incident of one entity."""
@@ -90,12 +101,13 @@ class Incident:
                 self.tail.append(line)
 
 
+@register
+@dataclass
 class IncidentBook:
     """Open incidents by key; one folds repeats that arrive within ``gap_s``."""
 
-    def __init__(self, gap_s: float) -> None:
-        self.gap_s = gap_s
-        self.open: dict[tuple[Any, ...], Incident] = {}
+    gap_s: float
+    open: dict[tuple[Any, ...], Incident] = field(default_factory=dict)
 
     def touch(
         self,

@@ -36,6 +36,7 @@ import numpy as np
 
 from fleetwatch.catalog import xid
 from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding, span
+from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
@@ -64,7 +65,7 @@ class Config:
     """Rows remapped for uncorrectable errors at which a GPU is an RMA candidate."""
 
 
-class HbmEcc:
+class HbmEcc(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "hbm_ecc"

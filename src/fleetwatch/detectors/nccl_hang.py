@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fleetwatch.detectors.base import IncidentBook, describe, make_finding, span
+from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -40,6 +41,7 @@ class Config:
     """Timeouts of one job closer than this are one incident."""
 
 
+@register
 @dataclass
 class _Job:
     world: int | None = None
@@ -48,7 +50,7 @@ class _Job:
     waiting: dict[int, int] = field(default_factory=dict)  # rank -> seq it timed out on
 
 
-class NcclHang:
+class NcclHang(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "nccl_hang"

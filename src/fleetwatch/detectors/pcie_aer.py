@@ -29,6 +29,7 @@ from typing import ClassVar, Final
 import numpy as np
 
 from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -54,7 +55,7 @@ class Config:
     """A port's error this close to a GPU's error is that GPU's."""
 
 
-class PcieAer:
+class PcieAer(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "pcie_aer"

@@ -24,6 +24,7 @@ from typing import ClassVar, Final
 import numpy as np
 
 from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -45,7 +46,7 @@ class Config:
     """Evictions this soon after a GPU fault on the node are its impact."""
 
 
-class PodEvicted:
+class PodEvicted(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "pod_evicted"

@@ -26,6 +26,7 @@ from typing import ClassVar, Final
 import numpy as np
 
 from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -47,6 +48,7 @@ class Config:
     """HW slowdown at or above this temperature counts as thermal."""
 
 
+@register
 @dataclass
 class _Window:
     start: float
@@ -57,7 +59,7 @@ class _Window:
     last_ts: float = 0.0
 
 
-class ThermalThrottle:
+class ThermalThrottle(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "thermal_throttle"

@@ -40,6 +40,7 @@ import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid
 from fleetwatch.detectors.base import IncidentBook, describe, make_finding, segments, span
+from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
@@ -78,7 +79,7 @@ class Config:
     """This many fatal Xid incidents on one GPU within the window: RMA it."""
 
 
-class XidCorrelation:
+class XidCorrelation(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "xid_correlation"
