@@ -230,3 +230,23 @@ def test_the_real_single_rank_timeout_is_a_job_hang_without_a_culprit(tmp_path: 
     (only,) = findings(tmp_path, {"vm/train.log": text}, only="nccl_hang")
     assert only.rank is None and only.action == Action.RESTART_JOB
     assert "1 of 1 ranks timed out on sequence 4" in only.summary
+
+
+def test_replay_rate_is_judged_against_the_link_s_lanes_and_generation(tmp_path: Path) -> None:
+    t = 1_717_495_200_000
+
+    def node(name: str, width: int, gen: int) -> dict[str, str]:
+        smi = (
+            f"timestamp, index, pci.bus_id, pcie.link.width.current, pcie.link.gen.current\n"
+            f"2024/06/04 10:00:00.000, 0, 00000000:3B:00.0, {width}, {gen}\n"
+        )
+        replays = "".join(
+            dcgm(name, "3b:00", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 6 * i, t + 60_000 * i)
+            for i in range(3)
+        )  # 6 replays a minute
+        return {f"{name}/query.csv": smi, f"{name}/dcgm.prom": replays}
+
+    wide = findings(tmp_path / "a", node("gpu-1", 16, 5), only="pcie_aer")
+    assert wide == []  # 6/min is under 10/min on x16 Gen 5
+    (narrow,) = findings(tmp_path / "b", node("gpu-2", 8, 4), only="pcie_aer")
+    assert "limit 2.5 for this link" in narrow.summary and "x8" in narrow.summary

@@ -8,7 +8,9 @@ Pattern
       one incident;
     * an uncorrected non-fatal error -> error; a fatal one -> critical;
     * DCGM's PCIe replay counter rising faster than ``replays_per_minute`` -> warning
-      (the same link trouble, counted by the GPU).
+      (the same link trouble, counted by the GPU). The threshold is for an x16 Gen 5
+      link; it scales down with the link's lanes and transfer rate, since a narrower or
+      slower link moves less data and the same replays mean a worse link.
 
     An error reported by a switch or root port is attributed to the NVIDIA GPU (vendor
     10de) that reported in the same burst (within ``burst_s``), which is the device
@@ -34,6 +36,8 @@ from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 _NVIDIA: Final = re.compile(r"device 10de:")
+# GT/s per lane by PCIe generation: the link's data rate, relative to Gen 5.
+_GT_PER_LANE: Final = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
 _SEVERITY: Final = {
     SEVERITY_ID["corrected"]: Severity.WARNING,
     SEVERITY_ID["nonfatal"]: Severity.ERROR,
@@ -50,7 +54,7 @@ class Config:
     corrected_per_window: int = 20
     """Corrected errors in one incident that make a warning."""
     replays_per_minute: float = 10.0
-    """PCIe replays per minute (DCGM's counter) that make a warning."""
+    """PCIe replays per minute on an x16 Gen 5 link (DCGM's counter) that make a warning."""
     burst_s: float = 1.0
     """A port's error this close to a GPU's error is that GPU's."""
 
@@ -67,6 +71,7 @@ class PcieAer(Stateful):
         self.last_gpu_error: dict[str, tuple[float, str]] = {}  # node -> (time, gpu pci)
         self.replays: dict[tuple[str, str], tuple[float, float]] = {}  # -> (value, time)
         self.width: dict[tuple[str, str], float] = {}
+        self.generation: dict[tuple[str, str], int] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
@@ -75,6 +80,9 @@ class PcieAer(Stateful):
             if batch["pci"][row] >= 0 and batch["value"][row] == batch["value"][row]:
                 key = (batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]])
                 self.width[key] = float(batch["value"][row])
+                gen = (batch.value("detail", row) or "").removeprefix("gen")
+                if gen.isdigit():
+                    self.generation[key] = int(gen)
         for row in np.flatnonzero((kind == KIND_ID["aer"]) & (batch["pci"] >= 0)).tolist():
             finding = self._aer(batch, row)
             if finding is not None:
@@ -121,13 +129,19 @@ class PcieAer(Stateful):
             return None
         rise = value - previous[0] if value >= previous[0] else value
         per_minute = rise / ((ts - previous[1]) / 60.0)
-        if per_minute <= self.config.replays_per_minute:
+        if per_minute <= self._replay_limit(node, pci):
             return None
         incident, _ = self.book.touch((node, pci), ts, ts, 1, describe(batch, row))
         attrs = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), Severity.WARNING)
         attrs["replays"] = max(attrs.get("replays", 0.0), per_minute)
         return self._finding(incident)
+
+    def _replay_limit(self, node: str, pci: str) -> float:
+        """The replay threshold for this link: scaled by lanes and rate from x16 Gen 5."""
+        width = self.width.get((node, pci), 16.0)
+        rate = _GT_PER_LANE.get(self.generation.get((node, pci), 5), 32.0)
+        return self.config.replays_per_minute * (width / 16.0) * (rate / 32.0)
 
     def _finding(self, incident: Incident) -> Finding:
         node, pci = incident.key
@@ -139,7 +153,8 @@ class PcieAer(Stateful):
             parts.append(f"{attrs['corrected']} corrected")
         what = f"{' and '.join(parts)} AER error(s)" if parts else "PCIe replays"
         if attrs.get("replays"):
-            what += f", {attrs['replays']:.0f} replays/min"
+            limit = self._replay_limit(node, pci)
+            what += f", {attrs['replays']:.0f} replays/min (limit {limit:.1f} for this link)"
         width = self.width.get((node, pci))
         if width is not None and width < 16:
             what += f"; link trained at x{width:.0f}"
