@@ -21,7 +21,7 @@ A wall-clock stamp wins over a boot-clock one when a line has both.
 from __future__ import annotations
 
 import re
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from fleetwatch.timestamps import TimeRules, month_number
 
@@ -34,6 +34,18 @@ class Envelope(NamedTuple):
     host: str | None
     relative: bool = False  # dmesg -H delta: ts is seconds since the previous line
     boot: float | None = None  # the kernel's own stamp, when a wall-clock line carries one too
+
+    def event(self, kind: str, source: str, line: int, **fields: Any) -> dict[str, Any]:
+        """An event's fields: its kind and origin, this envelope's time and host, ``fields``."""
+        return {
+            "kind": kind,
+            "source": source,
+            "line": line,
+            "ts": self.ts,
+            "clock": self.clock,
+            "node": self.host,
+            **fields,
+        }
 
 
 NO_ENVELOPE: Final = Envelope(None, "none", None)

@@ -186,17 +186,7 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
     if "eviction manager" in low or "eviction_manager" in low:
         _read_kubelet(text, env, line, ctx)
     elif m := _KUBELET_NOT_READY.search(text):
-        ctx.emit(
-            {
-                "kind": "node_not_ready",
-                "source": SOURCE,
-                "line": line,
-                "ts": env.ts,
-                "clock": env.clock,
-                "node": m["node"],
-                "reason": "NodeNotReady",
-            }
-        )
+        ctx.emit(env.event("node_not_ready", SOURCE, line, node=m["node"], reason="NodeNotReady"))
     elif m := _DESCRIBE_HEADER.match(text):
         describe = ctx.memo.setdefault("k8s.describe", {})
         if m["key"] == "Name":
@@ -249,16 +239,13 @@ def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None
         return
     resource = ctx.memo.get("k8s.reclaim")
     ctx.emit(
-        {
-            "kind": "pod_evicted",
-            "source": SOURCE,
-            "line": line,
-            "ts": env.ts,
-            "clock": env.clock,
-            "node": env.host,
-            "pod": m["pod"],
-            "namespace": m["ns"],
-            "reason": "Evicted",
-            "detail": f"low on {resource}" if resource else None,
-        }
+        env.event(
+            "pod_evicted",
+            SOURCE,
+            line,
+            pod=m["pod"],
+            namespace=m["ns"],
+            reason="Evicted",
+            detail=f"low on {resource}" if resource else None,
+        )
     )

@@ -86,15 +86,7 @@ def _severity_of_aer(text: str) -> str | None:
 
 
 def _event(kind: str, env: Envelope, line: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "source": SOURCE,
-        "line": line,
-        "ts": env.ts,
-        "clock": env.clock,
-        "node": env.host,
-        **fields,
-    }
+    return env.event(kind, SOURCE, line, **fields)
 
 
 def read(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:

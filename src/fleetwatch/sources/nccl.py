@@ -74,15 +74,7 @@ def _base(
         host = memo["rank_host"][rank][0]
     if host is None:
         host = memo["host"]
-    return {
-        "kind": kind,
-        "source": SOURCE,
-        "line": line,
-        "ts": env.ts,
-        "clock": env.clock,
-        "node": host,
-        "rank": rank,
-    }
+    return env._replace(host=host).event(kind, SOURCE, line, rank=rank)
 
 
 def _short(text: str, limit: int = 200) -> str:
