@@ -4,14 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck ci-full verify bench-parse clean
+.PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-parse clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml bench/alloccount/alloccount.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the benchmarks' allocation counter: a C extension, built against the NumPy above
+	$(BIN)/python -m pip install --quiet --no-build-isolation --force-reinstall --no-deps ./bench/alloccount
 	touch $(STAMP)
 
 # Each example is one incident: a folder of per-node folders, as collected from a fleet.
@@ -31,8 +33,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# What CI runs: the whole test suite, the linters and the type checker.
-ci-full: test lint typecheck
+# What CI runs: the whole test suite, the linters, the type checker and gate 1.
+ci-full: test lint typecheck bench-allocs-check
+
+# Every benchmark: allocations and time per event, each in a fresh process.
+bench: install
+	$(BIN)/python -m bench.gate table
+
+# Gate 1: allocations per event against bench/registry.toml (exit 1 breach, 2 fail closed).
+bench-allocs-check: install
+	$(BIN)/python -m bench.gate allocs
 
 # A fast pre-push check: lint, types, and the tests with fewer property examples.
 verify: install

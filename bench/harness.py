@@ -1,0 +1,199 @@
+"""The benchmarks: one per detector, one per reader, each a deterministic workload.
+
+Detector benchmarks (``bench_<detector>``) feed the detector what it sees in a busy
+fleet: every simulated fault scenario's events merged and time-sorted (healthy
+background in real formats, the faults included), cut to the kinds it reads, in
+windows of ``window`` events after a warm-up. Reader benchmarks (``bench_read_<reader>``)
+read a realistic input of that format, where most lines match nothing, and count per
+line.
+
+Each measurement is allocations (exact, ``alloccount``: the same number every run for
+the same interpreter and NumPy) and time. ``measure`` runs each benchmark in a fresh
+process with ``PYTHONHASHSEED=0``: CPython's free lists and NumPy's caches remember
+what ran before, and a reused object is no allocation, so only a fresh process with a
+fixed hash seed repeats its count exactly.
+
+``python -m bench.harness NAME WINDOW`` runs one benchmark and prints it as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+
+import numpy as np
+
+import alloccount
+from fleetwatch.config import load
+from fleetwatch.detectors import REGISTRY
+from fleetwatch.events import KIND_ID, EventBatch, concat
+from fleetwatch.replay import Window, anchor, select
+from fleetwatch.simulate import SCENARIOS, simulate
+from fleetwatch.sources import ReadStats, read_paths
+
+WARMUP_WINDOWS = 5
+MEASURED_WINDOWS = 40
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark's result."""
+
+    name: str
+    window: int
+    allocs_per_op: float
+    allocs_per_event: float
+    ns_per_event: float
+
+
+@cache
+def fleet_events() -> EventBatch:
+    """Every fault scenario's events, merged in time order (the busy fleet)."""
+    parts = []
+    with tempfile.TemporaryDirectory(prefix="fleetwatch-bench-") as tmp:
+        for i, scenario in enumerate(sorted(SCENARIOS)):
+            folder = Path(tmp) / scenario
+            simulate(scenario, folder, seed=1000 + i, nodes=3, lines_per_node=300)
+            stats = ReadStats()
+            events = concat(list(read_paths([str(folder)], stats=stats)))
+            anchor(events, stats.boot_anchors)
+            parts.append(events)
+    return select(concat(parts), Window())
+
+
+def detector_windows(name: str, window: int) -> list[EventBatch]:
+    """The windows a detector benchmark feeds: its kinds only, cycled to fill enough."""
+    spec = REGISTRY[name]
+    events = fleet_events()
+    mine = events.take(np.flatnonzero(np.isin(events["kind"], [KIND_ID[k] for k in spec.kinds])))
+    wanted = (WARMUP_WINDOWS + MEASURED_WINDOWS) * window
+    rows = np.resize(np.arange(len(mine)), wanted)  # cycle through the mix
+    every = mine.take(rows)
+    return [every.take(slice(i, i + window)) for i in range(0, wanted, window)]
+
+
+def bench_detector(name: str, window: int) -> Measurement:
+    """Run one detector over its mix; count allocations and time per window."""
+    windows = detector_windows(name, window)
+    spec = REGISTRY[name]
+    detector = spec.factory(load(None)[name])
+    for batch in windows[:WARMUP_WINDOWS]:
+        detector.process(batch)
+    allocs: list[int] = []
+    nanos: list[int] = []
+    for batch in windows[WARMUP_WINDOWS:]:
+        alloccount.start()
+        detector.process(batch)
+        allocs.append(alloccount.stop())
+    for batch in windows[WARMUP_WINDOWS:]:
+        start = time.perf_counter_ns()
+        detector.process(batch)
+        nanos.append(time.perf_counter_ns() - start)
+    per_op = sum(allocs) / len(allocs)
+    return Measurement(
+        f"bench_{name}", window, per_op, per_op / window, statistics.median(nanos) / window
+    )
+
+
+# --- readers ------------------------------------------------------------------------------
+
+
+def _kmsg_input() -> bytes:
+    from bench.parse_throughput import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kern.log"
+        generate(path, 20_000, seed=7)
+        return path.read_bytes()
+
+
+def _fleet_file(scenario: str, relative: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate(scenario, Path(tmp), seed=3, nodes=2, lines_per_node=100)
+        return (Path(tmp) / relative).read_bytes()
+
+
+READER_INPUTS: dict[str, Callable[[], bytes]] = {
+    "kmsg": _kmsg_input,
+    "dcgm": lambda: _fleet_file("healthy", "gpu-node-001/dcgm.prom"),
+    "k8s": lambda: _fleet_file("eviction-storm", "cluster/events.jsonl") * 50,
+    "nccl": lambda: _fleet_file("nccl-straggler", "job/rank-0.log") * 200,
+}
+
+
+def bench_reader(name: str, repeat: int = 5) -> Measurement:
+    """Read a realistic input of one format; count allocations and time per line."""
+    data = READER_INPUTS[name]()
+    lines = data.count(b"\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input"
+        path.write_bytes(data)
+
+        def read() -> None:
+            for _ in read_paths([str(path)]):
+                pass
+
+        read()  # warm-up: caches, the prefilter, imports
+        alloccount.start()
+        read()
+        allocs = alloccount.stop()
+        nanos = []
+        for _ in range(repeat):
+            start = time.perf_counter_ns()
+            read()
+            nanos.append(time.perf_counter_ns() - start)
+    return Measurement(
+        f"bench_read_{name}", 1, allocs, allocs / lines, statistics.median(nanos) / lines
+    )
+
+
+def all_benchmarks() -> dict[tuple[str, int], Callable[[], Measurement]]:
+    """Every benchmark this harness knows, by (name, window)."""
+    known: dict[tuple[str, int], Callable[[], Measurement]] = {}
+    for detector in REGISTRY:
+        for window in (1024, 16):
+            known[f"bench_{detector}", window] = partial(bench_detector, detector, window)
+    for reader in READER_INPUTS:
+        known[f"bench_read_{reader}", 1] = partial(bench_reader, reader)
+    return known
+
+
+def known() -> list[tuple[str, int]]:
+    """Every benchmark this harness can run, as (name, window)."""
+    return list(all_benchmarks())
+
+
+def measure(name: str, window: int) -> Measurement | None:
+    """Run one benchmark in a fresh process; None if it produced no measurement."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.harness", name, str(window)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+        timeout=600,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-2000:])
+        return None
+    return Measurement(**json.loads(done.stdout))
+
+
+if __name__ == "__main__":
+    wanted = (sys.argv[1], int(sys.argv[2]))
+    run = all_benchmarks().get(wanted)
+    if run is None:
+        sys.exit(f"no benchmark {wanted[0]} at window {wanted[1]}")
+    result = run()
+    print(json.dumps(result.__dict__))
