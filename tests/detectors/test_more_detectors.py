@@ -250,3 +250,24 @@ def test_replay_rate_is_judged_against_the_link_s_lanes_and_generation(tmp_path:
     assert wide == []  # 6/min is under 10/min on x16 Gen 5
     (narrow,) = findings(tmp_path / "b", node("gpu-2", 8, 4), only="pcie_aer")
     assert "limit 2.5 for this link" in narrow.summary and "x8" in narrow.summary
+
+
+def test_same_pci_address_on_two_nodes_stays_two_gpus(tmp_path: Path) -> None:
+    rows = []
+    for i in range(60):
+        for node in ("gpu-a", "gpu-b"):
+            for g in range(3):
+                hot = node == "gpu-a" and g == 1
+                rows.append(
+                    {
+                        "kind": "clock_event",
+                        "ts": 1_717_495_200 + i * 5,
+                        "node": node,
+                        "pci": f"0000:{g + 1:02x}:00.0",
+                        "value": 0x40 if hot else 0x4,
+                    }
+                )
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    out = findings(tmp_path, {"fleet/nvml.jsonl": text}, only="thermal_throttle")
+    assert {(f.node, f.pci) for f in out} == {("gpu-a", "0000:02:00.0")}
+    assert "a cooling fault on this GPU" in out[0].summary

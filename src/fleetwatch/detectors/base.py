@@ -52,17 +52,36 @@ class Detector(Protocol):
         ...
 
 
+_EVIDENCE_FIELDS = ("code", "severity", "scope", "value", "rank", "seq", "pod", "reason")
+
+
 def describe(batch: EventBatch, row: int) -> str:
     """One evidence line for an event: where it was read and what it said."""
-    rec = batch.record(row)
-    where = f"{rec.get('file') or '?'}:{rec.get('line') or '?'}"
-    parts = [rec["kind"]]
-    for name in ("code", "severity", "scope", "value", "rank", "seq", "pod", "reason"):
-        if rec.get(name) is not None:
-            parts.append(f"{name}={rec[name]}")
-    if rec.get("detail"):
-        parts.append(str(rec["detail"]))
-    return f"{where} " + " ".join(str(p) for p in parts)
+    value = batch.value
+    parts = [f"{value('file', row) or '?'}:{value('line', row) or '?'} {value('kind', row)}"]
+    for name in _EVIDENCE_FIELDS:
+        found = value(name, row)
+        if found is not None:
+            parts.append(f"{name}={found}")
+    detail = value("detail", row)
+    if detail:
+        parts.append(detail)
+    return " ".join(parts)
+
+
+def pack(*columns: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """One int64 key per row from small non-negative integer columns (ids, ranks, codes).
+
+    ``np.unique`` on one 1-D key costs far less than on stacked columns with ``axis=1``.
+    Each column gets 21 bits (ids below two million), so at most three fit in 64 bits;
+    -1 (absent) packs as all ones.
+    """
+    if len(columns) > 3:
+        raise ValueError("pack takes at most three columns of 21 bits")
+    key = np.zeros(columns[0].shape, dtype=np.int64)
+    for column in columns:
+        key = (key << 21) | (column.astype(np.int64) & 0x1FFFFF)
+    return key
 
 
 @register
@@ -141,6 +160,20 @@ def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> tuple[float | None, f
     if known.size == 0:
         return None, None
     return float(known.min()), float(known.max())
+
+
+def runs(key: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Where each run of equal keys starts and ends in a sorted key array."""
+    starts = np.flatnonzero(key[1:] != key[:-1]) + 1
+    return np.concatenate(([0], starts)), np.concatenate((starts, [key.size]))
+
+
+def shifted(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each row's predecessor (NaN for the first): the sample before, within one array."""
+    before = np.empty_like(values)
+    before[0] = np.nan
+    before[1:] = values[:-1]
+    return before
 
 
 def segments(ts: npt.NDArray[np.float64], gap_s: float) -> list[tuple[int, int]]:

@@ -35,7 +35,16 @@ from typing import Any, ClassVar, Final
 import numpy as np
 
 from fleetwatch.catalog import xid
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding, span
+from fleetwatch.detectors.base import (
+    Incident,
+    IncidentBook,
+    describe,
+    make_finding,
+    pack,
+    runs,
+    shifted,
+    span,
+)
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
@@ -50,7 +59,6 @@ _COUNTERS: Final = (
     "remap_failure",
 )
 _COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
-_KIND_NAME: Final = {KIND_ID[k]: k for k in _COUNTERS}
 
 
 @dataclass(frozen=True)
@@ -123,63 +131,101 @@ class HbmEcc(Stateful):
         return out
 
     def _counters(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
-        cols = np.stack(
-            [
-                batch["node"][rows],
-                batch["pci"][rows],
-                batch["kind"][rows],
-                batch["scope"][rows],
-                batch["source"][rows],
-            ]
+        kind = batch["kind"]
+        # kind (< 64), scope (< 8) and source (< 8) share the third 21-bit column
+        counter = (
+            (kind[rows].astype(np.int64) << 6)
+            | (batch["scope"][rows].astype(np.int64) << 3)
+            | batch["source"][rows].astype(np.int64)
         )
-        keys, inverse = np.unique(cols, axis=1, return_inverse=True)
-        ts = batch["ts"][rows]
-        values = batch["value"][rows]
-        out = []
-        for g, (node_id, pci_id, kind_id, scope_id, source_id) in enumerate(keys.T.tolist()):
-            in_group = inverse.ravel() == g
-            order = np.argsort(ts[in_group], kind="stable")
-            members, vals, times = (
-                rows[in_group][order],
-                values[in_group][order],
-                ts[in_group][order],
-            )
-            node, pci = batch.strings[node_id], batch.strings[pci_id]
-            key = (node, pci, kind_id, scope_id, source_id)
-            previous = self.last.get(key)
-            # a counter that went down was reset: the new value counts from zero
-            before = np.concatenate([[previous[0] if previous else np.nan], vals[:-1]])
-            rises = np.where(vals >= before, vals - before, vals)
+        series = pack(batch["node"][rows], batch["pci"][rows], counter)
+        order = np.lexsort((batch["ts"][rows], series))  # each series in time order
+        rows, series = rows[order], series[order]
+        vals, times = batch["value"][rows], batch["ts"][rows]
+        starts, ends = runs(series)
+        before = shifted(vals)
+        baseline = np.zeros(starts.size, dtype=bool)  # series seen for the first time
+        previous_values = np.full(starts.size, np.nan)
+        # one tolist per column, not a numpy scalar per series: small ints are shared
+        firsts, lasts = rows[starts], ends - 1
+        strings = batch.strings
+        columns = zip(
+            batch["node"][firsts].tolist(),
+            batch["pci"][firsts].tolist(),
+            kind[firsts].tolist(),
+            batch["scope"][firsts].tolist(),
+            batch["source"][firsts].tolist(),
+            vals[lasts].tolist(),
+            times[lasts].tolist(),
+            strict=True,
+        )
+        last = self.last
+        for i, (node, pci, k, scope, source, value, when) in enumerate(columns):
+            key = (strings[node], strings[pci], k, scope, source)
+            previous = last.get(key)
             if previous is None:
-                first_new = (
-                    vals[0]
-                    if (kind_id == KIND_ID["ecc_uncorrected"] and scope_id == SCOPE_ID["volatile"])
-                    else 0.0
+                baseline[i] = True
+            else:
+                previous_values[i] = previous[0]
+            last[key] = (value, when)
+        before[starts] = previous_values
+        # a counter that went down was reset: the new value counts from zero
+        rises = np.where(vals >= before, vals - before, vals)
+        first_rows = starts[baseline]
+        volatile_uncorrectable = (kind[rows[first_rows]] == KIND_ID["ecc_uncorrected"]) & (
+            batch["scope"][rows[first_rows]] == SCOPE_ID["volatile"]
+        )
+        # a baseline is history, except volatile uncorrectable errors: they are this boot's
+        rises[first_rows] = np.where(volatile_uncorrectable, vals[first_rows], 0.0)
+        k = kind[rows]
+        hits = (
+            ("ecc_uncorrected", rises > 0),
+            ("remap_pending", vals > 0),
+            ("remap_failure", vals > 0),
+            ("remap_uncorrectable", vals >= self.config.uncorrectable_remap_limit),
+            ("ecc_corrected", rises > 0),
+        )
+        out: list[Finding] = []
+        for name, condition in hits:
+            mask = (k == KIND_ID[name]) & condition
+            if not mask.any():
+                continue
+            gpus = pack(batch["node"][rows[mask]], batch["pci"][rows[mask]])
+            _, inverse = np.unique(gpus, return_inverse=True)
+            for g in range(int(inverse.max()) + 1):
+                members = rows[mask][inverse.ravel() == g]
+                node = batch.strings[batch["node"][members[0]]]
+                pci = batch.strings[batch["pci"][members[0]]]
+                out += self._judge(
+                    batch,
+                    name,
+                    members,
+                    vals[mask][inverse.ravel() == g],
+                    rises[mask][inverse.ravel() == g],
+                    times[mask][inverse.ravel() == g],
+                    node,
+                    pci,
                 )
-                rises[0] = first_new
-            self.last[key] = (float(vals[-1]), float(times[-1]))
-            out += self._judge(batch, members, vals, rises, times, node, pci, kind_id)
         return out
 
     def _judge(
         self,
         batch: EventBatch,
+        kind: str,
         members: np.ndarray,
         vals: np.ndarray,
         rises: np.ndarray,
         times: np.ndarray,
         node: str,
         pci: str,
-        kind_id: int,
     ) -> list[Finding]:
-        kind = _KIND_NAME[kind_id]
-        hit = members[rises > 0]
-        if kind == "ecc_uncorrected" and hit.size:
-            total = int(rises[rises > 0].sum())
+        """The finding these rows (one GPU, one counter kind, all of them hits) make."""
+        if kind == "ecc_uncorrected":
+            total = int(rises.sum())
             return [
                 self._evidence(
                     batch,
-                    hit,
+                    members,
                     node,
                     pci,
                     Severity.ERROR,
@@ -188,51 +234,43 @@ class HbmEcc(Stateful):
                 )
             ]
         if kind == "remap_pending":
-            pending = members[vals > 0]
-            if pending.size:
-                return [
-                    self._evidence(
-                        batch,
-                        pending,
-                        node,
-                        pci,
-                        Severity.WARNING,
-                        Action.RESET_GPU,
-                        "a row remap is pending",
-                    )
-                ]
+            return [
+                self._evidence(
+                    batch,
+                    members,
+                    node,
+                    pci,
+                    Severity.WARNING,
+                    Action.RESET_GPU,
+                    "a row remap is pending",
+                )
+            ]
         if kind == "remap_failure":
-            failed = members[vals > 0]
-            if failed.size:
-                return [
-                    self._evidence(
-                        batch,
-                        failed,
-                        node,
-                        pci,
-                        Severity.CRITICAL,
-                        Action.RMA_GPU,
-                        "row remapping failed",
-                    )
-                ]
+            return [
+                self._evidence(
+                    batch,
+                    members,
+                    node,
+                    pci,
+                    Severity.CRITICAL,
+                    Action.RMA_GPU,
+                    "row remapping failed",
+                )
+            ]
         if kind == "remap_uncorrectable":
-            over = members[vals >= self.config.uncorrectable_remap_limit]
-            if over.size:
-                return [
-                    self._evidence(
-                        batch,
-                        over,
-                        node,
-                        pci,
-                        Severity.CRITICAL,
-                        Action.RMA_GPU,
-                        f"{int(vals.max())} rows remapped for uncorrectable errors "
-                        f"(limit {self.config.uncorrectable_remap_limit})",
-                    )
-                ]
-        if kind == "ecc_corrected" and hit.size:
-            return self._corrected_rate(batch, members, rises, times, node, pci)
-        return []
+            return [
+                self._evidence(
+                    batch,
+                    members,
+                    node,
+                    pci,
+                    Severity.CRITICAL,
+                    Action.RMA_GPU,
+                    f"{int(vals.max())} rows remapped for uncorrectable errors "
+                    f"(limit {self.config.uncorrectable_remap_limit})",
+                )
+            ]
+        return self._corrected_rate(batch, members, rises, times, node, pci)
 
     def _corrected_rate(
         self,

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
-from fleetwatch.detectors.base import IncidentBook, describe, make_finding, span
+from fleetwatch.detectors.base import IncidentBook, describe, make_finding, pack, span
 from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -50,6 +51,11 @@ class _Job:
     waiting: dict[int, int] = field(default_factory=dict)  # rank -> seq it timed out on
 
 
+_KIND_IDS = np.asarray(
+    [KIND_ID[k] for k in ("nccl_init", "nccl_timeout", "nccl_progress")], dtype=np.int8
+)
+
+
 class NcclHang(Stateful):
     """See the module docstring."""
 
@@ -60,52 +66,89 @@ class NcclHang(Stateful):
         self.config = config or Config()
         self.book = IncidentBook(self.config.gap_s)
         self.jobs: dict[str, _Job] = {}
+        self._folders: list[str] = []  # this batch's job folders (not state)
 
-    def _job_of(self, batch: EventBatch, row: int) -> str:
-        job = batch.value("job", row)
-        if job:
-            return str(job)
-        return os.path.dirname(batch.value("file", row) or "") or "."
+    def _jobs(self, batch: EventBatch, rows: np.ndarray) -> npt.NDArray[np.int64]:
+        """Each row's job key, as an index into this batch's strings or a folder name.
+
+        The job id when the record has one, else the folder of the log it came from;
+        worked out once per distinct file, not per row.
+        """
+        keys: npt.NDArray[np.int64] = batch["job"][rows].astype(np.int64)
+        no_job = keys < 0
+        if no_job.any():
+            files, inverse = np.unique(batch["file"][rows][no_job], return_inverse=True)
+            folder_of_file = [
+                os.path.dirname(batch.string(int(f)) or "") or "." for f in files.tolist()
+            ]
+            self._folders = sorted(set(folder_of_file))
+            index = {folder: i for i, folder in enumerate(self._folders)}
+            folder_ids = np.asarray([index[f] for f in folder_of_file], dtype=np.int64)
+            # folders get ids after the batch's own strings
+            keys[no_job] = len(batch.strings) + folder_ids[inverse.ravel()]
+        return keys
+
+    def _name(self, batch: EventBatch, key: int) -> str:
+        if key < len(batch.strings):
+            return batch.strings[key]
+        return self._folders[key - len(batch.strings)]
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
-        wanted = np.isin(kind, [KIND_ID[k] for k in self.kinds]) & (batch["rank"] >= 0)
-        touched: dict[str, tuple[int, int]] = {}
-        for row in np.flatnonzero(wanted).tolist():
-            name = self._job_of(batch, row)
-            job = self.jobs.setdefault(name, _Job())
-            rank = int(batch["rank"][row])
-            what = batch.value("kind", row)
-            if what == "nccl_init":
-                job.world = max(job.world or 0, int(batch["value"][row]))
-                job.ranks.setdefault(
-                    rank,
-                    {
-                        "node": batch.value("node", row),
-                        "gpu": batch.value("gpu", row),
-                        "pci": batch.value("pci", row),
-                        "uuid": batch.value("uuid", row),
-                    },
-                )
+        rows = np.flatnonzero(np.isin(kind, _KIND_IDS) & (batch["rank"] >= 0))
+        if rows.size == 0:
+            return []
+        jobs = self._jobs(batch, rows)
+        ranks = batch["rank"][rows]
+        kinds = kind[rows]
+        touched: dict[int, list[int]] = {}
+        for what in (KIND_ID["nccl_init"], KIND_ID["nccl_progress"], KIND_ID["nccl_timeout"]):
+            mine = kinds == what
+            if not mine.any():
                 continue
-            if what == "nccl_progress" and batch["last_completed"][row] >= 0:
-                job.completed[rank] = int(batch["last_completed"][row])
-            if what == "nccl_timeout" and batch["seq"][row] >= 0:
-                job.waiting[rank] = int(batch["seq"][row])
-                job.completed.setdefault(rank, int(batch["seq"][row]) - 1)
-            first, _ = touched.get(name, (row, row))
-            touched[name] = (first, row)
+            # the last record of each (job, rank) in this batch is all the state needs
+            _, last = np.unique(pack(jobs[mine], ranks[mine])[::-1], return_index=True)
+            picked = rows[mine][::-1][last]
+            for key, rank, row in zip(
+                jobs[mine][::-1][last].tolist(),
+                ranks[mine][::-1][last].tolist(),
+                picked.tolist(),
+                strict=True,
+            ):
+                job = self.jobs.setdefault(self._name(batch, key), _Job())
+                if what == KIND_ID["nccl_init"]:
+                    job.world = max(job.world or 0, int(batch["value"][row]))
+                    if rank not in job.ranks:
+                        job.ranks[rank] = {
+                            "node": batch.value("node", row),
+                            "gpu": batch.value("gpu", row),
+                            "pci": batch.value("pci", row),
+                            "uuid": batch.value("uuid", row),
+                        }
+                    continue
+                if what == KIND_ID["nccl_progress"] and batch["last_completed"][row] >= 0:
+                    job.completed[rank] = int(batch["last_completed"][row])
+                if what == KIND_ID["nccl_timeout"] and batch["seq"][row] >= 0:
+                    seq = int(batch["seq"][row])
+                    job.waiting[rank] = seq
+                    job.completed.setdefault(rank, seq - 1)
+                seen = touched.get(key)
+                if seen is None:
+                    touched[key] = [row, row]
+                else:
+                    seen[0], seen[1] = min(seen[0], row), max(seen[1], row)
         out = []
-        for name, (first, last) in touched.items():
+        for key, (first, last_row) in touched.items():
+            name = self._name(batch, key)
             job = self.jobs[name]
             if not job.waiting:
                 continue
             incident, _ = self.book.touch(
                 (name,),
-                *span(batch, np.asarray([first, last])),
+                *span(batch, np.asarray([first, last_row])),
                 1,
                 describe(batch, first),
-                describe(batch, last),
+                describe(batch, last_row),
             )
             out.append(self._finding(name, job, incident))
         return out

@@ -30,7 +30,16 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.base import (
+    Incident,
+    IncidentBook,
+    describe,
+    make_finding,
+    pack,
+    runs,
+    shifted,
+    span,
+)
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -74,23 +83,26 @@ class PcieAer(Stateful):
         self.generation: dict[tuple[str, str], int] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
+        kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
         out: dict[str, Finding] = {}
-        for row in np.flatnonzero(kind == KIND_ID["pcie_link"]).tolist():
-            if batch["pci"][row] >= 0 and batch["value"][row] == batch["value"][row]:
-                key = (batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]])
+        links = np.flatnonzero(
+            (kind == KIND_ID["pcie_link"]) & (pci >= 0) & ~np.isnan(batch["value"])
+        )
+        if links.size:  # only each GPU's latest link state matters
+            _, last = np.unique(pack(batch["node"][links], pci[links])[::-1], return_index=True)
+            for row in links[::-1][last].tolist():
+                key = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.width[key] = float(batch["value"][row])
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
-        for row in np.flatnonzero((kind == KIND_ID["aer"]) & (batch["pci"] >= 0)).tolist():
+        for row in np.flatnonzero((kind == KIND_ID["aer"]) & (pci >= 0)).tolist():
             finding = self._aer(batch, row)
             if finding is not None:
                 out[finding.id] = finding
-        replay_rows = np.flatnonzero((kind == KIND_ID["pcie_replay"]) & (batch["pci"] >= 0))
-        for row in replay_rows.tolist():
-            finding = self._replay(batch, row)
-            if finding is not None:
+        replays = np.flatnonzero((kind == KIND_ID["pcie_replay"]) & (pci >= 0) & ~np.isnan(ts))
+        if replays.size:
+            for finding in self._replays(batch, replays):
                 out[finding.id] = finding
         return list(out.values())
 
@@ -119,23 +131,47 @@ class PcieAer(Stateful):
             return None
         return self._finding(incident)
 
-    def _replay(self, batch: EventBatch, row: int) -> Finding | None:
-        node = batch.strings[batch["node"][row]]
-        pci = batch.strings[batch["pci"][row]]
-        value, ts = float(batch["value"][row]), float(batch["ts"][row])
-        previous = self.replays.get((node, pci))
-        self.replays[node, pci] = (value, ts)
-        if previous is None or ts != ts or previous[1] != previous[1] or ts <= previous[1]:
-            return None
-        rise = value - previous[0] if value >= previous[0] else value
-        per_minute = rise / ((ts - previous[1]) / 60.0)
-        if per_minute <= self._replay_limit(node, pci):
-            return None
-        incident, _ = self.book.touch((node, pci), ts, ts, 1, describe(batch, row))
-        attrs = incident.attrs
-        attrs["severity"] = max(attrs.get("severity", Severity.INFO), Severity.WARNING)
-        attrs["replays"] = max(attrs.get("replays", 0.0), per_minute)
-        return self._finding(incident)
+    def _replays(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        """Replays per minute of each GPU, sample to sample, against its link's limit."""
+        series = pack(batch["node"][rows], batch["pci"][rows])
+        order = np.lexsort((batch["ts"][rows], series))
+        rows, series = rows[order], series[order]
+        vals, times = batch["value"][rows], batch["ts"][rows]
+        starts, ends = runs(series)
+        before, then = shifted(vals), shifted(times)
+        limits = np.empty(rows.size)
+        keys = []
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            row = int(rows[start])
+            key = (batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]])
+            keys.append(key)
+            previous = self.replays.get(key)
+            if previous is not None:
+                before[start], then[start] = previous
+            self.replays[key] = (float(vals[end - 1]), float(times[end - 1]))
+            limits[start:end] = self._replay_limit(*key)
+        # a counter that went down was reset: the new value counts from zero
+        rise = np.where(vals >= before, vals - before, vals)
+        minutes = (times - then) / 60.0
+        rate = np.divide(rise, minutes, out=np.zeros_like(rise), where=minutes > 0)
+        over = rate > limits
+        out = []
+        for key, start, end in zip(keys, starts.tolist(), ends.tolist(), strict=True):
+            if not over[start:end].any():
+                continue
+            hit = rows[start:end][over[start:end]]
+            incident, _ = self.book.touch(
+                key,
+                *span(batch, hit),
+                int(hit.size),
+                describe(batch, int(hit[0])),
+                describe(batch, int(hit[-1])),
+            )
+            attrs = incident.attrs
+            attrs["severity"] = max(attrs.get("severity", Severity.INFO), Severity.WARNING)
+            attrs["replays"] = max(attrs.get("replays", 0.0), float(rate[start:end].max()))
+            out.append(self._finding(incident))
+        return out
 
     def _replay_limit(self, node: str, pci: str) -> float:
         """The replay threshold for this link: scaled by lanes and rate from x16 Gen 5."""

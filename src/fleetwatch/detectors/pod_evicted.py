@@ -23,7 +23,15 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.base import (
+    Incident,
+    IncidentBook,
+    describe,
+    make_finding,
+    pack,
+    segments,
+    span,
+)
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -61,40 +69,60 @@ class PodEvicted(Stateful):
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
-        out: dict[str, Finding] = {}
-        for row in np.flatnonzero(np.isin(kind, _FAULT_KINDS)).tolist():
-            ts = float(batch["ts"][row])
-            if ts == ts:
-                code = batch.value("code", row)
-                what = {"xid": f"Xid {code}", "sxid": f"SXid {code}"}.get(
-                    batch.value("kind", row), "Xid 79 (fallen off the bus)"
-                )
-                self.faults[batch.strings[batch["node"][row]]] = (ts, what)
+        ts = batch["ts"]
+        faults = np.flatnonzero(np.isin(kind, _FAULT_KINDS) & ~np.isnan(ts))
+        if faults.size:
+            # only each node's latest fault matters
+            nodes, last = np.unique(batch["node"][faults][::-1], return_index=True)
+            for node_id, row in zip(nodes.tolist(), faults[::-1][last].tolist(), strict=True):
+                what = {
+                    "xid": f"Xid {batch.value('code', row)}",
+                    "sxid": f"SXid {batch.value('code', row)}",
+                }.get(batch.value("kind", row), "Xid 79 (fallen off the bus)")
+                self.faults[batch.strings[node_id]] = (float(ts[row]), what)
         rows = np.flatnonzero(
             (kind == KIND_ID["pod_evicted"]) | (kind == KIND_ID["node_not_ready"])
         )
-        for row in rows.tolist():
-            finding = self._eviction(batch, row)
-            out[finding.id] = finding
-        return list(out.values())
+        if rows.size == 0:
+            return []
+        out: list[Finding] = []
+        nodes, inverse = np.unique(batch["node"][rows], return_inverse=True)
+        for g, node_id in enumerate(nodes.tolist()):
+            members = rows[inverse.ravel() == g]
+            for start, end in segments(ts[members], self.config.window_s):
+                out.append(self._evictions(batch, batch.strings[node_id], members[start:end]))
+        return out
 
     def flush(self, now: float | None) -> list[Finding]:
         return []
 
-    def _eviction(self, batch: EventBatch, row: int) -> Finding:
-        node = batch.strings[batch["node"][row]]
-        raw_ts = float(batch["ts"][row])
-        ts = None if raw_ts != raw_ts else raw_ts
-        incident, _ = self.book.touch((node,), ts, ts, 1, describe(batch, row))
+    def _evictions(self, batch: EventBatch, node: str, members: np.ndarray) -> Finding:
+        first, last = int(members[0]), int(members[-1])
+        first_ts, last_ts = span(batch, members)
+        incident, _ = self.book.touch(
+            (node,),
+            first_ts,
+            last_ts,
+            int(members.size),
+            describe(batch, first),
+            describe(batch, last),
+        )
         reasons: dict[str, int] = incident.attrs.setdefault("reasons", {})
-        reason = batch.value("reason", row) or "Evicted"
-        detail = batch.value("detail", row)
-        label = f"{reason} ({detail})" if detail else reason
-        reasons[label] = reasons.get(label, 0) + 1
-        if batch.value("kind", row) == "pod_evicted":
-            incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + 1
+        labels = pack(batch["reason"][members], batch["detail"][members])
+        _, first_of, counts = np.unique(labels, return_index=True, return_counts=True)
+        for row, n in zip(members[first_of].tolist(), counts.tolist(), strict=True):
+            reason = batch.value("reason", row) or "Evicted"
+            detail = batch.value("detail", row)
+            label = f"{reason} ({detail})" if detail else reason
+            reasons[label] = reasons.get(label, 0) + n
+        evicted = int((batch["kind"][members] == KIND_ID["pod_evicted"]).sum())
+        incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + evicted
         fault = self.faults.get(node)
-        if fault is not None and ts is not None and 0 <= ts - fault[0] <= self.config.after_fault_s:
+        if (
+            fault is not None
+            and first_ts is not None
+            and 0 <= first_ts - fault[0] <= self.config.after_fault_s
+        ):
             incident.attrs["after_fault"] = fault[1]
         return self._finding(node, incident)
 

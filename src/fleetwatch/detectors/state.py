@@ -88,13 +88,18 @@ def load(data: Any) -> Any:
 class Stateful:
     """``state()`` and ``restore()`` for a detector whose attributes are its state.
 
-    Everything but ``config`` is saved; restoring sets the saved attributes on a
-    detector built with its own (possibly newer) config.
+    Everything but ``config`` and scratch attributes (named with a leading underscore)
+    is saved; restoring sets the saved attributes on a detector built with its own
+    (possibly newer) config.
     """
 
     def state(self) -> dict[str, Any]:
         """The detector's state as JSON-able data."""
-        return {name: dump(value) for name, value in vars(self).items() if name != "config"}
+        return {
+            name: dump(value)
+            for name, value in vars(self).items()
+            if name != "config" and not name.startswith("_")
+        }
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Continue from ``saved``, as returned by ``state``."""

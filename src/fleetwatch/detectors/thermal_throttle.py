@@ -25,7 +25,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding
+from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding, pack, runs
 from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -75,38 +75,53 @@ class ThermalThrottle(Stateful):
         self.identity: dict[tuple[str, str], dict[str, object]] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
-        temps = np.flatnonzero((kind == KIND_ID["temperature"]) & (batch["pci"] >= 0))
-        for row in temps.tolist():
-            self.temperature[
-                batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]]
-            ] = float(batch["value"][row])
-        rows = np.flatnonzero(
-            (kind == KIND_ID["clock_event"]) & (batch["pci"] >= 0) & ~np.isnan(batch["ts"])
-        )
+        kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
+        temps = np.flatnonzero((kind == KIND_ID["temperature"]) & (pci >= 0))
+        if temps.size:  # only each GPU's latest temperature matters
+            _, last = np.unique(pack(batch["node"][temps], pci[temps])[::-1], return_index=True)
+            for row in temps[::-1][last].tolist():
+                self.temperature[batch.strings[batch["node"][row]], batch.strings[pci[row]]] = (
+                    float(batch["value"][row])
+                )
+        rows = np.flatnonzero((kind == KIND_ID["clock_event"]) & (pci >= 0) & ~np.isnan(ts))
         if rows.size == 0:
             return []
-        out: dict[str, Finding] = {}
-        keys, inverse = np.unique(
-            np.stack([batch["node"][rows], batch["pci"][rows]]), axis=1, return_inverse=True
-        )
+        size = self.config.window_s
+        window_of = np.floor(ts[rows] / size) * size
+        chunk = pack(batch["node"][rows], pci[rows])
+        order = np.lexsort((ts[rows], chunk))
+        rows, chunk, window_of = rows[order], chunk[order], window_of[order]
         reasons = batch["value"][rows].astype(np.int64)
-        for g, (node_id, pci_id) in enumerate(keys.T.tolist()):
-            key = (batch.strings[node_id], batch.strings[pci_id])
-            members = rows[inverse.ravel() == g]
-            bits = reasons[inverse.ravel() == g]
-            hot = self.temperature.get(key, 0.0) >= self.config.hot_c
-            thermal = ((bits & _THERMAL_BITS) != 0) | (hot & ((bits & _HW_SLOWDOWN) != 0))
-            self.identity.setdefault(
-                key,
-                {
-                    "gpu": batch.value("gpu", int(members[0])),
-                    "uuid": batch.value("uuid", int(members[0])),
-                },
-            )
-            for row, is_thermal in zip(members.tolist(), thermal.tolist(), strict=True):
-                for finding in self._sample(batch, key, row, bool(is_thermal)):
-                    out[finding.id] = finding
+        starts, ends = runs(chunk)
+        keys = []
+        hot = np.zeros(rows.size, dtype=bool)
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            first = int(rows[start])
+            key = (batch.strings[batch["node"][first]], batch.strings[pci[first]])
+            keys.append(key)
+            if key not in self.identity:
+                self.identity[key] = {
+                    "gpu": batch.value("gpu", first),
+                    "uuid": batch.value("uuid", first),
+                }
+            if self.temperature.get(key, 0.0) >= self.config.hot_c:
+                hot[start:end] = True
+        # HW slowdown counts as thermal only while the GPU is hot
+        thermal = ((reasons & _THERMAL_BITS) != 0) | (((reasons & _HW_SLOWDOWN) != 0) & hot)
+        # a GPU's samples, in time order, split where the window changes
+        chunk_index = np.repeat(np.arange(starts.size), ends - starts)
+        window_index = ((window_of - window_of.min()) // size).astype(np.int64)
+        piece = pack(chunk_index, window_index)
+        out: dict[str, Finding] = {}
+        piece_starts, piece_ends = runs(piece)
+        chunk_of = chunk_index[piece_starts]
+        for start, end, c in zip(
+            piece_starts.tolist(), piece_ends.tolist(), chunk_of.tolist(), strict=True
+        ):
+            for finding in self._add(
+                batch, keys[c], float(window_of[start]), rows[start:end], thermal[start:end]
+            ):
+                out[finding.id] = finding
         return list(out.values())
 
     def flush(self, now: float | None) -> list[Finding]:
@@ -116,24 +131,29 @@ class ThermalThrottle(Stateful):
                 out[finding.id] = finding
         return list(out.values())
 
-    def _sample(
-        self, batch: EventBatch, key: tuple[str, str], row: int, thermal: bool
+    def _add(
+        self,
+        batch: EventBatch,
+        key: tuple[str, str],
+        window_start: float,
+        members: np.ndarray,
+        thermal: np.ndarray,
     ) -> list[Finding]:
-        ts = float(batch["ts"][row])
-        window = self.windows.get(key)
+        """Count one GPU's samples of one window; close the window before it if open."""
         findings: list[Finding] = []
-        if window is not None and ts - window.start >= self.config.window_s:
+        window = self.windows.get(key)
+        if window is not None and window.start != window_start:
             findings = self._close(key)
             window = None
         if window is None:
-            window = self.windows[key] = _Window(start=ts - ts % self.config.window_s)
-        window.samples += 1
-        window.last_ts = ts
-        if thermal:
-            window.thermal += 1
-            text = describe(batch, row)
-            window.first = window.first or text
-            window.last = text
+            window = self.windows[key] = _Window(start=window_start)
+        window.samples += int(members.size)
+        window.last_ts = float(batch["ts"][members[-1]])
+        hits = members[thermal]
+        if hits.size:
+            window.thermal += int(hits.size)
+            window.first = window.first or describe(batch, int(hits[0]))
+            window.last = describe(batch, int(hits[-1]))
         return findings
 
     def _close(self, key: tuple[str, str]) -> list[Finding]:
