@@ -13,7 +13,8 @@ process with ``PYTHONHASHSEED=0``: CPython's free lists and NumPy's caches remem
 what ran before, and a reused object is no allocation, so only a fresh process with a
 fixed hash seed repeats its count exactly.
 
-``python -m bench.harness NAME WINDOW`` runs one benchmark and prints it as JSON.
+``python -m bench.harness NAME WINDOW`` runs one benchmark and prints it as JSON;
+``python -m bench.harness --timings`` times every benchmark (one sample for gate 2).
 """
 
 from __future__ import annotations
@@ -190,7 +191,21 @@ def measure(name: str, window: int) -> Measurement | None:
     return Measurement(**json.loads(done.stdout))
 
 
+def timings() -> dict[str, float]:
+    """ns/event of every benchmark, all in this process: one sample for gate 2.
+
+    Time, unlike allocation counts, does not depend on what ran before in a way that
+    matters, so one process serves every benchmark and the fleet is built once.
+    """
+    return {
+        f"{name}@{window}": run().ns_per_event for (name, window), run in all_benchmarks().items()
+    }
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--timings"]:
+        print(json.dumps(timings()))
+        sys.exit(0)
     wanted = (sys.argv[1], int(sys.argv[2]))
     run = all_benchmarks().get(wanted)
     if run is None:

@@ -1,0 +1,199 @@
+"""Gate 2, the time delta: ``python -m bench.delta``.
+
+Compares each benchmark's ns/event with a baseline and fails only on a slowdown that
+is both significant (Mann-Whitney U, one-sided, p < ``--alpha``) and larger than
+``--threshold`` (default 10 %) at the median. A sample is one fresh process that times
+every benchmark (``python -m bench.harness --timings``).
+
+The baseline is either
+
+* ``bench/baseline.json`` (``--baseline``, written by ``--write-baseline``), with the
+  interpreter, NumPy and machine it was measured on; or
+* ``--against REV``: REV is checked out in a temporary git worktree and measured in the
+  same run, interleaved A B A B, so both sides share the machine's noise. This is the
+  one to trust on a shared or different machine.
+
+Where REV cannot be had (a shallow clone, the first commit, a revision without the
+harness) the gate says so and exits 0: a report, not a pass.
+
+Exit codes: 0 no significant slowdown (or nothing to compare), 1 a slowdown, 2 a
+usage error or an unreadable baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from bench.gate import _table
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "bench" / "baseline.json"
+
+
+def sample(tree: Path) -> dict[str, float]:
+    """One timing sample of every benchmark, measured with the code of ``tree``."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.harness", "--timings"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def compare(
+    current: dict[str, list[float]], base: dict[str, list[float]], threshold: float, alpha: float
+) -> tuple[list[list[str]], list[str]]:
+    """The report rows and the failures of ``current`` against ``base`` samples."""
+    rows, failures = [], []
+    for name in sorted(current):
+        if name not in base:
+            rows.append([name, f"{statistics.median(current[name]):,.0f}", "-", "-", "-", "new"])
+            continue
+        now, then = np.asarray(current[name]), np.asarray(base[name])
+        change = float(np.median(now) / np.median(then) - 1.0)
+        p = float(mannwhitneyu(now, then, alternative="greater").pvalue)
+        slower = p < alpha and change > threshold
+        if slower:
+            failures.append(f"SLOWER {name}: {change:+.1%} at the median, p = {p:.4f}")
+        rows.append(
+            [
+                name,
+                f"{np.median(now):,.0f}",
+                f"{np.median(then):,.0f}",
+                f"{change:+.1%}",
+                f"{p:.3f}",
+                "SLOWER" if slower else "ok",
+            ]
+        )
+    return rows, failures
+
+
+def _worktree(revision: str) -> tuple[Path | None, str]:
+    where = Path(tempfile.mkdtemp(prefix="fleetwatch-ab-"))
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), revision],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or ["?"])[-1]
+    if not (where / "bench" / "harness.py").exists():
+        _drop(where)
+        return None, f"{revision} is older than the benchmark harness"
+    return where, ""
+
+
+def _drop(tree: Path) -> None:
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+        capture_output=True,
+        check=False,
+    )
+
+
+def _meta() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu {platform.node()}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.delta", description=__doc__)
+    parser.add_argument("--against", help="a git revision to measure A/B in the same run")
+    parser.add_argument("--baseline", default=str(BASELINE), help="a baseline file")
+    parser.add_argument("--write-baseline", action="store_true", help="measure, write, stop")
+    parser.add_argument("--samples", type=int, default=5, help="processes per side")
+    parser.add_argument("--threshold", type=float, default=0.10)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--format", choices=("text", "markdown"), default="text")
+    args = parser.parse_args(argv)
+    if args.samples < 3:
+        print("bench-delta-check: --samples must be at least 3", file=sys.stderr)
+        return 2
+
+    current: dict[str, list[float]] = {}
+    base: dict[str, list[float]] = {}
+    source = ""
+    if args.write_baseline:
+        for _ in range(args.samples):
+            for name, ns in sample(ROOT).items():
+                current.setdefault(name, []).append(ns)
+        Path(args.baseline).write_text(
+            json.dumps({"meta": _meta(), "samples": current}, indent=1) + "\n"
+        )
+        print(f"wrote {args.baseline}: {args.samples} samples of {len(current)} benchmarks")
+        return 0
+    if args.against:
+        tree, why = _worktree(args.against)
+        if tree is None:
+            print(f"delta: no baseline: {why}; not compared")
+            return 0
+        try:
+            for _ in range(args.samples):  # interleaved: A B A B
+                for name, ns in sample(ROOT).items():
+                    current.setdefault(name, []).append(ns)
+                for name, ns in sample(tree).items():
+                    base.setdefault(name, []).append(ns)
+        except RuntimeError as exc:
+            print(f"delta: {args.against} could not be measured ({exc}); not compared")
+            return 0
+        finally:
+            _drop(tree)
+        source = f"{args.against}, measured A/B in this run"
+    else:
+        try:
+            saved = json.loads(Path(args.baseline).read_text())
+            base = saved["samples"]
+        except FileNotFoundError:
+            print(f"delta: no baseline file {args.baseline}; not compared")
+            return 0
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"bench-delta-check: unreadable baseline {args.baseline}: {exc}", file=sys.stderr)
+            return 2
+        for _ in range(args.samples):
+            for name, ns in sample(ROOT).items():
+                current.setdefault(name, []).append(ns)
+        meta = saved.get("meta", {})
+        source = (
+            f"{args.baseline} (python {meta.get('python')}, numpy {meta.get('numpy')}, "
+            f"{meta.get('machine')})"
+        )
+    rows, failures = compare(current, base, args.threshold, args.alpha)
+    print(
+        _table(
+            f"Gate 2: ns/event against {source}",
+            ["benchmark", "now", "baseline", "change", "p", "result"],
+            rows,
+            args.format,
+        ),
+        end="",
+    )
+    for failure in failures:
+        print(failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
