@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-parse clean
+.PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-delta-check \
+	bench-baseline bench-check bench-parse clean
 
 install: $(STAMP)
 
@@ -44,11 +45,22 @@ bench: install
 bench-allocs-check: install
 	$(BIN)/python -m bench.gate allocs
 
+# Gate 2: ns/event against the previous commit, measured A/B in one run (exit 1 slower).
+bench-delta-check: install
+	$(BIN)/python -m bench.delta --against HEAD~1
+
+# Rewrite bench/baseline.json from this machine (gate 2 without --against reads it).
+bench-baseline: install
+	$(BIN)/python -m bench.delta --write-baseline
+
+# Both gates.
+bench-check: bench-allocs-check bench-delta-check
+
 # A fast pre-push check: lint, types, and the tests with fewer property examples.
 verify: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x
+	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow"
 
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install

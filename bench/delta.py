@@ -1,9 +1,12 @@
 """Gate 2, the time delta: ``python -m bench.delta``.
 
 Compares each benchmark's ns/event with a baseline and fails only on a slowdown that
-is both significant (Mann-Whitney U, one-sided, p < ``--alpha``) and larger than
-``--threshold`` (default 10 %) at the median. A sample is one fresh process that times
-every benchmark (``python -m bench.harness --timings``).
+is both significant and larger than ``--threshold`` (default 10 %) at the median.
+Significant: a one-sided Mann-Whitney U test per benchmark, with Holm's correction
+across all benchmarks so that testing sixteen of them does not turn noise into an
+alarm (family-wise error below ``--alpha``). A sample is one fresh process that times
+every benchmark (``python -m bench.harness --timings``); A/B samples alternate their
+order (A B, B A, …) so that whatever runs first does not carry a bias.
 
 The baseline is either
 
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", help="a git revision to measure A/B in the same run")
     parser.add_argument("--baseline", default=str(BASELINE), help="a baseline file")
     parser.add_argument("--write-baseline", action="store_true", help="measure, write, stop")
-    parser.add_argument("--samples", type=int, default=5, help="processes per side")
+    parser.add_argument("--samples", type=int, default=7, help="processes per side")
     parser.add_argument("--threshold", type=float, default=0.10)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
@@ -151,11 +154,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"delta: no baseline: {why}; not compared")
             return 0
         try:
-            for _ in range(args.samples):  # interleaved: A B A B
-                for name, ns in sample(ROOT).items():
-                    current.setdefault(name, []).append(ns)
-                for name, ns in sample(tree).items():
-                    base.setdefault(name, []).append(ns)
+            for i in range(args.samples):  # interleaved, alternating who goes first
+                order = (
+                    ((ROOT, current), (tree, base))
+                    if i % 2 == 0
+                    else ((tree, base), (ROOT, current))
+                )
+                for where, into in order:
+                    for name, ns in sample(where).items():
+                        into.setdefault(name, []).append(ns)
         except RuntimeError as exc:
             print(f"delta: {args.against} could not be measured ({exc}); not compared")
             return 0

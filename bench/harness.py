@@ -82,11 +82,22 @@ def detector_windows(name: str, window: int) -> list[EventBatch]:
     return [every.take(slice(i, i + window)) for i in range(0, wanted, window)]
 
 
-def bench_detector(name: str, window: int) -> Measurement:
-    """Run one detector over its mix; count allocations and time per window."""
+PLAIN = {"pod_evicted": "PlainPodEvicted", "thermal_throttle": "PlainThermalThrottle"}
+
+
+def bench_detector(name: str, window: int, plain: bool = False) -> Measurement:
+    """Run one detector over its mix; count allocations and time per window.
+
+    ``plain``: its per-event reference version (``bench/reference.py``) instead.
+    """
     windows = detector_windows(name, window)
     spec = REGISTRY[name]
-    detector = spec.factory(load(None)[name])
+    if plain:
+        from bench import reference
+
+        detector = getattr(reference, PLAIN[name])(load(None)[name])
+    else:
+        detector = spec.factory(load(None)[name])
     for batch in windows[:WARMUP_WINDOWS]:
         detector.process(batch)
     allocs: list[int] = []
@@ -100,9 +111,8 @@ def bench_detector(name: str, window: int) -> Measurement:
         detector.process(batch)
         nanos.append(time.perf_counter_ns() - start)
     per_op = sum(allocs) / len(allocs)
-    return Measurement(
-        f"bench_{name}", window, per_op, per_op / window, statistics.median(nanos) / window
-    )
+    label = f"plain_{name}" if plain else f"bench_{name}"
+    return Measurement(label, window, per_op, per_op / window, statistics.median(nanos) / window)
 
 
 # --- readers ------------------------------------------------------------------------------
@@ -165,6 +175,8 @@ def all_benchmarks() -> dict[tuple[str, int], Callable[[], Measurement]]:
             known[f"bench_{detector}", window] = partial(bench_detector, detector, window)
     for reader in READER_INPUTS:
         known[f"bench_read_{reader}", 1] = partial(bench_reader, reader)
+    for detector in PLAIN:  # the per-event references, for comparison; not gated
+        known[f"plain_{detector}", 1024] = partial(bench_detector, detector, 1024, True)
     return known
 
 
@@ -198,7 +210,9 @@ def timings() -> dict[str, float]:
     matters, so one process serves every benchmark and the fleet is built once.
     """
     return {
-        f"{name}@{window}": run().ns_per_event for (name, window), run in all_benchmarks().items()
+        f"{name}@{window}": run().ns_per_event
+        for (name, window), run in all_benchmarks().items()
+        if name.startswith("bench_")  # the per-event references are not gated
     }
 
 

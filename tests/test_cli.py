@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DATA
+
+pytestmark = pytest.mark.slow
 
 FLEETWATCH = [sys.executable, "-m", "fleetwatch"]
 

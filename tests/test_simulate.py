@@ -12,6 +12,8 @@ from fleetwatch.findings import Finding, Severity
 from fleetwatch.replay import replay
 from fleetwatch.simulate import SCENARIOS, Expected, simulate
 
+pytestmark = pytest.mark.slow
+
 SEEDS = (1, 7, 42)
 
 

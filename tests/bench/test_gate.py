@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = (REPO / "bench" / "registry.toml").read_text()
 CHEAP = "bench_xid_correlation"  # measured at window 16 only: seconds, not minutes

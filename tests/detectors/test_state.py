@@ -17,6 +17,8 @@ from fleetwatch.replay import Window, anchor, select
 from fleetwatch.simulate import SCENARIOS, simulate
 from fleetwatch.sources import ReadStats, read_paths
 
+pytestmark = pytest.mark.slow
+
 
 def events_of(folder: Path) -> EventBatch:
     stats = ReadStats()

@@ -1,0 +1,72 @@
+"""Gate 2: a planted slowdown fails; identical code and noise do not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench.delta import compare
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def noisy(center: float, n: int, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [float(x) for x in center * (1 + rng.normal(0, 0.03, n))]
+
+
+def test_a_planted_30_percent_slowdown_is_caught() -> None:
+    rows, failures = compare(
+        {"bench_x@1024": noisy(130, 5, 1)},
+        {"bench_x@1024": noisy(100, 5, 2)},
+        threshold=0.10,
+        alpha=0.05,
+    )
+    assert len(failures) == 1 and failures[0].startswith("SLOWER bench_x@1024: +")
+    assert rows[0][-1] == "SLOWER"
+
+
+def test_identical_samples_and_small_drift_pass() -> None:
+    same = noisy(100, 5, 3)
+    assert compare({"b@16": same}, {"b@16": list(same)}, 0.10, 0.05)[1] == []
+    # 4 % slower every time is significant, but under the threshold: not a failure
+    drift = [x * 1.04 for x in noisy(100, 5, 4)]
+    assert compare({"b@16": drift}, {"b@16": noisy(100, 5, 4)}, 0.10, 0.05)[1] == []
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.delta", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_a_baseline_30_percent_faster_than_now_fails_end_to_end(tmp_path: Path) -> None:
+    written = tmp_path / "baseline.json"
+    done = run("--write-baseline", "--baseline", str(written), "--samples", "3")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(written.read_text())
+    # plant it: the baseline claims every benchmark ran 30 % faster than it does
+    saved["samples"] = {k: [v / 1.3 for v in vs] for k, vs in saved["samples"].items()}
+    written.write_text(json.dumps(saved))
+    done = run("--baseline", str(written), "--samples", "3")
+    assert done.returncode == 1, done.stdout
+    assert "SLOWER bench_xid_correlation@1024" in done.stdout
+
+
+def test_a_revision_that_cannot_be_had_is_a_report_not_a_pass() -> None:
+    done = run("--against", "no-such-revision-anywhere", "--samples", "3")
+    assert done.returncode == 0
+    assert done.stdout.startswith("delta: no baseline:") and "not compared" in done.stdout
+    missing = run("--baseline", "/no/such/baseline.json", "--samples", "3")
+    assert missing.returncode == 0 and "no baseline file" in missing.stdout
