@@ -133,7 +133,25 @@ def _fleet_file(scenario: str, relative: str) -> bytes:
         return (Path(tmp) / relative).read_bytes()
 
 
+def _smi_input() -> bytes:
+    report = (
+        Path(__file__).resolve().parent.parent / "tests" / "data" / "h100" / "nvidia-smi-q.txt"
+    ).read_bytes()
+    return report * 40  # a bug report's worth of -q snapshots
+
+
+def _jsonl_input() -> bytes:
+    from fleetwatch.events import concat as join
+
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate("thermal-cooling-fault", Path(tmp), seed=3, nodes=1, lines_per_node=100)
+        batch = join(list(read_paths([str(Path(tmp) / "gpu-node-001" / "dcgm.prom")])))
+    return "".join(json.dumps(r) + "\n" for r in batch.records()).encode()
+
+
 READER_INPUTS: dict[str, Callable[[], bytes]] = {
+    "smi": _smi_input,
+    "jsonl": _jsonl_input,
     "kmsg": _kmsg_input,
     "dcgm": lambda: _fleet_file("healthy", "gpu-node-001/dcgm.prom"),
     "k8s": lambda: _fleet_file("eviction-storm", "cluster/events.jsonl") * 50,
