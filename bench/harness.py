@@ -19,6 +19,7 @@ fixed hash seed repeats its count exactly.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -26,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
@@ -43,6 +45,22 @@ from fleetwatch.sources import ReadStats, read_paths
 
 WARMUP_WINDOWS = 5
 MEASURED_WINDOWS = 40
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Collect now and keep the cyclic collector off while counting.
+
+    When the collector runs depends on every allocation since the process started
+    (a first run that compiles bytecode allocates more), and a collection inside a
+    measured call changes what the call reuses: off, the count repeats exactly.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True)
@@ -102,10 +120,11 @@ def bench_detector(name: str, window: int, plain: bool = False) -> Measurement:
         detector.process(batch)
     allocs: list[int] = []
     nanos: list[int] = []
-    for batch in windows[WARMUP_WINDOWS:]:
-        alloccount.start()
-        detector.process(batch)
-        allocs.append(alloccount.stop())
+    with quiet_gc():
+        for batch in windows[WARMUP_WINDOWS:]:
+            alloccount.start()
+            detector.process(batch)
+            allocs.append(alloccount.stop())
     for batch in windows[WARMUP_WINDOWS:]:
         start = time.perf_counter_ns()
         detector.process(batch)
@@ -172,9 +191,10 @@ def bench_reader(name: str, repeat: int = 5) -> Measurement:
                 pass
 
         read()  # warm-up: caches, the prefilter, imports
-        alloccount.start()
-        read()
-        allocs = alloccount.stop()
+        with quiet_gc():
+            alloccount.start()
+            read()
+            allocs = alloccount.stop()
         nanos = []
         for _ in range(repeat):
             start = time.perf_counter_ns()

@@ -36,6 +36,10 @@ def test_vectorised_and_plain_agree(
     def run(cls: type) -> list[tuple[object, ...]]:
         chunks = [events.take(slice(i, i + window)) for i in range(0, len(events), window)]
         found = Engine([cls()]).run(chunks)
-        return [(f.id, f.count, f.severity, f.action, f.summary, f.evidence) for f in found]
+        # evidence is a capped sample: the same first and last records, not every line
+        return [
+            (f.id, f.count, f.severity, f.action, f.summary, f.evidence[0], f.evidence[-1])
+            for f in found
+        ]
 
     assert run(shipped) == run(plain)
