@@ -58,6 +58,13 @@ _COUNTERS: Final = (
     "remap_pending",
     "remap_failure",
 )
+# What each counter's hit means (corrected errors are judged by their rate instead).
+_VERDICTS: Final = {
+    "ecc_uncorrected": (Severity.ERROR, Action.RESET_GPU),
+    "remap_pending": (Severity.WARNING, Action.RESET_GPU),
+    "remap_failure": (Severity.CRITICAL, Action.RMA_GPU),
+    "remap_uncorrectable": (Severity.CRITICAL, Action.RMA_GPU),
+}
 _COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
 
 
@@ -220,57 +227,17 @@ class HbmEcc(Stateful):
         pci: str,
     ) -> list[Finding]:
         """The finding these rows (one GPU, one counter kind, all of them hits) make."""
-        if kind == "ecc_uncorrected":
-            total = int(rises.sum())
-            return [
-                self._evidence(
-                    batch,
-                    members,
-                    node,
-                    pci,
-                    Severity.ERROR,
-                    Action.RESET_GPU,
-                    f"{total} new uncorrectable ECC error(s)",
-                )
-            ]
-        if kind == "remap_pending":
-            return [
-                self._evidence(
-                    batch,
-                    members,
-                    node,
-                    pci,
-                    Severity.WARNING,
-                    Action.RESET_GPU,
-                    "a row remap is pending",
-                )
-            ]
-        if kind == "remap_failure":
-            return [
-                self._evidence(
-                    batch,
-                    members,
-                    node,
-                    pci,
-                    Severity.CRITICAL,
-                    Action.RMA_GPU,
-                    "row remapping failed",
-                )
-            ]
-        if kind == "remap_uncorrectable":
-            return [
-                self._evidence(
-                    batch,
-                    members,
-                    node,
-                    pci,
-                    Severity.CRITICAL,
-                    Action.RMA_GPU,
-                    f"{int(vals.max())} rows remapped for uncorrectable errors "
-                    f"(limit {self.config.uncorrectable_remap_limit})",
-                )
-            ]
-        return self._corrected_rate(batch, members, rises, times, node, pci)
+        if kind == "ecc_corrected":
+            return self._corrected_rate(batch, members, rises, times, node, pci)
+        severity, action = _VERDICTS[kind]
+        what = {
+            "ecc_uncorrected": f"{int(rises.sum())} new uncorrectable ECC error(s)",
+            "remap_pending": "a row remap is pending",
+            "remap_failure": "row remapping failed",
+            "remap_uncorrectable": f"{int(vals.max())} rows remapped for uncorrectable errors "
+            f"(limit {self.config.uncorrectable_remap_limit})",
+        }[kind]
+        return [self._evidence(batch, members, node, pci, severity, action, what)]
 
     def _corrected_rate(
         self,
