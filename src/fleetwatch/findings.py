@@ -14,7 +14,7 @@ the others.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
 
@@ -113,10 +113,6 @@ class Finding:
     rank: int | None = None
     code: int | None = None
     evidence: tuple[str, ...] = field(default_factory=tuple)
-
-    def with_changes(self, **changes: Any) -> Finding:
-        """A copy with ``changes`` applied (findings are immutable)."""
-        return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         """The finding as the JSON object ``--output jsonl`` prints (nulls left out)."""

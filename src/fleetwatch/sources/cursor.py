@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fleetwatch.sources.context import FileContext
-from fleetwatch.sources.envelope import Envelope
-
 
 class NeedMore(Exception):
     """The record continues past the data read so far; the stream reads more first."""
@@ -29,22 +26,3 @@ class Cursor(Protocol):
     def skip(self, n: int) -> None:
         """Consume ``n`` of the lines ``peek`` returned: they belong to this record."""
         ...
-
-
-class RecordReader(Protocol):
-    """Reads the records of one format out of a candidate line."""
-
-    def __call__(
-        self, text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext
-    ) -> None: ...
-
-
-class NoLines:
-    """A cursor with nothing after the line (a JSON field, a single record)."""
-
-    def peek(self, n: int) -> list[str]:
-        return []
-
-    def skip(self, n: int) -> None:
-        if n:
-            raise ValueError("nothing to skip")
