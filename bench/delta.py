@@ -19,6 +19,14 @@ The baseline is either
 Where REV cannot be had (a shallow clone, the first commit, a revision without the
 harness) the gate says so and exits 0: a report, not a pass.
 
+``--metric instructions`` is the deterministic variant: instructions per event counted
+by valgrind's callgrind (``python -m bench.harness --instructions`` under
+``--toggle-collect=alloccount_measured``, ``PYTHONHASHSEED=0``, the cyclic collector
+off). The same code gives the same count run after run, so one process per side is a
+complete answer: no statistics, and a change above the threshold fails. It needs
+``valgrind`` and ``--against`` (a baseline file would hold another machine's counts);
+A and B run side by side, one per core.
+
 Exit codes: 0 no significant slowdown (or nothing to compare), 1 a slowdown, 2 a
 usage error or an unreadable baseline.
 """
@@ -29,11 +37,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -60,6 +70,75 @@ def sample(tree: Path) -> dict[str, float]:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
     result: dict[str, float] = json.loads(done.stdout)
     return result
+
+
+def instruction_sample(tree: Path) -> tuple[subprocess.Popen[str], Path]:
+    """Start counting every benchmark's instructions with the code of ``tree``."""
+    out = Path(tempfile.mkdtemp(prefix="fleetwatch-callgrind-"))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+    run = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=alloccount_measured",
+            "--dump-after=alloccount_measured",
+            f"--callgrind-out-file={out / 'callgrind.out'}",
+            sys.executable,
+            "-m",
+            "bench.harness",
+            "--instructions",
+        ],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return run, out
+
+
+def instructions_per_event(sampling: tuple[subprocess.Popen[str], Path]) -> dict[str, float]:
+    """Wait for ``instruction_sample``; each benchmark's instructions per event."""
+    run, out = sampling
+    stdout, stderr = run.communicate(timeout=1800)
+    try:
+        if run.returncode != 0:
+            raise RuntimeError((stderr.strip().splitlines() or ["failed"])[-1])
+        order: list[list[Any]] = json.loads(stdout)
+        result = {}
+        for part, (name, events) in enumerate(order, start=1):
+            dump = (out / f"callgrind.out.{part}").read_text()
+            totals = next(ln for ln in dump.splitlines() if ln.startswith("totals:"))
+            result[name] = int(totals.split()[1]) / events
+        return result
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def compare_instructions(
+    current: dict[str, float], base: dict[str, float], threshold: float
+) -> tuple[list[list[str]], list[str]]:
+    """The report rows and the failures of exact counts: any rise above ``threshold``."""
+    rows, failures = [], []
+    for name in sorted(current):
+        if name not in base:
+            rows.append([name, f"{current[name]:,.0f}", "-", "-", "new"])
+            continue
+        change = current[name] / base[name] - 1.0 if base[name] else 0.0
+        slower = change > threshold
+        if slower:
+            failures.append(f"SLOWER {name}: {change:+.1%} instructions per event")
+        rows.append(
+            [
+                name,
+                f"{current[name]:,.0f}",
+                f"{base[name]:,.0f}",
+                f"{change:+.1%}",
+                "SLOWER" if slower else "ok",
+            ]
+        )
+    return rows, failures
 
 
 def compare(
@@ -131,7 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.10)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
+    parser.add_argument(
+        "--metric",
+        choices=("time", "instructions"),
+        default="time",
+        help="ns/event (statistical) or callgrind instructions/event (deterministic)",
+    )
     args = parser.parse_args(argv)
+    if args.metric == "instructions":
+        return _instructions_gate(args)
     if args.samples < 3:
         print("bench-delta-check: --samples must be at least 3", file=sys.stderr)
         return 2
@@ -192,6 +279,44 @@ def main(argv: list[str] | None = None) -> int:
         _table(
             f"Gate 2: ns/event against {source}",
             ["benchmark", "now", "baseline", "change", "p", "result"],
+            rows,
+            args.format,
+        ),
+        end="",
+    )
+    for failure in failures:
+        print(failure)
+    return 1 if failures else 0
+
+
+def _instructions_gate(args: argparse.Namespace) -> int:
+    if not args.against:
+        print("bench-delta-check: --metric instructions needs --against REV", file=sys.stderr)
+        return 2
+    if shutil.which("valgrind") is None:
+        print("delta: valgrind is not installed; instructions not compared")
+        return 0
+    tree, why = _worktree(args.against)
+    if tree is None:
+        print(f"delta: no baseline: {why}; not compared")
+        return 0
+    try:
+        if not (tree / "bench" / "harness.py").read_text().count("--instructions"):
+            print(f"delta: {args.against} cannot count instructions (older harness); not compared")
+            return 0
+        runs = instruction_sample(ROOT), instruction_sample(tree)  # one per core
+        try:
+            current, base = (instructions_per_event(run) for run in runs)
+        except (RuntimeError, OSError, ValueError, StopIteration) as exc:
+            print(f"delta: instructions could not be counted ({exc}); not compared")
+            return 0
+    finally:
+        _drop(tree)
+    rows, failures = compare_instructions(current, base, args.threshold)
+    print(
+        _table(
+            f"Gate 2: instructions/event (callgrind) against {args.against}",
+            ["benchmark", "now", "baseline", "change", "result"],
             rows,
             args.format,
         ),

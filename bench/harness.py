@@ -14,7 +14,9 @@ what ran before, and a reused object is no allocation, so only a fresh process w
 fixed hash seed repeats its count exactly.
 
 ``python -m bench.harness NAME WINDOW`` runs one benchmark and prints it as JSON;
-``python -m bench.harness --timings`` times every benchmark (one sample for gate 2).
+``python -m bench.harness --timings`` times every benchmark (one sample for gate 2);
+``python -m bench.harness --instructions``, run under callgrind, counts their
+instructions (gate 2's deterministic metric).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,29 +106,34 @@ def detector_windows(name: str, window: int) -> list[EventBatch]:
 PLAIN = {"pod_evicted": "PlainPodEvicted", "thermal_throttle": "PlainThermalThrottle"}
 
 
-def bench_detector(name: str, window: int, plain: bool = False) -> Measurement:
-    """Run one detector over its mix; count allocations and time per window.
+def warmed_detector(name: str, window: int, plain: bool = False) -> tuple[Any, list[EventBatch]]:
+    """A detector after its warm-up windows, and the windows to measure it on.
 
     ``plain``: its per-event reference version (``bench/reference.py``) instead.
     """
     windows = detector_windows(name, window)
-    spec = REGISTRY[name]
     if plain:
         from bench import reference
 
         detector = getattr(reference, PLAIN[name])(load(None)[name])
     else:
-        detector = spec.factory(load(None)[name])
+        detector = REGISTRY[name].factory(load(None)[name])
     for batch in windows[:WARMUP_WINDOWS]:
         detector.process(batch)
+    return detector, windows[WARMUP_WINDOWS:]
+
+
+def bench_detector(name: str, window: int, plain: bool = False) -> Measurement:
+    """Run one detector over its mix; count allocations and time per window."""
+    detector, windows = warmed_detector(name, window, plain)
     allocs: list[int] = []
     nanos: list[int] = []
     with quiet_gc():
-        for batch in windows[WARMUP_WINDOWS:]:
+        for batch in windows:
             alloccount.start()
             detector.process(batch)
             allocs.append(alloccount.stop())
-    for batch in windows[WARMUP_WINDOWS:]:
+    for batch in windows:
         start = time.perf_counter_ns()
         detector.process(batch)
         nanos.append(time.perf_counter_ns() - start)
@@ -178,10 +186,10 @@ READER_INPUTS: dict[str, Callable[[], bytes]] = {
 }
 
 
-def bench_reader(name: str, repeat: int = 5) -> Measurement:
-    """Read a realistic input of one format; count allocations and time per line."""
+@contextmanager
+def reader_input(name: str) -> Iterator[tuple[Callable[[], None], int]]:
+    """A warmed-up call that reads a realistic input of one format, and its line count."""
     data = READER_INPUTS[name]()
-    lines = data.count(b"\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input"
         path.write_bytes(data)
@@ -191,6 +199,12 @@ def bench_reader(name: str, repeat: int = 5) -> Measurement:
                 pass
 
         read()  # warm-up: caches, the prefilter, imports
+        yield read, data.count(b"\n")
+
+
+def bench_reader(name: str, repeat: int = 5) -> Measurement:
+    """Read a realistic input of one format; count allocations and time per line."""
+    with reader_input(name) as (read, lines):
         with quiet_gc():
             alloccount.start()
             read()
@@ -203,6 +217,34 @@ def bench_reader(name: str, repeat: int = 5) -> Measurement:
     return Measurement(
         f"bench_read_{name}", 1, allocs, allocs / lines, statistics.median(nanos) / lines
     )
+
+
+def instructions() -> list[tuple[str, int]]:
+    """Each gated benchmark's measured span once, inside ``alloccount.measured``.
+
+    Run under ``valgrind --tool=callgrind --toggle-collect=alloccount_measured
+    --dump-after=alloccount_measured`` (``bench/delta.py --metric instructions``), each
+    call leaves one dump with the instructions of that span alone. Returns each
+    benchmark's ``name@window`` and its number of events (lines for readers), in the
+    order of the dumps.
+    """
+    done: list[tuple[str, int]] = []
+    for detector in REGISTRY:
+        for window in (1024, 16):
+            machine, windows = warmed_detector(detector, window)
+
+            def run(machine: Any = machine, windows: list[EventBatch] = windows) -> None:
+                for batch in windows:
+                    machine.process(batch)
+
+            with quiet_gc():
+                alloccount.measured(run)
+            done.append((f"bench_{detector}@{window}", sum(len(w) for w in windows)))
+    for reader in READER_INPUTS:
+        with reader_input(reader) as (read, lines), quiet_gc():
+            alloccount.measured(read)
+        done.append((f"bench_read_{reader}@1", lines))
+    return done
 
 
 def all_benchmarks() -> dict[tuple[str, int], Callable[[], Measurement]]:
@@ -257,6 +299,9 @@ def timings() -> dict[str, float]:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--timings"]:
         print(json.dumps(timings()))
+        sys.exit(0)
+    if sys.argv[1:] == ["--instructions"]:
+        print(json.dumps(instructions()))
         sys.exit(0)
     wanted = (sys.argv[1], int(sys.argv[2]))
     run = all_benchmarks().get(wanted)
