@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-delta-check \
-	bench-baseline bench-check bench-parse clean
+	bench-baseline bench-check bench-instructions-check bench-parse clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ bench-allocs-check: install
 # Gate 2: ns/event against the previous commit, measured A/B in one run (exit 1 slower).
 bench-delta-check: install
 	$(BIN)/python -m bench.delta --against HEAD~1
+
+# Gate 2, deterministic: callgrind instructions/event against the previous commit (needs valgrind).
+bench-instructions-check: install
+	$(BIN)/python -m bench.delta --metric instructions --against HEAD~1
 
 # Rewrite bench/baseline.json from this machine (gate 2 without --against reads it).
 bench-baseline: install

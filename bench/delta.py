@@ -72,17 +72,33 @@ def sample(tree: Path) -> dict[str, float]:
     return result
 
 
+CALLGRIND = (
+    "valgrind",
+    "--tool=callgrind",
+    "--collect-atstart=no",
+    "--toggle-collect=alloccount_measured",
+    "--dump-after=alloccount_measured",
+)
+"""Count instructions only inside ``alloccount.measured``; one dump file per call."""
+
+
+def dump_totals(out: Path, parts: int) -> list[int]:
+    """The instructions of each of the first ``parts`` dumps in ``out``."""
+    totals = []
+    for part in range(1, parts + 1):
+        dump = (out / f"callgrind.out.{part}").read_text()
+        line = next(ln for ln in dump.splitlines() if ln.startswith("totals:"))
+        totals.append(int(line.split()[1]))
+    return totals
+
+
 def instruction_sample(tree: Path) -> tuple[subprocess.Popen[str], Path]:
     """Start counting every benchmark's instructions with the code of ``tree``."""
     out = Path(tempfile.mkdtemp(prefix="fleetwatch-callgrind-"))
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
     run = subprocess.Popen(
         [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=alloccount_measured",
-            "--dump-after=alloccount_measured",
+            *CALLGRIND,
             f"--callgrind-out-file={out / 'callgrind.out'}",
             sys.executable,
             "-m",
@@ -106,12 +122,8 @@ def instructions_per_event(sampling: tuple[subprocess.Popen[str], Path]) -> dict
         if run.returncode != 0:
             raise RuntimeError((stderr.strip().splitlines() or ["failed"])[-1])
         order: list[list[Any]] = json.loads(stdout)
-        result = {}
-        for part, (name, events) in enumerate(order, start=1):
-            dump = (out / f"callgrind.out.{part}").read_text()
-            totals = next(ln for ln in dump.splitlines() if ln.startswith("totals:"))
-            result[name] = int(totals.split()[1]) / events
-        return result
+        totals = dump_totals(out, len(order))
+        return {name: n / events for (name, events), n in zip(order, totals, strict=True)}
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bench.delta import compare
+from bench.delta import CALLGRIND, compare, compare_instructions, dump_totals
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +76,47 @@ def test_a_revision_that_cannot_be_had_is_a_report_not_a_pass() -> None:
     assert done.stdout.startswith("delta: no baseline:") and "not compared" in done.stdout
     missing = run("--baseline", "/no/such/baseline.json", "--samples", "3")
     assert missing.returncode == 0 and "no baseline file" in missing.stdout
+
+
+def test_an_instruction_rise_above_the_threshold_fails_and_noise_does_not() -> None:
+    base = {"bench_a@1024": 1000.0, "bench_b@16": 2000.0}
+    rows, failures = compare_instructions(
+        {"bench_a@1024": 1300.0, "bench_b@16": 2006.0, "bench_c@1": 5.0}, base, 0.10
+    )
+    assert failures == ["SLOWER bench_a@1024: +30.0% instructions per event"]
+    assert [row[-1] for row in rows] == ["SLOWER", "ok", "new"]
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_counts_just_the_measured_calls_and_the_same_each_run(tmp_path: Path) -> None:
+    # Two spans, one doing 100x the loop of the other; what runs outside them is not counted.
+    script = (
+        "import alloccount\n"
+        "def loop(n):\n"
+        "    t = 0\n"
+        "    for i in range(n): t += i\n"
+        "loop(300_000)\n"
+        "alloccount.measured(lambda: loop(1_000))\n"
+        "alloccount.measured(lambda: loop(100_000))\n"
+    )
+    counts = []
+    for run_no in range(2):
+        out = tmp_path / str(run_no)
+        out.mkdir()
+        subprocess.run(
+            [
+                *CALLGRIND,
+                f"--callgrind-out-file={out / 'callgrind.out'}",
+                sys.executable,
+                "-c",
+                script,
+            ],
+            check=True,
+            capture_output=True,
+            env={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"},
+            timeout=300,
+        )
+        counts.append(dump_totals(out, 2))
+    small, large = counts[0]
+    assert 50 < large / small < 150
+    assert abs(counts[1][0] - small) / small < 0.01 and abs(counts[1][1] - large) / large < 0.01
