@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-delta-check \
-	bench-baseline bench-check bench-instructions-check bench-parse clean
+	bench-baseline bench-check bench-instructions-check bench-parse gpu-check clean
 
 install: $(STAMP)
 
@@ -28,8 +28,8 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: install
 	$(BIN)/mypy
@@ -60,9 +60,13 @@ bench-baseline: install
 # Both gates.
 bench-check: bench-allocs-check bench-delta-check
 
+# On a machine with an NVIDIA GPU: the NVML poller for 20 s under load (exit 0 without a GPU).
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py --seconds 20
+
 # A fast pre-push check: lint, types, and the tests with fewer property examples.
 verify: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow"
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +28,14 @@ from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Severity
+from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
 from fleetwatch.simulate import SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
+from fleetwatch.store import StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
+from fleetwatch.watch import MetricsSettings, Watch, load_plan
 
 
 def _fail(message: str) -> NoReturn:
@@ -159,6 +164,83 @@ def replay_command(
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+@cli.command(name="watch")
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option("--follow", multiple=True, help="A log file or folder to follow (repeatable).")
+@click.option("--from-start", is_flag=True, help="First start: read what files already hold.")
+@click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML.")
+@click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
+@click.option("--jsonl", help="Append each transition to this JSONL file.")
+@click.option("--webhook", help="POST announced findings to this URL (signed).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--silence",
+    multiple=True,
+    help="Record but do not announce: node=N,gpu=I,detector=D,until=ISO (repeatable).",
+)
+@click.option("--node", help="Node name for records that name none.")
+@click.option("--quiet", is_flag=True, help="No console lines (other outputs still run).")
+def watch_command(
+    config_path: str | None,
+    follow: tuple[str, ...],
+    from_start: bool,
+    nvml: bool,
+    store: str | None,
+    jsonl: str | None,
+    webhook: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    silence: tuple[str, ...],
+    node: str | None,
+    quiet: bool,
+) -> None:
+    """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
+    overrides: dict[str, Any] = {
+        "store": store,
+        "jsonl": jsonl,
+        "node": node,
+        "follow": follow,
+        "from_start": from_start,
+        "nvml": nvml,
+        "webhook": webhook,
+        "silences": [_silence(text) for text in silence],
+    }
+    if metrics_port is not None:
+        overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)
+    try:
+        plan = load_plan(Path(config_path) if config_path else None, overrides)
+        running = Watch(dataclasses.replace(plan, console=not quiet))
+    except (configuration.ConfigError, StoreError) as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        running.run(stop)
+    except OSError as exc:  # e.g. the metrics port is taken
+        _fail(str(exc))
+
+
+def _silence(text: str) -> Silence:
+    """``node=gpu-node-7,detector=thermal_throttle,until=2026-12-01T00:00Z``."""
+    fields: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("node", "gpu", "detector", "until"):
+            _fail(f"--silence {text!r}: expected node=, gpu=, detector= or until=")
+        fields[key] = value
+    if "gpu" in fields:
+        if not fields["gpu"].isdigit():
+            _fail(f"--silence {text!r}: gpu= must be a GPU index")
+        fields["gpu"] = int(fields["gpu"])
+    if "until" in fields:
+        fields["until"] = _moment(fields["until"], "--silence until=", None)
+    if not fields:
+        _fail("--silence needs at least one of node=, gpu=, detector=, until=")
+    return Silence(**fields)
 
 
 @cli.command(name="simulate")

@@ -21,29 +21,34 @@ import textwrap
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fleetwatch.detectors import REGISTRY, DetectorSpec
+from fleetwatch.detectors import REGISTRY
 from fleetwatch.detectors.base import Detector
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """The configuration file is unreadable or names something that is not so."""
 
 
+def read(path: Path | None) -> tuple[dict[str, Any], str]:
+    """The file's tables (empty without a file), and how to name it in an error."""
+    if path is None:
+        return {}, "defaults"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
 def load(path: Path | None) -> dict[str, Any]:
     """Detector name -> its Config (defaults, overridden by the file); off ones left out."""
-    raw: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown_top = set(raw) - {"detectors"}
+    raw, where = read(path)
+    unknown_top = set(raw) - {"detectors", "watch"}
     if unknown_top:
         raise ConfigError(f"{where}: unknown section [{sorted(unknown_top)[0]}]")
     sections = raw.get("detectors", {})
@@ -59,20 +64,27 @@ def load(path: Path | None) -> dict[str, Any]:
         enabled = section.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{where}: detectors.{name}.enabled must be true or false")
-        config = _build(spec, section, where)
+        config: Any = settings(spec.config, section, where, f"detectors.{name}")
         if enabled:
             configs[name] = config
     return configs
 
 
-def _build(spec: DetectorSpec, section: dict[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(spec.config)}
+def settings(cls: type[T], section: Any, where: str, prefix: str) -> T:
+    """The dataclass ``cls`` with the values of one TOML table, checked.
+
+    Each key must be a field; a value must have its default's type (a whole number
+    where the default is one); numbers must be positive.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [{prefix}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in section.items():
         if key not in fields:
-            raise ConfigError(f"{where}: unknown setting detectors.{spec.name}.{key}")
+            raise ConfigError(f"{where}: unknown setting {prefix}.{key}")
         default = fields[key].default
-        setting = f"detectors.{spec.name}.{key}"
+        setting = f"{prefix}.{key}"
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: {setting} must be true or false, got {value!r}")
@@ -83,8 +95,10 @@ def _build(spec: DetectorSpec, section: dict[str, Any], where: str) -> Any:
                 raise ConfigError(f"{where}: {setting} must be a whole number, got {value!r}")
             if value <= 0:
                 raise ConfigError(f"{where}: {setting} must be positive, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{where}: {setting} must be a string, got {value!r}")
         values[key] = value
-    return spec.config(**values)
+    return cls(**values)
 
 
 def build(configs: dict[str, Any]) -> list[Detector]:

@@ -9,6 +9,7 @@ severity, then time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ class Engine:
             np.asarray(sorted(KIND_ID[k] for k in d.kinds), dtype=np.int8) for d in self.detectors
         ]
         self.findings: dict[str, Finding] = {}
+        self.seconds = dict.fromkeys((d.name for d in self.detectors), 0.0)
+        """Time spent in each detector so far (watch mode exports it)."""
 
     def process(self, batch: EventBatch) -> list[Finding]:
         """Feed one batch; return the findings it opened or changed."""
@@ -36,7 +39,9 @@ class Engine:
         changed: list[Finding] = []
         for detector, wants in zip(self.detectors, self._wants, strict=True):
             if np.intersect1d(present, wants, assume_unique=True).size:
+                start = time.perf_counter()
                 changed += detector.process(batch)
+                self.seconds[detector.name] += time.perf_counter() - start
         self._keep(changed)
         return changed
 

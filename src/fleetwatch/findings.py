@@ -121,3 +121,12 @@ class Finding:
         data["action"] = str(self.action)
         data["evidence"] = list(self.evidence)
         return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        """The finding ``to_json`` wrote (keys it does not know are ignored)."""
+        known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        known["severity"] = Severity.parse(data["severity"])
+        known["action"] = Action(data["action"])
+        known["evidence"] = tuple(data.get("evidence", ()))
+        return cls(**known)

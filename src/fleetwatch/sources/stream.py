@@ -134,39 +134,54 @@ class LineStream:
         ctx: FileContext,
         read_envelope: Callable[..., Envelope] = parse,
         prefilter: Prefilter | None = None,
+        line: int = 1,
     ) -> None:
         self.ctx = ctx
         self._prefilter = prefilter or default_prefilter()
         self._envelope = read_envelope
-        self._line = 1  # line number at the start of the current buffer
+        self._line = line  # line number at the start of the current buffer
         self._stamp_env: Envelope = NO_ENVELOPE  # the nearest stamped line so far
         self._stamp_pos = 0
         self._relative_ts: float | None = None  # dmesg -H running clock, once seen
         self._relative_pos = 0
+        self.carry = b""  # bytes read but not yet consumed
 
     def run(self, stream: Readable, first: bytes = b"") -> Iterator[None]:
         """Read all of ``stream`` (after ``first``), yielding after each chunk."""
-        carry = first
+        self.carry = first
         while True:
             chunk = stream.read(CHUNK_BYTES)
-            eof = not chunk
-            buf = carry + chunk if carry else chunk
-            if not buf:
-                break
-            if eof:
-                done = self._scan(buf, len(buf), eof=True)
-            else:
-                last_nl = buf.rfind(b"\n")
-                if last_nl < 0 and len(buf) <= self.ctx.options.max_line_bytes:
-                    carry = buf
-                    continue
-                # a line longer than the limit is skipped in pieces, never held whole
-                limit = len(buf) if last_nl < 0 else last_nl + 1
-                done = self._scan(buf, limit, eof=False)
-            carry = buf[done:]
+            self.feed(chunk, eof=not chunk)
             yield
-            if eof:
+            if not chunk:
                 break
+
+    def feed(self, chunk: bytes, eof: bool = False) -> None:
+        """Read the records in ``chunk``, after what an earlier call left unread.
+
+        What cannot be read yet (a partial last line, a record that goes on past the
+        chunk) is kept in ``carry`` for the next call; at ``eof`` everything is read.
+        A live follower calls this with each piece appended to a file.
+        """
+        buf = self.carry + chunk if self.carry else chunk
+        if not buf:
+            return
+        if eof:
+            done = self._scan(buf, len(buf), eof=True)
+        else:
+            last_nl = buf.rfind(b"\n")
+            if last_nl < 0 and len(buf) <= self.ctx.options.max_line_bytes:
+                self.carry = buf
+                return
+            # a line longer than the limit is skipped in pieces, never held whole
+            limit = len(buf) if last_nl < 0 else last_nl + 1
+            done = self._scan(buf, limit, eof=False)
+        self.carry = buf[done:]
+
+    @property
+    def line(self) -> int:
+        """The line number of the first byte not yet read (the start of ``carry``)."""
+        return self._line
 
     def _scan(self, buf: bytes, limit: int, eof: bool) -> int:
         """Read the records in ``buf[:limit]``; return how far it was consumed."""

@@ -1,0 +1,163 @@
+"""The webhook: POST each announced transition's finding JSON to a URL, at least once.
+
+Announcements wait in the store's outbox (``store.Outbox``), written in the same
+transaction as the finding, so a crash loses none: after a restart the rows still
+there are sent again. A receiver drops a repeat by the finding's stable ``id`` and the
+``transition`` in the body (the ``X-Fleetwatch-Delivery`` header names the outbox row).
+
+* **Signed:** ``X-Fleetwatch-Signature: sha256=<hex>``, the HMAC-SHA256 of the exact
+  body bytes with a secret from the environment (``secret_env``), so a receiver can
+  trust what it gets: compute the same HMAC over the raw body and compare in constant
+  time.
+* **Retried:** a connection error, a timeout, 408, 429 or 5xx is retried with
+  exponential backoff and jitter (tenacity), in order: the next finding waits, so a
+  receiver sees them as they happened.
+* **Dead letters:** a finding that could not be delivered for ``give_up_after_s``, or
+  that the receiver refused (another 4xx), is appended to the dead-letter file (one
+  JSON object a line, with the reason) and leaves the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tenacity
+import urllib3
+
+from fleetwatch.store import Announcement, Outbox
+
+SINK = "webhook"
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where and how to POST announced findings."""
+
+    url: str = ""
+    """The receiver's URL (http or https)."""
+    secret_env: str = "FLEETWATCH_WEBHOOK_SECRET"  # noqa: S105 (a variable's name)
+    """The environment variable holding the HMAC secret; it must be set."""
+    timeout_s: float = 5.0
+    """Seconds for one request (connect and read)."""
+    give_up_after_s: float = 3600.0
+    """Seconds of failed retries after which a finding goes to the dead-letter file."""
+    dead_letter: str = "fleetwatch-dead-letter.jsonl"
+    """The file for findings that could not be delivered (relative: next to the store)."""
+
+
+class _Retry(Exception):
+    """A failure worth retrying."""
+
+
+class _Refused(Exception):
+    """The receiver answered with a status that a retry will not change."""
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The signature header's value for ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class Webhook:
+    """Delivers the outbox's webhook rows from a thread of its own."""
+
+    def __init__(self, config: WebhookConfig, store_path: Path, secret: bytes) -> None:
+        self.config = config
+        self.store_path = store_path
+        self.secret = secret
+        dead = Path(config.dead_letter)
+        self.dead_letter = dead if dead.is_absolute() else store_path.parent / dead
+        self.http = urllib3.PoolManager(retries=False, timeout=config.timeout_s)
+        self.delivered = 0
+        self.failed_attempts = 0
+        self.dead = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New rows were committed: look now, not at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        outbox = Outbox(self.store_path, SINK)
+        try:
+            while not self._stop.is_set():
+                for item in outbox.pending():
+                    if not self._deliver(item):
+                        return  # stopping: the row stays for the next start
+                    outbox.done([item.seq])
+                self._wake.wait(1.0)
+                self._wake.clear()
+        finally:
+            outbox.close()
+
+    def _deliver(self, item: Announcement) -> bool:
+        """Deliver or dead-letter ``item``; False only when stopping first."""
+        body = json.dumps(item.body, sort_keys=True, ensure_ascii=False).encode()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retry),
+            wait=tenacity.wait_exponential_jitter(initial=0.2, max=30.0),
+            stop=self._give_up,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            retrying(self._post, body, item.seq)
+        except _Retry as exc:
+            if self._stop.is_set():
+                return False
+            self._bury(item, f"gave up after {self.config.give_up_after_s:g} s: {exc}")
+        except _Refused as exc:
+            self._bury(item, str(exc))
+        else:
+            self.delivered += 1
+        return True
+
+    def _give_up(self, state: tenacity.RetryCallState) -> bool:
+        elapsed = state.seconds_since_start or 0.0
+        return self._stop.is_set() or elapsed >= self.config.give_up_after_s
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop ends the wait at once
+
+    def _post(self, body: bytes, seq: int) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Fleetwatch-Signature": sign(self.secret, body),
+            "X-Fleetwatch-Delivery": str(seq),
+            "User-Agent": "fleetwatch",
+        }
+        try:
+            response = self.http.request("POST", self.config.url, body=body, headers=headers)
+        except urllib3.exceptions.HTTPError as exc:
+            self.failed_attempts += 1
+            raise _Retry(type(exc).__name__) from exc
+        if 200 <= response.status < 300:
+            return
+        self.failed_attempts += 1
+        if response.status in RETRY_STATUS:
+            raise _Retry(f"HTTP {response.status}")
+        raise _Refused(f"refused with HTTP {response.status}")
+
+    def _bury(self, item: Announcement, why: str) -> None:
+        record: dict[str, Any] = {"failed": why, "at": time.time(), "finding": item.body}
+        with self.dead_letter.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+        self.dead += 1

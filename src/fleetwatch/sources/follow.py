@@ -1,0 +1,258 @@
+"""Follow log files as they grow: ``tail -F`` that never loses or repeats a line.
+
+A ``Follower`` watches one path: a file, or a folder whose files (and the files that
+appear in it later) are each followed. Every ``poll`` reads what was appended since
+the last one and hands it to that file's ``LineStream``, which keeps a partial last
+line (or a record still being written) until the rest arrives.
+
+What happens to a file, and what the follower does:
+
+* **rotation by rename** (``kern.log`` -> ``kern.log.1``, a new ``kern.log``): the path
+  now names another inode. The old file is read to its end through the handle still
+  open, then the new one from its start.
+* **copytruncate** (the file is copied, then cut to zero and written again): the file
+  is shorter than the offset read, or its first bytes changed. It is read again from
+  its start.
+* **a file that appears later**: read from its start.
+* **a restart**: each file's position (device, inode, first bytes, offset, line) is
+  saved with the findings. A file that is still the same is read on from its offset.
+  One that was rotated while fleetwatch was down is found by its inode next to the
+  path, read to its end, and the new file is read from its start; nothing written
+  during the downtime is lost or read twice.
+
+On the first start, without a saved position, a file that already exists is read from
+its end (``from_start = false``, the default): old history is for ``replay``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+from fleetwatch.events import BatchBuilder, EventBatch
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.files import _node_from_name
+from fleetwatch.sources.stream import LineStream
+
+HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
+READ_BYTES: Final = 8 << 20
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    """Where reading of one file stands: saved with the findings, resumed after a restart."""
+
+    path: str
+    device: int
+    inode: int
+    head: str  # hex of the file's first bytes when it was opened (up to HEAD_BYTES)
+    offset: int  # every byte before this was read (a partial line after it was not)
+    line: int  # the line number at ``offset``
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FilePosition:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def _head(handle: BinaryIO) -> bytes:
+    return os.pread(handle.fileno(), HEAD_BYTES, 0)
+
+
+class _Open:
+    """One open file being followed."""
+
+    def __init__(
+        self,
+        path: Path,
+        handle: BinaryIO,
+        offset: int,
+        line: int,
+        ctx: FileContext,
+    ) -> None:
+        st = os.fstat(handle.fileno())
+        self.path = path
+        self.handle = handle
+        self.device, self.inode = st.st_dev, st.st_ino
+        self.head = _head(handle)
+        self.offset = offset  # bytes handed to the stream so far
+        self.stream = LineStream(ctx, line=line)
+
+    def position(self) -> FilePosition:
+        consumed = self.offset - len(self.stream.carry)
+        return FilePosition(
+            str(self.path), self.device, self.inode, self.head.hex(), consumed, self.stream.line
+        )
+
+    def read_new(self) -> bool:
+        """Hand what was appended to the stream; True if anything was."""
+        got = False
+        while chunk := os.pread(self.handle.fileno(), READ_BYTES, self.offset):
+            self.offset += len(chunk)
+            self.stream.feed(chunk)
+            got = True
+        if len(self.head) < HEAD_BYTES and got:
+            self.head = _head(self.handle)
+        return got
+
+    def rewritten(self) -> bool:
+        """Cut and rewritten in place (copytruncate): shorter, or other first bytes."""
+        size = os.fstat(self.handle.fileno()).st_size
+        if size < self.offset:
+            return True
+        return _head(self.handle)[: len(self.head)] != self.head
+
+    def finish(self) -> None:
+        """Read to the end, take a partial last line as a line, and close."""
+        self.read_new()
+        self.stream.feed(b"", eof=True)
+        self.handle.close()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class Follower:
+    """Follows one file, or every file in one folder; ``poll`` returns new events."""
+
+    def __init__(
+        self,
+        path: str,
+        options: ReadOptions,
+        stats: ReadStats,
+        saved: dict[str, FilePosition] | None = None,
+        from_start: bool = False,
+    ) -> None:
+        self.root = Path(path)
+        self.options = options
+        self.stats = stats
+        self.identities = Identities()
+        self.builder = BatchBuilder()
+        self._ready: list[EventBatch] = []  # batches the builder sealed, every file's
+        self._saved = dict(saved or {})
+        self._skip_history = not saved and not from_start
+        self._open: dict[str, _Open] = {}
+
+    def positions(self) -> dict[str, FilePosition]:
+        """Each followed file's position, by path (what the store keeps)."""
+        found = dict(self._saved)  # a file not open now keeps its last position
+        found.update({key: f.position() for key, f in self._open.items()})
+        return found
+
+    def poll(self) -> list[EventBatch]:
+        """Read everything new in the followed files; the events, as batches."""
+        for path in self._paths():
+            current = self._open.get(str(path))
+            if current is None:
+                self._start(path, self._saved.pop(str(path), None))
+            else:
+                self._check(current)
+        self._skip_history = False  # files that appear from now on are read whole
+        if len(self.builder):
+            self._ready.append(self.builder.seal())
+        ready, self._ready = self._ready, []
+        return ready
+
+    def close(self) -> None:
+        for current in self._open.values():
+            current.close()
+        self._open.clear()
+
+    def _paths(self) -> list[Path]:
+        if self.root.is_dir():
+            return sorted(
+                p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+        return [self.root]
+
+    def _context(self, path: Path) -> FileContext:
+        ctx = FileContext(
+            str(path),
+            _node_from_name(path),
+            self.options,
+            self.stats,
+            self.identities,
+            self.builder,
+            time.time(),
+        )
+        ctx.ready = self._ready
+        return ctx
+
+    def _open_file(self, path: Path) -> BinaryIO | None:
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            return None  # not there (yet): looked for again at the next poll
+        except OSError as exc:
+            self.stats.bad("follow", f"cannot open ({exc.strerror or type(exc).__name__})")
+            return None
+
+    def _follow(self, path: Path, handle: BinaryIO, offset: int, line: int, name: Path) -> _Open:
+        self.stats.files += 1
+        opened = _Open(path, handle, offset, line, self._context(name))
+        opened.read_new()
+        return opened
+
+    def _start(self, path: Path, saved: FilePosition | None) -> None:
+        """Begin following ``path``: resume, catch up on a rotation, or start."""
+        handle = self._open_file(path)
+        if handle is None:
+            return
+        st = os.fstat(handle.fileno())
+        offset, line = 0, 1
+        if saved is not None:
+            head = bytes.fromhex(saved.head)
+            same = (st.st_dev, st.st_ino) == (saved.device, saved.inode)
+            if same and st.st_size >= saved.offset and _head(handle)[: len(head)] == head:
+                offset, line = saved.offset, saved.line  # the same file: read on
+            elif not same:
+                self._catch_up(path, saved)
+        elif self._skip_history:
+            offset = st.st_size
+            line = 1 + _count_lines(handle, offset)
+        self._open[str(path)] = self._follow(path, handle, offset, line, path)
+
+    def _catch_up(self, path: Path, saved: FilePosition) -> None:
+        """Read the rest of the file a rotation moved aside while we were down."""
+        for sibling in sorted(path.parent.glob(glob.escape(path.name) + "?*")):
+            try:
+                st = sibling.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (saved.device, saved.inode):
+                handle = self._open_file(sibling)
+                if handle is not None:
+                    old = self._follow(sibling, handle, saved.offset, saved.line, path)
+                    old.finish()
+                return
+
+    def _check(self, current: _Open) -> None:
+        try:
+            st = os.stat(current.path)
+        except FileNotFoundError:
+            st = None  # moved away, no new file yet: keep reading the old one
+        if st is not None and (st.st_dev, st.st_ino) != (current.device, current.inode):
+            current.finish()  # renamed away: the old file to its end, then the new one
+            del self._open[str(current.path)]
+            self._start(current.path, None)
+            return
+        if current.rewritten():  # copytruncate: the file starts over
+            current.stream.feed(b"", eof=True)
+            current.offset = 0
+            current.head = _head(current.handle)
+            current.stream = LineStream(current.stream.ctx)
+        current.read_new()
+
+
+def _count_lines(handle: BinaryIO, end: int) -> int:
+    lines, at = 0, 0
+    while at < end and (chunk := os.pread(handle.fileno(), min(READ_BYTES, end - at), at)):
+        lines += chunk.count(b"\n")
+        at += len(chunk)
+    return lines

@@ -1,0 +1,80 @@
+"""Live sources: what ``fleetwatch watch`` reads, each on a thread of its own.
+
+A live source runs until told to stop and hands over what it read with
+``deliver(batches, position)``: the events, and where the source stands after them
+(JSON-able, saved in the store with the detectors' state; ``None`` when unchanged).
+It is built from its saved position, so a restart goes on where the last commit was.
+A source that raises is restarted with backoff by the watch; the others go on.
+
+The sources: ``FileSource`` (here: log files and folders, ``follow.py``), ``KmsgSource``
+(``kmsg_live.py``), ``NvmlSource`` (``nvml.py``), ``ScrapeSource`` (``scrape.py``) and
+``KubeSource`` (``kube_watch.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fleetwatch.events import EventBatch
+from fleetwatch.sources.context import ReadOptions, ReadStats
+from fleetwatch.sources.follow import FilePosition, Follower
+
+Deliver = Callable[[list[EventBatch], Any], None]
+
+
+class LiveSource(Protocol):
+    """What the watch needs of a live source."""
+
+    name: str
+    stats: ReadStats
+
+    def run(self, deliver: Deliver, stop: threading.Event) -> None:
+        """Read until ``stop`` is set, delivering as it goes."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """``[[watch.files]]``: a log file or a folder of them to follow."""
+
+    path: str = ""
+    """The file or folder (every file in it, and files that appear later)."""
+    from_start: bool = False
+    """On the very first start, read what the files already hold (default: from the end)."""
+    poll_s: float = 0.1
+    """Seconds between looks for new lines."""
+
+
+class FileSource:
+    """Follows a file or a folder (``follow.Follower``)."""
+
+    def __init__(self, settings: FileSettings, options: ReadOptions, saved: Any) -> None:
+        self.name = f"file:{settings.path}"
+        self.settings = settings
+        self.options = options
+        self.stats = ReadStats()
+        self._positions = {k: FilePosition.from_json(v) for k, v in (saved or {}).items()}
+
+    def run(self, deliver: Deliver, stop: threading.Event) -> None:
+        follower = Follower(
+            self.settings.path,
+            self.options,
+            self.stats,
+            saved=self._positions,
+            from_start=self.settings.from_start,
+        )
+        last: dict[str, Any] | None = None
+        try:
+            while not stop.is_set():
+                batches = follower.poll()
+                self._positions = follower.positions()  # a restart after a failure resumes here
+                now = {k: p.to_json() for k, p in self._positions.items()}
+                if batches or now != last:
+                    deliver(batches, now)
+                    last = now
+                stop.wait(self.settings.poll_s)
+        finally:
+            follower.close()

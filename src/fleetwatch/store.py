@@ -1,0 +1,219 @@
+"""The watch store: one SQLite file (WAL) that makes a restart safe.
+
+It holds, written together in one transaction so that they never disagree:
+
+* ``findings``: every finding's latest version and its lifecycle status;
+* ``checkpoints``: each detector's state (``Detector.state``), as of the commit;
+* ``positions``: each source's position (file identity and offset, kmsg boot and
+  sequence, journal cursor, Kubernetes resourceVersion), as of the same events;
+* ``outbox``: announcements (new, escalated, resolved) not yet delivered to a sink
+  that sends them away (the webhook); a row leaves when it was delivered;
+* ``meta``: small values, such as how many bytes of the JSONL output are committed.
+
+After ``kill -9`` the last commit is what there is: the detectors restart from their
+checkpoints and the sources from their positions, which describe the same moment, so
+the events after it are read exactly once more and nothing before it again.
+
+Retention: resolved findings older than ``retention_days`` are deleted, and while the
+file is larger than ``max_bytes`` the oldest resolved findings go first. Open findings
+are never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY,
+    detector TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    node TEXT,
+    last_ts REAL,
+    updated REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_by_status ON findings (status, updated);
+CREATE TABLE IF NOT EXISTS checkpoints (detector TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """A store file that cannot be opened or is not a fleetwatch store."""
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """One undelivered outbox row."""
+
+    seq: int
+    sink: str
+    body: dict[str, Any]
+    created: float
+
+
+@dataclass
+class Commit:
+    """Everything one transaction writes."""
+
+    findings: list[dict[str, Any]]  # each with id, detector, severity, status, ...
+    checkpoints: dict[str, Any]  # detector -> state (empty: unchanged)
+    positions: dict[str, Any]  # source -> position
+    outbox: list[tuple[str, dict[str, Any]]]  # (sink, body)
+    meta: dict[str, str]
+
+
+class Store:
+    """A watch store file. Use from one thread, except ``Outbox`` (its own connection)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = _connect(self.path)
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reading what the last run committed ----------------------------------------
+
+    def checkpoints(self) -> dict[str, Any]:
+        rows = self.db.execute("SELECT detector, state FROM checkpoints")
+        return {name: json.loads(state) for name, state in rows}
+
+    def positions(self) -> dict[str, Any]:
+        rows = self.db.execute("SELECT source, position FROM positions")
+        return {name: json.loads(position) for name, position in rows}
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def findings(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Stored findings (each with its ``status``), oldest update first."""
+        query = "SELECT body FROM findings"
+        args: tuple[str, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            args = (status,)
+        return [json.loads(body) for (body,) in self.db.execute(query + " ORDER BY updated", args)]
+
+    # -- writing ----------------------------------------------------------------------
+
+    def commit(self, change: Commit) -> None:
+        """Write one transaction: findings, checkpoints, positions, outbox and meta."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO findings"
+                " (id, detector, severity, status, node, last_ts, updated, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " severity = excluded.severity, status = excluded.status,"
+                " last_ts = excluded.last_ts, updated = excluded.updated, body = excluded.body",
+                [
+                    (
+                        f["id"],
+                        f["detector"],
+                        f["severity"],
+                        f["status"],
+                        f.get("node"),
+                        f.get("last_ts"),
+                        now,
+                        json.dumps(f, sort_keys=True),
+                    )
+                    for f in change.findings
+                ],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO checkpoints (detector, state) VALUES (?, ?)",
+                [(name, json.dumps(state)) for name, state in change.checkpoints.items()],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO positions (source, position) VALUES (?, ?)",
+                [(name, json.dumps(pos)) for name, pos in change.positions.items()],
+            )
+            self.db.executemany(
+                "INSERT INTO outbox (sink, body, created) VALUES (?, ?, ?)",
+                [(sink, json.dumps(body, sort_keys=True), now) for sink, body in change.outbox],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(change.meta.items())
+            )
+
+    def retain(self, retention_days: float, max_bytes: int) -> int:
+        """Delete old resolved findings; return how many went."""
+        cutoff = time.time() - retention_days * 86400
+        with self.db:
+            gone = self.db.execute(
+                "DELETE FROM findings WHERE status = 'resolved' AND updated < ?", (cutoff,)
+            ).rowcount
+        while self._bytes() > max_bytes:
+            with self.db:
+                removed = self.db.execute(
+                    "DELETE FROM findings WHERE id IN (SELECT id FROM findings"
+                    " WHERE status = 'resolved' ORDER BY updated LIMIT 100)"
+                ).rowcount
+            if not removed:
+                break  # only open findings left: they stay
+            gone += removed
+            self.db.execute("PRAGMA incremental_vacuum")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+
+    def _bytes(self) -> int:
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+
+class Outbox:
+    """The outbox of one sink, read and emptied from the sink's own thread."""
+
+    def __init__(self, path: str | Path, sink: str) -> None:
+        self.db = _connect(Path(path))
+        self.db.executescript(SCHEMA)
+        self.sink = sink
+
+    def pending(self, limit: int = 100) -> list[Announcement]:
+        rows = self.db.execute(
+            "SELECT seq, sink, body, created FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?",
+            (self.sink, limit),
+        )
+        return [
+            Announcement(seq, sink, json.loads(body), created) for seq, sink, body, created in rows
+        ]
+
+    def done(self, seqs: Iterable[int]) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")  # a commit survives power loss, not only kill -9
+    db.isolation_level = "DEFERRED"
+    return db

@@ -1,0 +1,392 @@
+"""Watch: the live sources, through the same engine, into a store that survives restarts.
+
+Each source (``sources/live.py``) runs on its own thread and delivers batches with its
+position. The watch loop feeds the batches to the engine, turns what the detectors
+report into transitions (``lifecycle.py``), and commits, in one SQLite transaction
+(``store.py``): the findings, every detector's state, every source's position, and
+the announcements the webhook still has to send. Only then does anyone hear of it:
+the JSONL file (exactly once: its committed length is part of the commit), the
+console, the webhook (at least once, from the outbox) and ``/metrics``.
+
+A commit happens as soon as there is a transition to tell, else at most every
+``commit_interval_s`` while events flow. After ``kill -9`` the next start restores
+the last commit: detectors and sources describe the same moment, so the events after
+it are read exactly once more.
+
+A source that fails is restarted with exponential backoff (tenacity) and counted in
+``fleetwatch_source_failures_total``; the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tenacity
+
+from fleetwatch import config as config_file
+from fleetwatch.config import ConfigError, build
+from fleetwatch.engine import Engine
+from fleetwatch.events import EventBatch
+from fleetwatch.findings import Finding
+from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition
+from fleetwatch.sinks.console import ConsoleSink
+from fleetwatch.sinks.metrics import Metrics
+from fleetwatch.sinks.transition_log import TransitionLog
+from fleetwatch.sinks.webhook import SINK as WEBHOOK
+from fleetwatch.sinks.webhook import Webhook, WebhookConfig
+from fleetwatch.sources.context import ReadOptions
+from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
+from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
+from fleetwatch.store import Commit, Store
+
+LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
+RETAIN_EVERY_S = 600.0
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """``[watch]``: the store, commits and retention."""
+
+    store: str = "fleetwatch-watch.db"
+    """The SQLite store: findings, checkpoints, positions."""
+    jsonl: str = ""
+    """A JSONL file of transitions (empty: none)."""
+    commit_interval_s: float = 1.0
+    """Longest time between commits while events flow."""
+    retention_days: float = 30.0
+    """Resolved findings older than this leave the store."""
+    max_store_bytes: int = 1 << 30
+    """Past this size the oldest resolved findings leave the store first."""
+    node: str = ""
+    """The node name for records that name none (default: from file names)."""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``[watch.metrics]``: Prometheus ``/metrics``."""
+
+    address: str = "127.0.0.1"
+    """The address to bind (loopback by default)."""
+    port: int = 9108
+    """The port."""
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    """Everything a watch runs: built from the config file and the command line."""
+
+    settings: WatchSettings
+    lifecycle: LifecycleConfig
+    sources: Callable[[dict[str, Any]], list[LiveSource]]  # saved positions -> sources
+    detectors: dict[str, Any]
+    metrics: MetricsSettings | None = None
+    webhook: WebhookConfig | None = None
+    silences: list[Silence] = field(default_factory=list)
+    console: bool = True
+
+
+def _backoff_runner(
+    source: LiveSource,
+    deliver: Callable[[list[EventBatch], Any], None],
+    stop: threading.Event,
+    failed: Callable[[str, BaseException], None],
+) -> threading.Thread:
+    """A thread that runs ``source``, restarting it with backoff when it fails."""
+
+    def run_once() -> None:
+        source.run(deliver, stop)
+        if not stop.is_set():
+            raise RuntimeError("stopped by itself")
+
+    def report(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        failed(source.name, error or RuntimeError("failed"))
+
+    retrying = tenacity.Retrying(
+        wait=tenacity.wait_exponential_jitter(initial=0.5, max=60.0),
+        stop=lambda _: stop.is_set(),
+        before_sleep=report,
+        sleep=stop.wait,  # type: ignore[arg-type]  # returns a bool, which tenacity ignores
+        retry=tenacity.retry_if_exception_type(Exception),
+        reraise=False,
+    )
+
+    def body() -> None:
+        with contextlib.suppress(tenacity.RetryError):  # raised when stopping
+            retrying(run_once)
+
+    return threading.Thread(target=body, name=source.name, daemon=True)
+
+
+class Watch:
+    """One running watch."""
+
+    def __init__(self, plan: WatchPlan, err: Any = None) -> None:
+        self.plan = plan
+        self.err = err or sys.stderr
+        self.store = Store(plan.settings.store)
+        self.engine = Engine(build(plan.detectors))
+        self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
+        saved = self.store.checkpoints()
+        for detector in self.engine.detectors:
+            if detector.name in saved:
+                detector.restore(saved[detector.name])
+        if LIFECYCLE_KEY in saved:
+            self.lifecycle.restore(saved[LIFECYCLE_KEY])
+        self.positions: dict[str, Any] = self.store.positions()
+        self.sources = plan.sources(self.positions)
+        self.metrics = Metrics()
+        self.metrics_port: int | None = None
+        committed = self.store.meta("jsonl_bytes")
+        self.jsonl = (
+            TransitionLog(Path(plan.settings.jsonl), int(committed) if committed else None)
+            if plan.settings.jsonl
+            else None
+        )
+        self.webhook: Webhook | None = None
+        if plan.webhook is not None:
+            secret = os.environ[plan.webhook.secret_env].encode()
+            self.webhook = Webhook(plan.webhook, self.store.path, secret)
+        self.console = ConsoleSink() if plan.console else None
+        self._queue: queue.Queue[tuple[str, list[EventBatch], Any]] = queue.Queue(maxsize=256)
+        self._failures: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._pending: list[Transition] = []  # transitions since the last commit
+        self._changed: dict[str, Finding] = {}  # findings changed since the last commit
+        self._moved = False  # a source's position moved since the last commit
+        self._exported_seconds: dict[str, float] = {}
+
+    def _deliver_from(self, name: str) -> Callable[[list[EventBatch], Any], None]:
+        def deliver(batches: list[EventBatch], position: Any) -> None:
+            self._queue.put((name, batches, position))
+
+        return deliver
+
+    def _failed(self, name: str, error: BaseException) -> None:
+        self._failures.put((name, f"{type(error).__name__}: {error}"))
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch until ``stop`` is set; commit what was read before returning."""
+        if self.plan.metrics is not None:
+            self.metrics_port = self.metrics.serve(
+                self.plan.metrics.address, self.plan.metrics.port
+            )
+        if self.webhook is not None:
+            self.webhook.start()
+        self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
+        runners = [
+            _backoff_runner(s, self._deliver_from(s.name), stop, self._failed) for s in self.sources
+        ]
+        for runner in runners:
+            runner.start()
+        self._say(self._banner())
+        dirty = False
+        last_commit = last_tick = last_retain = time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    self._apply(*self._queue.get(timeout=0.05))
+                    while True:
+                        self._apply(*self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                dirty = dirty or bool(self._changed) or self._moved
+                self._report_failures()
+                now = time.monotonic()
+                if now - last_tick >= 1.0:
+                    self._pending += self.lifecycle.tick(time.time())
+                    last_tick = now
+                interval = self.plan.settings.commit_interval_s
+                if self._pending or (dirty and now - last_commit >= interval):
+                    self._commit()
+                    dirty, last_commit = False, now
+                if now - last_retain >= RETAIN_EVERY_S:
+                    self.store.retain(
+                        self.plan.settings.retention_days, self.plan.settings.max_store_bytes
+                    )
+                    last_retain = now
+        finally:
+            for runner in runners:
+                runner.join(timeout=5)
+            while not self._queue.empty():  # what the sources delivered while stopping
+                self._apply(*self._queue.get_nowait())
+            self._commit()
+            if self.webhook is not None:
+                self.webhook.stop()
+            if self.jsonl is not None:
+                self.jsonl.close()
+            self.store.close()
+
+    def _apply(self, name: str, batches: list[EventBatch], position: Any) -> None:
+        """Feed one delivery to the engine; keep its transitions for the next commit."""
+        for batch in batches:
+            self.metrics.count_events(batch)
+            found = self.engine.process(batch)
+            self.engine.findings.clear()  # the lifecycle keeps what is open
+            self._changed.update((f.id, f) for f in found)
+            self._pending += self.lifecycle.update(found, time.time())
+        if position is not None:
+            self.positions[name] = position
+            self._moved = True
+
+    def _commit(self) -> None:
+        transitions, changed = self._pending, self._changed
+        self._pending, self._changed, self._moved = [], {}, False
+        records = [t.to_json() for t in transitions]
+        rows = {f.id: {**f.to_json(), "status": "open"} for f in changed.values()}
+        for t in transitions:
+            if t.kind == "resolved":
+                rows[t.finding.id] = {**t.finding.to_json(), "status": "resolved"}
+        meta = {}
+        if self.jsonl is not None:
+            meta["jsonl_bytes"] = str(self.jsonl.write(records))
+        checkpoints: dict[str, Any] = {d.name: d.state() for d in self.engine.detectors}
+        checkpoints[LIFECYCLE_KEY] = self.lifecycle.state()
+        announced = [t for t in transitions if t.announce]
+        outbox = [(WEBHOOK, t.to_json()) for t in announced] if self.webhook else []
+        self.store.commit(Commit(list(rows.values()), checkpoints, self.positions, outbox, meta))
+        if self.webhook is not None and outbox:
+            self.webhook.wake()
+        if self.console is not None and announced:
+            self.console.announce(announced)
+        for t in announced:
+            self.metrics.announcements.labels(t.kind).inc()
+        self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
+        for name, seconds in self.engine.seconds.items():
+            grown = seconds - self._exported_seconds.get(name, 0.0)
+            if grown > 0:
+                self.metrics.detector_seconds.labels(name).inc(grown)
+                self._exported_seconds[name] = seconds
+        unreadable: Counter[tuple[str, str]] = Counter()
+        for source in self.sources:
+            unreadable.update(source.stats.unreadable)
+        self.metrics.count_unreadable(unreadable)
+
+    def _report_failures(self) -> None:
+        while not self._failures.empty():
+            name, why = self._failures.get_nowait()
+            self.metrics.source_failures.labels(name).inc()
+            self._say(f"source {name} failed ({why}); retrying with backoff")
+
+    def _banner(self) -> str:
+        parts = [f"watching {len(self.sources)} source(s)", f"store {self.plan.settings.store}"]
+        if self.metrics_port is not None:
+            address = self.plan.metrics.address if self.plan.metrics else "127.0.0.1"
+            parts.append(f"metrics on http://{address}:{self.metrics_port}/metrics")
+        return "; ".join(parts)
+
+    def _say(self, line: str) -> None:
+        print(f"fleetwatch: {line}", file=self.err, flush=True)
+
+
+_WATCH_KEYS = frozenset(
+    {"files", "metrics", "webhook", "silence", "kmsg", "nvml", "dcgm", "kubernetes"}
+)
+
+
+def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
+    """The watch the config file describes, with the command line's ``overrides``.
+
+    ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
+    ``from_start``, ``nvml``, ``metrics`` (MetricsSettings), ``webhook`` (a URL),
+    ``silences``.
+    Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
+    """
+    raw, where = config_file.read(path)
+    detectors = config_file.load(path)
+    table = raw.get("watch", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [watch] must be a table")
+    plain = {k: v for k, v in table.items() if k not in _WATCH_KEYS}
+    lifecycle_keys = {f.name for f in dataclasses.fields(LifecycleConfig)}
+    lifecycle = config_file.settings(
+        LifecycleConfig, {k: v for k, v in plain.items() if k in lifecycle_keys}, where, "watch"
+    )
+    settings = config_file.settings(
+        WatchSettings, {k: v for k, v in plain.items() if k not in lifecycle_keys}, where, "watch"
+    )
+    settings = dataclasses.replace(
+        settings, **{k: overrides[k] for k in ("store", "jsonl", "node") if overrides.get(k)}
+    )
+    files = [
+        config_file.settings(FileSettings, entry, where, "watch.files")
+        for entry in _array(table, "files", where)
+    ]
+    files += [FileSettings(path=p) for p in overrides.get("follow", ())]
+    if overrides.get("from_start"):
+        files = [dataclasses.replace(f, from_start=True) for f in files]
+    for entry in files:
+        if not entry.path:
+            raise ConfigError(f"{where}: watch.files needs a path")
+    metrics = overrides.get("metrics")
+    if metrics is None and "metrics" in table:
+        metrics = config_file.settings(MetricsSettings, table["metrics"], where, "watch.metrics")
+    webhook = None
+    if "webhook" in table or overrides.get("webhook"):
+        webhook = config_file.settings(
+            WebhookConfig, table.get("webhook", {}), where, "watch.webhook"
+        )
+        if overrides.get("webhook"):
+            webhook = dataclasses.replace(webhook, url=overrides["webhook"])
+        if not webhook.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: watch.webhook.url must be an http(s) URL")
+        if not os.environ.get(webhook.secret_env):
+            raise ConfigError(
+                f"the webhook signs what it sends: set {webhook.secret_env} to a secret"
+            )
+    silences = [_silence(entry, where) for entry in _array(table, "silence", where)]
+    silences += overrides.get("silences", [])
+    options = ReadOptions(node=settings.node or None)
+
+    nvml = None
+    if "nvml" in table or overrides.get("nvml"):
+        nvml = config_file.settings(NvmlSettings, table.get("nvml", {}), where, "watch.nvml")
+    node = settings.node or socket.gethostname()
+
+    def sources(saved: dict[str, Any]) -> list[LiveSource]:
+        made: list[LiveSource] = []
+        for entry in files:
+            made.append(FileSource(entry, options, saved.get(f"file:{entry.path}")))
+        if nvml is not None:
+            made.append(NvmlSource(nvml, node))
+        return made
+
+    if not files and nvml is None:
+        raise ConfigError(
+            f"{where}: nothing to watch: give --follow PATH, --nvml, or a [watch] source"
+        )
+    return WatchPlan(settings, lifecycle, sources, detectors, metrics, webhook, silences)
+
+
+def _array(table: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: watch.{key} must be an array of tables ([[watch.{key}]])")
+    return value
+
+
+def _silence(entry: dict[str, Any], where: str) -> Silence:
+    unknown = set(entry) - {"node", "gpu", "detector", "until"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting watch.silence.{sorted(unknown)[0]}")
+    until = entry.get("until")
+    if isinstance(until, datetime):
+        until = (until if until.tzinfo else until.replace(tzinfo=UTC)).timestamp()
+    elif until is not None:
+        raise ConfigError(f"{where}: watch.silence.until must be a TOML date-time")
+    gpu = entry.get("gpu")
+    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int)):
+        raise ConfigError(f"{where}: watch.silence.gpu must be a GPU index")
+    return Silence(entry.get("node"), gpu, entry.get("detector"), until)
