@@ -1,9 +1,11 @@
 """Follow log files as they grow: ``tail -F`` that never loses or repeats a line.
 
 A ``Follower`` watches one path: a file, or a folder whose files (and the files that
-appear in it later) are each followed. Every ``poll`` reads what was appended since
-the last one and hands it to that file's ``LineStream``, which keeps a partial last
-line (or a record still being written) until the rest arrives.
+appear in it later) are each followed, in sub-folders too; a file's node is named as
+``replay`` names it (``incident/gpu-node-7/kern.log`` is ``gpu-node-7``). Every
+``poll`` reads what was appended since the last one and hands it to that file's
+``LineStream``, which keeps a partial last line (or a record still being written)
+until the rest arrives.
 
 What happens to a file, and what the follower does:
 
@@ -35,7 +37,7 @@ from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.files import _node_from_name
+from fleetwatch.sources.files import InputError, _node_from_name, expand
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
@@ -119,7 +121,12 @@ class _Open:
 
 
 class Follower:
-    """Follows one file, or every file in one folder; ``poll`` returns new events."""
+    """Follows one file, or every file under one folder; ``poll`` returns new events.
+
+    Files are known by identity (device, inode), not by name: a renamed file is the
+    same file, read on from where it was (a rotation inside a followed folder), and a
+    new inode at a known name is a new file.
+    """
 
     def __init__(
         self,
@@ -135,28 +142,56 @@ class Follower:
         self.identities = Identities()
         self.builder = BatchBuilder()
         self._ready: list[EventBatch] = []  # batches the builder sealed, every file's
-        self._saved = dict(saved or {})
+        self._saved = {(p.device, p.inode): p for p in (saved or {}).values()}
         self._skip_history = not saved and not from_start
-        self._open: dict[str, _Open] = {}
+        self._open: dict[tuple[int, int], _Open] = {}
+        self._nodes: dict[str, str] = {}  # path -> its node (folder or file name)
+        self._handover: dict[tuple[int, int], LineStream] = {}  # new file -> old's stream
 
     def positions(self) -> dict[str, FilePosition]:
         """Each followed file's position, by path (what the store keeps)."""
-        found = dict(self._saved)  # a file not open now keeps its last position
-        found.update({key: f.position() for key, f in self._open.items()})
-        return found
+        return {str(f.path): f.position() for f in self._open.values()}
 
     def poll(self) -> list[EventBatch]:
         """Read everything new in the followed files; the events, as batches."""
+        listed: dict[tuple[int, int], Path] = {}
         for path in self._paths():
-            current = self._open.get(str(path))
-            if current is None:
-                self._start(path, self._saved.pop(str(path), None))
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone between listing and looking
+            listed.setdefault((st.st_dev, st.st_ino), path)
+        at = {path: key for key, path in listed.items()}
+        for key in [k for k in self._open if k not in listed]:
+            old = self._open.pop(key)  # renamed away or deleted: read to its end first
+            successor = at.get(old.path)
+            if successor is not None and successor not in self._open:
+                old.read_new()  # a new file took its name: it goes on with a record the
+                self._handover[successor] = old.stream  # rotation cut in two
+                old.close()
             else:
-                self._check(current)
+                old.finish()
+        for key, path in listed.items():  # files already followed first, then new ones
+            current = self._open.get(key)
+            if current is None:
+                continue
+            if current.path != path:  # renamed (rotated) inside the folder: read on
+                current.read_new()
+                successor = at.get(current.path)
+                if successor is not None and successor not in self._open:
+                    # the new file at its old name goes on with a record the rotation cut
+                    self._handover[successor] = current.stream
+                    current.stream = LineStream(current.stream.ctx, line=current.stream.line)
+                current.path = path
+            self._check(current)
+        for key, path in listed.items():
+            if key not in self._open:
+                self._start(path, key)
         self._skip_history = False  # files that appear from now on are read whole
         if len(self.builder):
             self._ready.append(self.builder.seal())
-        ready, self._ready = self._ready, []
+        ready = list(self._ready)
+        self._ready.clear()  # the same list every file's context appends to
         return ready
 
     def close(self) -> None:
@@ -165,16 +200,18 @@ class Follower:
         self._open.clear()
 
     def _paths(self) -> list[Path]:
-        if self.root.is_dir():
-            return sorted(
-                p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".")
-            )
-        return [self.root]
+        try:
+            found = expand([str(self.root)])
+        except InputError:
+            return []  # not there yet
+        for item in found:
+            self._nodes[str(item.path)] = item.node
+        return [item.path for item in found if item.path is not None]
 
     def _context(self, path: Path) -> FileContext:
         ctx = FileContext(
             str(path),
-            _node_from_name(path),
+            self._nodes.get(str(path)) or _node_from_name(path),
             self.options,
             self.stats,
             self.identities,
@@ -184,64 +221,47 @@ class Follower:
         ctx.ready = self._ready
         return ctx
 
-    def _open_file(self, path: Path) -> BinaryIO | None:
+    def _start(self, path: Path, key: tuple[int, int]) -> None:
+        """Begin following a file not followed before: resume, or start."""
         try:
-            return path.open("rb")
-        except FileNotFoundError:
-            return None  # not there (yet): looked for again at the next poll
+            handle = path.open("rb")
         except OSError as exc:
             self.stats.bad("follow", f"cannot open ({exc.strerror or type(exc).__name__})")
-            return None
-
-    def _follow(self, path: Path, handle: BinaryIO, offset: int, line: int, name: Path) -> _Open:
-        self.stats.files += 1
-        opened = _Open(path, handle, offset, line, self._context(name))
-        opened.read_new()
-        return opened
-
-    def _start(self, path: Path, saved: FilePosition | None) -> None:
-        """Begin following ``path``: resume, catch up on a rotation, or start."""
-        handle = self._open_file(path)
-        if handle is None:
             return
-        st = os.fstat(handle.fileno())
+        size = os.fstat(handle.fileno()).st_size
         offset, line = 0, 1
+        saved = self._saved.pop(key, None)
         if saved is not None:
             head = bytes.fromhex(saved.head)
-            same = (st.st_dev, st.st_ino) == (saved.device, saved.inode)
-            if same and st.st_size >= saved.offset and _head(handle)[: len(head)] == head:
+            if size >= saved.offset and _head(handle)[: len(head)] == head:
                 offset, line = saved.offset, saved.line  # the same file: read on
-            elif not same:
-                self._catch_up(path, saved)
         elif self._skip_history:
-            offset = st.st_size
-            line = 1 + _count_lines(handle, offset)
-        self._open[str(path)] = self._follow(path, handle, offset, line, path)
+            offset, line = size, 1 + _count_lines(handle, size)
+        if not self._open and self._saved and not self.root.is_dir():
+            self._catch_up(path)  # the one followed file was rotated while we were down
+        self.stats.files += 1
+        opened = _Open(path, handle, offset, line, self._context(path))
+        if key in self._handover:
+            opened.stream = self._handover.pop(key)
+        self._open[key] = opened
+        opened.read_new()
 
-    def _catch_up(self, path: Path, saved: FilePosition) -> None:
+    def _catch_up(self, path: Path) -> None:
         """Read the rest of the file a rotation moved aside while we were down."""
         for sibling in sorted(path.parent.glob(glob.escape(path.name) + "?*")):
             try:
                 st = sibling.stat()
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) == (saved.device, saved.inode):
-                handle = self._open_file(sibling)
-                if handle is not None:
-                    old = self._follow(sibling, handle, saved.offset, saved.line, path)
-                    old.finish()
+            saved = self._saved.pop((st.st_dev, st.st_ino), None)
+            if saved is not None:
+                with sibling.open("rb") as handle:
+                    old = _Open(sibling, handle, saved.offset, saved.line, self._context(path))
+                    old.read_new()
+                    old.stream.feed(b"", eof=True)
                 return
 
     def _check(self, current: _Open) -> None:
-        try:
-            st = os.stat(current.path)
-        except FileNotFoundError:
-            st = None  # moved away, no new file yet: keep reading the old one
-        if st is not None and (st.st_dev, st.st_ino) != (current.device, current.inode):
-            current.finish()  # renamed away: the old file to its end, then the new one
-            del self._open[str(current.path)]
-            self._start(current.path, None)
-            return
         if current.rewritten():  # copytruncate: the file starts over
             current.stream.feed(b"", eof=True)
             current.offset = 0

@@ -1,0 +1,135 @@
+"""Following files: partial lines, rotation by rename, copytruncate, late files, restarts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetwatch.events import concat
+from fleetwatch.sources import ReadOptions, ReadStats
+from fleetwatch.sources.follow import FilePosition, Follower
+
+
+def xid_line(pid: int) -> str:
+    return (
+        f"[Tue Jun  4 10:29:{pid % 60:02d} 2024] NVRM: Xid (PCI:0000:3b:00): 13, "
+        f"pid={pid}, name=python, Graphics Exception\n"
+    )
+
+
+def noise(n: int) -> str:
+    return "".join(f"[Tue Jun  4 10:00:00 2024] eth0: link up {i}\n" for i in range(n))
+
+
+def pids(follower: Follower) -> list[int]:
+    batches = follower.poll()
+    return [int(r["pid"]) for r in concat(batches).records()] if batches else []
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as out:
+        out.write(text)
+
+
+OPENED: list[Follower] = []
+
+
+@pytest.fixture(autouse=True)
+def close_followers() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def follow(path: Path, **kw: object) -> Follower:
+    follower = Follower(str(path), ReadOptions(), ReadStats(), **kw)  # type: ignore[arg-type]
+    OPENED.append(follower)
+    return follower
+
+
+def test_a_partial_last_line_waits_for_its_end(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text(noise(3))
+    f = follow(log)
+    assert pids(f) == []  # first start: history is for replay
+    line = xid_line(1)
+    append(log, line[:30])
+    assert pids(f) == []
+    append(log, line[30:] + xid_line(2))
+    assert pids(f) == [1, 2]
+    assert f.positions()[str(log)].offset == log.stat().st_size
+
+
+def test_rotation_by_rename_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    f = follow(log)
+    pids(f)
+    append(log, xid_line(1))
+    assert pids(f) == [1]
+    append(log, xid_line(2))  # written before the rename, not yet read
+    log.rename(tmp_path / "kern.log.1")
+    append(tmp_path / "kern.log.1", xid_line(3))  # the writer still had the old file open
+    log.write_text(xid_line(4))
+    assert pids(f) == [2, 3, 4]
+    append(log, xid_line(5))
+    assert pids(f) == [5]
+
+
+def test_copytruncate_starts_the_file_over(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    f = follow(log)
+    pids(f)
+    append(log, noise(20) + xid_line(1))
+    assert pids(f) == [1]
+    shutil.copy(log, tmp_path / "kern.log.1")
+    with log.open("r+") as out:
+        out.truncate(0)
+    append(log, xid_line(2))  # shorter than before
+    assert pids(f) == [2]
+    with log.open("r+") as out:
+        out.truncate(0)
+    append(log, noise(40) + xid_line(3))  # longer than before: its first bytes tell
+    assert pids(f) == [3]
+
+
+def test_a_file_that_appears_later_is_read_from_its_start(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    f = follow(folder)
+    assert pids(f) == []  # the folder is not there yet
+    (folder / "gpu-node-7").mkdir(parents=True)
+    (folder / "gpu-node-7" / "kern.log").write_text(noise(2) + xid_line(1))
+    batches = f.poll()
+    records = concat(batches).records()
+    assert [(r["pid"], r["node"], r["line"]) for r in records] == [(1, "gpu-node-7", 3)]
+
+
+def test_a_restart_reads_on_from_the_saved_offset(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text(xid_line(1))
+    f = follow(log, from_start=True)
+    assert pids(f) == [1]
+    saved = {k: FilePosition.from_json(p.to_json()) for k, p in f.positions().items()}
+    f.close()
+    append(log, xid_line(2))  # while fleetwatch was down
+    again = follow(log, saved=saved)
+    records = concat(again.poll()).records()
+    assert [(r["pid"], r["line"]) for r in records] == [(2, 2)]
+
+
+def test_a_rotation_while_down_is_caught_up_from_the_rotated_file(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text(xid_line(1))
+    f = follow(log, from_start=True)
+    assert pids(f) == [1]
+    saved = f.positions()
+    f.close()
+    append(log, xid_line(2))
+    os.rename(log, tmp_path / "kern.log.1")
+    log.write_text(xid_line(3))
+    assert pids(follow(log, saved=saved)) == [2, 3]

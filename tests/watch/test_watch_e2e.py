@@ -1,0 +1,175 @@
+"""End to end, with real processes: files appended, rotated, a watcher killed, a receiver down."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetwatch.events import concat
+from fleetwatch.simulate import simulate
+from fleetwatch.sources import read_paths
+from tests.watch.live import Receiver, Watcher, caught_up, transitions, wait_for
+
+pytestmark = pytest.mark.slow
+
+XID79 = (Path(__file__).parent.parent.parent / "examples" / "xid79-fallen-off-bus"
+         / "gpu-node-17" / "dmesg.txt").read_text()  # fmt: skip
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.up()
+    yield r
+    r.down()
+
+
+def fleet(tmp: Path) -> dict[Path, list[str]]:
+    """A simulated fleet's files (relative path -> lines): an XID 79 and an AER storm."""
+    files: dict[Path, list[str]] = {}
+    for i, scenario in enumerate(("xid79-fallen-off-bus", "aer-storm")):
+        out = tmp / f"sim-{scenario}"
+        simulate(scenario, out, seed=5 + i, nodes=3, lines_per_node=300)
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and path.name != "answer.json":
+                rel = Path(scenario) / path.relative_to(out)
+                files[rel] = path.read_text().splitlines(keepends=True)
+    return files
+
+
+def write_in_steps(
+    files: dict[Path, list[str]], into: Path, steps: int, between: object = None
+) -> None:
+    """Append every file's lines in ``steps`` pieces; ``between(step)`` runs after each."""
+    for step in range(steps):
+        for rel, lines in files.items():
+            cut = slice(len(lines) * step // steps, len(lines) * (step + 1) // steps)
+            target = into / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a") as out:
+                out.write("".join(lines[cut]))
+        time.sleep(0.3)
+        if callable(between):
+            between(step)
+
+
+def expected_events(files: dict[Path, list[str]], tmp: Path) -> int:
+    whole = tmp / "whole"
+    for rel, lines in files.items():
+        (whole / rel).parent.mkdir(parents=True, exist_ok=True)
+        (whole / rel).write_text("".join(lines))
+    return len(concat(list(read_paths([str(whole)]))))
+
+
+def settled(watcher: Watcher, events: int) -> bool:
+    return watcher.events_read() == events
+
+
+def test_appended_lines_reach_the_jsonl_metrics_and_webhook(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    logs = tmp_path / "logs"
+    jsonl = tmp_path / "findings.jsonl"
+    w = Watcher("--follow", str(logs), "--store", str(tmp_path / "w.db"), "--jsonl",
+                str(jsonl), "--webhook", receiver.url, "--metrics-port", "0")  # fmt: skip
+    try:
+        (logs / "gpu-node-17").mkdir(parents=True)
+        (logs / "gpu-node-17" / "kern.log").write_text(XID79)
+        found = wait_for(lambda: transitions(jsonl), what="a finding in the JSONL")
+        assert found[0][1] == "new" and found[0][0].startswith("xid_correlation-")
+        delivered = wait_for(lambda: receiver.received, what="the webhook")
+        assert delivered[0]["id"] == found[0][0] and delivered[0]["action"] == "reboot_node"
+        assert delivered[0]["node"] == "gpu-node-17" and receiver.bad_signatures == 0
+        metrics = w.metrics()
+        key = 'fleetwatch_findings_open{detector="xid_correlation",severity="critical"}'
+        assert metrics[key] == 1
+        assert metrics['fleetwatch_events_total{kind="xid",source="kmsg"}'] >= 1
+        assert metrics['fleetwatch_announcements_total{transition="new"}'] == 1
+    finally:
+        assert w.stop() == 0
+
+
+def test_rotation_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    files = fleet(tmp_path)
+    logs = tmp_path / "logs"
+    w = Watcher("--follow", str(logs), "--store", str(tmp_path / "w.db"), "--jsonl",
+                str(tmp_path / "f.jsonl"), "--metrics-port", "0")  # fmt: skip
+
+    def rotate(step: int) -> None:
+        if step == 1:  # logrotate: rename every file, the writer goes on in a new one
+            for rel in files:
+                os.rename(logs / rel, logs / rel.with_name(rel.name + ".1"))
+
+    try:
+        write_in_steps(files, logs, 4, rotate)
+        events = expected_events(files, tmp_path)
+        wait_for(lambda: settled(w, events), what=f"{events} events read")
+        time.sleep(0.5)
+        assert w.events_read() == events  # each exactly once
+        got = transitions(tmp_path / "f.jsonl")
+        assert {i.split("-")[0] for i, _ in got} >= {"xid_correlation", "pcie_aer"}
+        assert len(got) == len(set(got))
+    finally:
+        assert w.stop() == 0
+
+
+def test_kill_9_and_restart_give_the_findings_of_an_uninterrupted_run(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    files = fleet(tmp_path)
+
+    def run(name: str, kill_at: int | None) -> list[tuple[str, str]]:
+        logs, store, jsonl = tmp_path / name, tmp_path / f"{name}.db", tmp_path / f"{name}.jsonl"
+        args = ("--follow", str(logs), "--store", str(store), "--jsonl", str(jsonl),
+                "--webhook", receiver.url, "--metrics-port", "0")  # fmt: skip
+        holder = [Watcher(*args)]
+
+        def maybe_kill(step: int) -> None:
+            if step == kill_at:
+                holder[0].kill9()
+                holder[0] = Watcher(*args)
+
+        write_in_steps(files, logs, 5, maybe_kill)
+        wait_for(lambda: caught_up(store, logs), what="every line read and committed")
+        assert holder[0].stop() == 0
+        return transitions(jsonl)
+
+    whole = run("whole", None)
+    delivered_before = len(receiver.received)
+    killed = run("killed", 2)
+    assert whole, "the fleet has faults: there must be findings"
+    assert sorted(killed) == sorted(whole)  # same findings, by id, none twice
+    assert len(set(killed)) == len(killed)
+    delivered = Counter((r["id"], r["transition"]) for r in receiver.received[delivered_before:])
+    assert set(delivered) == set(killed)  # at least once, each
+
+
+def test_a_receiver_that_was_down_gets_every_finding_when_it_is_back(tmp_path: Path) -> None:
+    receiver = Receiver()
+    receiver.up()
+    port = receiver.port
+    receiver.down()  # nothing listens now
+    jsonl = tmp_path / "f.jsonl"
+    w = Watcher("--follow", str(tmp_path / "logs"), "--store", str(tmp_path / "w.db"),
+                "--jsonl", str(jsonl), "--webhook", f"http://127.0.0.1:{port}/hook")  # fmt: skip
+    try:
+        write_in_steps(fleet(tmp_path), tmp_path / "logs", 2)
+        announced = wait_for(lambda: transitions(jsonl), what="findings")
+        time.sleep(2.0)  # a few failed tries
+        assert receiver.received == []
+        back = Receiver(port)
+        back.up()
+        try:
+            wait_for(lambda: len(back.received) >= len(set(transitions(jsonl))), timeout=60,
+                     what="every finding at the webhook")  # fmt: skip
+            got = {(r["id"], r["transition"]) for r in back.received}
+            assert got == set(transitions(jsonl)) and set(announced) <= got
+        finally:
+            back.down()
+    finally:
+        assert w.stop() == 0
