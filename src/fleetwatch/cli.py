@@ -170,7 +170,10 @@ def replay_command(
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
 @click.option("--follow", multiple=True, help="A log file or folder to follow (repeatable).")
 @click.option("--from-start", is_flag=True, help="First start: read what files already hold.")
+@click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
 @click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML.")
+@click.option("--dcgm", multiple=True, help="Scrape this dcgm-exporter URL (repeatable).")
+@click.option("--kubeconfig", help="Watch Kubernetes Events with this kubeconfig.")
 @click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
 @click.option("--jsonl", help="Append each transition to this JSONL file.")
 @click.option("--webhook", help="POST announced findings to this URL (signed).")
@@ -187,7 +190,10 @@ def watch_command(
     config_path: str | None,
     follow: tuple[str, ...],
     from_start: bool,
+    kmsg: bool,
     nvml: bool,
+    dcgm: tuple[str, ...],
+    kubeconfig: str | None,
     store: str | None,
     jsonl: str | None,
     webhook: str | None,
@@ -204,7 +210,10 @@ def watch_command(
         "node": node,
         "follow": follow,
         "from_start": from_start,
+        "kmsg": kmsg,
         "nvml": nvml,
+        "dcgm": dcgm,
+        "kubeconfig": kubeconfig,
         "webhook": webhook,
         "silences": [_silence(text) for text in silence],
     }

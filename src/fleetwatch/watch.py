@@ -48,8 +48,11 @@ from fleetwatch.sinks.transition_log import TransitionLog
 from fleetwatch.sinks.webhook import SINK as WEBHOOK
 from fleetwatch.sinks.webhook import Webhook, WebhookConfig
 from fleetwatch.sources.context import ReadOptions
+from fleetwatch.sources.kmsg_live import KmsgSettings, KmsgSource
+from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
+from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
 from fleetwatch.store import Commit, Store
 
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
@@ -300,8 +303,8 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
     """The watch the config file describes, with the command line's ``overrides``.
 
     ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
-    ``from_start``, ``nvml``, ``metrics`` (MetricsSettings), ``webhook`` (a URL),
-    ``silences``.
+    ``from_start``, ``kmsg``, ``nvml``, ``dcgm`` (URLs), ``kubeconfig``, ``metrics``
+    (MetricsSettings), ``webhook`` (a URL), ``silences``.
     Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
     """
     raw, where = config_file.read(path)
@@ -350,22 +353,44 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
     silences += overrides.get("silences", [])
     options = ReadOptions(node=settings.node or None)
 
-    nvml = None
+    nvml = kmsg = kube = None
     if "nvml" in table or overrides.get("nvml"):
         nvml = config_file.settings(NvmlSettings, table.get("nvml", {}), where, "watch.nvml")
+    if "kmsg" in table or overrides.get("kmsg"):
+        kmsg = config_file.settings(KmsgSettings, table.get("kmsg", {}), where, "watch.kmsg")
+    if "kubernetes" in table or overrides.get("kubeconfig"):
+        kube = config_file.settings(
+            KubeSettings, table.get("kubernetes", {}), where, "watch.kubernetes"
+        )
+        if overrides.get("kubeconfig"):
+            kube = dataclasses.replace(kube, kubeconfig=overrides["kubeconfig"])
+    scrapes = [
+        config_file.settings(ScrapeSettings, entry, where, "watch.dcgm")
+        for entry in _array(table, "dcgm", where)
+    ]
+    scrapes += [ScrapeSettings(url=url) for url in overrides.get("dcgm", ())]
+    for scrape in scrapes:
+        if not scrape.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: watch.dcgm.url must be an http(s) URL")
     node = settings.node or socket.gethostname()
 
     def sources(saved: dict[str, Any]) -> list[LiveSource]:
         made: list[LiveSource] = []
         for entry in files:
             made.append(FileSource(entry, options, saved.get(f"file:{entry.path}")))
+        if kmsg is not None:
+            made.append(KmsgSource(kmsg, node, options, saved.get("kmsg")))
         if nvml is not None:
             made.append(NvmlSource(nvml, node))
+        made += [ScrapeSource(scrape, options) for scrape in scrapes]
+        if kube is not None:
+            made.append(KubeSource(kube, options, saved.get("kubernetes")))
         return made
 
-    if not files and nvml is None:
+    if not (files or nvml or kmsg or kube or scrapes):
         raise ConfigError(
-            f"{where}: nothing to watch: give --follow PATH, --nvml, or a [watch] source"
+            f"{where}: nothing to watch: give --follow, --kmsg, --nvml, --dcgm, --kubeconfig"
+            " or a [watch] source"
         )
     return WatchPlan(settings, lifecycle, sources, detectors, metrics, webhook, silences)
 
