@@ -174,8 +174,9 @@ class Store:
             if not removed:
                 break  # only open findings left: they stay
             gone += removed
-            self.db.execute("PRAGMA incremental_vacuum")
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # executescript runs it to the end (execute would free a single page)
+            self.db.executescript("PRAGMA incremental_vacuum;")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return gone
 
     def _bytes(self) -> int:

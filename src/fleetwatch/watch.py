@@ -119,7 +119,7 @@ def _backoff_runner(
         failed(source.name, error or RuntimeError("failed"))
 
     retrying = tenacity.Retrying(
-        wait=tenacity.wait_exponential_jitter(initial=0.5, max=60.0),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.5, max=60.0, jitter=0.5),
         stop=lambda _: stop.is_set(),
         before_sleep=report,
         sleep=stop.wait,  # type: ignore[arg-type]  # returns a bool, which tenacity ignores

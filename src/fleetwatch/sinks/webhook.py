@@ -113,7 +113,7 @@ class Webhook:
         body = json.dumps(item.body, sort_keys=True, ensure_ascii=False).encode()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retry),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=30.0),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
             stop=self._give_up,
             sleep=self._sleep,
             reraise=True,

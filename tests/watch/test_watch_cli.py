@@ -1,0 +1,113 @@
+"""``fleetwatch watch`` as a user runs it: usage errors, silences, resolution, a failing source."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.watch.live import SECRET, Receiver, Watcher, transitions, wait_for
+
+XID79 = (Path(__file__).parent.parent.parent / "examples" / "xid79-fallen-off-bus"
+         / "gpu-node-17" / "dmesg.txt").read_text()  # fmt: skip
+
+
+def watch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetwatch", "watch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "FLEETWATCH_WEBHOOK_SECRET"},
+            **(env or {}),
+        },
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        ((), None, "nothing to watch"),
+        (("--follow", "x", "--webhook", "http://127.0.0.1:9/h"), None, "FLEETWATCH_WEBHOOK_SECRET"),
+        (("--follow", "x", "--webhook", "ftp://h/"), None, "http(s) URL"),
+        (("--follow", "x"), "[watch]\nbogus = 1\n", "unknown setting watch.bogus"),
+        (("--follow", "x"), "[watch]\nresolve_after_s = -5\n", "must be positive"),
+        (("--follow", "x"), "[[watch.files]]\nfrom_start = true\n", "needs a path"),
+        (("--follow", "x"), "[[watch.silence]]\nnode = 'a'\nuntil = 'soon'\n", "date-time"),
+        (("--follow", "x", "--silence", "rack=7"), None, "--silence"),
+        (("--follow", "x", "--dcgm", "127.0.0.1:9400"), None, "http(s) URL"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], config: str | None, message: str
+) -> None:
+    extra: tuple[str, ...] = ()
+    if config is not None:
+        (tmp_path / "f.toml").write_text(config)
+        extra = ("--config", str(tmp_path / "f.toml"))
+    done = watch(*args, *extra, "--store", str(tmp_path / "w.db"))
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = watch("--follow", str(tmp_path), "--store", str(tmp_path / "w.db"),
+                     "--metrics-port", str(port))  # fmt: skip
+    assert done.returncode == 2
+    assert "Address already in use" in done.stderr
+
+
+def test_silenced_findings_are_recorded_not_announced_and_quiet_ones_resolve(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver()
+    receiver.up()
+    config = tmp_path / "f.toml"
+    config.write_text("[watch]\nresolve_after_s = 1.5\n")
+    jsonl = tmp_path / "f.jsonl"
+    w = Watcher("--config", str(config), "--follow", str(tmp_path / "logs"), "--store",
+                str(tmp_path / "w.db"), "--jsonl", str(jsonl), "--webhook", receiver.url,
+                "--silence", "node=gpu-node-17,detector=xid_correlation")  # fmt: skip
+    try:
+        (tmp_path / "logs" / "gpu-node-17").mkdir(parents=True)
+        (tmp_path / "logs" / "gpu-node-17" / "kern.log").write_text(XID79)
+        wait_for(lambda: "resolved" in {t for _, t in transitions(jsonl)}, what="resolution")
+        records = [json.loads(x) for x in jsonl.read_text().splitlines()]
+        assert [(r["transition"], r.get("quiet")) for r in records] == [
+            ("new", "silenced"), ("resolved", "silenced")
+        ]  # fmt: skip
+        assert receiver.received == []  # silenced: never announced
+    finally:
+        assert w.stop() == 0
+        receiver.down()
+
+
+def test_a_failing_source_is_retried_and_reported_while_the_others_go_on(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing will listen here
+    jsonl = tmp_path / "f.jsonl"
+    w = Watcher("--follow", str(tmp_path / "logs"), "--store", str(tmp_path / "w.db"),
+                "--jsonl", str(jsonl), "--dcgm", f"http://127.0.0.1:{closed}/metrics",
+                "--metrics-port", "0", env={"FLEETWATCH_WEBHOOK_SECRET": SECRET})  # fmt: skip
+    try:
+        (tmp_path / "logs" / "gpu-node-17").mkdir(parents=True)
+        (tmp_path / "logs" / "gpu-node-17" / "kern.log").write_text(XID79)
+        wait_for(lambda: transitions(jsonl), what="the file source's finding")
+        wait_for(lambda: any("failed" in line and "dcgm:" in line for line in w.lines),
+                 what="the failure report")  # fmt: skip
+        failures = [v for k, v in w.metrics().items() if "source_failures_total" in k]
+        assert failures and failures[0] >= 1
+    finally:
+        assert w.stop() == 0
