@@ -16,6 +16,8 @@ from fleetwatch.sources import ReadOptions
 from fleetwatch.sources.kmsg_live import BOOT_ID, KmsgSettings, KmsgSource, kmsg_record
 from tests.watch.live import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
+
 DATA = Path(__file__).parent.parent / "data" / "kernel"
 
 

@@ -15,6 +15,8 @@ from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from tests.sources.fake_kube_api import FakeApiServer, evicted
 from tests.watch.live import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
+
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:

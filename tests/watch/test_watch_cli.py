@@ -13,6 +13,8 @@ import pytest
 
 from tests.watch.live import SECRET, Receiver, Watcher, transitions, wait_for
 
+pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
+
 XID79 = (Path(__file__).parent.parent.parent / "examples" / "xid79-fallen-off-bus"
          / "gpu-node-17" / "dmesg.txt").read_text()  # fmt: skip
 

@@ -17,6 +17,8 @@ from fleetwatch.sinks.webhook import Webhook, WebhookConfig, sign
 from fleetwatch.store import Commit, Outbox, Store
 from tests.watch.live import wait_for
 
+pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
+
 
 def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
     body = b'{"id": "xid_correlation-1"}'
