@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -11,6 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from fleetwatch.lifecycle import LifecycleConfig
+from fleetwatch.sinks.webhook import WebhookConfig
+from fleetwatch.sources.kmsg_live import KmsgSettings
+from fleetwatch.sources.kube_watch import KubeSettings
+from fleetwatch.sources.live import FileSettings
+from fleetwatch.sources.nvml import NvmlSettings
+from fleetwatch.sources.scrape import ScrapeSettings
+from fleetwatch.watch import MetricsSettings, WatchSettings, load_plan
 from tests.watch.live import SECRET, Receiver, Watcher, transitions, wait_for
 
 pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
@@ -113,3 +122,18 @@ def test_a_failing_source_is_retried_and_reported_while_the_others_go_on(tmp_pat
         assert failures and failures[0] >= 1
     finally:
         assert w.stop() == 0
+
+
+def test_the_example_config_names_every_setting_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).parent.parent.parent / "examples" / "watch.toml"
+    monkeypatch.setenv("FLEETWATCH_WEBHOOK_SECRET", SECRET)
+    plan = load_plan(example, {})
+    names = {s.name for s in plan.sources({})}
+    assert names == {"file:/var/log/kern.log", "kmsg", "nvml", "kubernetes",
+                     "dcgm:http://127.0.0.1:9400/metrics"}  # fmt: skip
+    assert plan.silences[0].node == "gpu-node-17" and plan.silences[0].until == 1798675200.0
+    text = example.read_text()
+    for settings in (WatchSettings, LifecycleConfig, FileSettings, KmsgSettings, NvmlSettings,
+                     ScrapeSettings, KubeSettings, MetricsSettings, WebhookConfig):  # fmt: skip
+        for field in dataclasses.fields(settings):
+            assert f"\n{field.name} = " in text, f"examples/watch.toml lacks {field.name}"
