@@ -28,7 +28,8 @@ complete answer: no statistics, and a change above the threshold fails. It needs
 A and B run side by side, one per core.
 
 Exit codes: 0 no significant slowdown (or nothing to compare), 1 a slowdown, 2 a
-usage error or an unreadable baseline.
+usage error, an unreadable baseline, or instructions of this tree that could not be
+counted (fail closed, as gate 1).
 """
 
 from __future__ import annotations
@@ -287,15 +288,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{meta.get('machine')})"
         )
     rows, failures = compare(current, base, args.threshold, args.alpha)
-    print(
-        _table(
-            f"Gate 2: ns/event against {source}",
-            ["benchmark", "now", "baseline", "change", "p", "result"],
-            rows,
-            args.format,
-        ),
-        end="",
-    )
+    columns = ["benchmark", "now", "baseline", "change", "p", "result"]
+    return _report(f"Gate 2: ns/event against {source}", columns, rows, failures, args.format)
+
+
+def _report(
+    title: str, columns: list[str], rows: list[list[str]], failures: list[str], fmt: str
+) -> int:
+    """Print the table and each failure; the gate's exit code."""
+    print(_table(title, columns, rows, fmt), end="")
     for failure in failures:
         print(failure)
     return 1 if failures else 0
@@ -316,27 +317,26 @@ def _instructions_gate(args: argparse.Namespace) -> int:
         if not (tree / "bench" / "harness.py").read_text().count("--instructions"):
             print(f"delta: {args.against} cannot count instructions (older harness); not compared")
             return 0
-        runs = instruction_sample(ROOT), instruction_sample(tree)  # one per core
-        try:
-            current, base = (instructions_per_event(run) for run in runs)
-        except (RuntimeError, OSError, ValueError, StopIteration) as exc:
-            print(f"delta: instructions could not be counted ({exc}); not compared")
-            return 0
+        now, then = instruction_sample(ROOT), instruction_sample(tree)  # one per core
+        counted: list[dict[str, float] | Exception] = []
+        for sampling in (now, then):  # wait for both, whatever happens to one
+            try:
+                counted.append(instructions_per_event(sampling))
+            except (RuntimeError, OSError, ValueError, StopIteration) as exc:
+                counted.append(exc)
     finally:
         _drop(tree)
+    current, base = counted
+    if isinstance(current, Exception):  # this tree: fail closed, as gate 1 does
+        print(f"bench-delta-check: instructions of this tree not counted: {current}")
+        return 2
+    if isinstance(base, Exception):
+        print(f"delta: instructions of {args.against} not counted ({base}); not compared")
+        return 0
     rows, failures = compare_instructions(current, base, args.threshold)
-    print(
-        _table(
-            f"Gate 2: instructions/event (callgrind) against {args.against}",
-            ["benchmark", "now", "baseline", "change", "result"],
-            rows,
-            args.format,
-        ),
-        end="",
-    )
-    for failure in failures:
-        print(failure)
-    return 1 if failures else 0
+    title = f"Gate 2: instructions/event (callgrind) against {args.against}"
+    columns = ["benchmark", "now", "baseline", "change", "result"]
+    return _report(title, columns, rows, failures, args.format)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
-from fleetwatch.store import Commit, Store
+from fleetwatch.store import Commit, Store, StoreError
 
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
 RETAIN_EVERY_S = 600.0
@@ -144,11 +144,17 @@ class Watch:
         self.engine = Engine(build(plan.detectors))
         self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
         saved = self.store.checkpoints()
-        for detector in self.engine.detectors:
-            if detector.name in saved:
-                detector.restore(saved[detector.name])
-        if LIFECYCLE_KEY in saved:
-            self.lifecycle.restore(saved[LIFECYCLE_KEY])
+        try:
+            for detector in self.engine.detectors:
+                if detector.name in saved:
+                    detector.restore(saved[detector.name])
+            if LIFECYCLE_KEY in saved:
+                self.lifecycle.restore(saved[LIFECYCLE_KEY])
+        except (ValueError, KeyError, TypeError) as exc:  # StateError is a ValueError
+            raise StoreError(
+                f"store {plan.settings.store} holds state this version cannot read ({exc}); "
+                "move it aside to start afresh"
+            ) from exc
         self.positions: dict[str, Any] = self.store.positions()
         self.sources = plan.sources(self.positions)
         self.metrics = Metrics()

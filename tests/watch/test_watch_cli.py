@@ -19,6 +19,7 @@ from fleetwatch.sources.kube_watch import KubeSettings
 from fleetwatch.sources.live import FileSettings
 from fleetwatch.sources.nvml import NvmlSettings
 from fleetwatch.sources.scrape import ScrapeSettings
+from fleetwatch.store import Commit, Store
 from fleetwatch.watch import MetricsSettings, WatchSettings, load_plan
 from tests.watch.live import SECRET, Receiver, Watcher, transitions, wait_for
 
@@ -66,6 +67,14 @@ def test_a_usage_error_is_one_line_and_exit_2(
     done = watch(*args, *extra, "--store", str(tmp_path / "w.db"))
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_from_an_unreadable_state_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    store = tmp_path / "w.db"
+    Store(store).commit(Commit([], {"hbm_ecc": {"$nonsense": 1}}, {}, [], {}))
+    done = watch("--follow", str(tmp_path / "logs"), "--store", str(store))
+    assert done.returncode == 2
+    assert "cannot read" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ class Input:
     node: str
 
 
-def _node_from_name(path: Path) -> str:
+def node_from_name(path: Path) -> str:
     name = path.name
     return name.split(".", 1)[0] or name
 
@@ -73,10 +73,10 @@ def expand(paths: list[str]) -> list[Input]:
                 for file in sorted(f for f in files if not f.startswith(".")):
                     found = Path(root, file)
                     relative = found.relative_to(path)
-                    node = relative.parts[0] if len(relative.parts) > 1 else _node_from_name(found)
+                    node = relative.parts[0] if len(relative.parts) > 1 else node_from_name(found)
                     inputs.append(Input(found, str(found), node))
         elif path.exists():
-            inputs.append(Input(path, str(path), _node_from_name(path)))
+            inputs.append(Input(path, str(path), node_from_name(path)))
         else:
             raise InputError(f"no such file or folder: {raw}")
     return inputs
