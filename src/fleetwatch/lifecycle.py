@@ -119,6 +119,9 @@ class Lifecycle:
             tracked = self.open.pop(key)
             resolved = dataclasses.replace(tracked.finding, status="resolved")
             out.append(self._transition("resolved", resolved, now))
+        window = self.config.flap_window_s
+        for key in [k for k, times in self.openings.items() if now - times[-1] > window]:
+            del self.openings[key]  # quiet for a whole window: forgotten
         return out
 
     def _transition(
