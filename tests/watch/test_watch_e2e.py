@@ -121,7 +121,10 @@ def test_rotation_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
 def test_kill_9_and_restart_give_the_findings_of_an_uninterrupted_run(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    files = fleet(tmp_path)
+    # Each node's kernel log only: one ordered stream per incident. Where two files tell
+    # of one incident (the kernel's XID line and dcgm-exporter's XID gauge), its id takes
+    # the time of whichever was read first, and that depends on timing, restart or not.
+    files = {rel: lines for rel, lines in fleet(tmp_path).items() if rel.name == "kern.log"}
 
     def run(name: str, kill_at: int | None) -> list[tuple[str, str]]:
         logs, store, jsonl = tmp_path / name, tmp_path / f"{name}.db", tmp_path / f"{name}.jsonl"
@@ -142,7 +145,7 @@ def test_kill_9_and_restart_give_the_findings_of_an_uninterrupted_run(
     whole = run("whole", None)
     delivered_before = len(receiver.received)
     killed = run("killed", 2)
-    assert whole, "the fleet has faults: there must be findings"
+    assert {i.split("-")[0] for i, _ in whole} == {"xid_correlation", "pcie_aer"}
     assert sorted(killed) == sorted(whole)  # same findings, by id, none twice
     assert len(set(killed)) == len(killed)
     delivered = Counter((r["id"], r["transition"]) for r in receiver.received[delivered_before:])
