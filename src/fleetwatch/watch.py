@@ -261,7 +261,11 @@ class Watch:
         meta = {}
         if self.jsonl is not None:
             meta["jsonl_bytes"] = str(self.jsonl.write(records))
-        checkpoints: dict[str, Any] = {d.name: d.state() for d in self.engine.detectors}
+        # a detector that read nothing since the last commit has the state stored already
+        ran = {n for n, s in self.engine.seconds.items() if s > self._exported_seconds.get(n, 0.0)}
+        checkpoints: dict[str, Any] = {
+            d.name: d.state() for d in self.engine.detectors if d.name in ran
+        }
         checkpoints[LIFECYCLE_KEY] = self.lifecycle.state()
         announced = [t for t in transitions if t.announce]
         outbox = [(WEBHOOK, t.to_json()) for t in announced] if self.webhook else []
@@ -273,11 +277,12 @@ class Watch:
         for t in announced:
             self.metrics.announcements.labels(t.kind).inc()
         self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
-        for name, seconds in self.engine.seconds.items():
-            grown = seconds - self._exported_seconds.get(name, 0.0)
-            if grown > 0:
-                self.metrics.detector_seconds.labels(name).inc(grown)
-                self._exported_seconds[name] = seconds
+        for name in ran:
+            seconds = self.engine.seconds[name]
+            self.metrics.detector_seconds.labels(name).inc(
+                seconds - self._exported_seconds.get(name, 0.0)
+            )
+            self._exported_seconds[name] = seconds
         unreadable: Counter[tuple[str, str]] = Counter()
         for source in self.sources:
             unreadable.update(source.stats.unreadable)

@@ -167,6 +167,14 @@ class FileContext:
         if len(self.builder) >= BATCH_SIZE:
             self.ready.append(self.builder.seal())
 
+    def take(self) -> list[EventBatch]:
+        """Every batch emitted and not yet taken, the builder's partial one sealed too."""
+        batches = list(self.ready)
+        self.ready.clear()
+        if len(self.builder):
+            batches.append(self.builder.seal())
+        return batches
+
     def saw_boot_clock(self, node: str, ts: float) -> None:
         """Note a boot-clock stamp; a clock that runs backwards means the node rebooted."""
         last = self.last_boot_ts.get(node)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from fleetwatch.events import BatchBuilder, EventBatch
+from fleetwatch.events import BatchBuilder
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
 from fleetwatch.sources.live import Deliver
 from fleetwatch.sources.stream import LineStream
@@ -91,19 +91,12 @@ class KmsgSource:
         finally:
             os.close(fd)
 
-    def _stream(self) -> tuple[LineStream, BatchBuilder]:
+    def _stream(self) -> LineStream:
         builder = BatchBuilder()
         ctx = FileContext(
             self.name, self.node, self.options, self.stats, Identities(), builder, time.time()
         )
-        return LineStream(ctx), builder
-
-    def _seal(self, stream: LineStream, builder: BatchBuilder) -> list[EventBatch]:
-        batches = list(stream.ctx.ready)
-        stream.ctx.ready.clear()
-        if len(builder):
-            batches.append(builder.seal())
-        return batches
+        return LineStream(ctx)
 
     # -- /dev/kmsg --------------------------------------------------------------------
 
@@ -113,7 +106,7 @@ class KmsgSource:
         if not self.saved:
             os.lseek(fd, 0, os.SEEK_END)  # first start: from now on
         booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-        stream, builder = self._stream()
+        stream = self._stream()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         last = after
@@ -143,7 +136,7 @@ class KmsgSource:
             if lines:
                 stream.feed("".join(lines).encode())
                 self.saved = {"boot_id": boot, "seq": last}
-                deliver(self._seal(stream, builder), self.saved)
+                deliver(stream.ctx.take(), self.saved)
 
     # -- journalctl -k -f -------------------------------------------------------------
 
@@ -153,7 +146,7 @@ class KmsgSource:
         command += [f"--after-cursor={cursor}"] if cursor else ["--lines=0"]
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert child.stdout is not None
-        stream, builder = self._stream()
+        stream = self._stream()
         pending = b""
         try:
             while not stop.is_set():
@@ -173,7 +166,7 @@ class KmsgSource:
                         cursor = json.loads(line).get("__CURSOR", cursor)
                 stream.feed(complete + b"\n")
                 self.saved = {"cursor": cursor} if cursor else {}
-                deliver(self._seal(stream, builder), self.saved or None)
+                deliver(stream.ctx.take(), self.saved or None)
         finally:
             child.terminate()
             child.wait(timeout=5)

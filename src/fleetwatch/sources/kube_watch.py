@@ -105,21 +105,21 @@ class KubeSource:
         finally:
             response.release_conn()
         self.relists += 1
-        builder, ctx = self._context()
+        ctx = self._context()
         for obj in body.get("items") or []:
             self._read(obj, ctx)
         self.resource_version = (body.get("metadata") or {}).get("resourceVersion")
-        deliver([builder.seal()] if len(builder) else [], self.position())
+        deliver(ctx.take(), self.position())
 
     def _change(self, change: dict[str, Any], deliver: Deliver) -> None:
         obj = change.get("raw_object") or {}  # the Event as JSON, as replay reads it
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        builder, ctx = self._context()
+        ctx = self._context()
         if change.get("type") in ("ADDED", "MODIFIED"):
             self._read(obj, ctx)
         if version:
             self.resource_version = version
-        deliver([builder.seal()] if len(builder) else [], self.position())
+        deliver(ctx.take(), self.position())
 
     def _read(self, obj: dict[str, Any], ctx: FileContext) -> None:
         self.stats.lines += 1
@@ -135,9 +135,13 @@ class KubeSource:
             self.seen.popitem(last=False)
         k8s.read_object(obj, self.stats.lines, ctx)
 
-    def _context(self) -> tuple[BatchBuilder, FileContext]:
-        builder = BatchBuilder()
-        ctx = FileContext(
-            "kubernetes", "kubernetes", self.options, self.stats, Identities(), builder, time.time()
+    def _context(self) -> FileContext:
+        return FileContext(
+            "kubernetes",
+            "kubernetes",
+            self.options,
+            self.stats,
+            Identities(),
+            BatchBuilder(),
+            time.time(),
         )
-        return builder, ctx

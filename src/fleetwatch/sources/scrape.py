@@ -69,15 +69,17 @@ class ScrapeSource:
         if response.status != 200:
             raise ScrapeFailed(f"{self.settings.url}: HTTP {response.status}")
         now = time.time()
-        builder = BatchBuilder()
         ctx = FileContext(
-            self.settings.url, self.node, self.options, self.stats, self.identities, builder, now
+            self.settings.url,
+            self.node,
+            self.options,
+            self.stats,
+            self.identities,
+            BatchBuilder(),
+            now,
         )
-        stream = LineStream(ctx)
-        stream.feed(response.data, eof=True)
-        batches: list[EventBatch] = [*ctx.ready]
-        if len(builder):
-            batches.append(builder.seal())
+        LineStream(ctx).feed(response.data, eof=True)
+        batches = ctx.take()
         for batch in batches:
             _stamp(batch, now)
         return batches
