@@ -97,3 +97,16 @@ def test_a_restart_resumes_from_the_saved_resource_version(
         again.halt()
     assert [pod for pod, _ in again.pods()] == ["trainer-1"]
     assert api.lists == 1  # resumed by watching, not by listing again
+
+
+def test_a_relist_larger_than_a_batch_delivers_every_event(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    for i in range(1100):  # more than one batch (1024) of events in one list
+        api.add(evicted(f"worker-{i}", f"w{i}"))
+    run = Running(source(api, tmp_path))
+    try:
+        wait_for(lambda: len(run.pods()) == 1100, what="every listed event")
+    finally:
+        run.halt()
+    assert len({pod for pod, _ in run.pods()}) == 1100
