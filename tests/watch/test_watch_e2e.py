@@ -108,7 +108,10 @@ def test_rotation_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
     try:
         write_in_steps(files, logs, 4, rotate)
         events = expected_events(files, tmp_path)
-        wait_for(lambda: settled(w, events), what=f"{events} events read")
+        try:
+            wait_for(lambda: settled(w, events), timeout=60, what=f"{events} events read")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {w.events_read():.0f} were") from None
         time.sleep(0.5)
         assert w.events_read() == events  # each exactly once
         got = transitions(tmp_path / "f.jsonl")

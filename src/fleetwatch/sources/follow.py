@@ -110,12 +110,6 @@ class _Open:
             return True
         return _head(self.handle)[: len(self.head)] != self.head
 
-    def finish(self) -> None:
-        """Read to the end, take a partial last line as a line, and close."""
-        self.read_new()
-        self.stream.feed(b"", eof=True)
-        self.handle.close()
-
     def close(self) -> None:
         self.handle.close()
 
@@ -146,7 +140,9 @@ class Follower:
         self._skip_history = not saved and not from_start
         self._open: dict[tuple[int, int], _Open] = {}
         self._nodes: dict[str, str] = {}  # path -> its node (folder or file name)
-        self._handover: dict[tuple[int, int], LineStream] = {}  # new file -> old's stream
+        # path -> the stream of the file that left it (renamed or gone): a new file at
+        # that path goes on with it, so a record the rotation cut in two is joined
+        self._left: dict[str, LineStream] = {}
 
     def positions(self) -> dict[str, FilePosition]:
         """Each followed file's position, by path (what the store keeps)."""
@@ -161,27 +157,19 @@ class Follower:
             except OSError:
                 continue  # gone between listing and looking
             listed.setdefault((st.st_dev, st.st_ino), path)
-        at = {path: key for key, path in listed.items()}
         for key in [k for k in self._open if k not in listed]:
-            old = self._open.pop(key)  # renamed away or deleted: read to its end first
-            successor = at.get(old.path)
-            if successor is not None and successor not in self._open:
-                old.read_new()  # a new file took its name: it goes on with a record the
-                self._handover[successor] = old.stream  # rotation cut in two
-                old.close()
-            else:
-                old.finish()
+            old = self._open.pop(key)  # renamed away or deleted: read to its end
+            old.read_new()
+            old.close()
+            self._left[str(old.path)] = old.stream  # a new file there goes on with it
         for key, path in listed.items():  # files already followed first, then new ones
             current = self._open.get(key)
             if current is None:
                 continue
             if current.path != path:  # renamed (rotated) inside the folder: read on
                 current.read_new()
-                successor = at.get(current.path)
-                if successor is not None and successor not in self._open:
-                    # the new file at its old name goes on with a record the rotation cut
-                    self._handover[successor] = current.stream
-                    current.stream = LineStream(current.stream.ctx, line=current.stream.line)
+                self._left[str(current.path)] = current.stream
+                current.stream = LineStream(current.stream.ctx, line=current.stream.line)
                 current.path = path
             self._check(current)
         for key, path in listed.items():
@@ -241,8 +229,8 @@ class Follower:
             self._catch_up(path)  # the one followed file was rotated while we were down
         self.stats.files += 1
         opened = _Open(path, handle, offset, line, self._context(path))
-        if key in self._handover:
-            opened.stream = self._handover.pop(key)
+        if str(path) in self._left:
+            opened.stream = self._left.pop(str(path))
         self._open[key] = opened
         opened.read_new()
 
