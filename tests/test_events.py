@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleetwatch.events import FIELDS, KINDS, BatchBuilder, empty_batch
+from fleetwatch.events import FIELDS, KINDS, BadRecord, BatchBuilder, empty_batch
 
 
 def test_a_batch_is_parallel_columns_with_absent_values_and_interned_strings() -> None:
@@ -57,9 +57,11 @@ def test_a_batch_is_parallel_columns_with_absent_values_and_interned_strings() -
     assert second["gpu"] == 0 and "pci" not in second and second["ts"] is None
 
 
-def test_unknown_kind_is_a_programming_error() -> None:
-    with pytest.raises(KeyError):
-        BatchBuilder().add({"kind": "not_a_kind"})
+def test_unknown_kind_is_refused_and_adds_nothing() -> None:
+    builder = BatchBuilder()
+    with pytest.raises(BadRecord, match="unknown"):
+        builder.add({"kind": "not_a_kind"})
+    assert len(builder) == 0
 
 
 def test_empty_batch_has_every_column() -> None:

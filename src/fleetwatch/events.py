@@ -148,6 +148,30 @@ _ENCODERS: Final[dict[str, dict[str, int]]] = {
 
 BATCH_SIZE: Final[int] = 1024
 
+# The Python ints each numeric column can hold: int64 or int32, or what a float64 holds.
+_FLOAT_MAX: Final[int] = int(np.finfo(np.float64).max)
+_INT_RANGE: Final[dict[str, tuple[int, int]]] = {
+    name: (
+        (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+        if shown == "int"
+        else (-_FLOAT_MAX, _FLOAT_MAX)
+    )
+    for name, (dtype, _, shown) in FIELDS.items()
+    if shown in ("int", "float")
+}
+
+
+class BadRecord(ValueError):
+    """A record that cannot become an event: a value outside its column, an unknown name.
+
+    ``reason`` is what the read statistics count it under (``out of range``, …).
+    """
+
+    def __init__(self, reason: str, field: str) -> None:
+        super().__init__(f"{reason}: {field}")
+        self.reason = reason
+        self.field = field
+
 
 @dataclass(frozen=True, slots=True)
 class EventBatch:
@@ -236,27 +260,47 @@ class BatchBuilder:
     def add(self, fields: dict[str, Any]) -> None:
         """Append one event; ``fields`` maps field names to plain values (None: absent).
 
-        ``kind``, ``source``, ``clock``, ``severity`` and ``scope`` are given by name;
-        an unknown field or enumeration value raises ``KeyError``.
+        ``kind``, ``source``, ``clock``, ``severity`` and ``scope`` are given by name.
+        A value its column cannot hold (an integer past int64, a GPU index past int32,
+        an unknown enumeration value or field) raises ``BadRecord`` and adds nothing:
+        one bad record never spoils the batch it would have joined.
         """
         row = self._rows
-        self._rows = row + 1
         slots = self._slots
-        for name, value in fields.items():
-            if value is None:
-                continue
-            rows, values, encode = slots[name]
-            if encode is not None:
-                if encode is _STRING:
-                    found = self._interned.get(value)
-                    if found is None:
-                        found = self._interned[value] = len(self._strings)
-                        self._strings.append(value)
-                    value = found
-                else:
-                    value = encode[value]
-            rows.append(row)
-            values.append(value)
+        try:
+            for name, value in fields.items():
+                if value is None:
+                    continue
+                rows, values, encode = slots[name]
+                if encode is not None:
+                    if encode is _STRING:
+                        found = self._interned.get(value)
+                        if found is None:
+                            found = self._interned[value] = len(self._strings)
+                            self._strings.append(value)
+                        value = found
+                    else:
+                        value = encode[value]
+                elif value.__class__ is int:
+                    low, high = _INT_RANGE[name]
+                    if not low <= value <= high:
+                        raise BadRecord("out of range", name)
+                rows.append(row)
+                values.append(value)
+        except (KeyError, TypeError) as exc:
+            self._forget(row)
+            raise BadRecord("unknown field or value", str(exc)) from None
+        except BadRecord:
+            self._forget(row)
+            raise
+        self._rows = row + 1
+
+    def _forget(self, row: int) -> None:
+        """Take back what a failed ``add`` appended for ``row``."""
+        for rows, values, _ in self._slots.values():
+            if rows and rows[-1] == row:
+                rows.pop()
+                values.pop()
 
     def seal(self) -> EventBatch:
         """The batch so far; the builder starts empty again."""

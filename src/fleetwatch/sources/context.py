@@ -17,10 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from fleetwatch.events import BATCH_SIZE, BatchBuilder, EventBatch
+from fleetwatch.events import BATCH_SIZE, BadRecord, BatchBuilder, EventBatch
 from fleetwatch.timestamps import TimeRules
 
 MAX_LINE_BYTES: Final = 1 << 20
+
+
+def failure_reason(error: BaseException) -> str:
+    """What a reader's exception says about the record, in the words stats count."""
+    if isinstance(error, RecursionError):
+        return "too deep"
+    if isinstance(error, OverflowError):
+        return "out of range"
+    if isinstance(error, MemoryError):
+        return "too large"
+    return f"reader failed ({type(error).__name__})"
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,10 @@ class ReadStats:
     def bad(self, reader: str, reason: str, count: int = 1) -> None:
         """Count ``count`` unreadable records of ``reader`` for ``reason``."""
         self.unreadable[reader, reason] += count
+
+    def failed(self, reader: str, error: Exception) -> None:
+        """Count a record whose reader raised: the record is lost, never its neighbours."""
+        self.bad(reader, failure_reason(error))
 
     def skip(self, reader: str, reason: str) -> None:
         """Count a record that was read but carries no value (a DCGM blank)."""
@@ -146,7 +161,8 @@ class FileContext:
         """Add one event. ``fields`` needs kind, source, line; the rest as known.
 
         Fills the node, and the GPU's UUID, serial and index from what was learned of
-        its PCI address on that node.
+        its PCI address on that node. A value no column can hold (an Xid code past
+        2^63) is counted as unreadable, ``out of range``, and the event is dropped.
         """
         node = fields.get("node")
         if node is None:
@@ -162,7 +178,11 @@ class FileContext:
                 if fields.get("gpu") is None:
                     fields["gpu"] = known.gpu
         fields.setdefault("file", self.name)
-        self.builder.add(fields)
+        try:
+            self.builder.add(fields)
+        except BadRecord as exc:  # a value no column holds: this record alone is lost
+            self.stats.bad(str(fields.get("source", "reader")), exc.reason)
+            return
         self.stats.events += 1
         if len(self.builder) >= BATCH_SIZE:
             self.ready.append(self.builder.seal())

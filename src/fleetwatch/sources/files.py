@@ -9,7 +9,9 @@ bytes:
   events -o json``) is read whole;
 * a ``--query-gpu`` CSV is read as a table under its header;
 * anything else is a line stream of mixed formats (``stream.py``);
-* a file with NUL bytes in its first block is binary and is counted, not read.
+* a file whose first block is binary (NUL bytes among many other control bytes) is
+  counted, not read. NUL bytes in text (the padding an unclean shutdown leaves in
+  syslog) cost only the lines they are on.
 
 The node of a record that names none: ``--node``; else, for a file inside a folder of
 per-node folders (``incident/gpu-node-7/dmesg.txt``), that folder's name; else the
@@ -189,21 +191,36 @@ def _read_json_document(data: bytes, ctx: FileContext) -> None:
         pos = end
 
 
+_CONTROL_BYTES: Final = bytes(c for c in range(32) if c not in b"\t\n\r\x1b") + b"\x7f"
+
+
+def _binary(block: bytes) -> bool:
+    """A block of a program or a core dump, not of a log: NULs and other control bytes."""
+    if b"\x00" not in block:
+        return False
+    rest = block.replace(b"\x00", b"")
+    controls = len(rest) - len(rest.translate(None, _CONTROL_BYTES))
+    return controls * 20 > len(rest)
+
+
 def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     head = stream.read(HEAD_BYTES)
     if not head:
         return
-    if b"\x00" in head[:4096]:
+    if _binary(head[:4096]):
         ctx.stats.bad("file", "binary data")
         return
     stripped = head.lstrip()
     if stripped.startswith((b"<?xml", b"<nvidia_smi_log")) or _looks_like_json_document(head):
         data = head + stream.read(MAX_DOCUMENT_BYTES)
         ctx.stats.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        if stripped.startswith(b"<"):
-            smi.read_xml(data, ctx)
-        else:
-            _read_json_document(data, ctx)
+        try:
+            if stripped.startswith(b"<"):
+                smi.read_xml(data, ctx)
+            else:
+                _read_json_document(data, ctx)
+        except Exception as exc:  # a document no reader survives is one record
+            ctx.stats.failed("file", exc)
         yield
         return
     first_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -211,7 +228,10 @@ def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
         data = head + stream.read(MAX_DOCUMENT_BYTES)
         lines = data.decode("utf-8", "replace").splitlines()
         ctx.stats.lines += len(lines)
-        smi.read_csv(lines, 1, ctx)
+        try:
+            smi.read_csv(lines, 1, ctx)
+        except Exception as exc:  # the CSV is one record
+            ctx.stats.failed("smi", exc)
         yield
         return
     yield from LineStream(ctx).run(stream, head)

@@ -210,14 +210,17 @@ class LineStream:
             if "\x00" in text:
                 ctx.stats.bad("stream", "binary data")
                 continue
-            env = self._envelope(text, ctx.rules, hit - start)
-            env = self._place_in_time(buf, start, end, env)
             cursor = _BufferCursor(buf, min(pos, limit), limit, eof)
             try:
+                env = self._envelope(text, ctx.rules, hit - start)
+                env = self._place_in_time(buf, start, end, env)
                 dispatch(text, env, line, cursor, ctx)
             except NeedMore:
                 consumed = start
                 break
+            except Exception as exc:  # one record's failure is its own alone
+                ctx.stats.failed("stream", exc)
+                continue  # the line is skipped; the records after it are read
             pos = max(cursor.consumed_to, pos)
         line += buf.count(b"\n", counted, consumed)
         if eof and consumed == limit and limit and buf[limit - 1 : limit] != b"\n":
