@@ -53,7 +53,7 @@ KEYWORDS = ["NVRM: Xid", "SXid", "PCIe Bus Error", "NCCL", "DCGM_FI_", "Evicted"
 
 def _garbage_line() -> st.SearchStrategy[bytes]:
     text = st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
+        alphabet=st.characters(codec="utf-8", exclude_characters="\n"),
         max_size=80,
     )
     return st.one_of(

@@ -16,6 +16,9 @@ What happens to a file, and what the follower does:
   is shorter than the offset read, or its first bytes changed. It is read again from
   its start.
 * **a file that appears later**: read from its start.
+* **a quiet tail**: a record that may go on (an AER report) is held for the lines
+  after it; once the file has been quiet for ``quiet_s`` (0.2 s) it is read as it is.
+  A position never passes a held record, so a restart reads it again.
 * **a restart**: each file's position (device, inode, first bytes, offset, line) is
   saved with the findings. A file that is still the same is read on from its offset.
   One that was rotated while fleetwatch was down is found by its inode next to the
@@ -85,6 +88,7 @@ class _Open:
         self.head = _head(handle)
         self.offset = offset  # bytes handed to the stream so far
         self.stream = LineStream(ctx, line=line)
+        self.grew = time.monotonic()  # when bytes last arrived
 
     def position(self) -> FilePosition:
         consumed = self.offset - len(self.stream.carry)
@@ -99,8 +103,10 @@ class _Open:
             self.offset += len(chunk)
             self.stream.feed(chunk)
             got = True
-        if len(self.head) < HEAD_BYTES and got:
-            self.head = _head(self.handle)
+        if got:
+            self.grew = time.monotonic()
+            if len(self.head) < HEAD_BYTES:
+                self.head = _head(self.handle)
         return got
 
     def rewritten(self) -> bool:
@@ -129,8 +135,10 @@ class Follower:
         stats: ReadStats,
         saved: dict[str, FilePosition] | None = None,
         from_start: bool = False,
+        quiet_s: float = 0.2,
     ) -> None:
         self.root = Path(path)
+        self.quiet_s = quiet_s
         self.options = options
         self.stats = stats
         self.identities = Identities()
@@ -141,8 +149,9 @@ class Follower:
         self._open: dict[tuple[int, int], _Open] = {}
         self._nodes: dict[str, str] = {}  # path -> its node (folder or file name)
         # path -> the stream of the file that left it (renamed or gone): a new file at
-        # that path goes on with it, so a record the rotation cut in two is joined
-        self._left: dict[str, LineStream] = {}
+        # that path goes on with it, so a record the rotation cut in two is joined;
+        # with the time it left, to read a held record once no file came
+        self._left: dict[str, tuple[LineStream, float]] = {}
 
     def positions(self) -> dict[str, FilePosition]:
         """Each followed file's position, by path (what the store keeps)."""
@@ -161,14 +170,14 @@ class Follower:
             old = self._open.pop(key)  # renamed away or deleted: read to its end
             old.read_new()
             old.close()
-            self._left[str(old.path)] = old.stream  # a new file there goes on with it
+            self._left[str(old.path)] = (old.stream, old.grew)  # a new file goes on with it
         for key, path in listed.items():  # files already followed first, then new ones
             current = self._open.get(key)
             if current is None:
                 continue
             if current.path != path:  # renamed (rotated) inside the folder: read on
                 current.read_new()
-                self._left[str(current.path)] = current.stream
+                self._left[str(current.path)] = (current.stream, current.grew)
                 current.stream = LineStream(current.stream.ctx, line=current.stream.line)
                 current.path = path
             self._check(current)
@@ -176,11 +185,22 @@ class Follower:
             if key not in self._open:
                 self._start(path, key)
         self._skip_history = False  # files that appear from now on are read whole
+        self._flush_quiet()
         if len(self.builder):
             self._ready.append(self.builder.seal())
         ready = list(self._ready)
         self._ready.clear()  # the same list every file's context appends to
         return ready
+
+    def _flush_quiet(self) -> None:
+        """Read the records held in files that have been quiet for ``quiet_s``."""
+        quiet_since = time.monotonic() - self.quiet_s
+        for current in self._open.values():
+            if current.grew <= quiet_since and current.stream.held:
+                current.stream.flush()
+        for stream, grew in self._left.values():
+            if grew <= quiet_since and stream.held:
+                stream.flush()
 
     def close(self) -> None:
         for current in self._open.values():
@@ -230,7 +250,7 @@ class Follower:
         self.stats.files += 1
         opened = _Open(path, handle, offset, line, self._context(path))
         if str(path) in self._left:
-            opened.stream = self._left.pop(str(path))
+            opened.stream = self._left.pop(str(path))[0]
         self._open[key] = opened
         opened.read_new()
 

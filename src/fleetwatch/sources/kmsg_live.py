@@ -16,11 +16,15 @@ runs as a child process; its JSON lines are journal entries the ``replay`` reade
 knows, and the position is the journal cursor (``--after-cursor``).
 
 On the very first start (no position) both begin at the end: history is for replay.
+
+A record that may go on (an AER report spans several kernel records) is held until
+the next record shows it ended, or the log has been quiet for ``quiet_s``. The
+position saved is that of the last record read *before* the ones held, so a restart
+reads a held record again rather than skipping it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -50,6 +54,32 @@ class KmsgSettings:
     """The kernel's record device."""
     journalctl: str = "journalctl"
     """The journalctl program, used when the device cannot be read."""
+    quiet_s: float = 0.2
+    """A record held for the records that may continue it is read after this many
+    quiet seconds."""
+
+
+class HeldPositions:
+    """The position of each line handed to a stream, until the stream has read it.
+
+    ``settled`` is the position of the last line read, never of one still held: what a
+    restart can resume after without losing a held record.
+    """
+
+    def __init__(self, settled: Any) -> None:
+        self.settled = settled
+        self._fed: list[Any] = []  # positions of the lines fed and not yet settled
+
+    def fed(self, position: Any) -> None:
+        self._fed.append(position)
+
+    def read_up_to(self, held: int) -> Any:
+        """All but the last ``held`` lines fed were read: their position is settled."""
+        done = len(self._fed) - held
+        if done > 0:
+            self.settled = self._fed[done - 1]
+            del self._fed[:done]
+        return self.settled
 
 
 def kmsg_record(raw: bytes) -> tuple[int, float, str] | None:
@@ -109,7 +139,8 @@ class KmsgSource:
         stream = self._stream()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        last = after
+        held = HeldPositions(self.saved.get("seq", -1) if after >= 0 else -1)
+        grew = time.monotonic()
         while not stop.is_set():
             poller.poll(100)
             lines: list[str] = []
@@ -130,13 +161,21 @@ class KmsgSource:
                 sequence, since_boot, message = record
                 if sequence <= after:
                     continue  # read before the restart
-                last = sequence
+                held.fed(sequence)
                 stamp = datetime.fromtimestamp(booted + since_boot, UTC).isoformat()
                 lines.append(f"{stamp} {self.node} kernel: [{since_boot:12.6f}] {message}\n")
             if lines:
                 stream.feed("".join(lines).encode())
-                self.saved = {"boot_id": boot, "seq": last}
-                deliver(stream.ctx.take(), self.saved)
+                grew = time.monotonic()
+            elif stream.held and time.monotonic() - grew >= self.settings.quiet_s:
+                stream.flush()
+            else:
+                continue
+            seq = held.read_up_to(stream.held)
+            batches = stream.ctx.take()
+            if seq >= 0 and (batches or self.saved.get("seq") != seq):
+                self.saved = {"boot_id": boot, "seq": seq}
+                deliver(batches, self.saved)
 
     # -- journalctl -k -f -------------------------------------------------------------
 
@@ -148,10 +187,15 @@ class KmsgSource:
         assert child.stdout is not None
         stream = self._stream()
         pending = b""
+        held = HeldPositions(cursor)
+        grew = time.monotonic()
         try:
             while not stop.is_set():
                 ready, _, _ = select.select([child.stdout], [], [], 0.1)
                 if not ready:
+                    if stream.held and time.monotonic() - grew >= self.settings.quiet_s:
+                        stream.flush()
+                        self._deliver_journal(stream, held, deliver)
                     continue
                 chunk = os.read(child.stdout.fileno(), 1 << 16)
                 if not chunk:
@@ -161,13 +205,31 @@ class KmsgSource:
                 if not complete:
                     pending = complete + pending
                     continue
-                for line in complete.splitlines():
-                    with contextlib.suppress(ValueError):  # the reader counts a bad line
-                        cursor = json.loads(line).get("__CURSOR", cursor)
+                for line in complete.split(b"\n"):
+                    cursor = _journal_cursor(line) or cursor
+                    held.fed(cursor)
                 stream.feed(complete + b"\n")
-                self.saved = {"cursor": cursor} if cursor else {}
-                deliver(stream.ctx.take(), self.saved or None)
+                grew = time.monotonic()
+                self._deliver_journal(stream, held, deliver)
         finally:
             child.terminate()
             child.wait(timeout=5)
             child.stdout.close()
+
+    def _deliver_journal(self, stream: LineStream, held: HeldPositions, deliver: Deliver) -> None:
+        cursor = held.read_up_to(stream.held)
+        self.saved = {"cursor": cursor} if cursor else {}
+        deliver(stream.ctx.take(), self.saved or None)
+
+
+def _journal_cursor(line: bytes) -> str | None:
+    """The ``__CURSOR`` of one journal JSON line (None where it has none or is bad)."""
+    at = line.find(b'"__CURSOR"')
+    if at < 0:
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None  # the reader counts a bad line
+    cursor = entry.get("__CURSOR") if isinstance(entry, dict) else None
+    return cursor if isinstance(cursor, str) else None

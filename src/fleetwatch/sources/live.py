@@ -46,6 +46,9 @@ class FileSettings:
     """On the very first start, read what the files already hold (default: from the end)."""
     poll_s: float = 0.1
     """Seconds between looks for new lines."""
+    quiet_s: float = 0.2
+    """A record held for the lines that may continue it is read after this many quiet
+    seconds (a fatal AER report at the end of a file that then stays quiet)."""
 
 
 class FileSource:
@@ -65,6 +68,7 @@ class FileSource:
             self.stats,
             saved=self._positions,
             from_start=self.settings.from_start,
+            quiet_s=self.settings.quiet_s,
         )
         last: dict[str, Any] | None = None
         try:

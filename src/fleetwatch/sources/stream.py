@@ -178,6 +178,26 @@ class LineStream:
             done = self._scan(buf, limit, eof=False)
         self.carry = buf[done:]
 
+    def flush(self) -> None:
+        """Read the records held for lines that have not come: the input went quiet.
+
+        A record that may go on (an AER report, a three-line "fallen off the bus") waits
+        for the lines after it; when none come, a live source calls this and the
+        complete lines held are read as if the input ended after them. A partial last
+        line stays held: it is still being written.
+        """
+        buf = self.carry
+        last_nl = buf.rfind(b"\n")
+        if last_nl < 0:
+            return
+        done = self._scan(buf, last_nl + 1, eof=True)
+        self.carry = buf[done:]
+
+    @property
+    def held(self) -> int:
+        """How many complete lines are read but held (a record waiting for more)."""
+        return self.carry.count(b"\n")
+
     @property
     def line(self) -> int:
         """The line number of the first byte not yet read (the start of ``carry``)."""

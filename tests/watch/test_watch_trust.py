@@ -1,0 +1,70 @@
+"""What a user sees from a real watch process when the input is bad or goes quiet.
+
+* A bad record between two Xid 79s costs that record alone: both are announced.
+* A fatal AER report, the last thing a node writes before it goes quiet, is announced
+  within a second of its last line, though the reader held it for more lines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sources.test_quiet_tail import FATAL_AER
+from tests.watch.live import Watcher, transitions, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def xid79(host: str, pci: str) -> str:
+    return (
+        f"2024-06-04T10:29:43+00:00 {host} kernel: NVRM: Xid (PCI:{pci}): 79, pid=2761, "
+        "name=python, GPU has fallen off the bus.\n"
+    )
+
+
+def watch(tmp_path: Path, *extra: str) -> tuple[Watcher, Path, Path]:
+    log = tmp_path / "logs" / "kern.log"
+    log.parent.mkdir()
+    log.write_text("")
+    jsonl = tmp_path / "findings.jsonl"
+    watcher = Watcher(
+        "--follow", str(log), "--store", str(tmp_path / "w.db"), "--jsonl", str(jsonl), *extra
+    )
+    return watcher, log, jsonl
+
+
+def test_a_bad_record_between_two_xid_79s_costs_only_itself(tmp_path: Path) -> None:
+    w, log, jsonl = watch(tmp_path, "--metrics-port", "0")
+    try:
+        bad = xid79("gpu-node-1", "0000:3b:00").replace(": 79,", ": 99999999999999999999,")
+        with log.open("a") as out:  # the three lines arrive in one write
+            out.write(xid79("gpu-node-1", "0000:3b:00") + bad + xid79("gpu-node-2", "0000:5e:00"))
+        found = wait_for(lambda: len(transitions(jsonl)) >= 2, what="both Xid 79 findings")
+        assert found
+        nodes = sorted(json.loads(line)["node"] for line in jsonl.read_text().splitlines())
+        assert nodes == ["gpu-node-1", "gpu-node-2"]
+        unreadable = 'fleetwatch_unreadable_records_total{reader="kmsg",reason="out of range"}'
+        assert wait_for(lambda: w.metrics().get(unreadable) == 1, what="the bad record counted")
+        assert not any("failed" in line for line in w.lines)  # no source restart
+    finally:
+        assert w.stop() == 0
+
+
+def test_a_fatal_aer_on_a_quiet_node_is_announced_within_a_second(tmp_path: Path) -> None:
+    w, log, jsonl = watch(tmp_path)
+    try:
+        with log.open("a") as out:
+            out.write(FATAL_AER)
+        written = time.monotonic()
+        found = wait_for(lambda: transitions(jsonl), timeout=10, what="the fatal AER finding")
+        latency = time.monotonic() - written
+        record = json.loads(jsonl.read_text().splitlines()[0])
+        assert found[0][1] == "new" and record["detector"] == "pcie_aer"
+        assert record["severity"] == "critical"
+        assert latency < 1.0, f"announced {latency:.2f} s after its last line"
+    finally:
+        assert w.stop() == 0
