@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-delta-check \
-	bench-baseline bench-check bench-instructions-check bench-parse bench-latency gpu-check clean
+	bench-baseline bench-check bench-instructions-check bench-parse bench-latency gpu-check chaos clean
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ bench-check: bench-allocs-check bench-delta-check
 # Watch latency: a line appended to a followed file -> its finding at a loopback webhook (p50, p99).
 bench-latency: install
 	$(BIN)/python -m bench.watch_latency --findings 200
+
+# Crash consistency: 100 kill -9 of a real watch against an uninterrupted run (minutes).
+chaos: install
+	$(BIN)/python -m tests.chaos --kills 100
 
 # On a machine with an NVIDIA GPU: the NVML poller for 20 s under load (exit 0 without a GPU).
 gpu-check: install

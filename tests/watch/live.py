@@ -46,6 +46,8 @@ class Receiver:
         self.bad_signatures = 0
         self.arrived: list[float] = []  # when each delivery arrived (time.time())
         self.port = port
+        self.delay_s = 0.0  # how long each answer takes
+        self.in_flight = 0  # requests being answered now
         self._server: ThreadingHTTPServer | None = None
 
     def up(self) -> None:
@@ -53,7 +55,16 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                receiver.in_flight += 1
+                try:
+                    self._answer()
+                finally:
+                    receiver.in_flight -= 1
+
+            def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)  # a receiver that takes its time
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 signature = self.headers.get("X-Fleetwatch-Signature", "")
                 if hmac.compare_digest(expected, signature):
@@ -148,7 +159,10 @@ def caught_up(store: Path, logs: Path) -> bool:
     if not store.exists():
         return False
     with contextlib.closing(sqlite3.connect(store)) as db:
-        rows = db.execute("SELECT position FROM positions").fetchall()
+        try:
+            rows = db.execute("SELECT position FROM positions").fetchall()
+        except sqlite3.OperationalError:
+            return False  # created, but its tables not yet (or locked a moment)
     offsets = {p: v["offset"] for (row,) in rows for p, v in json.loads(row).items()}
     files = [f for f in logs.rglob("*") if f.is_file()]
     return bool(files) and all(offsets.get(str(f)) == f.stat().st_size for f in files)

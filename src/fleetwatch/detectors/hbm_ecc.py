@@ -92,21 +92,29 @@ class HbmEcc(Stateful):
         # (node, pci, kind, scope, source) -> (last value, last time)
         self.last: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
         self.corrected: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        self._due: list[tuple[int, tuple[Any, ...]]] = []  # this batch's evidence, unfolded
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
         pci = batch["pci"]
-        changed: dict[str, Finding] = {}
         rows = np.flatnonzero(np.isin(kind, _COUNTER_IDS) & (pci >= 0))
         if rows.size:
-            for finding in self._counters(batch, rows):
-                changed[finding.id] = finding
+            self._counters(batch, rows)
         xid_rows = np.flatnonzero(
             (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(MEMORY_XIDS))
         )
         if xid_rows.size:
-            for finding in self._xids(batch, xid_rows):
-                changed[finding.id] = finding
+            self._xids(batch, xid_rows)
+        if not self._due:
+            return []
+        # Evidence joins its incident in the order it was read (rows are), whichever
+        # counter or Xid it is: the incident opens at its first evidence, and its id is
+        # the same whether the evidence came in one batch or in several.
+        changed: dict[str, Finding] = {}
+        for _, args in sorted(self._due, key=lambda due: due[0]):
+            finding = self._fold(batch, *args)
+            changed[finding.id] = finding
+        self._due.clear()
         return list(changed.values())
 
     def flush(self, now: float | None) -> list[Finding]:
@@ -114,30 +122,25 @@ class HbmEcc(Stateful):
 
     # -- evidence ----------------------------------------------------------------------
 
-    def _xids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+    def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
         keys, inverse = np.unique(
             np.stack([batch["node"][rows], batch["pci"][rows], batch["code"][rows]]),
             axis=1,
             return_inverse=True,
         )
-        out = []
         for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
             members = rows[inverse.ravel() == g]
             entry = xid(int(code))
-            out.append(
-                self._evidence(
-                    batch,
-                    members,
-                    batch.strings[node_id],
-                    batch.string(pci_id) or "?",
-                    entry.severity,
-                    entry.action,
-                    f"Xid {code} ({entry.name})",
-                )
+            self._evidence(
+                members,
+                batch.strings[node_id],
+                batch.string(pci_id) or "?",
+                entry.severity,
+                entry.action,
+                f"Xid {code} ({entry.name})",
             )
-        return out
 
-    def _counters(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+    def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
         kind = batch["kind"]
         # kind (< 64), scope (< 8) and source (< 8) share the third 21-bit column
         counter = (
@@ -192,7 +195,6 @@ class HbmEcc(Stateful):
             ("remap_uncorrectable", vals >= self.config.uncorrectable_remap_limit),
             ("ecc_corrected", rises > 0),
         )
-        out: list[Finding] = []
         for name, condition in hits:
             mask = (k == KIND_ID[name]) & condition
             if not mask.any():
@@ -203,7 +205,7 @@ class HbmEcc(Stateful):
                 members = rows[mask][inverse.ravel() == g]
                 node = batch.strings[batch["node"][members[0]]]
                 pci = batch.strings[batch["pci"][members[0]]]
-                out += self._judge(
+                self._judge(
                     batch,
                     name,
                     members,
@@ -213,7 +215,6 @@ class HbmEcc(Stateful):
                     node,
                     pci,
                 )
-        return out
 
     def _judge(
         self,
@@ -225,10 +226,11 @@ class HbmEcc(Stateful):
         times: np.ndarray,
         node: str,
         pci: str,
-    ) -> list[Finding]:
-        """The finding these rows (one GPU, one counter kind, all of them hits) make."""
+    ) -> None:
+        """The evidence these rows (one GPU, one counter kind, all of them hits) give."""
         if kind == "ecc_corrected":
-            return self._corrected_rate(batch, members, rises, times, node, pci)
+            self._corrected_rate(members, rises, times, node, pci)
+            return
         severity, action = _VERDICTS[kind]
         what = {
             "ecc_uncorrected": f"{int(rises.sum())} new uncorrectable ECC error(s)",
@@ -237,17 +239,16 @@ class HbmEcc(Stateful):
             "remap_uncorrectable": f"{int(vals.max())} rows remapped for uncorrectable errors "
             f"(limit {self.config.uncorrectable_remap_limit})",
         }[kind]
-        return [self._evidence(batch, members, node, pci, severity, action, what)]
+        self._evidence(members, node, pci, severity, action, what)
 
     def _corrected_rate(
         self,
-        batch: EventBatch,
         members: np.ndarray,
         rises: np.ndarray,
         times: np.ndarray,
         node: str,
         pci: str,
-    ) -> list[Finding]:
+    ) -> None:
         history = self.corrected.setdefault((node, pci), [])
         history += [
             (float(t), float(r)) for t, r in zip(times, rises, strict=True) if r > 0 and t == t
@@ -256,20 +257,29 @@ class HbmEcc(Stateful):
         history[:] = [(t, r) for t, r in history if now - t <= 3600.0]
         per_hour = sum(r for _, r in history)
         if per_hour <= self.config.corrected_per_hour:
-            return []
-        return [
-            self._evidence(
-                batch,
-                members[rises > 0],
-                node,
-                pci,
-                Severity.WARNING,
-                Action.INVESTIGATE,
-                f"{per_hour:.0f} corrected ECC errors in the last hour",
-            )
-        ]
+            return
+        self._evidence(
+            members[rises > 0],
+            node,
+            pci,
+            Severity.WARNING,
+            Action.INVESTIGATE,
+            f"{per_hour:.0f} corrected ECC errors in the last hour",
+        )
 
     def _evidence(
+        self,
+        members: np.ndarray,
+        node: str,
+        pci: str,
+        severity: Severity,
+        action: Action,
+        what: str,
+    ) -> None:
+        """Note evidence for the GPU's incident; ``process`` folds it in, in read order."""
+        self._due.append((int(members.min()), (members, node, pci, severity, action, what)))
+
+    def _fold(
         self,
         batch: EventBatch,
         members: np.ndarray,
