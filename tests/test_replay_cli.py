@@ -62,7 +62,7 @@ def test_replay_table_drain_list_and_slurm(tmp_path: Path) -> None:
     slurm = run("replay", path, "--output", "slurm").stdout
     assert slurm == (
         "scontrol update nodename=gpu-node-17 state=drain "
-        'reason="fleetwatch xid_correlation: reboot_node 0000:3b:00.0"\n'
+        "reason='fleetwatch xid_correlation: reboot_node 0000:3b:00.0'\n"
     )
 
 

@@ -27,11 +27,13 @@ from fleetwatch import config as configuration
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
-from fleetwatch.findings import Severity
+from fleetwatch.findings import Finding, Severity
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
 from fleetwatch.simulate import SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, write
+from fleetwatch.sinks.drain import NOT_A_HOST_NAME
+from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.store import StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
@@ -159,11 +161,25 @@ def replay_command(
             )
         except InputError as exc:
             _fail(str(exc))
-    write(findings, fmt, sys.stdout)
+    left_out = write(findings, fmt, sys.stdout)
     sys.stdout.flush()
+    if left_out:
+        click.echo(_left_out(left_out, fmt), err=True)
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _left_out(findings: list[Finding], fmt: str, shown: int = 10) -> str:
+    """One line: how many findings ``fmt`` left out, and their nodes, escaped."""
+    nodes = list(dict.fromkeys(one_line(f.node or "") for f in findings))
+    names = ", ".join(nodes[:shown])
+    if len(nodes) > shown:
+        names += f", and {len(nodes) - shown} more"
+    return (
+        f"fleetwatch: {len(findings)} finding(s) not in the {fmt} output: "
+        f"{NOT_A_HOST_NAME} ({names})"
+    )
 
 
 @cli.command(name="watch")

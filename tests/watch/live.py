@@ -38,6 +38,23 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condi
     raise AssertionError(f"timed out waiting for {what}")
 
 
+TOLERANCE_S = 300  # a receiver refuses a signature older than this (replay protection)
+
+
+def verify(header: str, body: bytes, secret: str = SECRET, now: float | None = None) -> bool:
+    """``X-Fleetwatch-Signature: t=<unix s>,v1=<hex>`` as a receiver checks it.
+
+    Written from the documented scheme (docs/findings.md), not from fleetwatch's code.
+    """
+    fields = {key: value for key, _, value in (part.partition("=") for part in header.split(","))}
+    if not fields.get("t", "").isdigit() or "v1" not in fields:
+        return False
+    t = int(fields["t"])
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    fresh = abs((time.time() if now is None else now) - t) <= TOLERANCE_S
+    return fresh and hmac.compare_digest(expected, fields["v1"])
+
+
 class Receiver:
     """A webhook receiver on loopback: records each delivery whose signature is right."""
 
@@ -65,9 +82,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)  # a receiver that takes its time
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                signature = self.headers.get("X-Fleetwatch-Signature", "")
-                if hmac.compare_digest(expected, signature):
+                if verify(self.headers.get("X-Fleetwatch-Signature", ""), body):
                     receiver.received.append(json.loads(body))
                     receiver.arrived.append(time.time())
                     self.send_response(200)

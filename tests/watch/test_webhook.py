@@ -1,9 +1,11 @@
-"""The webhook: signatures, dead letters for refusals and for a receiver that stays down."""
+"""The webhook: signatures with a time stamp, dead letters for refusals and for a receiver
+that stays down."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -15,15 +17,67 @@ import pytest
 
 from fleetwatch.sinks.webhook import Webhook, WebhookConfig, sign
 from fleetwatch.store import Commit, Outbox, Store
-from tests.watch.live import wait_for
+from tests.watch.live import SECRET, TOLERANCE_S, verify, wait_for
 
 pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
 
 
-def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
+def test_the_signature_is_hmac_sha256_of_the_time_stamp_a_dot_and_the_exact_body() -> None:
     body = b'{"id": "xid_correlation-1"}'
-    expected = hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    assert sign(b"k", body) == "sha256=" + expected
+    expected = hmac.new(b"k", b"1717496983." + body, hashlib.sha256).hexdigest()
+    assert sign(b"k", body, 1717496983) == f"t=1717496983,v1={expected}"
+
+
+def test_a_receiver_refuses_a_changed_time_stamp_a_changed_body_and_an_old_request() -> None:
+    body = b'{"id": "xid_correlation-1", "transition": "new"}'
+    now = 1_717_496_983
+    header = sign(SECRET.encode(), body, now)
+    assert verify(header, body, now=now)
+    assert not verify(header.replace(f"t={now}", f"t={now + 60}"), body, now=now)  # t is signed
+    assert not verify(header, body.replace(b"new", b"resolved"), now=now)
+    assert not verify(header, body, now=now + TOLERANCE_S + 1)  # a replay, too late
+
+
+@pytest.fixture
+def flaky() -> Iterator[tuple[ThreadingHTTPServer, list[tuple[str, bytes]]]]:
+    """Answers 503 to the first POST and 200 after; records each POST's signature and body."""
+    seen: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.headers["X-Fleetwatch-Signature"], body))
+            self.send_response(503 if len(seen) == 1 else 200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_attempt_is_signed_with_the_time_it_was_sent(
+    tmp_path: Path, flaky: tuple[ThreadingHTTPServer, list[tuple[str, bytes]]]
+) -> None:
+    server, seen = flaky
+    store = queued(tmp_path, "a")
+    clock = itertools.count(1_717_496_983, 1000).__next__  # each reading 1000 s later
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    hook = Webhook(WebhookConfig(url=url), store, SECRET.encode(), clock=clock)
+    hook.start()
+    try:
+        wait_for(lambda: hook.delivered == 1, what="the retried delivery")
+    finally:
+        hook.stop()
+    (first, body), (retry, again) = seen
+    assert body == again
+    assert first.startswith("t=1717496983,") and retry.startswith("t=1717497983,")
+    assert verify(first, body, now=1_717_496_983) and verify(retry, body, now=1_717_497_983)
+    assert not verify(first, body, now=1_717_497_983)  # the first one's time is past
 
 
 @pytest.fixture

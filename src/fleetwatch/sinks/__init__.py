@@ -3,6 +3,10 @@
 * ``table``: a table for a terminal, most severe first (``table.py``);
 * ``jsonl``: one finding a line, the documented JSON form (``Finding.to_json``);
 * ``drain-list`` and ``slurm``: the nodes and GPUs to take out of service (``drain.py``).
+
+Names and summaries come from input: the table shows them as text, never as markup;
+line formats escape what could add a line (``one_line.py``); ``slurm`` quotes every
+argument and leaves out findings whose node is not a host name (``hostnames.py``).
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ FORMATS = ("table", "jsonl", "drain-list", "slurm")
 
 
 def write_jsonl(findings: Sequence[Finding], out: TextIO) -> None:
-    """One finding per line as JSON."""
+    """One finding per line as JSON (JSON escapes a newline in a string)."""
     for finding in findings:
         out.write(json.dumps(finding.to_json(), ensure_ascii=False) + "\n")
 
 
-def write(findings: Sequence[Finding], fmt: str, out: TextIO) -> None:
-    """Write ``findings`` to ``out`` in ``fmt`` (one of ``FORMATS``)."""
+def write(findings: Sequence[Finding], fmt: str, out: TextIO) -> list[Finding]:
+    """Write ``findings`` to ``out`` in ``fmt`` (one of ``FORMATS``).
+
+    Returns the findings the format left out (``slurm``: ``drain.NOT_A_HOST_NAME``).
+    """
     if fmt == "table":
         write_table(findings, out)
     elif fmt == "jsonl":
@@ -33,6 +40,7 @@ def write(findings: Sequence[Finding], fmt: str, out: TextIO) -> None:
     elif fmt == "drain-list":
         write_drain_list(findings, out)
     elif fmt == "slurm":
-        write_slurm(findings, out)
+        return write_slurm(findings, out)
     else:
         raise ValueError(f"unknown output format {fmt!r}")
+    return []

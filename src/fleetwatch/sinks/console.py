@@ -1,13 +1,20 @@
-"""The console: one line per announced transition, for the person watching."""
+"""The console: one line per announced transition, for the person watching.
+
+The line is built from ``rich.text.Text`` parts, never from markup: the entity and the
+summary come from input, so ``[bold]`` or ``:smile:`` in a node name is shown as it is,
+and a newline, a tab or a terminal escape in it is escaped (``one_line``) so that a
+transition stays one line for grep and for log collectors.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from fleetwatch.lifecycle import Transition
+from fleetwatch.sinks.one_line import one_line
 
 _STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
 
@@ -36,9 +43,10 @@ class ConsoleSink:
             f = t.finding
             severity = str(f.severity)
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
-            self.console.print(
-                f"{stamp} [{_STYLE.get(severity, '')}]{severity.upper():8}[/] "
-                f"{t.kind:9} {f.detector:16} {escape(where(t))}: {escape(f.summary)} "
-                f"-> [bold]{f.action}[/]",
-                soft_wrap=True,  # one line per transition, for grep and for log collectors
+            line = Text.assemble(
+                f"{stamp} ",
+                (f"{severity.upper():8}", _STYLE.get(severity, "")),
+                f" {t.kind:9} {f.detector:16} {one_line(where(t))}: {one_line(f.summary)} -> ",
+                (str(f.action), "bold"),
             )
+            self.console.print(line, soft_wrap=True)  # one line, never wrapped

@@ -5,16 +5,32 @@ lands here. GPU actions (reset, RMA) name the GPU by node, PCI address and seria
 node actions (drain, reboot) name the node. Slurm cannot drain one GPU, so
 ``slurm`` drains the node of every such finding, one command per node with every
 reason joined.
+
+Node names and summaries come from input, and both outputs are read by programs:
+
+* ``drain-list`` is one node or GPU a line, three tab-separated columns, always: each
+  column is written through ``one_line``, so a newline or a tab in a name is ``\\n`` or
+  ``\\t`` and cannot add a line or a column.
+* ``slurm`` is meant to be piped to ``sh``: every argument is quoted with
+  ``shlex.quote``, and a finding whose node is not a host name (``hostnames``) is left
+  out, not written: Slurm could not hold that name, and ``write_slurm`` returns such
+  findings so the caller can say so.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Final, TextIO
 
 from fleetwatch.findings import Action, Finding
+from fleetwatch.hostnames import is_host_name
+from fleetwatch.sinks.one_line import one_line
 
 _GPU_ACTIONS = frozenset({Action.RESET_GPU, Action.RMA_GPU})
+
+NOT_A_HOST_NAME: Final = "node name is not a host name"
+"""Why ``write_slurm`` leaves a finding out."""
 
 
 def out_of_service(findings: Sequence[Finding]) -> list[Finding]:
@@ -23,7 +39,7 @@ def out_of_service(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def write_drain_list(findings: Sequence[Finding], out: TextIO) -> None:
-    """``node [gpu pci serial] action: summary`` for each node or GPU to take out."""
+    """``node [gpu pci serial] <tab> action <tab> summary`` for each node or GPU to take out."""
     seen: set[tuple[str | None, str | None, Action]] = set()
     for f in out_of_service(findings):
         gpu = f.pci if f.action in _GPU_ACTIONS else None
@@ -34,23 +50,30 @@ def write_drain_list(findings: Sequence[Finding], out: TextIO) -> None:
         target = f.node or "?"
         if gpu:
             target += f" gpu {gpu}" + (f" serial {f.serial}" if f.serial else "")
-        out.write(f"{target}\t{f.action}\t{f.summary}\n")
+        out.write(f"{one_line(target)}\t{one_line(str(f.action))}\t{one_line(f.summary)}\n")
 
 
-def _quote(reason: str) -> str:
-    return reason.replace("\\", "\\\\").replace('"', "'")
+def write_slurm(findings: Sequence[Finding], out: TextIO) -> list[Finding]:
+    """``scontrol update nodename=N state=drain reason='…'`` per node to drain.
 
-
-def write_slurm(findings: Sequence[Finding], out: TextIO) -> None:
-    """``scontrol update nodename=N state=drain reason="…"`` per node to drain."""
+    Returns the findings left out because their node is not a host name.
+    """
     reasons: dict[str, list[str]] = {}
+    left_out: list[Finding] = []
     for f in out_of_service(findings):
-        assert f.node is not None
+        assert f.node is not None  # out_of_service keeps only findings with a node
+        if not is_host_name(f.node):
+            left_out.append(f)
+            continue
         text = f"fleetwatch {f.detector}: {f.action}"
         if f.pci:
             text += f" {f.pci}"
         if text not in reasons.setdefault(f.node, []):
             reasons[f.node].append(text)
     for node, texts in reasons.items():
-        reason = _quote("; ".join(texts))
-        out.write(f'scontrol update nodename={node} state=drain reason="{reason}"\n')
+        reason = one_line("; ".join(texts))  # one line of shell, one line in Slurm
+        out.write(
+            f"scontrol update nodename={shlex.quote(node)} state=drain "
+            f"reason={shlex.quote(reason)}\n"
+        )
+    return left_out

@@ -1,4 +1,10 @@
-"""The findings table for a terminal: most severe first, then oldest first."""
+"""The findings table for a terminal: most severe first, then oldest first.
+
+Every cell but the severity is a ``rich.text.Text`` through ``one_line``: names and
+summaries come from input, so ``[bold]`` in a node name is shown, never read as markup
+(a stray ``[/bold]`` would otherwise stop the table with a markup error), and a newline
+or a terminal escape in it is shown escaped.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fleetwatch.findings import Finding, Severity
+from fleetwatch.sinks.one_line import one_line
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -43,14 +51,9 @@ def write_table(findings: Sequence[Finding], out: TextIO) -> None:
     table.add_column("summary", ratio=1)
     for f in findings:
         gpu = f.pci or (str(f.gpu) if f.gpu is not None else "")
+        cells = (f.detector, f.node or "", gpu, str(f.action), f"{f.count:,}", when(f.first_ts))
         table.add_row(
-            f"[{_STYLE[f.severity]}]{f.severity}[/]",
-            f.detector,
-            f.node or "",
-            gpu,
-            str(f.action),
-            f"{f.count:,}",
-            when(f.first_ts),
-            f.summary,
+            Text(str(f.severity), style=_STYLE[f.severity]),
+            *(Text(one_line(cell)) for cell in (*cells, f.summary)),
         )
     console.print(table)

@@ -5,10 +5,13 @@ transaction as the finding, so a crash loses none: after a restart the rows stil
 there are sent again. A receiver drops a repeat by the finding's stable ``id`` and the
 ``transition`` in the body (the ``X-Fleetwatch-Delivery`` header names the outbox row).
 
-* **Signed:** ``X-Fleetwatch-Signature: sha256=<hex>``, the HMAC-SHA256 of the exact
-  body bytes with a secret from the environment (``secret_env``), so a receiver can
-  trust what it gets: compute the same HMAC over the raw body and compare in constant
-  time.
+* **Signed, with a time stamp:** ``X-Fleetwatch-Signature: t=<unix seconds>,v1=<hex>``,
+  where ``<hex>`` is the HMAC-SHA256, with a secret from the environment
+  (``secret_env``), of ``<t>.<body>``: the time stamp's digits, a dot and the exact
+  body bytes (the scheme Stripe and Slack use). A receiver computes the same HMAC over
+  the raw body, compares in constant time, and refuses a ``t`` older than a few
+  minutes, so a captured request cannot be replayed later (``docs/findings.md`` shows
+  one). Each attempt is signed afresh: a retry carries the time it was sent.
 * **Retried:** a connection error, a timeout, 408, 429 or 5xx is retried with
   exponential backoff and jitter (tenacity), in order: the next finding waits, so a
   receiver sees them as they happened.
@@ -24,6 +27,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,18 +65,26 @@ class _Refused(Exception):
     """The receiver answered with a status that a retry will not change."""
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The signature header's value for ``body``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The signature header's value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    signed = b"%d.%b" % (timestamp, body)
+    return f"t={timestamp},v1={hmac.new(secret, signed, hashlib.sha256).hexdigest()}"
 
 
 class Webhook:
     """Delivers the outbox's webhook rows from a thread of its own."""
 
-    def __init__(self, config: WebhookConfig, store_path: Path, secret: bytes) -> None:
+    def __init__(
+        self,
+        config: WebhookConfig,
+        store_path: Path,
+        secret: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store_path = store_path
         self.secret = secret
+        self.clock = clock  # the signature's time stamp
         dead = Path(config.dead_letter)
         self.dead_letter = dead if dead.is_absolute() else store_path.parent / dead
         self.http = urllib3.PoolManager(retries=False, timeout=config.timeout_s)
@@ -140,7 +152,7 @@ class Webhook:
     def _post(self, body: bytes, seq: int) -> None:
         headers = {
             "Content-Type": "application/json",
-            "X-Fleetwatch-Signature": sign(self.secret, body),
+            "X-Fleetwatch-Signature": sign(self.secret, body, int(self.clock())),
             "X-Fleetwatch-Delivery": str(seq),
             "User-Agent": "fleetwatch",
         }
