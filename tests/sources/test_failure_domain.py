@@ -8,6 +8,10 @@ bytes and random text around the readers' keywords.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +121,17 @@ def test_a_builder_refuses_a_value_its_column_cannot_hold_and_adds_nothing() -> 
     builder.add({"kind": "xid", "source": "kmsg", "line": 3, "code": 2**63 - 1, "node": "c"})
     batch = builder.seal()
     assert [(r["line"], r.get("code")) for r in batch.records()] == [(1, 79), (3, 2**63 - 1)]
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_node_name_shown_escaped(tmp_path: Path) -> None:
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/gpu-\xff"))
+    folder.mkdir()
+    (folder / "kern.log").write_text(XID_79.replace("gpu-node-17 kernel:", "kernel:"))
+    run = subprocess.run(
+        [sys.executable, "-m", "fleetwatch", "replay", str(tmp_path), "--output", "jsonl"],
+        capture_output=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    found = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {f["node"] for f in found} == {"gpu-\\xff"}

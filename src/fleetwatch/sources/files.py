@@ -56,8 +56,17 @@ class Input:
     node: str
 
 
+def shown(text: str) -> str:
+    """A path's text as it can be written anywhere: bytes that are not UTF-8 as ``\\xNN``.
+
+    Python keeps such bytes of a file name as lone surrogates, which no UTF-8 output
+    (JSON, SQLite, a webhook body) can hold.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def node_from_name(path: Path) -> str:
-    name = path.name
+    name = shown(path.name)
     return name.split(".", 1)[0] or name
 
 
@@ -75,10 +84,13 @@ def expand(paths: list[str]) -> list[Input]:
                 for file in sorted(f for f in files if not f.startswith(".")):
                     found = Path(root, file)
                     relative = found.relative_to(path)
-                    node = relative.parts[0] if len(relative.parts) > 1 else node_from_name(found)
-                    inputs.append(Input(found, str(found), node))
+                    if len(relative.parts) > 1:
+                        node = shown(relative.parts[0])
+                    else:
+                        node = node_from_name(found)
+                    inputs.append(Input(found, shown(str(found)), node))
         elif path.exists():
-            inputs.append(Input(path, str(path), node_from_name(path)))
+            inputs.append(Input(path, shown(str(path)), node_from_name(path)))
         else:
             raise InputError(f"no such file or folder: {raw}")
     return inputs

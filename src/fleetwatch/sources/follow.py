@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.files import InputError, expand, node_from_name
+from fleetwatch.sources.files import InputError, expand, node_from_name, shown
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
@@ -218,7 +218,7 @@ class Follower:
 
     def _context(self, path: Path) -> FileContext:
         ctx = FileContext(
-            str(path),
+            shown(str(path)),
             self._nodes.get(str(path)) or node_from_name(path),
             self.options,
             self.stats,
