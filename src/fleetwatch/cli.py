@@ -35,6 +35,7 @@ from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
+from fleetwatch.sources.live import SourceError
 from fleetwatch.store import StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 from fleetwatch.watch import MetricsSettings, Watch, load_plan
@@ -238,7 +239,7 @@ def watch_command(
     try:
         plan = load_plan(Path(config_path) if config_path else None, overrides)
         running = Watch(dataclasses.replace(plan, console=not quiet))
-    except (configuration.ConfigError, StoreError) as exc:
+    except (configuration.ConfigError, StoreError, SourceError) as exc:
         _fail(str(exc))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,13 @@ the events after it are read exactly once more and nothing before it again.
 Retention: resolved findings older than ``retention_days`` are deleted, and while the
 file is larger than ``max_bytes`` the oldest resolved findings go first. Open findings
 are never deleted.
+
+Opening checks the file (``PRAGMA quick_check``) and its schema version
+(``PRAGMA user_version``): a damaged file, or one a newer fleetwatch wrote, is a
+``StoreError`` (one line for the user) before anything runs; an older schema is
+brought up to date by ``MIGRATIONS``, in one transaction. A write that fails because
+the disk is full (or a file size limit) is a ``StoreFull``: nothing of it is kept, and
+the same commit can be tried again once there is room.
 """
 
 from __future__ import annotations
@@ -51,10 +58,20 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+SCHEMA_VERSION: Final = 1
+# version -> the script that brings a store of the version before it to it. A store of
+# version 0 is either new or written before versions were kept: both take SCHEMA.
+MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA}
+# SQLite's primary result codes for "no room" and "the disk failed": worth a retry.
+_FULL_OR_IO: Final = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
 
 
 class StoreError(RuntimeError):
-    """A store file that cannot be opened or is not a fleetwatch store."""
+    """A store file that cannot be opened, is damaged, or is not a fleetwatch store."""
+
+
+class StoreFull(StoreError):
+    """A write that found no room (disk full, file size limit); nothing of it was kept."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +103,27 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = _connect(self.path)
-            self.db.executescript(SCHEMA)
+            damage = self.db.execute("PRAGMA quick_check").fetchall()
+            if damage != [("ok",)]:
+                raise StoreError(
+                    f"store {self.path} is damaged ({damage[0][0]}); move it aside to start afresh"
+                )
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema {version}, written by a newer fleetwatch "
+                f"(this one reads up to {SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        script = "".join(MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+        # executescript commits first and runs outside a transaction: wrap it in one
+        self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
 
     def close(self) -> None:
         self.db.close()
@@ -119,7 +154,20 @@ class Store:
     # -- writing ----------------------------------------------------------------------
 
     def commit(self, change: Commit) -> None:
-        """Write one transaction: findings, checkpoints, positions, outbox and meta."""
+        """Write one transaction: findings, checkpoints, positions, outbox and meta.
+
+        Raises ``StoreFull`` when there was no room (nothing was written: try again),
+        ``StoreError`` when the file is damaged or gone bad (a retry will not help).
+        """
+        try:
+            self._commit(change)
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _FULL_OR_IO:
+                raise StoreFull(f"store {self.path}: {exc}") from exc
+            raise StoreError(f"store {self.path} failed: {exc}") from exc
+
+    def _commit(self, change: Commit) -> None:
         now = time.time()
         with self.db:
             self.db.executemany(

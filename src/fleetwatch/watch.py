@@ -157,6 +157,8 @@ class Watch:
             ) from exc
         self.positions: dict[str, Any] = self.store.positions()
         self.sources = plan.sources(self.positions)
+        for source in self.sources:
+            source.check()  # SourceError: one line, before any thread runs
         self.metrics = Metrics()
         self.metrics_port: int | None = None
         committed = self.store.meta("jsonl_bytes")

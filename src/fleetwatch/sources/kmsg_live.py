@@ -29,6 +29,7 @@ import errno
 import json
 import os
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.live import Deliver
+from fleetwatch.sources.live import Deliver, SourceError
 from fleetwatch.sources.stream import LineStream
 
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
@@ -107,6 +108,17 @@ class KmsgSource:
         self.stats = ReadStats()
         self.saved: dict[str, Any] = dict(saved or {})
         self.via = ""  # "device" or "journal", once running
+
+    def check(self) -> None:
+        """The device, or else journalctl, must be there to read."""
+        try:
+            os.close(os.open(self.settings.device, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            if shutil.which(self.settings.journalctl) is None:
+                raise SourceError(
+                    f"--kmsg: cannot read {self.settings.device} ({exc.strerror or exc}) "
+                    f"and there is no {self.settings.journalctl} to read the journal with"
+                ) from exc
 
     def run(self, deliver: Deliver, stop: threading.Event) -> None:
         try:

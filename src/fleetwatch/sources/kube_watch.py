@@ -28,7 +28,7 @@ from typing import Any, Final
 from fleetwatch.events import BatchBuilder
 from fleetwatch.sources import k8s
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.live import Deliver
+from fleetwatch.sources.live import Deliver, SourceError
 
 GONE: Final = 410
 
@@ -65,13 +65,26 @@ class KubeSource:
     def position(self) -> dict[str, Any]:
         return {"resource_version": self.resource_version, "seen": list(self.seen.items())}
 
-    def run(self, deliver: Deliver, stop: threading.Event) -> None:
-        from kubernetes import client, config, watch  # imported only where it is wanted
+    def check(self) -> None:
+        """The kubeconfig (or the pod's service account) must load: a retry won't make it."""
+        from kubernetes import config  # imported only where it is wanted
 
+        try:
+            self._load_config(config)
+        except (config.ConfigException, OSError, ValueError, TypeError) as exc:
+            where = "in-cluster" if self.settings.in_cluster else "kubeconfig"
+            raise SourceError(f"kubernetes: cannot load the {where} configuration ({exc})") from exc
+
+    def _load_config(self, config: Any) -> None:
         if self.settings.in_cluster:
             config.load_incluster_config()
         else:
             config.load_kube_config(config_file=self.settings.kubeconfig or None)
+
+    def run(self, deliver: Deliver, stop: threading.Event) -> None:
+        from kubernetes import client, config, watch  # imported only where it is wanted
+
+        self._load_config(config)
         api = client.CoreV1Api()
         namespace = self.settings.namespace
         listing: Any = (

@@ -4,7 +4,9 @@ A live source runs until told to stop and hands over what it read with
 ``deliver(batches, position)``: the events, and where the source stands after them
 (JSON-able, saved in the store with the detectors' state; ``None`` when unchanged).
 It is built from its saved position, so a restart goes on where the last commit was.
-A source that raises is restarted with backoff by the watch; the others go on.
+A source that raises is restarted with backoff by the watch; the others go on. What
+no retry can fix (a file that cannot appear, no NVML, no kubeconfig) ``check`` says at
+start, as a ``SourceError``: one line, before any thread runs.
 
 The sources: ``FileSource`` (here: log files and folders, ``follow.py``), ``KmsgSource``
 (``kmsg_live.py``), ``NvmlSource`` (``nvml.py``), ``ScrapeSource`` (``scrape.py``) and
@@ -13,6 +15,7 @@ The sources: ``FileSource`` (here: log files and folders, ``follow.py``), ``Kmsg
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +28,19 @@ from fleetwatch.sources.follow import FilePosition, Follower
 Deliver = Callable[[list[EventBatch], Any], None]
 
 
+class SourceError(RuntimeError):
+    """A source that cannot work here, whatever a retry does (one line for the user)."""
+
+
 class LiveSource(Protocol):
     """What the watch needs of a live source."""
 
     name: str
     stats: ReadStats
+
+    def check(self) -> None:
+        """Raise ``SourceError`` for what no retry can fix; transient trouble is fine."""
+        ...
 
     def run(self, deliver: Deliver, stop: threading.Event) -> None:
         """Read until ``stop`` is set, delivering as it goes."""
@@ -60,6 +71,12 @@ class FileSource:
         self.options = options
         self.stats = ReadStats()
         self._positions = {k: FilePosition.from_json(v) for k, v in (saved or {}).items()}
+
+    def check(self) -> None:
+        """A path that is not there yet is waited for, in a folder that is."""
+        path = self.settings.path
+        if not os.path.exists(path) and not os.path.isdir(os.path.dirname(path) or "."):
+            raise SourceError(f"follow {path}: no such file or folder, nor a folder to wait in")
 
     def run(self, deliver: Deliver, stop: threading.Event) -> None:
         follower = Follower(

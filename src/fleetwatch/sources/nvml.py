@@ -39,7 +39,7 @@ from typing import Any, Final
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import ReadStats
-from fleetwatch.sources.live import Deliver
+from fleetwatch.sources.live import Deliver, SourceError
 
 SOURCE: Final = "nvml"
 
@@ -83,6 +83,17 @@ class NvmlSource:
 
             self._nvml = pynvml
         return self._nvml
+
+    def check(self) -> None:
+        """NVML must load here: without a driver no retry will find a GPU."""
+        try:
+            nvml = self._module()
+            nvml.nvmlInit()
+        except ImportError as exc:
+            raise SourceError(f"--nvml: nvidia-ml-py is not installed ({exc})") from exc
+        except Exception as exc:  # NVMLError and its many subclasses
+            raise SourceError(f"--nvml: NVML cannot start here ({exc})") from exc
+        nvml.nvmlShutdown()
 
     def run(self, deliver: Deliver, stop: threading.Event) -> None:
         nvml = self._module()

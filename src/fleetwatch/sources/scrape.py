@@ -54,6 +54,9 @@ class ScrapeSource:
         self.http = urllib3.PoolManager(retries=False, timeout=settings.timeout_s)
         self.node = settings.node or urlparse(settings.url).hostname or "dcgm-exporter"
 
+    def check(self) -> None:
+        """An exporter that is down now may be up soon: nothing to refuse at start."""
+
     def run(self, deliver: Deliver, stop: threading.Event) -> None:
         while not stop.is_set():
             started = time.monotonic()
