@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck ci-full verify bench bench-allocs-check bench-delta-check \
-	bench-baseline bench-check bench-instructions-check bench-parse bench-latency gpu-check chaos clean
+.PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
+	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
+	gpu-check chaos clean
 
 install: $(STAMP)
 
@@ -24,8 +25,14 @@ demo: install
 		$(BIN)/fleetwatch replay "$$incident" --output table || exit $$?; \
 	done
 
+# Every test but the benchmark gates' end-to-end ones (those are test-bench).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not bench"
+
+# The benchmark gates' end-to-end tests: they measure in fresh processes and under
+# callgrind (minutes); .ci/run runs them after ci-full.
+test-bench: install
+	$(BIN)/python -m pytest -m bench
 
 lint: install
 	$(BIN)/ruff check src tests bench scripts
@@ -34,7 +41,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# What CI runs: the whole test suite, the linters, the type checker and gate 1.
+# The hard gate: the tests (not the benchmark gates' own: test-bench), the linters,
+# the type checker and gate 1.
 ci-full: test lint typecheck bench-allocs-check
 
 # Every benchmark: allocations and time per event, each in a fresh process.
@@ -76,7 +84,7 @@ gpu-check: install
 verify: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
-	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow"
+	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow and not bench"
 
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install

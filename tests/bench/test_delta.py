@@ -52,6 +52,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.bench  # measures every benchmark, A/B: minutes
 def test_a_baseline_30_percent_faster_than_now_fails_end_to_end(tmp_path: Path) -> None:
     written = tmp_path / "baseline.json"
     done = run("--write-baseline", "--baseline", str(written), "--samples", "3")
@@ -87,6 +88,7 @@ def test_an_instruction_rise_above_the_threshold_fails_and_noise_does_not() -> N
     assert [row[-1] for row in rows] == ["SLOWER", "ok", "new"]
 
 
+@pytest.mark.bench  # under callgrind: tens of seconds
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_callgrind_counts_just_the_measured_calls_and_the_same_each_run(tmp_path: Path) -> None:
     # Two spans, one doing 100x the loop of the other; what runs outside them is not counted.

@@ -48,6 +48,7 @@ def only_window_16(registry: Path) -> list[str]:
     return ["--only", CHEAP, "--against", "no-such-revision"]
 
 
+@pytest.mark.bench  # measures in fresh processes: tens of seconds
 def test_the_shipped_registry_passes_for_a_measured_row(tmp_path: Path) -> None:
     path = tmp_path / "registry.toml"
     path.write_text(REGISTRY)
@@ -56,6 +57,7 @@ def test_the_shipped_registry_passes_for_a_measured_row(tmp_path: Path) -> None:
     assert "PASS" in done.stdout and "ratchet: no registry at no-such-revision" in done.stdout
 
 
+@pytest.mark.bench  # measures in fresh processes: tens of seconds
 def test_a_ceiling_below_the_measurement_is_a_breach(tmp_path: Path) -> None:
     path = tmp_path / "registry.toml"
     path.write_text(with_ceiling(REGISTRY, CHEAP, 16, "0.5", "tightened in a test"))
@@ -102,6 +104,7 @@ def test_a_detector_without_a_row_fails_closed(tmp_path: Path) -> None:
     assert "detector pod_evicted has no registry row" in done.stderr
 
 
+@pytest.mark.bench  # measures in fresh processes: tens of seconds
 def test_a_ceiling_that_rose_without_a_new_reason_fails_the_ratchet(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "bench").mkdir(parents=True)

@@ -14,8 +14,12 @@ PLAIN = Prefilter("re")
 FILES = sorted(p for p in DATA.rglob("*") if p.is_file())
 
 
-def test_this_machine_has_the_fast_engine() -> None:
+def test_where_hyperscan_loads_it_is_the_engine() -> None:
     # CI runs on x86-64, where the hyperscan wheel loads; the fallback is tested below.
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:  # aarch64 and others: no wheel, or one that does not load
+        pytest.skip("hyperscan does not load on this platform (no wheel): the re engine runs")
     assert FAST.name == "hyperscan"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socketserver
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +21,34 @@ pytestmark = pytest.mark.slow
 
 XID79 = (Path(__file__).parent.parent.parent / "examples" / "xid79-fallen-off-bus"
          / "gpu-node-17" / "dmesg.txt").read_text()  # fmt: skip
+XID79_LINE = next(line for line in XID79.splitlines(keepends=True) if "pid=2761" in line)
+
+
+class Unanswered:
+    """A receiver that is down: each connection is closed before a word is said.
+
+    Unlike a port where nothing listens, it counts the watcher's tries, so a test can
+    wait for failed deliveries instead of sleeping through them.
+    """
+
+    def __init__(self) -> None:
+        self.tries = 0
+        outer = self
+
+        class Hang(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer.tries += 1  # the server closes the connection unanswered
+
+        class Server(socketserver.TCPServer):
+            allow_reuse_address = True  # the receiver comes back on this port
+
+        self._server = Server(("127.0.0.1", 0), Hang)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.fixture
@@ -53,7 +83,7 @@ def write_in_steps(
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("a") as out:
                 out.write("".join(lines[cut]))
-        time.sleep(0.3)
+        time.sleep(0.3)  # a writer's pace, so the files grow in pieces; nothing waits on it
         if callable(between):
             between(step)
 
@@ -112,8 +142,16 @@ def test_rotation_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
             wait_for(lambda: settled(w, events), timeout=60, what=f"{events} events read")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; {w.events_read():.0f} were") from None
-        time.sleep(0.5)
-        assert w.events_read() == events  # each exactly once
+        # A line read later proves the watcher polled every file again since: a rotated
+        # file read twice would be counted by then.
+        marker = logs / "marker-node" / "kern.log"
+        marker.parent.mkdir()
+        marker.write_text(XID79_LINE)
+        wait_for(lambda: w.events_read() > events, what="the marker line")
+        with marker.open("a") as out:  # and once more: a second poll of every file
+            out.write(XID79_LINE.replace("pid=2761", "pid=2762"))
+        wait_for(lambda: w.events_read() >= events + 2, what="the second marker line")
+        assert w.events_read() == events + 2  # each exactly once
         got = transitions(tmp_path / "f.jsonl")
         assert {i.split("-")[0] for i, _ in got} >= {"xid_correlation", "pcie_aer"}
         assert len(got) == len(set(got))
@@ -156,18 +194,16 @@ def test_kill_9_and_restart_give_the_findings_of_an_uninterrupted_run(
 
 
 def test_a_receiver_that_was_down_gets_every_finding_when_it_is_back(tmp_path: Path) -> None:
-    receiver = Receiver()
-    receiver.up()
-    port = receiver.port
-    receiver.down()  # nothing listens now
+    down = Unanswered()
+    port = down.port
     jsonl = tmp_path / "f.jsonl"
     w = Watcher("--follow", str(tmp_path / "logs"), "--store", str(tmp_path / "w.db"),
                 "--jsonl", str(jsonl), "--webhook", f"http://127.0.0.1:{port}/hook")  # fmt: skip
     try:
         write_in_steps(fleet(tmp_path), tmp_path / "logs", 2)
         announced = wait_for(lambda: transitions(jsonl), what="findings")
-        time.sleep(2.0)  # a few failed tries
-        assert receiver.received == []
+        wait_for(lambda: down.tries >= 3, what="three failed tries at the webhook")
+        down.close()
         back = Receiver(port)
         back.up()
         try:
@@ -178,4 +214,5 @@ def test_a_receiver_that_was_down_gets_every_finding_when_it_is_back(tmp_path: P
         finally:
             back.down()
     finally:
+        down.close()  # again, if the test failed before: a no-op otherwise
         assert w.stop() == 0

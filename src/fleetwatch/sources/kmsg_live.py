@@ -145,8 +145,12 @@ class KmsgSource:
     def _device(self, fd: int, deliver: Deliver, stop: threading.Event) -> None:
         boot = BOOT_ID.read_text().strip() if BOOT_ID.exists() else "unknown"
         after = self.saved.get("seq", -1) if self.saved.get("boot_id") == boot else -1
-        if not self.saved:
-            os.lseek(fd, 0, os.SEEK_END)  # first start: from now on
+        if not self.saved:  # first start: from now on
+            try:
+                os.lseek(fd, 0, os.SEEK_END)
+            except OSError as exc:
+                if exc.errno != errno.ESPIPE:  # a pipe in the device's place: nothing to skip
+                    raise
         booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
         stream = self._stream()
         poller = select.poll()
