@@ -161,6 +161,40 @@ def test_a_restart_reads_only_what_is_new(
     assert positions[-1] == {"boot_id": boot, "seq": 12}
 
 
+FATAL_AER_RECORDS = (
+    "pcieport 0000:3a:00.0: AER: Uncorrected (Fatal) error received: 0000:3b:00.0",
+    "nvidia 0000:3b:00.0: PCIe Bus Error: severity=Uncorrected (Fatal), "
+    "type=Transaction Layer, (Receiver ID)",
+    "nvidia 0000:3b:00.0:   device [10de:2330] error status/mask=00000020/00000000",
+    "nvidia 0000:3b:00.0:    [ 5] SDES                   (First)",
+)
+
+
+def test_a_held_report_is_read_when_the_log_goes_quiet_and_never_passed(
+    kmsg: StandInKmsg,
+) -> None:
+    # An AER report spans four kernel records; the last one may have followers, so it
+    # is held until the log has been quiet for quiet_s. Until then the saved position
+    # stays before the held records: a kill -9 there reads them again after a restart.
+    settings = KmsgSettings(device=str(kmsg.path), quiet_s=0.3)
+    source = KmsgSource(settings, "n", ReadOptions(), {"boot_id": "x", "seq": 0})
+    got, positions, stop, thread = start(source)
+    try:
+        for sequence, message in enumerate(FATAL_AER_RECORDS, start=20):
+            kmsg.write(sequence, message)
+        aer = wait_for(
+            lambda: [r for r in concat(got).records() if r["kind"] == "aer"] if got else [],
+            what="the report, once the log was quiet",
+        )
+    finally:
+        stop.set()
+        thread.join()
+    assert [(r["severity"], r["pci"]) for r in aer] == [("fatal", "0000:3b:00.0")]
+    seqs = [p["seq"] for p in positions]
+    assert seqs[-1] == 23
+    assert all(seq <= 20 for seq in seqs[:-1]), seqs  # never past a record still held
+
+
 REAL_KMSG = os.environ.get("FLEETWATCH_TEST_REAL_KMSG") == "1"
 writable = os.access("/dev/kmsg", os.W_OK) and os.access("/dev/kmsg", os.R_OK)
 

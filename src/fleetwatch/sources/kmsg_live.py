@@ -170,6 +170,8 @@ class KmsgSource:
                         self.stats.bad("kmsg", "records lost (ring buffer wrapped)")
                         continue
                     raise
+                if not raw:
+                    break  # a device that ended (a pipe without a writer): nothing more now
                 record = kmsg_record(raw)
                 if record is None:
                     self.stats.bad("kmsg", "not a kmsg record")
