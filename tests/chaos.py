@@ -82,13 +82,20 @@ class Run:
         self.jsonl = self.root / "findings.jsonl"
         self.receiver.up()
 
+    pause_in_commit_s = 0.0  # FLEETWATCH_CHAOS_COMMIT_PAUSE_S: widens a commit's window
+
     def start(self) -> subprocess.Popen[bytes]:
+        self.started = time.time()
         config = self.root / "watch.toml"
         config.write_text("[watch]\ncommit_interval_s = 0.1\n")
         command = [sys.executable, "-m", "fleetwatch", "watch", "--quiet", "--config", str(config),
                    "--follow", str(self.logs), "--from-start", "--store", str(self.store),
                    "--jsonl", str(self.jsonl), "--webhook", self.receiver.url]  # fmt: skip
-        env = {**os.environ, "FLEETWATCH_WEBHOOK_SECRET": SECRET}
+        env = {
+            **os.environ,
+            "FLEETWATCH_WEBHOOK_SECRET": SECRET,
+            "FLEETWATCH_CHAOS_COMMIT_PAUSE_S": str(self.pause_in_commit_s),
+        }
         return subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -117,15 +124,11 @@ class Run:
 
     def moment(self) -> str:
         """Where a kill just fell, as far as the files tell."""
-        if not self.store.exists():
-            return "before the first commit"
+        wal = self.store.with_name(self.store.name + "-wal")
+        if not wal.exists() or wal.stat().st_mtime < self.started:
+            return "before the process's first commit"
         with contextlib.closing(sqlite3.connect(self.store, timeout=5)) as db:
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key = 'jsonl_bytes'").fetchone()
-            except sqlite3.Error:
-                return "before the first commit"
-        if row is None:
-            return "before the first commit"
+            row = db.execute("SELECT value FROM meta WHERE key = 'jsonl_bytes'").fetchone()
         size = self.jsonl.stat().st_size if self.jsonl.exists() else 0
         if size > int(row[0]):
             return "inside a commit (JSONL written, store not yet)"
@@ -155,7 +158,8 @@ def chaos(
 ) -> tuple[Run, Counter[str]]:
     rng = random.Random(seed + 1)
     run = Run(root)
-    run.receiver.delay_s = 0.01  # a delivery takes a moment, so kills fall inside some
+    run.receiver.delay_s = 0.05  # a delivery takes a moment, so kills fall inside some
+    run.pause_in_commit_s = 0.05  # and so does a commit
     at_step = Counter(rng.randrange(len(steps)) for _ in range(kills))
     moments: Counter[str] = Counter()
     process = run.start()

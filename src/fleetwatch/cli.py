@@ -246,7 +246,7 @@ def watch_command(
         signal.signal(signum, lambda *_: stop.set())
     try:
         running.run(stop)
-    except OSError as exc:  # e.g. the metrics port is taken
+    except (OSError, StoreError) as exc:  # the metrics port is taken; the store went bad
         _fail(str(exc))
 
 

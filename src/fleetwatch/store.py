@@ -162,10 +162,13 @@ class Store:
         try:
             self._commit(change)
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in _FULL_OR_IO:
-                raise StoreFull(f"store {self.path}: {exc}") from exc
-            raise StoreError(f"store {self.path} failed: {exc}") from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: sqlite3.Error) -> StoreError:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _FULL_OR_IO:
+            return StoreFull(f"store {self.path}: {exc}")
+        return StoreError(f"store {self.path} failed: {exc}")
 
     def _commit(self, change: Commit) -> None:
         now = time.time()
@@ -207,7 +210,13 @@ class Store:
             )
 
     def retain(self, retention_days: float, max_bytes: int) -> int:
-        """Delete old resolved findings; return how many went."""
+        """Delete old resolved findings; return how many went (raises as ``commit``)."""
+        try:
+            return self._retain(retention_days, max_bytes)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+    def _retain(self, retention_days: float, max_bytes: int) -> int:
         cutoff = time.time() - retention_days * 86400
         with self.db:
             gone = self.db.execute(

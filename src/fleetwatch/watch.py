@@ -11,7 +11,9 @@ console, the webhook (at least once, from the outbox) and ``/metrics``.
 A commit happens as soon as there is a transition to tell, else at most every
 ``commit_interval_s`` while events flow. After ``kill -9`` the next start restores
 the last commit: detectors and sources describe the same moment, so the events after
-it are read exactly once more.
+it are read exactly once more. A commit that finds no room (a full disk) keeps
+everything it would have written, cuts the JSONL back, says so once and is tried again
+with backoff; a store that went bad mid-run stops the watch with one line.
 
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
@@ -53,7 +55,7 @@ from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
-from fleetwatch.store import Commit, Store, StoreError
+from fleetwatch.store import Commit, Store, StoreError, StoreFull
 
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
 RETAIN_EVERY_S = 600.0
@@ -161,12 +163,7 @@ class Watch:
             source.check()  # SourceError: one line, before any thread runs
         self.metrics = Metrics()
         self.metrics_port: int | None = None
-        committed = self.store.meta("jsonl_bytes")
-        self.jsonl = (
-            TransitionLog(Path(plan.settings.jsonl), int(committed) if committed else None)
-            if plan.settings.jsonl
-            else None
-        )
+        self.jsonl = self._transition_log(plan.settings.jsonl)
         self.webhook: Webhook | None = None
         if plan.webhook is not None:
             secret = os.environ[plan.webhook.secret_env].encode()
@@ -178,6 +175,19 @@ class Watch:
         self._changed: dict[str, Finding] = {}  # findings changed since the last commit
         self._moved = False  # a source's position moved since the last commit
         self._exported_seconds: dict[str, float] = {}
+        self._full_since: float | None = None  # commits have found no room since then
+        self._retry_at = 0.0
+        # the chaos harness widens the window between the JSONL write and the commit
+        self._pause_in_commit_s = _seconds(os.environ.get("FLEETWATCH_CHAOS_COMMIT_PAUSE_S"))
+
+    def _transition_log(self, path: str) -> TransitionLog | None:
+        if not path:
+            return None
+        committed = self.store.meta("jsonl_bytes")
+        log = TransitionLog(Path(path), int(committed) if committed is not None else None)
+        if committed is None:  # what the file holds now is history: commit its length first
+            self.store.commit(Commit([], {}, {}, [], {"jsonl_bytes": str(log.size)}))
+        return log
 
     def _deliver_from(self, name: str) -> Callable[[list[EventBatch], Any], None]:
         def deliver(batches: list[EventBatch], position: Any) -> None:
@@ -203,7 +213,7 @@ class Watch:
         for runner in runners:
             runner.start()
         self._say(self._banner())
-        dirty = False
+        dirty = broken = False
         last_commit = last_tick = last_retain = time.monotonic()
         try:
             while not stop.is_set():
@@ -220,25 +230,34 @@ class Watch:
                     self._pending += self.lifecycle.tick(time.time())
                     last_tick = now
                 interval = self.plan.settings.commit_interval_s
-                if self._pending or (dirty and now - last_commit >= interval):
-                    self._commit()
+                due = self._pending or (dirty and now - last_commit >= interval)
+                if due and now >= self._retry_at and self._try_commit(now):
                     dirty, last_commit = False, now
                 if now - last_retain >= RETAIN_EVERY_S:
-                    self.store.retain(
-                        self.plan.settings.retention_days, self.plan.settings.max_store_bytes
-                    )
+                    with contextlib.suppress(StoreFull):  # room is what it makes: next time
+                        self.store.retain(
+                            self.plan.settings.retention_days, self.plan.settings.max_store_bytes
+                        )
                     last_retain = now
+        except StoreError:
+            broken = True  # the store went bad: nothing more can be committed
+            raise
         finally:
+            stop.set()
             for runner in runners:
                 runner.join(timeout=5)
-            while not self._queue.empty():  # what the sources delivered while stopping
-                self._apply(*self._queue.get_nowait())
-            self._commit()
-            if self.webhook is not None:
-                self.webhook.stop()
-            if self.jsonl is not None:
-                self.jsonl.close()
-            self.store.close()
+            try:
+                if not broken:
+                    while not self._queue.empty():  # what the sources delivered while stopping
+                        self._apply(*self._queue.get_nowait())
+                    with contextlib.suppress(StoreFull):  # no room: the next start reads it
+                        self._commit()
+            finally:
+                if self.webhook is not None:
+                    self.webhook.stop()
+                if self.jsonl is not None:
+                    self.jsonl.close()
+                self.store.close()
 
     def _apply(self, name: str, batches: list[EventBatch], position: Any) -> None:
         """Feed one delivery to the engine; keep its transitions for the next commit."""
@@ -252,17 +271,40 @@ class Watch:
             self.positions[name] = position
             self._moved = True
 
+    def _try_commit(self, now: float) -> bool:
+        """Commit; on a full disk, keep it all for a later try (True: committed)."""
+        try:
+            self._commit()
+        except StoreFull as exc:
+            if self._full_since is None:
+                self._full_since = now
+                self._say(f"cannot commit ({exc}); keeping what was read, trying again")
+            self.metrics.source_failures.labels("store").inc()
+            waited = now - self._full_since
+            self._retry_at = now + min(30.0, max(0.5, waited))  # backoff, up to 30 s
+            return False
+        if self._full_since is not None:
+            self._say("committing again")
+            self._full_since = None
+        return True
+
     def _commit(self) -> None:
+        """One transaction; ``StoreFull`` leaves everything as it was, to try again."""
         transitions, changed = self._pending, self._changed
-        self._pending, self._changed, self._moved = [], {}, False
         records = [t.to_json() for t in transitions]
         rows = {f.id: {**f.to_json(), "status": "open"} for f in changed.values()}
         for t in transitions:
             if t.kind == "resolved":
                 rows[t.finding.id] = {**t.finding.to_json(), "status": "resolved"}
         meta = {}
+        committed_jsonl = self.jsonl.size if self.jsonl is not None else 0
         if self.jsonl is not None:
-            meta["jsonl_bytes"] = str(self.jsonl.write(records))
+            try:
+                meta["jsonl_bytes"] = str(self.jsonl.write(records))
+            except OSError as exc:
+                raise StoreFull(f"JSONL {self.jsonl.path}: {exc.strerror or exc}") from exc
+            if self._pause_in_commit_s:
+                time.sleep(self._pause_in_commit_s)
         # a detector that read nothing since the last commit has the state stored already
         ran = {n for n, s in self.engine.seconds.items() if s > self._exported_seconds.get(n, 0.0)}
         checkpoints: dict[str, Any] = {
@@ -271,7 +313,15 @@ class Watch:
         checkpoints[LIFECYCLE_KEY] = self.lifecycle.state()
         announced = [t for t in transitions if t.announce]
         outbox = [(WEBHOOK, t.to_json()) for t in announced] if self.webhook else []
-        self.store.commit(Commit(list(rows.values()), checkpoints, self.positions, outbox, meta))
+        try:
+            self.store.commit(
+                Commit(list(rows.values()), checkpoints, self.positions, outbox, meta)
+            )
+        except StoreError:
+            if self.jsonl is not None:
+                self.jsonl.cut(committed_jsonl)  # its lines are written again next time
+            raise
+        self._pending, self._changed, self._moved = [], {}, False
         if self.webhook is not None and outbox:
             self.webhook.wake()
         if self.console is not None and announced:
@@ -406,6 +456,13 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
             " or a [watch] source"
         )
     return WatchPlan(settings, lifecycle, sources, detectors, metrics, webhook, silences)
+
+
+def _seconds(text: str | None) -> float:
+    try:
+        return max(0.0, float(text or 0))
+    except ValueError:
+        return 0.0
 
 
 def _array(table: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:

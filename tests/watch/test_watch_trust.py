@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sources.test_quiet_tail import FATAL_AER
-from tests.watch.live import Watcher, transitions, wait_for
+from tests.watch.live import Watcher, caught_up, transitions, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +68,22 @@ def test_a_fatal_aer_on_a_quiet_node_is_announced_within_a_second(tmp_path: Path
         assert latency < 1.0, f"announced {latency:.2f} s after its last line"
     finally:
         assert w.stop() == 0
+
+
+def test_a_kill_inside_the_very_first_commit_doubles_no_line(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "kern.log"
+    log.parent.mkdir()
+    log.write_text(xid79("gpu-node-1", "0000:3b:00"))
+    jsonl = tmp_path / "findings.jsonl"
+    args = ("--follow", str(log.parent), "--from-start", "--store", str(tmp_path / "w.db"),
+            "--jsonl", str(jsonl))  # fmt: skip
+    # the commit pauses after its JSONL line is written: the kill lands in between
+    first = Watcher(*args, env={"FLEETWATCH_CHAOS_COMMIT_PAUSE_S": "30"})
+    wait_for(lambda: transitions(jsonl), what="the line written before the commit")
+    first.kill9()
+    again = Watcher(*args)
+    try:
+        wait_for(lambda: caught_up(tmp_path / "w.db", log.parent), what="the restart's commit")
+    finally:
+        assert again.stop() == 0
+    assert [t for _, t in transitions(jsonl)] == ["new"]

@@ -6,6 +6,8 @@ Lines are written and fsynced before the store commits, and the store records ho
 many bytes of the file are committed. At start the file is cut back to that length:
 lines written after the last commit (a crash came between) are dropped, and their
 events are read again and write them once more. So no line is lost or doubled.
+A write that fails (a full disk) is cut back at once, so no torn line stays, and so
+is a write whose commit then failed (``cut``).
 """
 
 from __future__ import annotations
@@ -22,22 +24,33 @@ class TransitionLog:
     def __init__(self, path: Path, committed: int | None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab")
-        size = self._file.tell()
-        if committed is not None and size > committed:
-            self._file.truncate(committed)  # written, but never committed
-            self._file.seek(committed)
-        self.size = self._file.tell()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.size = os.lseek(self._fd, 0, os.SEEK_END)
+        if committed is not None and self.size > committed:
+            self.cut(committed)  # written, but never committed
 
     def write(self, records: list[dict[str, Any]]) -> int:
-        """Append and fsync ``records``; the file's new length (commit it)."""
+        """Append and fsync ``records``; the file's new length (commit it).
+
+        An ``OSError`` (no space) leaves the file as it was before the call.
+        """
         if records:
             data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            self._file.write(data.encode())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self.size = self._file.tell()
+            left = memoryview(data.encode())
+            try:
+                while left:  # unbuffered: a failure is this call's, a short write goes on
+                    left = left[os.write(self._fd, left) :]
+                os.fsync(self._fd)
+            except OSError:
+                self.cut(self.size)
+                raise
+            self.size = os.lseek(self._fd, 0, os.SEEK_END)
         return self.size
 
+    def cut(self, size: int) -> None:
+        """Take the file back to ``size`` bytes (what the store has committed)."""
+        os.ftruncate(self._fd, size)
+        self.size = size
+
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
