@@ -178,7 +178,7 @@ class Watch:
         self._full_since: float | None = None  # commits have found no room since then
         self._retry_at = 0.0
         # the chaos harness widens the window between the JSONL write and the commit
-        self._pause_in_commit_s = _seconds(os.environ.get("FLEETWATCH_CHAOS_COMMIT_PAUSE_S"))
+        self._pause_in_commit_s = _env_seconds("FLEETWATCH_CHAOS_COMMIT_PAUSE_S")
 
     def _transition_log(self, path: str) -> TransitionLog | None:
         if not path:
@@ -458,9 +458,9 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
     return WatchPlan(settings, lifecycle, sources, detectors, metrics, webhook, silences)
 
 
-def _seconds(text: str | None) -> float:
+def _env_seconds(name: str) -> float:
     try:
-        return max(0.0, float(text or 0))
+        return max(0.0, float(os.environ.get(name) or 0))
     except ValueError:
         return 0.0
 

@@ -30,7 +30,7 @@ Evidence
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
 
@@ -68,6 +68,17 @@ _VERDICTS: Final = {
 _COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
 
 
+class _Evidence(NamedTuple):
+    """Rows of one batch that are evidence for one GPU's memory incident."""
+
+    members: np.ndarray
+    node: str
+    pci: str
+    severity: Severity
+    action: Action
+    what: str
+
+
 @dataclass(frozen=True)
 class Config:
     """Thresholds of hbm_ecc."""
@@ -92,7 +103,7 @@ class HbmEcc(Stateful):
         # (node, pci, kind, scope, source) -> (last value, last time)
         self.last: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
         self.corrected: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        self._due: list[tuple[int, tuple[Any, ...]]] = []  # this batch's evidence, unfolded
+        self._due: list[tuple[int, _Evidence]] = []  # this batch's evidence, not yet folded
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
@@ -111,8 +122,8 @@ class HbmEcc(Stateful):
         # counter or Xid it is: the incident opens at its first evidence, and its id is
         # the same whether the evidence came in one batch or in several.
         changed: dict[str, Finding] = {}
-        for _, args in sorted(self._due, key=lambda due: due[0]):
-            finding = self._fold(batch, *args)
+        for _, evidence in sorted(self._due, key=lambda due: due[0]):
+            finding = self._fold(batch, evidence)
             changed[finding.id] = finding
         self._due.clear()
         return list(changed.values())
@@ -132,12 +143,14 @@ class HbmEcc(Stateful):
             members = rows[inverse.ravel() == g]
             entry = xid(int(code))
             self._evidence(
-                members,
-                batch.strings[node_id],
-                batch.string(pci_id) or "?",
-                entry.severity,
-                entry.action,
-                f"Xid {code} ({entry.name})",
+                _Evidence(
+                    members,
+                    batch.strings[node_id],
+                    batch.string(pci_id) or "?",
+                    entry.severity,
+                    entry.action,
+                    f"Xid {code} ({entry.name})",
+                )
             )
 
     def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
@@ -239,7 +252,7 @@ class HbmEcc(Stateful):
             "remap_uncorrectable": f"{int(vals.max())} rows remapped for uncorrectable errors "
             f"(limit {self.config.uncorrectable_remap_limit})",
         }[kind]
-        self._evidence(members, node, pci, severity, action, what)
+        self._evidence(_Evidence(members, node, pci, severity, action, what))
 
     def _corrected_rate(
         self,
@@ -259,36 +272,22 @@ class HbmEcc(Stateful):
         if per_hour <= self.config.corrected_per_hour:
             return
         self._evidence(
-            members[rises > 0],
-            node,
-            pci,
-            Severity.WARNING,
-            Action.INVESTIGATE,
-            f"{per_hour:.0f} corrected ECC errors in the last hour",
+            _Evidence(
+                members[rises > 0],
+                node,
+                pci,
+                Severity.WARNING,
+                Action.INVESTIGATE,
+                f"{per_hour:.0f} corrected ECC errors in the last hour",
+            )
         )
 
-    def _evidence(
-        self,
-        members: np.ndarray,
-        node: str,
-        pci: str,
-        severity: Severity,
-        action: Action,
-        what: str,
-    ) -> None:
-        """Note evidence for the GPU's incident; ``process`` folds it in, in read order."""
-        self._due.append((int(members.min()), (members, node, pci, severity, action, what)))
+    def _evidence(self, evidence: _Evidence) -> None:
+        """Note evidence for a GPU's incident; ``process`` folds it in, in read order."""
+        self._due.append((int(evidence.members.min()), evidence))
 
-    def _fold(
-        self,
-        batch: EventBatch,
-        members: np.ndarray,
-        node: str,
-        pci: str,
-        severity: Severity,
-        action: Action,
-        what: str,
-    ) -> Finding:
+    def _fold(self, batch: EventBatch, evidence: _Evidence) -> Finding:
+        members, node, pci, severity, action, what = evidence
         first, last = int(members[0]), int(members[-1])
         incident, _ = self.book.touch(
             (node, pci),
