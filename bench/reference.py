@@ -30,7 +30,7 @@ class PlainPodEvicted(PodEvicted):
             kind, ts, node = event["kind"], event["ts"], event["node"]
             if kind in ("xid", "sxid", "gpu_lost") and ts is not None:
                 what = {"xid": f"Xid {event.get('code')}", "sxid": f"SXid {event.get('code')}"}
-                self.faults[node] = (ts, what.get(kind, "Xid 79 (fallen off the bus)"))
+                self.faults[node] = (ts, what.get(kind, "Xid 79 (fallen off the bus)"), None)
             elif kind in ("pod_evicted", "node_not_ready"):
                 incident, _ = self.book.touch((node,), ts, ts, 1, describe(batch, row))
                 reasons = incident.attrs.setdefault("reasons", {})
@@ -63,9 +63,11 @@ class PlainThermalThrottle(ThermalThrottle):
             key = (event["node"], event["pci"])
             if event["kind"] == "temperature":
                 self.temperature[key] = event["value"]
+                self.seen[key] = None
                 continue
             if event["kind"] != "clock_event":
                 continue
+            self.seen[key] = None
             if key not in self.identity:
                 self.identity[key] = {"gpu": event.get("gpu"), "uuid": event.get("uuid")}
             reasons = int(event["value"])
@@ -80,6 +82,7 @@ class PlainThermalThrottle(ThermalThrottle):
             if window is None:
                 window = self.windows[key] = ThermalWindow(start=start)
             window.samples += 1
+            window.seen = None
             window.last_ts = event["ts"]
             if thermal:
                 window.thermal += 1

@@ -3,8 +3,10 @@
 Detectors subscribe to event kinds; a batch goes only to those whose kinds it holds.
 Each detector returns the findings a batch opened or changed; the engine keeps the
 latest version of each (by its stable ``id``), so a flood of repeats is one finding
-whose count grows. ``finish`` closes every window and returns the findings sorted by
-severity, then time.
+whose count grows. ``flush(now)`` closes and forgets, in every detector, what ``now``
+ends (state with a lifetime, ``detectors/base.py``: "Forgetting"); watch calls it as
+its clock advances. ``finish`` closes every window at the end of input and returns the
+findings sorted by severity, then time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from fleetwatch.detectors.base import Detector
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Finding
 
+FLUSH_EVERY_S = 10.0
+"""``flush`` sweeps the detectors at most this often (of its clock): a sweep walks every
+entry (~20 ms for 10,000 GPUs), and keep times are minutes to days."""
+
 
 class Engine:
     """Routes batches to detectors by kind and gathers their findings."""
@@ -30,6 +36,7 @@ class Engine:
         self.findings: dict[str, Finding] = {}
         self.seconds = dict.fromkeys((d.name for d in self.detectors), 0.0)
         """Time spent in each detector so far (watch mode exports it)."""
+        self._swept: float | None = None  # the clock at the last sweep
 
     def process(self, batch: EventBatch) -> list[Finding]:
         """Feed one batch; return the findings it opened or changed."""
@@ -42,6 +49,29 @@ class Engine:
                 start = time.perf_counter()
                 changed += detector.process(batch)
                 self.seconds[detector.name] += time.perf_counter() - start
+        self._keep(changed)
+        return changed
+
+    def flush(self, now: float) -> list[Finding]:
+        """Close and forget what ``now`` ends in every detector; return changed findings.
+
+        ``now`` is the clock the caller advances: event time in a replay, wall time in
+        watch. Call it as often as you like: it sweeps at most every ``FLUSH_EVERY_S``
+        (and again whenever the clock goes back), else returns at once. A detector
+        whose flush forgot or reported something has its time added to ``seconds``,
+        the sign watch reads to checkpoint it again.
+        """
+        if self._swept is not None and 0.0 <= now - self._swept < FLUSH_EVERY_S:
+            return []
+        self._swept = now
+        changed: list[Finding] = []
+        for detector in self.detectors:
+            start = time.perf_counter()
+            before = detector.size()
+            found = detector.flush(now)
+            if found or detector.size() != before:
+                self.seconds[detector.name] += time.perf_counter() - start
+            changed += found
         self._keep(changed)
         return changed
 

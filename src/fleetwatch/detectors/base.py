@@ -10,13 +10,27 @@ TOML overrides them (``config.py``).
 within ``gap_s`` of each other, so a flood of identical lines is one finding with a
 count. Evidence keeps the first and last few records, as ``file:line`` pointers with
 what they said.
+
+Forgetting
+    State has a lifetime: ``flush(now)`` closes and forgets every entry (an incident,
+    a job, a GPU's counters) that has not changed for its keep time (an incident's
+    gap, a config's ``forget_*_after_s``). Time here is the clock of the ``flush``
+    calls, not the events' stamps: a changed entry is stamped ``seen = None``, and the
+    next ``flush(now)`` stamps it ``now``; it is forgotten at the first ``flush(now)``
+    with ``now - seen > keep``. Event stamps cannot do this job: a node's boot-clock
+    stamps (plain dmesg) are seconds since boot, and a backlog read at start-up is
+    hours old, while neither has ended. Replay's clock is event time (the latest
+    event's time), so there an entry goes once ``last event + keep < now``, when no
+    later event could fold into it: forgetting never changes a finding. ``flush(None)``
+    (the input ended) closes windows and forgets nothing.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +54,15 @@ class Detector(Protocol):
         ...
 
     def flush(self, now: float | None) -> list[Finding]:
-        """Close what ``now`` ends (None: the input ended); return changed findings."""
+        """Close and forget what ``now`` ends (None: the input ended, forget nothing).
+
+        Returns the findings that closing changed. See "Forgetting" above.
+        """
+        ...
+
+    def size(self) -> int:
+        """How many entries its state holds (incidents, jobs, GPUs' series): what
+        ``flush`` bounds."""
         ...
 
     def state(self) -> dict[str, Any]:
@@ -97,6 +119,7 @@ class Incident:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=EVIDENCE_TAIL))
     attrs: dict[str, Any] = field(default_factory=dict)
     opened_ts: float | None = None  # the id's time: earlier evidence folded in later keeps it
+    seen: float | None = None  # the flush clock when it last changed; None: since the last flush
 
     def __post_init__(self) -> None:
         if self.opened_ts is None:
@@ -150,7 +173,68 @@ class IncidentBook:
         found.add(first_ts, count, first, last)
         if last_ts is not None:
             found.last_ts = last_ts if found.last_ts is None else max(found.last_ts, last_ts)
+        found.seen = None
         return found, new
+
+    def current(self, key: tuple[Any, ...], ts: float | None) -> Incident | None:
+        """``key``'s incident if an event at ``ts`` would fold into it, else None."""
+        found = self.open.get(key)
+        if found is None or ts is None or found.last_ts is None:
+            return found
+        return None if ts - found.last_ts > self.gap_s else found
+
+    def close(
+        self, now: float, lag_s: float = 0.0, busy: Container[tuple[Any, ...]] = ()
+    ) -> list[Incident]:
+        """Forget the incidents that did not change for ``gap_s + lag_s``; return them.
+
+        ``lag_s``: how far before the clock a later event's time may be when it reaches
+        the book (a window judged after it ends). ``busy``: keys still gathering events
+        for the book, never forgotten.
+        """
+        closed = []
+        keep = self.gap_s + lag_s
+        for key, incident in list(self.open.items()):
+            if incident.seen is None or key in busy:
+                incident.seen = now
+            elif now - incident.seen > keep:
+                closed.append(self.open.pop(key))
+        return closed
+
+
+K = TypeVar("K")
+
+
+def expire(seen: dict[K, float | None], now: float, keep: float) -> list[K]:
+    """Stamp the entries changed since the last flush (None) with ``now``; remove and
+    return those unchanged for longer than ``keep``."""
+    stale = []
+    for key, stamp in seen.items():
+        if stamp is None:
+            seen[key] = now
+        elif now - stamp > keep:
+            stale.append(key)
+    for key in stale:
+        del seen[key]
+    return stale
+
+
+def expire_stamped(table: dict[K, tuple[Any, ...]], width: int, now: float, keep: float) -> int:
+    """``expire`` for a table whose values end with their stamp (``width`` items).
+
+    A value one item short (saved before values had stamps) counts as changed.
+    Returns how many entries it removed.
+    """
+    stale = []
+    for key, value in table.items():
+        stamp = value[-1] if len(value) == width else None
+        if stamp is None:
+            table[key] = (*value[: width - 1], now)
+        elif now - stamp > keep:
+            stale.append(key)
+    for key in stale:
+        del table[key]
+    return len(stale)
 
 
 def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> tuple[float | None, float | None]:

@@ -22,6 +22,14 @@ Counters
     of a GPU is a baseline, except that volatile uncorrectable errors already present
     happened since the driver loaded, and are reported.
 
+Lifetime
+    A counter series is forgotten once it has had no sample for ``forget_gpu_after_s``
+    (default 7 days): a GPU back after longer starts from a new baseline, so errors
+    counted while it was away are not reported as new (and a volatile uncorrectable
+    count is reported again). Its corrected-error history goes with its last series;
+    an incident once it has not changed for ``gap_s``. Time is the ``flush`` clock
+    (see ``base``: "Forgetting").
+
 Evidence
     The samples and Xid records behind it (``file:line``, kind, value), first and last
     few.
@@ -39,6 +47,7 @@ from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
     describe,
+    expire_stamped,
     make_finding,
     pack,
     runs,
@@ -89,6 +98,8 @@ class Config:
     """Corrected ECC errors per hour above which a GPU gets a warning."""
     uncorrectable_remap_limit: int = 8
     """Rows remapped for uncorrectable errors at which a GPU is an RMA candidate."""
+    forget_gpu_after_s: float = 604800.0
+    """A counter series without samples for this long is forgotten (its baseline)."""
 
 
 class HbmEcc(Stateful):
@@ -100,8 +111,9 @@ class HbmEcc(Stateful):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.book = IncidentBook(self.config.gap_s)
-        # (node, pci, kind, scope, source) -> (last value, last time)
-        self.last: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
+        # (node, pci, kind, scope, source) -> (last value, last time, flush clock then);
+        # the clock is None until the next flush
+        self.last: dict[tuple[str, str, int, int, int], tuple[float, float, float | None]] = {}
         self.corrected: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self._due: list[tuple[int, _Evidence]] = []  # this batch's evidence, not yet folded
 
@@ -129,7 +141,17 @@ class HbmEcc(Stateful):
         return list(changed.values())
 
     def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        self.book.close(now)
+        if expire_stamped(self.last, 3, now, self.config.forget_gpu_after_s):
+            sampled = {(node, pci) for node, pci, *_ in self.last}
+            for gpu in [g for g in self.corrected if g not in sampled]:
+                del self.corrected[gpu]
         return []
+
+    def size(self) -> int:
+        return len(self.book.open) + len(self.last) + len(self.corrected)
 
     # -- evidence ----------------------------------------------------------------------
 
@@ -190,7 +212,7 @@ class HbmEcc(Stateful):
                 baseline[i] = True
             else:
                 previous_values[i] = previous[0]
-            last[key] = (value, when)
+            last[key] = (value, when, None)
         before[starts] = previous_values
         # a counter that went down was reset: the new value counts from zero
         rises = np.where(vals >= before, vals - before, vals)

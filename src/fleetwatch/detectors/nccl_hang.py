@@ -15,6 +15,13 @@ Pattern
     The finding is an error, ``restart_job``; it names the culprit with its node and
     GPU when the logs tell, so the operator can take that GPU out before restarting.
 
+Lifetime
+    A job is forgotten once it has had no record for ``forget_job_after_s`` (default
+    24 h): NCCL writes its ``Init COMPLETE`` lines only when a job starts, so a job
+    that hangs a day after its last record is reported without its ranks' hosts and
+    GPUs. An incident is forgotten once it has not changed for ``gap_s``. Time is the
+    ``flush`` clock (see ``base``: "Forgetting").
+
 Evidence
     The timeout and progress records (``file:line``, rank, sequence numbers).
 """
@@ -40,6 +47,8 @@ class Config:
 
     gap_s: float = 3600.0
     """Timeouts of one job closer than this are one incident."""
+    forget_job_after_s: float = 86400.0
+    """A job without records for this long is forgotten (its ranks, hosts, sequences)."""
 
 
 @register
@@ -49,6 +58,15 @@ class _Job:
     ranks: dict[int, dict[str, Any]] = field(default_factory=dict)  # rank -> init identity
     completed: dict[int, int] = field(default_factory=dict)  # rank -> last completed seq
     waiting: dict[int, int] = field(default_factory=dict)  # rank -> seq it timed out on
+    seen: float | None = None  # the flush clock at its last record; None: since the last flush
+
+
+def _stale(job: _Job, now: float, keep: float) -> bool:
+    """Whether ``job`` went without records for ``keep``; stamps a changed one ``now``."""
+    if job.seen is None:
+        job.seen = now
+        return False
+    return now - job.seen > keep
 
 
 _KIND_IDS = np.asarray(
@@ -116,6 +134,7 @@ class NcclHang(Stateful):
                 strict=True,
             ):
                 job = self.jobs.setdefault(self._name(batch, key), _Job())
+                job.seen = None
                 if what == KIND_ID["nccl_init"]:
                     job.world = max(job.world or 0, int(batch["value"][row]))
                     if rank not in job.ranks:
@@ -154,7 +173,16 @@ class NcclHang(Stateful):
         return out
 
     def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        self.book.close(now)
+        keep = self.config.forget_job_after_s
+        for name in [n for n, job in self.jobs.items() if _stale(job, now, keep)]:
+            del self.jobs[name]
         return []
+
+    def size(self) -> int:
+        return len(self.jobs) + len(self.book.open)
 
     def _culprit(self, job: _Job) -> tuple[int | None, str]:
         if job.completed:

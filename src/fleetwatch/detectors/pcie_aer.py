@@ -18,6 +18,12 @@ Pattern
     x16 is added to the evidence. The action is ``inspect_pcie``: reseat, check the
     riser and the slot.
 
+Lifetime
+    A GPU's replay baseline and link state, and a node's last GPU error, are forgotten
+    once they have had no sample for ``forget_gpu_after_s`` (default 24 h); an incident
+    once it has not changed for ``window_s``. Time is the ``flush`` clock (see
+    ``base``: "Forgetting").
+
 Evidence
     The AER reports (``file:line``, severity, error names) and replay samples.
 """
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 
@@ -34,6 +40,8 @@ from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
     describe,
+    expire,
+    expire_stamped,
     make_finding,
     pack,
     runs,
@@ -66,6 +74,8 @@ class Config:
     """PCIe replays per minute on an x16 Gen 5 link (DCGM's counter) that make a warning."""
     burst_s: float = 1.0
     """A port's error this close to a GPU's error is that GPU's."""
+    forget_gpu_after_s: float = 86400.0
+    """A GPU without replay or link samples for this long is forgotten (its baselines)."""
 
 
 class PcieAer(Stateful):
@@ -77,10 +87,13 @@ class PcieAer(Stateful):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.book = IncidentBook(self.config.window_s)
-        self.last_gpu_error: dict[str, tuple[float, str]] = {}  # node -> (time, gpu pci)
+        # node -> (time, gpu pci, flush clock then); the clock is None until the next flush
+        self.last_gpu_error: dict[str, tuple[float, str, float | None]] = {}
         self.replays: dict[tuple[str, str], tuple[float, float]] = {}  # -> (value, time)
         self.width: dict[tuple[str, str], float] = {}
         self.generation: dict[tuple[str, str], int] = {}
+        # (node, pci) -> the flush clock at its last sample; None: since the last flush
+        self.seen: dict[tuple[str, str], float | None] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
@@ -93,6 +106,7 @@ class PcieAer(Stateful):
             for row in links[::-1][last].tolist():
                 key = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.width[key] = float(batch["value"][row])
+                self.seen[key] = None
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
@@ -107,7 +121,24 @@ class PcieAer(Stateful):
         return list(out.values())
 
     def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        keep = self.config.forget_gpu_after_s
+        self.book.close(now)
+        expire_stamped(self.last_gpu_error, 3, now, keep)
+        for gpu in expire(self.seen, now, keep):
+            self.replays.pop(gpu, None)
+            self.width.pop(gpu, None)
+            self.generation.pop(gpu, None)
         return []
+
+    def size(self) -> int:
+        return len(self.book.open) + len(self.last_gpu_error) + len(self.seen)
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        super().restore(saved)
+        for gpu in (*self.replays, *self.width, *self.generation):
+            self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
     def _aer(self, batch: EventBatch, row: int) -> Finding | None:
         node = batch.strings[batch["node"][row]]
@@ -116,7 +147,7 @@ class PcieAer(Stateful):
         ts = None if raw_ts != raw_ts else raw_ts
         detail = batch.value("detail", row) or ""
         if _NVIDIA.search(detail) and ts is not None:
-            self.last_gpu_error[node] = (ts, pci)
+            self.last_gpu_error[node] = (ts, pci, None)
         else:
             recent = self.last_gpu_error.get(node)
             if recent is not None and ts is not None and abs(ts - recent[0]) <= self.config.burst_s:
@@ -149,6 +180,7 @@ class PcieAer(Stateful):
             if previous is not None:
                 before[start], then[start] = previous
             self.replays[key] = (float(vals[end - 1]), float(times[end - 1]))
+            self.seen[key] = None
             limits[start:end] = self._replay_limit(*key)
         # a counter that went down was reset: the new value counts from zero
         rise = np.where(vals >= before, vals - before, vals)

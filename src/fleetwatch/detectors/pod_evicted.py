@@ -12,6 +12,11 @@ Pattern
       SXid or fallen-off-the-bus record) are that fault's impact: the finding says so,
       at info, and names the fault; it is not reported as a cause of its own.
 
+Lifetime
+    A node's last GPU fault is forgotten once it has not changed for ``after_fault_s``
+    (no eviction after that is its impact); an incident once it has not changed for
+    ``window_s``. Time is the ``flush`` clock (see ``base``: "Forgetting").
+
 Evidence
     The eviction and NotReady events (``file:line``, pod, reason, detail).
 """
@@ -27,6 +32,7 @@ from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
     describe,
+    expire_stamped,
     make_finding,
     pack,
     segments,
@@ -65,7 +71,9 @@ class PodEvicted(Stateful):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.book = IncidentBook(self.config.window_s)
-        self.faults: dict[str, tuple[float, str]] = {}  # node -> (time, what) of last fault
+        # node -> (time, what, flush clock then) of its last fault; the clock is None until
+        # the next flush
+        self.faults: dict[str, tuple[float, str, float | None]] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
@@ -79,7 +87,7 @@ class PodEvicted(Stateful):
                     "xid": f"Xid {batch.value('code', row)}",
                     "sxid": f"SXid {batch.value('code', row)}",
                 }.get(batch.value("kind", row), "Xid 79 (fallen off the bus)")
-                self.faults[batch.strings[node_id]] = (float(ts[row]), what)
+                self.faults[batch.strings[node_id]] = (float(ts[row]), what, None)
         rows = np.flatnonzero(
             (kind == KIND_ID["pod_evicted"]) | (kind == KIND_ID["node_not_ready"])
         )
@@ -94,7 +102,14 @@ class PodEvicted(Stateful):
         return out
 
     def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        self.book.close(now)
+        expire_stamped(self.faults, 3, now, self.config.after_fault_s)
         return []
+
+    def size(self) -> int:
+        return len(self.book.open) + len(self.faults)
 
     def _evictions(self, batch: EventBatch, node: str, members: np.ndarray) -> Finding:
         first, last = int(members[0]), int(members[-1])

@@ -14,6 +14,16 @@ Pattern
     Idle (0x1) and SW power cap (0x4) are how a GPU rests and how it runs at full
     load: never findings.
 
+Lifetime
+    A GPU's window is judged (closed) when the GPU's next sample falls in a later
+    window, once it has had no sample for ``window_s``, or at the end of input. A GPU
+    (temperature, names) is forgotten once it has had no sample for
+    ``forget_gpu_after_s`` (default 1 h: a temperature that old says nothing); a
+    node's judged windows once none of its GPUs has a window open; an incident once it
+    has not changed for three windows (its two-window gap, and the window a verdict
+    can lag its samples) while its GPU has no window open. Time is the ``flush`` clock
+    (see ``base``: "Forgetting").
+
 Evidence
     The first and last thermal samples (``file:line``, reason bitmask).
 """
@@ -21,11 +31,19 @@ Evidence
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.detectors.base import Incident, IncidentBook, describe, make_finding, pack, runs
+from fleetwatch.detectors.base import (
+    Incident,
+    IncidentBook,
+    describe,
+    expire,
+    make_finding,
+    pack,
+    runs,
+)
 from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -46,6 +64,8 @@ class Config:
     """Fewer samples in a window say nothing."""
     hot_c: float = 85.0
     """HW slowdown at or above this temperature counts as thermal."""
+    forget_gpu_after_s: float = 3600.0
+    """A GPU without samples for this long is forgotten (its temperature and names)."""
 
 
 @register
@@ -57,6 +77,18 @@ class _Window:
     first: str | None = None
     last: str | None = None
     last_ts: float = 0.0
+    seen: float | None = None  # the flush clock at its last sample; None: since the last flush
+
+
+def _ended(window: _Window, now: float | None, keep: float) -> bool:
+    """Whether ``window`` is over at ``now`` (None: the input ended); a window changed
+    since the last flush is stamped ``now``."""
+    if now is None:
+        return True
+    if window.seen is None:
+        window.seen = now
+        return False
+    return now - window.seen > keep
 
 
 class ThermalThrottle(Stateful):
@@ -73,6 +105,8 @@ class ThermalThrottle(Stateful):
         # node -> window start -> gpu -> (its window, its incident when throttling)
         self.verdicts: dict[str, dict[float, dict[str, tuple[_Window, Incident | None]]]] = {}
         self.identity: dict[tuple[str, str], dict[str, object]] = {}
+        # (node, pci) -> the flush clock at its last sample; None: since the last flush
+        self.seen: dict[tuple[str, str], float | None] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
@@ -80,9 +114,9 @@ class ThermalThrottle(Stateful):
         if temps.size:  # only each GPU's latest temperature matters
             _, last = np.unique(pack(batch["node"][temps], pci[temps])[::-1], return_index=True)
             for row in temps[::-1][last].tolist():
-                self.temperature[batch.strings[batch["node"][row]], batch.strings[pci[row]]] = (
-                    float(batch["value"][row])
-                )
+                gpu = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
+                self.temperature[gpu] = float(batch["value"][row])
+                self.seen[gpu] = None
         rows = np.flatnonzero((kind == KIND_ID["clock_event"]) & (pci >= 0) & ~np.isnan(ts))
         if rows.size == 0:
             return []
@@ -99,6 +133,7 @@ class ThermalThrottle(Stateful):
             first = int(rows[start])
             key = (batch.strings[batch["node"][first]], batch.strings[pci[first]])
             keys.append(key)
+            self.seen[key] = None
             if key not in self.identity:
                 self.identity[key] = {
                     "gpu": batch.value("gpu", first),
@@ -126,10 +161,29 @@ class ThermalThrottle(Stateful):
 
     def flush(self, now: float | None) -> list[Finding]:
         out: dict[str, Finding] = {}
-        for key in list(self.windows):
+        for key in [k for k, w in self.windows.items() if _ended(w, now, self.config.window_s)]:
             for finding in self._close(key):
                 out[finding.id] = finding
+        if now is None:
+            return list(out.values())
+        # a window reaches the book when judged, up to a window after its samples
+        self.book.close(now, self.config.window_s, busy=self.windows)
+        for gpu in expire(self.seen, now, self.config.forget_gpu_after_s):
+            self.temperature.pop(gpu, None)
+            self.identity.pop(gpu, None)
+        judging = {node for node, _ in self.windows}
+        for node in [n for n in self.verdicts if n not in judging]:
+            del self.verdicts[node]  # a window it opens later is judged afresh
         return list(out.values())
+
+    def size(self) -> int:
+        judged = sum(len(by_start) for by_start in self.verdicts.values())
+        return len(self.book.open) + len(self.windows) + len(self.seen) + judged
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        super().restore(saved)
+        for gpu in (*self.temperature, *self.identity):
+            self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
     def _add(
         self,
@@ -148,6 +202,7 @@ class ThermalThrottle(Stateful):
         if window is None:
             window = self.windows[key] = _Window(start=window_start)
         window.samples += int(members.size)
+        window.seen = None
         window.last_ts = float(batch["ts"][members[-1]])
         hits = members[thermal]
         if hits.size:

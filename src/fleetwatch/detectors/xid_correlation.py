@@ -26,6 +26,16 @@ Job
     before the trailing ordinal); failing that, the process name the Xid names on
     that node.
 
+Lifetime
+    An incident is forgotten once it has not changed for its window (``gap_s``,
+    ``app_window_s``, ``node_window_s``; an RMA incident for twice ``rma_window_s``,
+    since a new fatal Xid extends it from the oldest one in its window). A GPU (its
+    fatal history, job and names) is forgotten once it has had no event here for
+    ``rma_window_s`` (default 24 h): its fatal Xids are then out of the RMA window.
+    Xid 45 counts for the incident of the Xid it names only while that incident is
+    open (within ``gap_s``). Time is the ``flush`` clock (see ``base``:
+    "Forgetting").
+
 Evidence
     The Xid records (``file:line``, code, text), first and last few.
 """
@@ -39,7 +49,14 @@ from typing import Any, ClassVar, Final
 import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid
-from fleetwatch.detectors.base import IncidentBook, describe, make_finding, segments, span
+from fleetwatch.detectors.base import (
+    IncidentBook,
+    describe,
+    expire,
+    make_finding,
+    segments,
+    span,
+)
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -98,6 +115,8 @@ class XidCorrelation(Stateful):
         self.fatal: dict[tuple[str, str], list[float]] = {}  # (node, pci) -> incident times
         self.workload: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self.identity: dict[tuple[str, str], dict[str, Any]] = {}
+        # (node, pci) -> the flush clock at its last event here; None: since the last flush
+        self.seen: dict[tuple[str, str], float | None] = {}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -114,7 +133,28 @@ class XidCorrelation(Stateful):
         return out
 
     def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        for book in (self.gpu, self.app, self.node, self.switch, self.memory):
+            book.close(now)
+        # an RMA incident is touched from its window's oldest fatal Xid, a window back
+        self.rma.close(now, self.config.rma_window_s)
+        for gpu in expire(self.seen, now, self.config.rma_window_s):
+            self.fatal.pop(gpu, None)
+            self.workload.pop(gpu, None)
+            self.identity.pop(gpu, None)
         return []
+
+    def size(self) -> int:
+        return sum(len(book.open) for book in self._books()) + len(self.seen)
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        super().restore(saved)
+        for gpu in (*self.fatal, *self.workload, *self.identity):
+            self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
+
+    def _books(self) -> tuple[IncidentBook, ...]:
+        return (self.gpu, self.app, self.node, self.switch, self.rma, self.memory)
 
     def _learn_workloads(self, batch: EventBatch) -> None:
         rows = np.flatnonzero((batch["pod"] >= 0) & (batch["pci"] >= 0))
@@ -132,10 +172,9 @@ class XidCorrelation(Stateful):
             axis=1,
         )
         for node, pci, pod, namespace in keys.T.tolist():
-            self.workload[batch.strings[node], batch.strings[pci]] = (
-                batch.string(pod),
-                batch.string(namespace),
-            )
+            gpu = (batch.strings[node], batch.strings[pci])
+            self.workload[gpu] = (batch.string(pod), batch.string(namespace))
+            self.seen[gpu] = None
 
     def _job(self, node: str, pci: str | None, process: str | None) -> tuple[str, dict[str, Any]]:
         """Who ran on the GPU: the job from pod labels, else the process on this node."""
@@ -182,14 +221,16 @@ class XidCorrelation(Stateful):
             "uuid": batch.value("uuid", first),
             "serial": batch.value("serial", first),
         }
-        known = self.identity.setdefault((node, pci or ""), {})
+        gpu = (node, pci or "")
+        self.seen[gpu] = None
+        known = self.identity.setdefault(gpu, {})
         known.update({k: v for k, v in identity.items() if v is not None})
         identity.update(known)
         entry = xid(code)
         detail = batch.value("detail", last) or ""
         if code == 45 and (m := _CAUSED_BY.search(detail)):
             cause_key = (node, pci, int(m[1]))
-            if cause_key in self.gpu.open:
+            if self.gpu.current(cause_key, first_ts) is not None:  # still open
                 incident, _ = self.gpu.touch(
                     cause_key,
                     first_ts,
