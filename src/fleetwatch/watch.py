@@ -227,7 +227,7 @@ class Watch:
                 self._report_failures()
                 now = time.monotonic()
                 if now - last_tick >= 1.0:
-                    self._pending += self.lifecycle.tick(time.time())
+                    self._tick(time.time())
                     last_tick = now
                 interval = self.plan.settings.commit_interval_s
                 due = self._pending or (dirty and now - last_commit >= interval)
@@ -270,6 +270,18 @@ class Watch:
         if position is not None:
             self.positions[name] = position
             self._moved = True
+
+    def _tick(self, wall: float) -> None:
+        """Once a second: detectors forget what their keep times end, quiet findings resolve.
+
+        The detectors age their state on this clock, not on the events' stamps (a
+        boot-clock dmesg and an old backlog are both read now).
+        """
+        found = self.engine.flush(wall)
+        self.engine.findings.clear()  # the lifecycle keeps what is open
+        self._changed.update((f.id, f) for f in found)
+        self._pending += self.lifecycle.update(found, wall)
+        self._pending += self.lifecycle.tick(wall)
 
     def _try_commit(self, now: float) -> bool:
         """Commit; on a full disk, keep it all for a later try (True: committed)."""

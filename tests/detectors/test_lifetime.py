@@ -371,6 +371,6 @@ def test_without_flush_the_same_fleet_outgrows_the_bound() -> None:
     assert biggest > ENTRIES_PER_ENTITY * per_step * kept_steps
 
 
-@pytest.mark.slow
+@pytest.mark.bench  # minutes: `make test-bench`, which CI runs
 def test_state_stays_bounded_while_a_million_gpus_and_125_000_jobs_come_and_go() -> None:
     assert_bounded(per_step=20_000, steps=50, step_s=300.0, live_steps=1)

@@ -7,12 +7,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import pytest
 
+from fleetwatch.events import concat
+from fleetwatch.sources import read_paths
+from fleetwatch.watch import Watch, load_plan
 from tests.sources.test_quiet_tail import FATAL_AER
 from tests.watch.live import Watcher, caught_up, transitions, wait_for
 
@@ -87,3 +91,27 @@ def test_a_kill_inside_the_very_first_commit_doubles_no_line(tmp_path: Path) -> 
     finally:
         assert again.stop() == 0
     assert [t for _, t in transitions(jsonl)] == ["new"]
+
+
+def test_the_tick_lets_detectors_forget_what_their_keep_times_end(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "kern.log"
+    log.parent.mkdir()
+    log.write_text(xid79("gpu-node-1", "0000:3b:00") + xid79("gpu-node-2", "0000:5e:00"))
+    plan = load_plan(None, {"follow": [str(log.parent)], "from_start": True,
+                            "store": str(tmp_path / "w.db")})  # fmt: skip
+    watch = Watch(dataclasses.replace(plan, console=False))
+    try:
+        events = concat(list(read_paths([str(log.parent)])))
+        watch._apply("file", [events], None)
+        xid = next(d for d in watch.engine.detectors if d.name == "xid_correlation")
+        assert xid.size() > 0
+        now = time.time()
+        watch._tick(now)  # the first sweep stamps what it sees
+        watch._commit()
+        held = len(json.dumps(watch.store.checkpoints()["xid_correlation"]))
+        watch._tick(now + 3 * 86400)  # days later on the watch's clock: all of it is over
+        assert xid.size() == 0
+        watch._commit()
+        assert len(json.dumps(watch.store.checkpoints()["xid_correlation"])) < held
+    finally:
+        watch.store.close()
