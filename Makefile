@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
-	gpu-check chaos clean
+	bench-state gpu-check chaos clean
 
 install: $(STAMP)
 
@@ -71,6 +71,10 @@ bench-check: bench-allocs-check bench-delta-check
 # Watch latency: a line appended to a followed file -> its finding at a loopback webhook (p50, p99).
 bench-latency: install
 	$(BIN)/python -m bench.watch_latency --findings 200
+
+# Bytes of detector state per 10,000 live GPUs and jobs, with and without forgetting.
+bench-state: install
+	$(BIN)/python -m bench.state_size
 
 # Crash consistency: 100 kill -9 of a real watch against an uninterrupted run (minutes).
 chaos: install
