@@ -127,16 +127,16 @@ class _Reader:
             self._raw.close()
 
 
-def _open(item: Input, stats: ReadStats) -> tuple[_Reader, float]:
-    """The input's reader and its modification time."""
+def _open(item: Input) -> tuple[BinaryIO, float]:
+    """The input's bytes and its modification time."""
     if item.path is None:
-        return _Reader(sys.stdin.buffer, stats), time.time()
+        return sys.stdin.buffer, time.time()
     try:
         raw = item.path.open("rb")
         mtime = item.path.stat().st_mtime
     except OSError as exc:
         raise InputError(f"cannot read {item.name}: {exc.strerror or exc}") from exc
-    return _Reader(raw, stats), mtime
+    return raw, mtime
 
 
 _JSON_ITEMS: Final = re.compile(r'^\s*\[|"items"\s*:\s*\[')
@@ -237,6 +237,20 @@ def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     yield from LineStream(ctx).run(stream, head)
 
 
+def read_input(raw: BinaryIO, ctx: FileContext) -> Iterator[None]:
+    """Read one input's bytes into ``ctx``, yielding after each chunk; ``raw`` is closed.
+
+    The events wait in ``ctx.ready`` (``ctx.take()`` seals the last ones). ``read_paths``
+    reads every file so; bytes in memory read the same way through
+    ``io.BufferedReader(io.BytesIO(data))`` (the fuzzer, tests).
+    """
+    stream = _Reader(raw, ctx.stats)
+    try:
+        yield from _read_one(stream, ctx)
+    finally:
+        stream.close()
+
+
 def read_paths(
     paths: list[str], options: ReadOptions | None = None, stats: ReadStats | None = None
 ) -> Iterator[EventBatch]:
@@ -249,15 +263,12 @@ def read_paths(
     identities = Identities()
     builder = BatchBuilder()
     for item in expand(paths):
-        stream, mtime = _open(item, stats)
+        raw, mtime = _open(item)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)
-        try:
-            for _ in _read_one(stream, ctx):
-                yield from ctx.ready
-                ctx.ready.clear()
-        finally:
-            stream.close()
+        for _ in read_input(raw, ctx):
+            yield from ctx.ready
+            ctx.ready.clear()
         yield from ctx.ready
     if len(builder):
         yield builder.seal()
