@@ -1,0 +1,112 @@
+"""One test per class of crash the fuzzer (``bench/fuzz.py``) found, fixed in its reader.
+
+Each record here once raised inside its reader, or reached a batch in a form no output
+can write, or took time quadratic in its length. Now the reader that knows the record
+counts it with its own reason (``json too deep``, ``kmsg out of range``, …), its
+neighbours are read, and nothing reaches the stream's generic net: no reason counted
+under ``stream`` or ``file``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Parsed, parse_text
+
+XID = (
+    "Jun  4 10:29:43 gpu-node-17 kernel: [ 1843.308145] NVRM: Xid (PCI:0000:3b:00): 79, "
+    "pid=2761, name=python, GPU has fallen off the bus.\n"
+)
+BIG = [str(2**63), str(2**64), str(10**30), "9" * 5000]  # 5000: past int()'s digit limit
+N = 1_000_000  # just under the line limit: quadratic patterns took minutes to hours here
+
+
+def _journal(message: Any, **fields: Any) -> str:
+    entry = {"__REALTIME_TIMESTAMP": "1722830053123456", "_HOSTNAME": "gpu-node-7"}
+    entry.update(fields)
+    entry["MESSAGE"] = message
+    return json.dumps(entry) + "\n"
+
+
+def _around(tmp_path: Path, record: str, name: str = "gpu-node-1.log") -> Parsed:
+    """``record`` between two Xid lines; both Xids must be read, whatever it is."""
+    found = parse_text(tmp_path, XID + record + XID, name=name)
+    last = 2 + record.count("\n")
+    xids = [e["line"] for e in found if e["kind"] == "xid" and e["source"] == "kmsg"]
+    assert xids[0] == 1 and xids[-1] == last, xids
+    assert not {reader for reader, _ in found.stats.unreadable} & {"stream", "file"}
+    return found
+
+
+@contextmanager
+def _within(seconds: float) -> Iterator[None]:
+    """Fail when the body runs longer than ``seconds`` (instead of running for hours)."""
+
+    def _late(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"took longer than {seconds} s: quadratic in the line?")
+
+    previous = signal.signal(signal.SIGALRM, _late)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _in_linear_time(tmp_path: Path, line: str) -> None:
+    started = time.perf_counter()
+    with _within(10.0):
+        _around(tmp_path, line + "\n")
+    assert time.perf_counter() - started < 10.0
+
+
+# --- kernel log (kmsg) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("big", BIG)
+@pytest.mark.parametrize(
+    "record",
+    [
+        "kernel: NVRM: Xid (PCI:0000:3b:00): {n}, pid=1, name=x, Graphics Exception\n",
+        "kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid={n}, name=x, GPU has fallen off the bus\n",
+        "kernel: nvidia-nvswitch3: SXid (PCI:0000:05:00.0): {n}, Fatal, Link 44 fatal error\n",
+    ],
+)
+def test_a_kernel_number_past_int64_is_counted_out_of_range(
+    tmp_path: Path, record: str, big: str
+) -> None:
+    found = _around(tmp_path, record.format(n=big))
+    assert len(found) == 2
+    assert found.stats.unreadable == {("kmsg", "out of range"): 1}
+
+
+def test_a_pid_of_digits_int_refuses_is_no_pid(tmp_path: Path) -> None:
+    found = _around(tmp_path, "kernel: NVRM: Xid (PCI:0000:3b:00): 13, pid=\u00b2, name=x, E\n")
+    assert [(e["code"], e.get("pid")) for e in found] == [(79, 2761), (13, None), (79, 2761)]
+
+
+def test_an_aer_bit_past_any_register_keeps_its_name(tmp_path: Path) -> None:
+    report = (
+        "pcieport 0000:3b:00.0: AER: PCIe Bus Error: severity=Corrected, type=Physical Layer, "
+        "(Receiver ID)\n"
+        f"pcieport 0000:3b:00.0:    [{'9' * 5000}] RxErr                  (First)\n"
+    )
+    found = _around(tmp_path, report)
+    assert [e["detail"] for e in found.of("aer")] == ["Physical Layer: RxErr (First)"]
+
+
+def test_an_aer_bit_line_with_a_long_run_of_spaces_reads_in_linear_time(tmp_path: Path) -> None:
+    report = (
+        "pcieport 0000:3b:00.0: AER: PCIe Bus Error: severity=Corrected, type=Physical Layer\n"
+        "pcieport 0000:3b:00.0:    [ 0] Rx" + " " * N + "Err"
+    )
+    _in_linear_time(tmp_path, report)
