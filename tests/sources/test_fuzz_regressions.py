@@ -110,3 +110,37 @@ def test_an_aer_bit_line_with_a_long_run_of_spaces_reads_in_linear_time(tmp_path
         "pcieport 0000:3b:00.0:    [ 0] Rx" + " " * N + "Err"
     )
     _in_linear_time(tmp_path, report)
+
+
+# --- dcgm-exporter ----------------------------------------------------------------------
+
+DCGM_XID = (
+    'DCGM_FI_DEV_XID_ERRORS{{gpu="{gpu}",UUID="GPU-5fc0bcec-8a5a-7f5e-c1a3-9d6b2e0f4a11",'
+    'pci_bus_id="00000000:3B:00.0",Hostname="gpu-node-17"}} 48{stamp}\n'
+)
+
+
+@pytest.mark.parametrize("gpu", [str(2**31), str(2**63), "9" * 5000])
+def test_a_dcgm_gpu_label_past_int32_is_out_of_range_and_teaches_nothing(
+    tmp_path: Path, gpu: str
+) -> None:
+    # The index was once learned for the PCI address before the event was refused:
+    # every later event of that GPU then took it, and was refused too.
+    xid_17 = XID.replace("gpu-node-17 kernel", "gpu-node-17 kernel:").replace(": [", " [")
+    text = DCGM_XID.format(gpu=gpu, stamp="") + xid_17
+    found = parse_text(tmp_path, text, name="gpu-node-17.log")
+    assert [(e["source"], e.get("gpu")) for e in found] == [("kmsg", None)]
+    assert found.stats.unreadable == {("dcgm", "out of range"): 1}
+
+
+def test_a_dcgm_gpu_label_of_digits_int_refuses_is_no_index(tmp_path: Path) -> None:
+    found = _around(tmp_path, DCGM_XID.format(gpu="\u00b2", stamp=""))
+    assert [(e["code"], e.get("gpu")) for e in found.of("xid") if e["source"] == "dcgm"] == [
+        (48, None)
+    ]
+
+
+@pytest.mark.parametrize("stamp", [str(2**63), "9" * 400, "9" * 5000])
+def test_a_dcgm_time_stamp_past_int64_is_out_of_range(tmp_path: Path, stamp: str) -> None:
+    found = _around(tmp_path, DCGM_XID.format(gpu="0", stamp=" " + stamp))
+    assert found.stats.unreadable == {("dcgm", "out of range"): 1}
