@@ -144,3 +144,63 @@ def test_a_dcgm_gpu_label_of_digits_int_refuses_is_no_index(tmp_path: Path) -> N
 def test_a_dcgm_time_stamp_past_int64_is_out_of_range(tmp_path: Path, stamp: str) -> None:
     found = _around(tmp_path, DCGM_XID.format(gpu="0", stamp=" " + stamp))
     assert found.stats.unreadable == {("dcgm", "out of range"): 1}
+
+
+# --- NCCL -------------------------------------------------------------------------------
+
+NCCL_INIT = (
+    "gpu-node-3:2345:2345 [0] NCCL INFO comm 0x55d1c2a0 rank {rank} nranks {nranks} cudaDev 0 "
+    "nvmlDev {nvml} busId 3b000 commId 0x1f2e3d4c5b6a7980 - Init COMPLETE\n"
+)
+NCCL_TIMEOUT = (
+    "[rank{rank}]:[E1126 15:59:33.302415342 ProcessGroupNCCL.cpp:689] [Rank {rank}] "
+    "Watchdog caught collective operation timeout: WorkNCCL(SeqNum={seq}, OpType=ALLREDUCE, "
+    "NumelIn=1, NumelOut=1, Timeout(ms)=3000) ran for 3059 milliseconds before timing out.\n"
+)
+
+
+@pytest.mark.parametrize("big", [*BIG, "9" * 400])
+@pytest.mark.parametrize(
+    "record",
+    [
+        NCCL_INIT.format(rank="{n}", nranks=4, nvml=0),
+        NCCL_INIT.format(rank=0, nranks="{n}", nvml=0),
+        NCCL_TIMEOUT.format(rank="{n}", seq=4),
+        NCCL_TIMEOUT.format(rank=0, seq="{n}"),
+        "[rank0]:[E1126 15:59:33.3 ProcessGroupNCCL.cpp:1] failure detected by watchdog at "
+        "work sequence id: 4 PG status: last enqueued work: {n}, last completed work: 3\n",
+    ],
+)
+def test_an_nccl_number_past_int64_is_counted_out_of_range(
+    tmp_path: Path, record: str, big: str
+) -> None:
+    found = _around(tmp_path, record.replace("{n}", big))
+    assert found.stats.unreadable == {("nccl", "out of range"): 1}
+
+
+def test_an_nccl_nvml_index_past_int32_is_out_of_range_and_teaches_nothing(
+    tmp_path: Path,
+) -> None:
+    xid_node_3 = XID.replace("gpu-node-17", "gpu-node-3")
+    text = NCCL_INIT.format(rank=0, nranks=4, nvml=2**31) + xid_node_3
+    found = parse_text(tmp_path, text)
+    assert [(e["kind"], e.get("gpu")) for e in found] == [("xid", None)]
+    assert found.stats.unreadable == {("nccl", "out of range"): 1}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # the host of "host:pid:tid [dev] NCCL", tried inside a long run of name characters
+        "NCCL " + "0" * N,
+        # "- Init COMPLETE" looked for after every "rank N nranks" of the line
+        "gpu-node-3:1:1 [0] NCCL INFO "
+        + "rank 0 nranks 4 cudaDev 0 busId 7000 " * (N // 40)
+        + "Init COMPLETE",
+        # a WorkNCCL( or an [F… tag, each read to the end of the line
+        "NCCL WARN timeout " + "WorkNCCL(SeqNum=1, OpType=ALLREDUCE, " * (N // 40),
+        "NCCL " + "[F1126 ProcessGroup" * (N // 20),
+    ],
+)
+def test_a_long_nccl_line_reads_in_linear_time(tmp_path: Path, line: str) -> None:
+    _in_linear_time(tmp_path, line)
