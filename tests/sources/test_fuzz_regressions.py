@@ -204,3 +204,96 @@ def test_an_nccl_nvml_index_past_int32_is_out_of_range_and_teaches_nothing(
 )
 def test_a_long_nccl_line_reads_in_linear_time(tmp_path: Path, line: str) -> None:
     _in_linear_time(tmp_path, line)
+
+
+# --- nvidia-smi -----------------------------------------------------------------------
+
+SMI_TEXT = """
+==============NVSMI LOG==============
+
+Timestamp                                 : Tue Jun  4 10:15:00 2024
+Driver Version                            : 470.182.03
+
+Attached GPUs                             : {attached}
+GPU 00000000:07:00.0
+    GPU UUID                              : GPU-11111111-2222-3333-4444-555555555555
+    Temperature
+        GPU Current Temp                  : 88 C
+
+"""
+
+
+@pytest.mark.parametrize("attached", ["9" * 400, "9" * 5000, "-1"])
+def test_an_smi_report_attaching_no_count_of_gpus_is_read_without_indexes(
+    tmp_path: Path, attached: str
+) -> None:
+    found = _around(tmp_path, SMI_TEXT.format(attached=attached))
+    assert [(e["value"], e.get("gpu")) for e in found.of("temperature")] == [(88.0, None)]
+    xml = (
+        '<?xml version="1.0" ?>\n<nvidia_smi_log>\n'
+        f"<attached_gpus>{attached}</attached_gpus>\n"
+        '<gpu id="00000000:07:00.0">\n<temperature><gpu_temp>88 C</gpu_temp></temperature>\n'
+        "</gpu>\n</nvidia_smi_log>\n"
+    )
+    found = parse_text(tmp_path, xml, name="smi.xml")
+    assert [(e["value"], e.get("gpu")) for e in found.of("temperature")] == [(88.0, None)]
+    assert found.stats.unreadable == {}
+
+
+CSV_HEAD = "timestamp, index, pci.bus_id, temperature.gpu, clocks_throttle_reasons.active\n"
+CSV_ROW = "2024/06/04 10:15:00.125, {index}, 00000000:07:00.0, {temp}, {mask}\n"
+
+
+def _csv(tmp_path: Path, *rows: str) -> Parsed:
+    good = CSV_ROW.format(index=0, temp=40, mask="0x0")
+    found = parse_text(tmp_path, CSV_HEAD + good + "".join(rows) + good, name="q.csv")
+    assert [e["line"] for e in found.of("temperature")][::2][:1] == [2]
+    assert found.of("temperature")[-1]["line"] == 3 + len(rows)
+    return found
+
+
+def test_a_csv_row_the_csv_parser_refuses_is_a_malformed_row(tmp_path: Path) -> None:
+    found = _csv(tmp_path, CSV_ROW.format(index=0, temp="9" * 200_000, mask="0x0"))
+    assert found.stats.unreadable == {("smi", "malformed csv row"): 1}
+
+
+@pytest.mark.parametrize("index", [str(2**31), "9" * 5000])
+def test_a_csv_index_past_int32_is_out_of_range(tmp_path: Path, index: str) -> None:
+    found = _csv(tmp_path, CSV_ROW.format(index=index, temp=50, mask="0x0"))
+    assert [e["value"] for e in found.of("temperature")] == [40.0, 40.0]
+    assert found.stats.unreadable == {("smi", "out of range"): 1}
+
+
+def test_a_csv_index_of_digits_int_refuses_is_no_index(tmp_path: Path) -> None:
+    row = CSV_ROW.format(index="\u00b2", temp=50, mask="0x0").replace("07:00", "0F:00")
+    found = _csv(tmp_path, row)
+    assert [(e["value"], e.get("gpu")) for e in found.of("temperature")] == [
+        (40.0, 0),
+        (50.0, None),
+        (40.0, 0),
+    ]
+    assert found.stats.unreadable == {}
+
+
+def test_a_csv_clock_mask_past_64_bits_is_out_of_range(tmp_path: Path) -> None:
+    found = _csv(tmp_path, CSV_ROW.format(index=0, temp=50, mask="0x" + "f" * 300))
+    assert [e["value"] for e in found.of("temperature")] == [40.0, 50.0, 40.0]
+    assert found.stats.unreadable == {("smi", "out of range"): 1}
+
+
+def test_a_csv_time_with_5000_fraction_digits_reads(tmp_path: Path) -> None:
+    row = CSV_ROW.format(index=0, temp=50, mask="0x0").replace(".125", "." + "1" * 5000)
+    found = _csv(tmp_path, row)
+    assert [e["ts"] for e in found.of("temperature")][1] == pytest.approx(1717496100.111111111)
+
+
+def test_a_report_line_with_a_long_run_of_spaces_reads_in_linear_time(tmp_path: Path) -> None:
+    _in_linear_time(tmp_path, SMI_TEXT.format(attached=1).rstrip("\n") + "\n    T" + " " * N + "x")
+
+
+def test_a_long_first_line_of_spaces_is_read_in_linear_time(tmp_path: Path) -> None:
+    # Every file's first 64 KiB line is checked for a --query-gpu CSV header, unit by
+    # unit: a quadratic look for "[W]" at its end took 11 s here; now milliseconds.
+    with _within(3.0):
+        found = parse_text(tmp_path, "a,x" + " " * 60_000 + "y\n" + XID)
+    assert [e["line"] for e in found] == [2]
