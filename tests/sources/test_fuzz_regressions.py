@@ -297,3 +297,55 @@ def test_a_long_first_line_of_spaces_is_read_in_linear_time(tmp_path: Path) -> N
     with _within(3.0):
         found = parse_text(tmp_path, "a,x" + " " * 60_000 + "y\n" + XID)
     assert [e["line"] for e in found] == [2]
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+EVICTED: dict[str, Any] = {
+    "kind": "Event",
+    "reason": "Evicted",
+    "message": "The node was low on resource: memory.",
+    "involvedObject": {"kind": "Pod", "name": "trainer-0", "namespace": "ml"},
+    "metadata": {"name": "trainer-0.17", "namespace": "ml"},
+    "source": {"host": "gpu-node-9"},
+}
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("metadata",), -1e308),
+        (("metadata",), [1]),
+        (("involvedObject", "name"), [1, "a", None]),
+        (("involvedObject", "namespace"), 2**31),
+        (("involvedObject", "kind"), {}),
+        (("involvedObject", "namespace"), True),
+    ],
+)
+def test_an_event_with_a_name_or_part_of_the_wrong_type_is_malformed(
+    tmp_path: Path, where: tuple[str, ...], value: Any
+) -> None:
+    event = json.loads(json.dumps(EVICTED))
+    node = event
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    found = _around(tmp_path, json.dumps(event) + "\n")
+    assert found.stats.unreadable == {("k8s", "malformed event"): 1}
+
+
+def test_an_event_with_a_message_that_is_no_string_is_read_without_it(tmp_path: Path) -> None:
+    found = _around(tmp_path, json.dumps({**EVICTED, "message": {"a": [1]}}) + "\n")
+    assert [(e["pod"], e.get("detail")) for e in found.of("pod_evicted")] == [("trainer-0", None)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ml  " + "9" * N + "m  Warning  Evicted  pod/x  The node was low on resource: memory.",
+        "eviction manager: " + "pods a_b(" * (N // 10),
+    ],
+)
+def test_a_long_kubernetes_line_reads_in_linear_time(tmp_path: Path, line: str) -> None:
+    # the digits of an age; the uid in parentheses of an old kubelet eviction line
+    _in_linear_time(tmp_path, line)
