@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fleetwatch.sources import json_line
 from tests.conftest import Parsed, parse_text
 
 XID = (
@@ -349,3 +350,127 @@ def test_an_event_with_a_message_that_is_no_string_is_read_without_it(tmp_path: 
 def test_a_long_kubernetes_line_reads_in_linear_time(tmp_path: Path, line: str) -> None:
     # the digits of an age; the uid in parentheses of an old kubelet eviction line
     _in_linear_time(tmp_path, line)
+
+
+# --- JSON: nested past the limit, values of the wrong type, lone surrogates -----------
+
+DEEP = [json_line.MAX_DEPTH, 1000, 5000, 100_000]
+
+
+def _deep_list(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _deep_object(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [json_line.MAX_DEPTH - 1, *DEEP])
+def test_a_journal_line_nested_past_the_limit_is_counted_too_deep(
+    tmp_path: Path, depth: int
+) -> None:
+    # The limit is the reader's, the same on any stack: the parser's own (about 1,000,
+    # fewer the deeper the stack it is called from) is never reached.
+    deep = '{"__REALTIME_TIMESTAMP":"1","MESSAGE":' + _deep_list(depth) + "}\n"
+    found = _around(tmp_path, deep)
+    too_deep = depth + 1 > json_line.MAX_DEPTH
+    assert found.stats.unreadable == ({("json", "too deep"): 1} if too_deep else {})
+
+
+def test_brackets_inside_strings_are_no_nesting(tmp_path: Path) -> None:
+    message = "[{" * 3000 + "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=x, E"
+    found = _around(tmp_path, _journal(message))
+    assert [e["code"] for e in found] == [79, 13, 79]
+
+
+@pytest.mark.parametrize("depth", DEEP)
+def test_a_kubernetes_line_nested_past_the_parser_is_counted_too_deep(
+    tmp_path: Path, depth: int
+) -> None:
+    deep = '{"type":"ADDED","object":' + _deep_object(depth) + "}\n"
+    assert _around(tmp_path, deep).stats.unreadable == {("json", "too deep"): 1}
+
+
+def test_a_journal_record_before_a_line_nested_too_deep_is_read(tmp_path: Path) -> None:
+    # The AER reader looks at the entries after its head: the deep one ends the report.
+    head = "nvidia 0000:3b:00.0: PCIe Bus Error: severity=Corrected, type=Physical Layer"
+    found = _around(tmp_path, _journal(head) + '{"MESSAGE":' + _deep_list(3000) + "}\n")
+    assert [e["detail"] for e in found.of("aer")] == ["Physical Layer: no error bits"]
+    assert found.stats.unreadable == {("json", "too deep"): 1}
+
+
+@pytest.mark.parametrize("depth", DEEP)
+def test_a_whole_json_document_nested_too_deep_is_counted_too_deep(
+    tmp_path: Path, depth: int
+) -> None:
+    listed = '{\n  "kind": "List",\n  "items": [\n    ' + _deep_object(depth) + "\n  ]\n}\n"
+    found = parse_text(tmp_path, listed, name="events.json")
+    assert found.stats.unreadable == {("json", "too deep"): 1}
+    one = '{\n  "kind": "Event",\n  "reason": ' + _deep_list(depth) + "\n}\n"
+    found = parse_text(tmp_path, one, name="event.json")
+    assert found.stats.unreadable == {("json", "too deep"): 1}
+
+
+def test_a_document_item_too_deep_keeps_the_items_before_it(tmp_path: Path) -> None:
+    evicted = {
+        "kind": "Event",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory.",
+        "involvedObject": {"kind": "Pod", "name": "trainer-0", "namespace": "ml"},
+        "source": {"host": "gpu-node-9"},
+        "lastTimestamp": "2024-06-04T10:29:43Z",
+    }
+    text = '{\n"items": [\n' + json.dumps(evicted) + ",\n" + _deep_list(2000) + "\n]\n}\n"
+    found = parse_text(tmp_path, text, name="events.json")
+    assert [(e["pod"], e["line"]) for e in found] == [("trainer-0", 3)]
+    assert found.stats.unreadable == {("json", "too deep"): 1}
+
+
+def test_a_file_whose_first_line_is_nested_too_deep_is_read_as_a_log(tmp_path: Path) -> None:
+    # It once escaped every net: the document sniffing parsed the first line unguarded.
+    found = parse_text(tmp_path, _deep_object(5000) + "\n" + XID)
+    assert [e["line"] for e in found] == [2]
+    assert found.stats.unreadable == {("json", "too deep"): 1}
+    found = parse_text(tmp_path, "[" * 5000 + "\n" + XID)  # no record's line: noise
+    assert [e["line"] for e in found] == [2]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "counted"),
+    [
+        ("clock", [1, "a"], {("jsonl", "invalid event"): 1}),
+        ("source", {}, {("jsonl", "invalid event"): 1}),
+        ("value", 10**400, {("jsonl", "out of range"): 1}),
+        ("code", 2**64, {("jsonl", "out of range"): 1}),
+        ("kind", [], {}),  # no kind of ours: some other program's JSON, as {"kind": "x"}
+    ],
+)
+def test_an_own_event_with_a_field_of_the_wrong_type_is_counted(
+    tmp_path: Path, field: str, value: Any, counted: dict[tuple[str, str], int]
+) -> None:
+    event = {"kind": "xid", "ts": 1717496100.0, "clock": "wall", "source": "kmsg", "code": 79}
+    found = _around(tmp_path, json.dumps({**event, field: value}) + "\n")
+    assert found.stats.unreadable == counted
+
+
+def test_a_lone_surrogate_escape_is_read_as_a_replacement_character(tmp_path: Path) -> None:
+    # json.loads keeps "\ud800" as a lone surrogate: no UTF-8 writer (parse --output
+    # jsonl, the store) could write the event.
+    xid = "NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=py\ud800, Graphics \udfff Exception"
+    evicted = {**EVICTED, "involvedObject": {"kind": "Pod", "name": "w\ud800", "namespace": "ml"}}
+    text = _journal(xid) + json.dumps(evicted) + "\n" + _journal("x \ud83d\ude00 y")
+    found = _around(tmp_path, text)
+    assert [e["process"] for e in found.of("xid")][1] == "py\ufffd"
+    assert [e["pod"] for e in found.of("pod_evicted")] == ["w\ufffd"]
+    listed = '{\n"items": [\n' + json.dumps(evicted) + "\n]\n}\n"
+    found = parse_text(tmp_path, listed, name="events.json")
+    assert [e["pod"] for e in found.of("pod_evicted")] == ["w\ufffd"]
+
+
+@pytest.mark.parametrize("stamp", [float("inf"), 10**400, "9" * 5000])
+def test_a_journal_time_no_clock_shows_leaves_the_record_without_time(
+    tmp_path: Path, stamp: Any
+) -> None:
+    entry = _journal(XID.split("kernel: ")[1].strip(), __REALTIME_TIMESTAMP=stamp)
+    found = _around(tmp_path, entry)
+    assert [(e["line"], e["clock"]) for e in found] == [(1, "wall"), (2, "none"), (3, "wall")]

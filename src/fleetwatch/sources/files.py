@@ -36,6 +36,14 @@ from typing import Any, BinaryIO, Final
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources import k8s, smi
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.json_line import (
+    TOO_DEEP,
+    TooDeep,
+    loads,
+    may_hold_surrogates,
+    repaired,
+    too_deep_at,
+)
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 64 << 10
@@ -149,7 +157,9 @@ def _looks_like_json_document(head: bytes) -> bool:
         return False
     first_line = head.lstrip().split(b"\n", 1)[0].strip()
     try:
-        json.loads(first_line)
+        loads(first_line.decode("utf-8", "replace"))
+    except TooDeep:
+        return False  # nested past any record on its first line: the stream counts it
     except ValueError:
         return True  # the value goes on past its first line: a document
     return False
@@ -159,19 +169,29 @@ def _read_json_document(data: bytes, ctx: FileContext) -> None:
     """Read a JSON document of Kubernetes events, item by item, each at its own line.
 
     Reading items one at a time gives each its line number, and keeps every complete
-    item of a document that was cut off (counted as "truncated json").
+    item of a document that was cut off (counted as "truncated json"). An item nested
+    deeper than ``json_line.MAX_DEPTH`` is counted "too deep"; where it ends is not
+    known, so the document is read no further.
     """
     text = data.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
+    repair = may_hold_surrogates(text)
+    deep = too_deep_at(text)  # the item that holds this point is too deep
+    deep = len(text) if deep < 0 else deep
     at = _JSON_ITEMS.search(text)
     if at is None:  # one object, not a list of them
         try:
-            obj, _ = decoder.raw_decode(text, len(text) - len(text.lstrip()))
+            obj, end = decoder.raw_decode(text, len(text) - len(text.lstrip()))
+        except RecursionError:
+            end = len(text)
         except ValueError:
             ctx.stats.bad("json", "truncated json")
             return
+        if end > deep:
+            ctx.stats.bad("json", TOO_DEEP)
+            return
         if isinstance(obj, dict):
-            k8s.read_object(obj, 1, ctx)
+            k8s.read_object(repaired(obj) if repair else obj, 1, ctx)
         return
     pos, line, counted = at.end(), 1, 0
     while True:
@@ -181,13 +201,18 @@ def _read_json_document(data: bytes, ctx: FileContext) -> None:
             return
         try:
             item, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            end = len(text)
         except ValueError:
             ctx.stats.bad("json", "truncated json")
+            return
+        if end > deep:  # where this item ends is not known: the rest is lost with it
+            ctx.stats.bad("json", TOO_DEEP)
             return
         line += text.count("\n", counted, pos)
         counted = pos
         if isinstance(item, dict):
-            k8s.read_object(item, line, ctx)
+            k8s.read_object(repaired(item) if repair else item, line, ctx)
         pos = end
 
 
