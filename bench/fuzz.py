@@ -21,7 +21,8 @@ A crash is any of:
   ``unknown field or value``: the reader did not know its record was bad, so the
   reason counted is not the reader's;
 * ``unwritable``: a string in a batch that cannot be written as UTF-8 (a lone
-  surrogate), which ``parse --output jsonl`` and the store would fail on.
+  surrogate), which ``parse --output jsonl`` and the store would fail on; a time no
+  clock can show (past year 9999), on which ``replay --output table`` failed.
 
 Usage: ``python -m bench.fuzz [--records 1000000] [--seed 1] [--jobs 2]
 [--readers kmsg,dcgm] [--save crash.bin]``. Exit 1 on any crash; the first crashing
@@ -46,10 +47,12 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 from defusedxml import ElementTree as SafeXml
 
 from fleetwatch.events import BadRecord, BatchBuilder, EventBatch
@@ -62,6 +65,8 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 DATA: Final = ROOT / "tests" / "data"
 SECONDS_BASE: Final = 10.0  # a read past this (and SECONDS_PER_MB) is too slow: see ``read``
 SECONDS_PER_MB: Final = 2.0
+EARLIEST: Final = datetime(1, 1, 1, tzinfo=UTC).timestamp()  # what datetime can show
+LATEST: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 REFERENCE_TIME: Final = 1_780_000_000.0  # the files' "modification time": fixed, for repeatability
 # The first line of every stream buffer: plain kernel noise, so a buffer is always
 # read as a log (a buffer that opened with "[" could be sniffed as a JSON document).
@@ -512,6 +517,10 @@ class Outcome:
 
 
 def _check(batch: EventBatch, outcome: Outcome) -> None:
+    ts = batch.columns["ts"]
+    unshowable = int(np.count_nonzero((ts < EARLIEST) | (ts > LATEST)))  # NaN: neither
+    if unshowable:
+        outcome.unwritable["a time no clock shows (past year 9999 or before year 1)"] += unshowable
     for text in batch.strings:
         if not isinstance(text, str):
             outcome.unwritable[f"{type(text).__name__} in the string table"] += 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -474,3 +476,76 @@ def test_a_journal_time_no_clock_shows_leaves_the_record_without_time(
     entry = _journal(XID.split("kernel: ")[1].strip(), __REALTIME_TIMESTAMP=stamp)
     found = _around(tmp_path, entry)
     assert [(e["line"], e["clock"]) for e in found] == [(1, "wall"), (2, "none"), (3, "wall")]
+
+
+# --- times no clock shows -------------------------------------------------------------
+# Each was read as seconds past year 9999 (or before year 1), and `fleetwatch replay
+# --output table` failed on it: datetime cannot show it. A stamp no clock shows is no
+# stamp: its record is read untimed. A record that is its own time is 'out of range'.
+
+XID_TEXT = XID.split("kernel: ")[1]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "[" + "9" * 23 + ".000000] " + XID_TEXT.split("] ", 1)[1],  # dmesg, seconds since boot
+        "4,1234," + "9" * 20 + ",-;" + XID_TEXT.split("] ", 1)[1],  # /dev/kmsg, microseconds
+        _journal(XID_TEXT.split("] ", 1)[1].strip(), __REALTIME_TIMESTAMP="1" + "0" * 30),
+        # dmesg -H: a delta no clock shows on a line that is no record, summed into the next
+        "[  +" + "9" * 20 + ".000000] x\n[  +0.250000] " + XID_TEXT.split("] ", 1)[1],
+    ],
+)
+def test_a_stamp_no_clock_shows_leaves_its_record_untimed(tmp_path: Path, record: str) -> None:
+    found = parse_text(tmp_path, "[Aug 5 03:55] start\n" + record)
+    assert [(e["code"], e["ts"], e["clock"]) for e in found] == [(79, None, "none")]
+    assert found.stats.unreadable == {}
+
+
+def test_a_syslog_stamp_with_5000_fraction_digits_reads(tmp_path: Path) -> None:
+    found = _around(tmp_path, XID.replace("10:29:43", "10:29:43." + "1" * 5000))
+    assert [e["ts"] % 60 for e in found.of("xid")][1] == pytest.approx(43.111111111)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        DCGM_XID.format(gpu="0", stamp=" " + "9" * 17),  # ms: within int64, past 9999
+        json.dumps({"kind": "xid", "ts": 1e300, "clock": "wall", "source": "kmsg", "code": 79})
+        + "\n",
+    ],
+)
+def test_a_record_whose_own_time_no_clock_shows_is_out_of_range(
+    tmp_path: Path, record: str
+) -> None:
+    found = _around(tmp_path, record)
+    assert len(found) == 2
+    assert {reason for _, reason in found.stats.unreadable} == {"out of range"}
+
+
+def test_a_kubectl_age_no_clock_shows_is_no_time(tmp_path: Path) -> None:
+    row = "ml  999999999d  Warning  Evicted  pod/x  The node was low on resource: memory.\n"
+    found = _around(tmp_path, row)
+    assert [(e["pod"], e["ts"]) for e in found.of("pod_evicted")] == [("x", None)]
+
+
+@pytest.mark.slow
+def test_fleetwatch_writes_what_the_fuzzer_once_broke_it_with(tmp_path: Path) -> None:
+    text = (
+        XID.replace("[ 1843.308145]", "[" + "9" * 23 + ".0]")
+        + _journal(XID_TEXT.split("] ", 1)[1].strip(), __REALTIME_TIMESTAMP="1" + "0" * 30)
+        + _journal("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=py\ud800, Graphics Exception")
+        + _deep_object(5000)
+        + "\n"
+    )
+    path = tmp_path / "gpu-node-17.log"
+    path.write_text(_deep_object(5000) + "\n" + text)
+    for args in (["parse", "--output", "jsonl"], ["replay", "--output", "table"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "fleetwatch", *args, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -10,7 +10,7 @@ DCGM writes a "blank" sentinel for a field the GPU does not support (values from
 0x7ffffff0 for 32-bit fields, 0x7ffffffffffffff0 for 64-bit, 2^47 for floats): that
 is no value, never a count, and no event comes of it. Samples are parsed one line at
 a time, so one bad line is one unreadable record, not a lost scrape. A sample whose
-``gpu`` label no GPU index can be (2^31 and past) or whose time stamp no clock holds is
+``gpu`` label no GPU index can be (2^31 and past) or whose time stamp no clock shows is
 counted "out of range" and adds nothing: its labels are torn, so which GPU it speaks
 for is not known, and nothing is learned from them (a wrong index learned for a PCI
 address would be given to every later event of that GPU).
@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetwatch.catalog import dcgm_metrics
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
 from fleetwatch.sources.numbers import INT32_MAX, INT64_MAX, INT64_MIN, OUT_OF_RANGE, whole
 
 SOURCE: Final = "dcgm"
@@ -101,10 +101,13 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
             SOURCE, OUT_OF_RANGE if fields[1].lstrip("+-").isdecimal() else "malformed sample"
         )
         return
-    if stamp is not None and not INT64_MIN <= stamp <= INT64_MAX:
-        ctx.stats.bad(SOURCE, OUT_OF_RANGE)  # milliseconds past int64
-        return
-    timestamp = stamp / 1000 if stamp is not None else None
+    timestamp = None
+    if stamp is not None:
+        # milliseconds past int64, or a time past what a clock shows (year 9999)
+        timestamp = stamp / 1000 if INT64_MIN <= stamp <= INT64_MAX else None
+        if timestamp is None or not showable(timestamp):
+            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+            return
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
         return
@@ -136,6 +139,8 @@ def _emit(
     if pci is not None:
         ctx.identities.learn(node or ctx.node, pci, uuid=uuid, gpu=gpu)
     ts, clock = (float(timestamp), "wall") if timestamp is not None else (env.ts, env.clock)
+    if ts is not None and not showable(ts):  # the time of a line before it, run past 9999
+        ts, clock = None, "none"
     event: dict[str, Any] = {
         "kind": kind,
         "source": SOURCE,

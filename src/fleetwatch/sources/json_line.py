@@ -15,7 +15,8 @@ than ``MAX_DEPTH`` is counted "too deep" before it is parsed (no record of ours 
 past a few levels, and the parser recurses: past about 1,000 levels, fewer on a deep
 stack, it raises). A ``\\ud800``
 escape with no pair (a lone surrogate: no UTF-8 can write it, so neither could the
-output or the store) is read as U+FFFD, as invalid UTF-8 bytes are.
+output or the store) is read as U+FFFD, as invalid UTF-8 bytes are. A journal time no
+clock shows (past year 9999) is no time: the entry is read untimed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fleetwatch.events import KIND_ID
 from fleetwatch.sources import jsonl, k8s
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
 
 Dispatch = Callable[..., None]
 _K8S_LISTS: Final = frozenset({"List", "EventList"})
@@ -127,9 +128,10 @@ def _journal_envelope(entry: dict[str, Any]) -> Envelope:
     host = entry.get("_HOSTNAME")
     host = host if isinstance(host, str) and host else None
     try:
-        return Envelope(int(entry["__REALTIME_TIMESTAMP"]) / 1e6, "wall", host)
-    except (KeyError, TypeError, ValueError, OverflowError):  # no time a clock shows
+        ts = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+    except (KeyError, TypeError, ValueError, OverflowError):
         return Envelope(None, "none", host)
+    return Envelope(ts, "wall", host) if showable(ts) else Envelope(None, "none", host)
 
 
 class MessageCursor:

@@ -5,7 +5,8 @@ a capture can be parsed once, filtered with ``jq``, and replayed; and test data 
 the detectors can be written as events (the real H100 NVML series is stored so).
 The event keeps its own ``source``, ``file`` and ``line`` when it has them.
 A line whose fields have the wrong types is counted unreadable ("invalid event"); one
-with a number its column cannot hold (an int past int64) "out of range".
+with a number its column cannot hold (an int past int64), or a time no clock shows
+(past year 9999), "out of range".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from fleetwatch.events import CLOCK_ID, FIELDS, KIND_ID, SCOPE_ID, SEVERITY_ID, SOURCE_ID
 from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.envelope import showable
 from fleetwatch.sources.numbers import OUT_OF_RANGE
 
 _ENUMS: Final[dict[str, dict[str, int]]] = {
@@ -49,9 +51,11 @@ def _problem(name: str, value: Any) -> str | None:
         if not isinstance(value, int) or value < 0:
             return _INVALID
         return None if value <= _INT_MOST[name] else OUT_OF_RANGE
-    if isinstance(value, float):
-        return None if math.isfinite(value) else _INVALID
-    return None if _FLOAT_LEAST <= value <= _FLOAT_MOST else OUT_OF_RANGE
+    if isinstance(value, float) and not math.isfinite(value):
+        return _INVALID
+    if not _FLOAT_LEAST <= value <= _FLOAT_MOST:
+        return OUT_OF_RANGE
+    return OUT_OF_RANGE if name == "ts" and not showable(value) else None
 
 
 def read(obj: dict[str, Any], line: int, ctx: FileContext) -> None:

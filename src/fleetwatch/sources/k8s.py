@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
 
 SOURCE: Final = "k8s"
 _EVICTION_REASONS: Final = frozenset({"Evicted", "TaintManagerEviction", "NodeControllerEviction"})
@@ -247,7 +247,8 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
 
 def _aged(ctx: FileContext, age: str) -> float | None:
     seconds = _age_seconds(age)
-    return None if seconds is None else ctx.rules.reference - seconds
+    ts = None if seconds is None else ctx.rules.reference - seconds
+    return ts if ts is not None and showable(ts) else None  # 999999999d is before year 1
 
 
 def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None:

@@ -32,7 +32,7 @@ from fleetwatch.catalog import MetricRule, clock_event_reasons, smi_query_column
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
 from fleetwatch.sources.numbers import INT32_MAX, OUT_OF_RANGE, whole
 
 SOURCE: Final = "smi"
@@ -96,6 +96,8 @@ def _number_gpus(snaps: list[GpuSnapshot], attached: int | None) -> None:
 
 
 def _emit(snaps: list[GpuSnapshot], env: Envelope, ctx: FileContext) -> None:
+    if env.ts is not None and not showable(env.ts):  # the time of a line before the report
+        env = Envelope(None, "none", env.host)
     for snap in snaps:
         if snap.pci is None:
             ctx.stats.bad(SOURCE, "gpu without pci address")
