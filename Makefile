@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
-	bench-state gpu-check chaos clean
+	bench-state gpu-check chaos fuzz clean
 
 install: $(STAMP)
 
@@ -93,6 +93,11 @@ verify: install
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install
 	$(BIN)/python bench/parse_throughput.py --lines 10000000
+
+# The readers against a million mutated records each, seeded from tests/data (minutes;
+# not part of CI: tests/sources/test_fuzz.py runs it small). Exit 1 on any crash.
+fuzz: install
+	$(BIN)/python -m bench.fuzz --records 1000000
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -9,7 +9,11 @@ workload on it, ``pod``, ``namespace``; MIG labels (``GPU_I_ID``) go to ``detail
 DCGM writes a "blank" sentinel for a field the GPU does not support (values from
 0x7ffffff0 for 32-bit fields, 0x7ffffffffffffff0 for 64-bit, 2^47 for floats): that
 is no value, never a count, and no event comes of it. Samples are parsed one line at
-a time, so one bad line is one unreadable record, not a lost scrape.
+a time, so one bad line is one unreadable record, not a lost scrape. A sample whose
+``gpu`` label no GPU index can be (2^31 and past) or whose time stamp no clock shows is
+counted "out of range" and adds nothing: its labels are torn, so which GPU it speaks
+for is not known, and nothing is learned from them (a wrong index learned for a PCI
+address would be given to every later event of that GPU).
 
 Speed: prometheus-client's parser costs ~40 µs a sample, almost all of it in the
 label block, which repeats for every metric of a GPU in every scrape. Each distinct
@@ -26,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetwatch.catalog import dcgm_metrics
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
+from fleetwatch.sources.numbers import INT32_MAX, INT64_MAX, INT64_MIN, OUT_OF_RANGE, whole
 
 SOURCE: Final = "dcgm"
 _INT32_BLANK: Final = 0x7FFFFFF0
@@ -45,6 +50,7 @@ def is_blank(value: float) -> bool:
 
 _HEADS: dict[str, tuple[str, dict[str, str]] | None] = {}
 _MAX_HEADS: Final = 100_000
+_MAX_HEAD_CHARS: Final = 4096  # a real head is a few hundred: a torn megabyte is not kept
 
 
 def _series(head: str) -> tuple[str, dict[str, str]] | None:
@@ -57,9 +63,10 @@ def _series(head: str) -> tuple[str, dict[str, str]] | None:
         found = (samples[0].name, dict(samples[0].labels)) if len(samples) == 1 else None
     except (ValueError, IndexError, KeyError, TypeError):
         found = None
-    if len(_HEADS) >= _MAX_HEADS:
-        _HEADS.clear()
-    _HEADS[head] = found
+    if len(head) <= _MAX_HEAD_CHARS:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[head] = found
     return found
 
 
@@ -83,10 +90,24 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
         return
     try:
         value = float(fields[0])
-        timestamp = int(fields[1]) / 1000 if len(fields) == 2 else None
     except ValueError:
         ctx.stats.bad(SOURCE, "malformed sample")
         return
+    try:
+        stamp = int(fields[1]) if len(fields) == 2 else None
+    except ValueError:
+        # int() refuses a digit run past 4,300 digits: a number all the same, out of range
+        ctx.stats.bad(
+            SOURCE, OUT_OF_RANGE if fields[1].lstrip("+-").isdecimal() else "malformed sample"
+        )
+        return
+    timestamp = None
+    if stamp is not None:
+        # milliseconds past int64, or a time past what a clock shows (year 9999)
+        timestamp = stamp / 1000 if INT64_MIN <= stamp <= INT64_MAX else None
+        if timestamp is None or not showable(timestamp):
+            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+            return
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
         return
@@ -105,14 +126,21 @@ def _emit(
     line: int,
     ctx: FileContext,
 ) -> None:
+    gpu_label = labels.get("gpu", "")
+    gpu = None
+    if gpu_label.isdecimal():  # "²" is a digit int() refuses
+        gpu = whole(gpu_label, INT32_MAX)
+        if gpu is None:
+            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+            return
     node = labels.get("Hostname") or labels.get("hostname") or env.host
     pci = normalize_pci(labels.get("pci_bus_id", ""))
-    gpu_label = labels.get("gpu", "")
-    gpu = int(gpu_label) if gpu_label.isdigit() else None
     uuid = labels.get("UUID") or labels.get("uuid") or None
     if pci is not None:
         ctx.identities.learn(node or ctx.node, pci, uuid=uuid, gpu=gpu)
     ts, clock = (float(timestamp), "wall") if timestamp is not None else (env.ts, env.clock)
+    if ts is not None and not showable(ts):  # the time of a line before it, run past 9999
+        ts, clock = None, "none"
     event: dict[str, Any] = {
         "kind": kind,
         "source": SOURCE,

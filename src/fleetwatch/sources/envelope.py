@@ -36,13 +36,18 @@ class Envelope(NamedTuple):
     boot: float | None = None  # the kernel's own stamp, when a wall-clock line carries one too
 
     def event(self, kind: str, source: str, line: int, **fields: Any) -> dict[str, Any]:
-        """An event's fields: its kind and origin, this envelope's time and host, ``fields``."""
+        """An event's fields: its kind and origin, this envelope's time and host, ``fields``.
+
+        A time no clock shows (a ``dmesg -H`` sum run past year 9999) is no time.
+        """
+        ts = self.ts
+        timed = ts is None or EARLIEST <= ts <= LATEST
         return {
             "kind": kind,
             "source": source,
             "line": line,
-            "ts": self.ts,
-            "clock": self.clock,
+            "ts": ts if timed else None,
+            "clock": self.clock if timed else "none",
             "node": self.host,
             **fields,
         }
@@ -50,23 +55,37 @@ class Envelope(NamedTuple):
 
 NO_ENVELOPE: Final = Envelope(None, "none", None)
 
+# The times a clock can show (datetime's years 1 to 9999, in seconds). A stamp's digits
+# are bounded so that none reads past them: 11 digits of seconds since boot (3,000
+# years), 17 of microseconds. A longer run is no stamp, and its line is read untimed.
+EARLIEST: Final = -62_135_596_800.0
+LATEST: Final = 253_402_300_799.0
+
+
+def showable(ts: float) -> bool:
+    """Whether ``ts`` (seconds, of either clock) is a time a clock can show."""
+    return EARLIEST <= ts <= LATEST
+
+
 _ISO: Final = r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?"
-_DMESG_BOOT: Final = re.compile(r"\[\s*(\d+\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
-_DMESG_RELATIVE: Final = re.compile(r"\[\s*\+\s*(\d+\.\d+)\]\s?")
+_DMESG_BOOT: Final = re.compile(r"\[\s*(\d{1,11}\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
+_DMESG_RELATIVE: Final = re.compile(r"\[\s*\+\s*(\d{1,11}\.\d+)\]\s?")
 _DMESG_CTIME: Final = re.compile(
     r"\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]\s?"
 )
 _DMESG_HUMAN: Final = re.compile(r"\[([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?\]\s?")
 _FACILITY: Final = re.compile(r"[a-z]+\s*:[a-z]+\s*: ")
 _ISO_LEAD: Final = re.compile(_ISO + r"\s?")
-_KMSG: Final = re.compile(r"\d+,\d+,(\d+),[^;]*;")
+_KMSG: Final = re.compile(r"\d+,\d+,(\d{1,17}),[^;]*;")  # µs since boot
 _FORWARDER: Final = re.compile(r"([\w.:-]+?): \w+: \w+: \[" + _ISO + r"\]: ")
-_SYSLOG: Final = re.compile(r"([^\W\d_]{3,5}\.?)\s+(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s")
+_SYSLOG: Final = re.compile(
+    r"([^\W\d_]{3,5}\.?)\s+(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?\s"
+)
 _HOST_IDENT: Final = re.compile(r"([^\s:\[\]]+) [^\s:\[\]]+(?:\[\d+\])?: ")
 _GLOG: Final = re.compile(r"\b([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\b")
 # Stamps searched for anywhere before the record when none leads the line.
 _EMBEDDED: Final = re.compile(
-    r"\[\s*(\d+\.\d+)\]|\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]"
+    r"\[\s*(\d{1,11}\.\d+)\]|\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]"
     r"|" + _ISO
 )
 

@@ -36,6 +36,14 @@ from typing import Any, BinaryIO, Final
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources import k8s, smi
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.json_line import (
+    TOO_DEEP,
+    TooDeep,
+    loads,
+    may_hold_surrogates,
+    repaired,
+    too_deep_at,
+)
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 64 << 10
@@ -139,16 +147,16 @@ class _Reader:
             self._raw.close()
 
 
-def _open(item: Input, stats: ReadStats) -> tuple[_Reader, float]:
-    """The input's reader and its modification time."""
+def _open(item: Input) -> tuple[BinaryIO, float]:
+    """The input's bytes and its modification time."""
     if item.path is None:
-        return _Reader(sys.stdin.buffer, stats), time.time()
+        return sys.stdin.buffer, time.time()
     try:
         raw = item.path.open("rb")
         mtime = item.path.stat().st_mtime
     except OSError as exc:
         raise InputError(f"cannot read {item.name}: {exc.strerror or exc}") from exc
-    return _Reader(raw, stats), mtime
+    return raw, mtime
 
 
 _JSON_ITEMS: Final = re.compile(r'^\s*\[|"items"\s*:\s*\[')
@@ -161,7 +169,9 @@ def _looks_like_json_document(head: bytes) -> bool:
         return False
     first_line = head.lstrip().split(b"\n", 1)[0].strip()
     try:
-        json.loads(first_line)
+        loads(first_line.decode("utf-8", "replace"))
+    except TooDeep:
+        return False  # nested past any record on its first line: the stream counts it
     except ValueError:
         return True  # the value goes on past its first line: a document
     return False
@@ -171,19 +181,29 @@ def _read_json_document(data: bytes, ctx: FileContext) -> None:
     """Read a JSON document of Kubernetes events, item by item, each at its own line.
 
     Reading items one at a time gives each its line number, and keeps every complete
-    item of a document that was cut off (counted as "truncated json").
+    item of a document that was cut off (counted as "truncated json"). An item nested
+    deeper than ``json_line.MAX_DEPTH`` is counted "too deep"; where it ends is not
+    known, so the document is read no further.
     """
     text = data.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
+    repair = may_hold_surrogates(text)
+    deep = too_deep_at(text)  # the item that holds this point is too deep
+    deep = len(text) if deep < 0 else deep
     at = _JSON_ITEMS.search(text)
     if at is None:  # one object, not a list of them
         try:
-            obj, _ = decoder.raw_decode(text, len(text) - len(text.lstrip()))
+            obj, end = decoder.raw_decode(text, len(text) - len(text.lstrip()))
+        except RecursionError:
+            end = len(text)
         except ValueError:
             ctx.stats.bad("json", "truncated json")
             return
+        if end > deep:
+            ctx.stats.bad("json", TOO_DEEP)
+            return
         if isinstance(obj, dict):
-            k8s.read_object(obj, 1, ctx)
+            k8s.read_object(repaired(obj) if repair else obj, 1, ctx)
         return
     pos, line, counted = at.end(), 1, 0
     while True:
@@ -193,13 +213,18 @@ def _read_json_document(data: bytes, ctx: FileContext) -> None:
             return
         try:
             item, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            end = len(text)
         except ValueError:
             ctx.stats.bad("json", "truncated json")
+            return
+        if end > deep:  # where this item ends is not known: the rest is lost with it
+            ctx.stats.bad("json", TOO_DEEP)
             return
         line += text.count("\n", counted, pos)
         counted = pos
         if isinstance(item, dict):
-            k8s.read_object(item, line, ctx)
+            k8s.read_object(repaired(item) if repair else item, line, ctx)
         pos = end
 
 
@@ -249,6 +274,20 @@ def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     yield from LineStream(ctx).run(stream, head)
 
 
+def read_input(raw: BinaryIO, ctx: FileContext) -> Iterator[None]:
+    """Read one input's bytes into ``ctx``, yielding after each chunk; ``raw`` is closed.
+
+    The events wait in ``ctx.ready`` (``ctx.take()`` seals the last ones). ``read_paths``
+    reads every file so; bytes in memory read the same way through
+    ``io.BufferedReader(io.BytesIO(data))`` (the fuzzer, tests).
+    """
+    stream = _Reader(raw, ctx.stats)
+    try:
+        yield from _read_one(stream, ctx)
+    finally:
+        stream.close()
+
+
 def read_paths(
     paths: list[str], options: ReadOptions | None = None, stats: ReadStats | None = None
 ) -> Iterator[EventBatch]:
@@ -261,15 +300,12 @@ def read_paths(
     identities = Identities()
     builder = BatchBuilder()
     for item in expand(paths):
-        stream, mtime = _open(item, stats)
+        raw, mtime = _open(item)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)
-        try:
-            for _ in _read_one(stream, ctx):
-                yield from ctx.ready
-                ctx.ready.clear()
-        finally:
-            stream.close()
+        for _ in read_input(raw, ctx):
+            yield from ctx.ready
+            ctx.ready.clear()
         yield from ctx.ready
     if len(builder):
         yield builder.seal()

@@ -4,16 +4,23 @@ Each line is one event with the fields of ``events.FIELDS``. Reading them back m
 a capture can be parsed once, filtered with ``jq``, and replayed; and test data for
 the detectors can be written as events (the real H100 NVML series is stored so).
 The event keeps its own ``source``, ``file`` and ``line`` when it has them.
-A line whose fields have the wrong types is counted unreadable ("invalid event").
+A line whose fields have the wrong types is counted unreadable ("invalid event"); one
+with a number its column cannot hold (an int past int64), or a time no clock shows
+(past year 9999), "out of range".
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Final
+
+import numpy as np
 
 from fleetwatch.events import CLOCK_ID, FIELDS, KIND_ID, SCOPE_ID, SEVERITY_ID, SOURCE_ID
 from fleetwatch.sources.context import FileContext
+from fleetwatch.sources.envelope import showable
+from fleetwatch.sources.numbers import OUT_OF_RANGE
 
 _ENUMS: Final[dict[str, dict[str, int]]] = {
     "kind": KIND_ID,
@@ -22,17 +29,33 @@ _ENUMS: Final[dict[str, dict[str, int]]] = {
     "severity": SEVERITY_ID,
     "scope": SCOPE_ID,
 }
+_INVALID: Final = "invalid event"
+_INT_MOST: Final[dict[str, int]] = {
+    name: int(np.iinfo(dtype).max) for name, (dtype, _, shown) in FIELDS.items() if shown == "int"
+}
+_FLOAT_MOST: Final = int(sys.float_info.max)
+_FLOAT_LEAST: Final = -_FLOAT_MOST
+_NUMBER: Final = (int, float)  # a tuple: "int | float" builds a new union at each call
 
 
-def _valid(name: str, value: Any) -> bool:
+def _problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be field ``name`` of an event; None if it can."""
     shown = FIELDS[name][2]
     if shown.startswith("enum:"):
-        return value in _ENUMS[name]
+        return None if isinstance(value, str) and value in _ENUMS[name] else _INVALID
     if shown == "str":
-        return isinstance(value, str)
+        return None if isinstance(value, str) else _INVALID
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
+        return _INVALID
     if shown == "int":
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not isinstance(value, int) or value < 0:
+            return _INVALID
+        return None if value <= _INT_MOST[name] else OUT_OF_RANGE
+    if isinstance(value, float) and not math.isfinite(value):
+        return _INVALID
+    if not _FLOAT_LEAST <= value <= _FLOAT_MOST:
+        return OUT_OF_RANGE
+    return OUT_OF_RANGE if name == "ts" and not showable(value) else None
 
 
 def read(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
@@ -41,8 +64,9 @@ def read(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
     for name, value in obj.items():
         if value is None or name not in FIELDS:
             continue
-        if not _valid(name, value):
-            ctx.stats.bad("jsonl", "invalid event")
+        problem = _problem(name, value)
+        if problem is not None:
+            ctx.stats.bad("jsonl", problem)
             return
         fields[name] = value
     fields.setdefault("source", "jsonl")

@@ -19,6 +19,11 @@ A pod's node comes from the event (``source.host``, ``reportingInstance``), else
 ``Scheduled`` event ("Successfully assigned ns/pod to node") seen earlier in the file.
 ``kubectl get events`` prints ages ("5m"), not times: an age counts back from the
 file's modification time.
+
+An Event object whose involved object's kind, name or namespace is not a string, or
+whose ``metadata``, ``involvedObject`` or ``source`` is not an object, is counted
+"malformed event"; a message that is not a string is no message. Every pattern here
+runs in time linear in the line.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any, Final
 
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
 
 SOURCE: Final = "k8s"
 _EVICTION_REASONS: Final = frozenset({"Evicted", "TaintManagerEviction", "NodeControllerEviction"})
@@ -43,8 +48,9 @@ _CONDITION: Final = re.compile(r"node had condition: \[(?P<cond>\w+)\]")
 _KUBELET_EVICTED_NEW: Final = re.compile(
     r'pod is evicted successfully"\s+pod="(?P<ns>[^/"]+)/(?P<pod>[^"]+)"'
 )
+# "([^)(]*)": the uid in parentheses stops at the next one, not the end of the line.
 _KUBELET_EVICTED_OLD: Final = re.compile(
-    r"pods? (?P<pod>[^\s_]+)_(?P<ns>[^\s(]+)\([^)]*\) (?:is )?evicted successfully"
+    r"pods? (?P<pod>[^\s_]+)_(?P<ns>[^\s(]+)\([^)(]*\) (?:is )?evicted successfully"
 )
 _KUBELET_RECLAIM: Final = re.compile(
     r'attempting to reclaim"?\s+(?:resourceName=")?(?P<res>[\w.-]+)', re.IGNORECASE
@@ -59,7 +65,9 @@ _DESCRIBE_EVENT: Final = re.compile(
     r"(?P<src>\S.*?)\s{2,}(?P<msg>\S.*)$"
 )
 _DESCRIBE_HEADER: Final = re.compile(r"^(?P<key>Name|Namespace|Node):\s+(?P<value>\S+)")
-_AGE_PART: Final = re.compile(r"(\d+)([dhms])")
+# An age part starts where a digit run starts (else a long run is quadratic), and has at
+# most 9 digits: 10^9 days is no age.
+_AGE_PART: Final = re.compile(r"(?<!\d)(\d{1,9})([dhms])")
 _AGE_UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _SPACES: Final = re.compile(r"\s+")
 
@@ -74,7 +82,7 @@ def _epoch(stamp: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):  # no time, or one before year 1 in local time
         return None
 
 
@@ -146,6 +154,11 @@ def _emit_event(
     )
 
 
+def _text(value: Any) -> bool:
+    """A string, or nothing: what an Event's names may be."""
+    return value is None or isinstance(value, str)
+
+
 def read_object(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
     """Read one Kubernetes Event object (core/v1 or events.k8s.io/v1)."""
     reason = obj.get("reason")
@@ -153,17 +166,24 @@ def read_object(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
         return
     involved = obj.get("involvedObject") or obj.get("regarding") or {}
     source = obj.get("source") or obj.get("deprecatedSource") or {}
-    if not isinstance(involved, dict) or not isinstance(source, dict):
+    metadata = obj.get("metadata") or {}
+    if not (isinstance(involved, dict) and isinstance(source, dict) and isinstance(metadata, dict)):
+        ctx.stats.bad(SOURCE, "malformed event")
+        return
+    kind, name, namespace = involved.get("kind"), involved.get("name"), involved.get("namespace")
+    if not (_text(kind) and _text(name) and _text(namespace)):
         ctx.stats.bad(SOURCE, "malformed event")
         return
     message = obj.get("message") or obj.get("note") or ""
+    if not isinstance(message, str):
+        message = ""
     ts = None
     for key in ("lastTimestamp", "deprecatedLastTimestamp", "eventTime", "firstTimestamp"):
         ts = _epoch(obj.get(key))
         if ts is not None:
             break
     if ts is None:
-        ts = _epoch((obj.get("metadata") or {}).get("creationTimestamp"))
+        ts = _epoch(metadata.get("creationTimestamp"))
     host = source.get("host")
     if not host and obj.get("reportingComponent") in ("kubelet", "kubelet.kubernetes.io"):
         host = obj.get("reportingInstance") or obj.get("reportingController")
@@ -172,10 +192,10 @@ def read_object(obj: dict[str, Any], line: int, ctx: FileContext) -> None:
         line,
         ts,
         reason,
-        str(message),
-        involved.get("kind"),
-        involved.get("name"),
-        involved.get("namespace"),
+        message,
+        kind,
+        name,
+        namespace,
         host if isinstance(host, str) and host else None,
     )
 
@@ -227,7 +247,8 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
 
 def _aged(ctx: FileContext, age: str) -> float | None:
     seconds = _age_seconds(age)
-    return None if seconds is None else ctx.rules.reference - seconds
+    ts = None if seconds is None else ctx.rules.reference - seconds
+    return ts if ts is not None and showable(ts) else None  # 999999999d is before year 1
 
 
 def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None:

@@ -21,7 +21,8 @@ Records and the events they become (source ``kmsg``):
   the error names (today's spelling, from ``catalog/aer.toml``) in ``detail``.
 * Firmware-first ``{N}[Hardware Error]:`` blocks with a PCIe section -> ``aer``.
 
-A line that names a record but does not parse is counted unreadable ("malformed xid").
+A line that names a record but does not parse is counted unreadable ("malformed xid");
+one whose code or pid no column holds (a digit run past int64) is counted "out of range".
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.numbers import OUT_OF_RANGE, whole
 
 SOURCE: Final = "kmsg"
 _PCI: Final = r"[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?"
@@ -63,9 +65,10 @@ _AER_STATUS: Final = re.compile(
     _DEV + r":(?: AER:)?\s+device \[(?P<id>[0-9a-fA-F]{4}:[0-9a-fA-F]{4})\] "
     r"error status/mask=(?P<status>[0-9a-fA-F]+)/"
 )
-_AER_BIT: Final = re.compile(
-    _DEV + r":(?: AER:)?\s+\[\s*(?P<bit>\d+)\]\s+(?P<name>.*?)\s*(?P<first>\(First\))?\s*$"
-)
+# The name and its "(First)" are split in code: a lazy name before optional spaces is
+# quadratic on a long run of spaces.
+_AER_BIT: Final = re.compile(_DEV + r":(?: AER:)?\s+\[\s*(?P<bit>\d+)\]\s+(?P<name>.*)")
+_FIRST: Final = "(First)"
 _AER_TLP: Final = re.compile(_DEV + r":(?: AER:)?\s+TLP Header:")
 _KMSG_DICT: Final = re.compile(r"^ [A-Z_]+=")  # /dev/kmsg's SUBSYSTEM=/DEVICE= lines
 _APEI: Final = re.compile(r"\{(?P<id>\d+)\}\[Hardware Error\]:\s*(?P<text>.*)")
@@ -112,18 +115,26 @@ def _read_nvrm(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
             ctx.stats.bad(SOURCE, "malformed xid")
             return
         rest = m["rest"]
+        code = whole(m["code"])
+        out_of_range = code is None
         pid = process = None
         if pm := _PID_NAME.match(rest):
-            pid = int(pm["pid"]) if pm["pid"].isdigit() else None
+            digits = pm["pid"]
+            if digits.isdecimal():  # not "<unknown>"; and "²" is a digit int() refuses
+                pid = whole(digits)
+                out_of_range = out_of_range or pid is None
             process = pm["name"] if pm["name"] not in (None, "", "<unknown>") else None
             rest = rest[pm.end() :]
+        if out_of_range:
+            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+            return
         ctx.emit(
             _event(
                 "xid",
                 env,
                 line,
                 pci=normalize_pci(m["pci"]),
-                code=int(m["code"]),
+                code=code,
                 pid=pid,
                 process=process,
                 detail=_SPACES.sub(" ", rest.strip()) or None,
@@ -174,6 +185,10 @@ def _read_sxid(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
     if m is None:
         ctx.stats.bad(SOURCE, "malformed sxid")
         return
+    code = whole(m["code"])
+    if code is None:
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+        return
     rest = m["rest"]
     severity = "nonfatal" if _NONFATAL.search(rest) else "fatal" if _FATAL.search(rest) else None
     ctx.emit(
@@ -182,7 +197,7 @@ def _read_sxid(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
             env,
             line,
             pci=normalize_pci(m["pci"]),
-            code=int(m["code"]),
+            code=code,
             severity=severity,
             detail=_SPACES.sub(" ", rest.strip()) or None,
         )
@@ -207,9 +222,14 @@ def _read_aer(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
         following = cursor.peek(want)
         for extra in following[consumed:]:
             if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
-                bit = int(m["bit"])
-                name = register.get(bit) or bits.new_name.get(m["name"].lower(), m["name"])
-                names.append(name + (" (First)" if m["first"] else ""))
+                label = m["name"].rstrip()
+                first = label.endswith(_FIRST)
+                if first:
+                    label = label[: -len(_FIRST)].rstrip()
+                bit = whole(m["bit"])  # None past any register: the name says it then
+                name = register.get(bit) if bit is not None else None
+                name = name or bits.new_name.get(label.lower(), label)
+                names.append(name + (" (First)" if first else ""))
             elif (m := _AER_STATUS.search(extra)) and m["dev"].lower() == dev:
                 status = int(m["status"], 16)
                 device_id = m["id"].lower()

@@ -21,6 +21,11 @@ prefix (``3: ``, ``[default3]:``) or glog's ``[rank0]:[E1126 …]`` does not hid
 The rank comes from ``[rank7]:``, ``[Rank 7]`` or the process group tag ``[PG … Rank
 7]``. PyTorch lines name no host: they take the host of that rank's ``Init COMPLETE``
 line in the same file (the largest communicator's), else of the last NCCL line.
+
+A record whose rank, world size, pid, NVML index, sequence number or work counter no
+column holds (a digit run past int64; an NVML index past int32) is counted "out of
+range" and adds nothing, and nothing is learned from it. Every pattern here runs in
+time linear in the line, so a megabyte line of repeated record costs what it weighs.
 """
 
 from __future__ import annotations
@@ -32,15 +37,23 @@ from fleetwatch.pci import pci_from_nccl_bus_id
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.numbers import INT32_MAX, INT64_MAX, OUT_OF_RANGE, whole
 
 SOURCE: Final = "nccl"
-_PREFIX: Final = re.compile(r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] NCCL (?P<level>[A-Z]+)")
+# The host starts where a run of name characters starts: tried inside every run, the
+# pattern is quadratic on a long one.
+_PREFIX: Final = re.compile(
+    r"(?<![\w.-])(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] NCCL (?P<level>[A-Z]+)"
+)
+# "- Init COMPLETE" after it is looked for in code: ".*- Init COMPLETE" rescans the line
+# from every "rank N nranks" in it.
 _INIT: Final = re.compile(
     r"\brank (?P<rank>\d+) nranks (?P<nranks>\d+) cudaDev \d+(?: nvmlDev (?P<nvml>\d+))?"
-    r" busId (?P<bus>[0-9a-fA-F]+)\b.*- Init COMPLETE"
+    r" busId (?P<bus>[0-9a-fA-F]+)\b"
 )
+_INIT_COMPLETE: Final = "- Init COMPLETE"
 _WORK: Final = re.compile(
-    r"WorkNCCL\(SeqNum=(?P<seq>\d+), OpType=(?P<op>\w+)[^)]*?Timeout\(ms\)=(?P<timeout>\d+)\)"
+    r"WorkNCCL\(SeqNum=(?P<seq>\d+), OpType=(?P<op>\w+)[^)(]*?Timeout\(ms\)=(?P<timeout>\d+)\)"
 )
 _PROGRESS_NEW: Final = re.compile(
     r"work sequence id: (?P<seq>\d+) PG status: last enqueued work: (?P<enq>\d+), "
@@ -55,7 +68,7 @@ _ERROR: Final = re.compile(
     r"(?:NCCL WARN |NCCL error:? |Heartbeat monitor timed out|ncclSystemError|"
     r"ncclUnhandledCudaError|ncclInternalError|ncclRemoteError|unhandled system error)"
 )
-_FATAL: Final = re.compile(r"\[F\d{4} [^\]]*ProcessGroupNCCL[^\]]*\]\s*(?P<msg>.*)")
+_FATAL: Final = re.compile(r"\[F\d{4} [^\]]{0,200}?ProcessGroupNCCL[^\]]{0,200}\]\s*(?P<msg>.*)")
 _PG_TAG: Final = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
 _SPACES: Final = re.compile(r"\s+")
 
@@ -81,54 +94,78 @@ def _short(text: str, limit: int = 200) -> str:
     return _SPACES.sub(" ", text).strip()[:limit]
 
 
+class _OutOfRange(Exception):
+    """A number of the record that no column holds."""
+
+
+def _int(digits: str, most: int = INT64_MAX) -> int:
+    value = whole(digits, most)
+    if value is None:
+        raise _OutOfRange
+    return value
+
+
+def _rank(digits: str | None) -> int | None:
+    return None if digits is None else _int(digits)
+
+
 def read(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
     """Read the NCCL or ProcessGroupNCCL record in ``text``, if it is one."""
+    try:
+        _read(text, env, line, ctx)
+    except _OutOfRange:
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+
+
+def _read(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
     memo = _memo(ctx)
     prefix = _PREFIX.search(text)
     if prefix is not None:
         memo["host"] = prefix["host"]
         env = env._replace(host=env.host or prefix["host"])
     rank_match = _RANK.search(text)
-    rank = int(rank_match["rank"]) if rank_match else None
+    rank_digits = rank_match["rank"] if rank_match else None
 
     if prefix is not None and "Init COMPLETE" in text:
         m = _INIT.search(text)
-        if m is None:
+        if m is None or text.find(_INIT_COMPLETE, m.end()) < 0:
             ctx.stats.bad(SOURCE, "malformed init")
             return
-        rank, nranks = int(m["rank"]), int(m["nranks"])
+        rank, nranks, pid = _int(m["rank"]), _int(m["nranks"]), _int(prefix["pid"])
+        nvml = m["nvml"]
+        gpu = None if nvml is None else _int(nvml, INT32_MAX)
         known = memo["rank_host"].get(rank)
         if known is None or nranks >= known[1]:
             memo["rank_host"][rank] = (prefix["host"], nranks)
         pci = pci_from_nccl_bus_id(m["bus"])
-        gpu = int(m["nvml"]) if m["nvml"] else None
         if pci is not None:
             ctx.identities.learn(prefix["host"], pci, gpu=gpu)
         event = _base("nccl_init", env, line, rank, ctx)
-        event.update(value=float(nranks), gpu=gpu, pci=pci, pid=int(prefix["pid"]))
+        event.update(value=float(nranks), gpu=gpu, pci=pci, pid=pid)
         ctx.emit(event)
     elif (m := _WORK.search(text)) and ("timeout" in text or "timed out" in text):
-        event = _base("nccl_timeout", env, line, rank, ctx)
+        seq = _int(m["seq"])
+        event = _base("nccl_timeout", env, line, _rank(rank_digits), ctx)
         what = "timed out in blocking wait" if "blocking wait" in text else "watchdog timeout"
         if "terminated with exception" in text:
             what = "watchdog thread terminated"
-        event.update(seq=int(m["seq"]), op=m["op"], value=float(m["timeout"]), detail=what)
+        event.update(seq=seq, op=m["op"], value=float(m["timeout"]), detail=what)
         ctx.emit(event)
     elif m := _PROGRESS_NEW.search(text) or _PROGRESS_OLD.search(text):
-        event = _base("nccl_progress", env, line, rank, ctx)
-        done = int(m["done"])
-        event.update(
-            seq=int(m["seq"]) if m["seq"] else None,
-            last_enqueued=int(m["enq"]),
-            last_completed=done if done >= 0 else None,
-        )
+        enq_digits, done_digits, seq_digits = m["enq"], m["done"], m["seq"]
+        # -1: none yet, which a column holds as absent
+        enqueued = None if enq_digits.startswith("-") else _int(enq_digits)
+        done = None if done_digits.startswith("-") else _int(done_digits)
+        failed_at = None if seq_digits is None else _int(seq_digits)
+        event = _base("nccl_progress", env, line, _rank(rank_digits), ctx)
+        event.update(seq=failed_at, last_enqueued=enqueued, last_completed=done)
         ctx.emit(event)
     elif m := _FATAL.search(text):
-        event = _base("nccl_error", env, line, rank, ctx)
+        event = _base("nccl_error", env, line, _rank(rank_digits), ctx)
         event["detail"] = _short(_PG_TAG.sub("", m["msg"])) or "fatal"
         ctx.emit(event)
     elif m := _ERROR.search(text):
-        event = _base("nccl_error", env, line, rank, ctx)
+        event = _base("nccl_error", env, line, _rank(rank_digits), ctx)
         start = m.start() + (len("NCCL WARN ") if m[0] == "NCCL WARN " else 0)
         event["detail"] = _short(text[start:])
         ctx.emit(event)

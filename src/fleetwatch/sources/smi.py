@@ -10,30 +10,39 @@ the four remapped-row counters, ``temperature``, ``memory_temperature``, ``power
 The text and XML forms fill one ``GpuSnapshot``, so they cannot disagree on meaning.
 A GPU's index is its place in the snapshot, trusted only when the snapshot lists
 every attached GPU (``nvidia-smi -q -i 3`` prints one block of several).
+
+A CSV row whose ``index`` no GPU index can be (2^31 and past) is counted "out of range"
+and adds nothing, as is a clock-reason mask past 64 bits; a row the CSV parser refuses
+(a field past its size limit) is a "malformed csv row". Every pattern here runs in time
+linear in the line.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import ElementTree
 
-from fleetwatch.catalog import clock_event_reasons, smi_query_columns
+from fleetwatch.catalog import MetricRule, clock_event_reasons, smi_query_columns
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
-from fleetwatch.sources.envelope import Envelope
+from fleetwatch.sources.envelope import Envelope, showable
+from fleetwatch.sources.numbers import INT32_MAX, OUT_OF_RANGE, whole
 
 SOURCE: Final = "smi"
 _NUMBER: Final = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 _GPU_HEADER: Final = re.compile(
     r"^GPU (?P<pci>[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)\s*$"
 )
-_KEY_VALUE: Final = re.compile(r"^(?P<indent>\s*)(?P<key>\S.*?)\s*:(?: (?P<value>.*))?$")
+# The key ends on a non-space: a lazy key before optional spaces is quadratic on a
+# line of spaces without a colon. (An alternation, not "(?:…)?": that one allocates.)
+_KEY_VALUE: Final = re.compile(r"^(?P<indent>\s*)(?P<key>\S|\S.*?\S)\s*:(?: (?P<value>.*))?$")
 _CTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
 _TOP_KEYS: Final = ("Timestamp", "Driver Version", "CUDA Version", "Attached GPUs")
 _MAX_BLOCK_LINES: Final = 200_000
@@ -62,6 +71,13 @@ def _number(text: str | None) -> float | None:
     return float(m[1]) if m else None
 
 
+def _count(value: float | None) -> int | None:
+    """A count read as a number (``Attached GPUs``), if it is a count a column holds."""
+    if value is None or not 0 <= value <= INT32_MAX:
+        return None
+    return int(value)
+
+
 def _flag(text: str | None) -> float | None:
     low = (text or "").strip().lower()
     return 1.0 if low == "yes" else 0.0 if low == "no" else None
@@ -80,6 +96,8 @@ def _number_gpus(snaps: list[GpuSnapshot], attached: int | None) -> None:
 
 
 def _emit(snaps: list[GpuSnapshot], env: Envelope, ctx: FileContext) -> None:
+    if env.ts is not None and not showable(env.ts):  # the time of a line before the report
+        env = Envelope(None, "none", env.host)
     for snap in snaps:
         if snap.pci is None:
             ctx.stats.bad(SOURCE, "gpu without pci address")
@@ -207,7 +225,7 @@ def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: Fi
             if key == "Timestamp" and value and (ts := _ctime(value, ctx)) is not None:
                 env = Envelope(ts, "wall", env.host)
             elif key == "Attached GPUs" and value:
-                attached = int(n) if (n := _number(value)) is not None else None
+                attached = _count(_number(value))
             continue
         while path and path[-1][0] >= indent:
             path.pop()
@@ -311,20 +329,30 @@ def read_xml(data: bytes, ctx: FileContext) -> None:
         at = data.find(marker)
         line = data.count(b"\n", 0, at) + 1 if at >= 0 else 1
         snaps.append(_xml_snapshot(gpu, line))
-    _number_gpus(snaps, int(attached) if attached is not None else None)
+    _number_gpus(snaps, _count(attached))
     _emit(snaps, env, ctx)
 
 
 # --- nvidia-smi --query-gpu=… --format=csv ------------------------------------------
 
 _IDENTITY_COLUMNS: Final = frozenset({"index", "uuid", "pci.bus_id", "serial", "timestamp"})
-_UNIT: Final = re.compile(r"\s*\[[^\]]*\]$")
-_CSV_TIME: Final = re.compile(r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?")
+_CSV_TIME: Final = re.compile(r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?")
+_MASK_BITS: Final = 64
+
+
+def _column_name(cell: str) -> str:
+    """``power.draw [W]`` -> ``power.draw`` (cut in code: a regex is quadratic on junk)."""
+    name = cell.strip()
+    if name.endswith("]"):
+        at = name.rfind("[")
+        if at >= 0 and "]" not in name[at:-1]:
+            name = name[:at].rstrip()
+    return name
 
 
 def csv_columns(header: str) -> list[str] | None:
     """The column names of a ``--query-gpu`` CSV header, or None if it is not one."""
-    names = [_UNIT.sub("", name.strip()) for name in header.split(",")]
+    names = [_column_name(name) for name in header.split(",")]
     known = set(smi_query_columns()) | _IDENTITY_COLUMNS
     if len(names) >= 2 and sum(name in known for name in names) >= 2 and "pci.bus_id" in names:
         return names
@@ -337,44 +365,72 @@ def read_csv(lines: list[str], first_line: int, ctx: FileContext) -> None:
     if names is None:
         return
     rules = smi_query_columns()
-    for offset, row in enumerate(csv.reader(lines[1:]), start=1):
+    rows = csv.reader(lines[1:])
+    offset = 0
+    while True:
+        offset += 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error:  # a field past the parser's size limit: the row alone is lost
+            ctx.stats.bad(SOURCE, "malformed csv row")
+            continue
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(names):
             ctx.stats.bad(SOURCE, "malformed csv row")
             continue
-        cells = {name: cell.strip() for name, cell in zip(names, row, strict=True)}
-        ts = None
-        if m := _CSV_TIME.match(cells.get("timestamp", "")):
-            frac = int(m[7]) / 10 ** len(m[7]) if m[7] else 0.0
-            ts = ctx.rules.local(
-                int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]) + frac
-            )
-        pci = normalize_pci(cells.get("pci.bus_id", ""))
-        if pci is None:
-            ctx.stats.bad(SOURCE, "csv row without pci address")
+        _read_csv_row(names, row, first_line + offset, rules, ctx)
+
+
+def _read_csv_row(
+    names: list[str],
+    row: list[str],
+    line: int,
+    rules: Mapping[str, MetricRule],
+    ctx: FileContext,
+) -> None:
+    cells = {name: cell.strip() for name, cell in zip(names, row, strict=True)}
+    index = cells.get("index", "")
+    gpu = whole(index, INT32_MAX) if index.isdecimal() else None  # "²" is no index
+    if gpu is None and index.isdecimal():
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+        return
+    ts = None
+    if m := _CSV_TIME.match(cells.get("timestamp", "")):
+        frac = int(m[7]) / 10 ** len(m[7]) if m[7] else 0.0
+        ts = ctx.rules.local(
+            int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]) + frac
+        )
+    pci = normalize_pci(cells.get("pci.bus_id", ""))
+    if pci is None:
+        ctx.stats.bad(SOURCE, "csv row without pci address")
+        return
+    snap = GpuSnapshot(pci=pci, line=line, uuid=cells.get("uuid") or None, gpu=gpu)
+    snap.serial = cells.get("serial") or None
+    for name, cell in cells.items():
+        rule = rules.get(name)
+        if rule is None or cell.strip("[]") in ("N/A", "Not Supported", "Unknown Error", ""):
             continue
-        snap = GpuSnapshot(pci=pci, line=first_line + offset, uuid=cells.get("uuid") or None)
-        snap.serial = cells.get("serial") or None
-        for name, cell in cells.items():
-            rule = rules.get(name)
-            if rule is None or cell.strip("[]") in ("N/A", "Not Supported", "Unknown Error", ""):
-                continue
-            if rule.kind == "clock_event":
-                try:
-                    snap.clock_reasons = int(cell, 16)
-                except ValueError:
-                    ctx.stats.bad(SOURCE, "malformed csv value")
-            elif rule.link == "width":
-                snap.link_width = _number(cell)
-            elif rule.link == "gen":
-                snap.link_gen = cell if cell.isdigit() else None
-            elif (value := _flag(cell) if cell.lower() in ("yes", "no") else _number(cell)) is None:
+        if rule.kind == "clock_event":
+            try:
+                mask = int(cell, 16)
+            except ValueError:
                 ctx.stats.bad(SOURCE, "malformed csv value")
-            elif rule.scope is not None:
-                snap.ecc[rule.kind, rule.scope] = value
-            else:
-                snap.counters.setdefault(rule.kind, value)
-        index = cells.get("index", "")
-        snap.gpu = int(index) if index.isdigit() else None
-        _emit([snap], Envelope(ts, "wall" if ts is not None else "none", None), ctx)
+                continue
+            if not 0 <= mask < 1 << _MASK_BITS:
+                ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+                continue
+            snap.clock_reasons = mask
+        elif rule.link == "width":
+            snap.link_width = _number(cell)
+        elif rule.link == "gen":
+            snap.link_gen = cell if cell.isdigit() else None
+        elif (value := _flag(cell) if cell.lower() in ("yes", "no") else _number(cell)) is None:
+            ctx.stats.bad(SOURCE, "malformed csv value")
+        elif rule.scope is not None:
+            snap.ecc[rule.kind, rule.scope] = value
+        else:
+            snap.counters.setdefault(rule.kind, value)
+    _emit([snap], Envelope(ts, "wall" if ts is not None else "none", None), ctx)
