@@ -44,6 +44,16 @@ from pathlib import Path
 
 from tests.watch.live import SECRET, Receiver, caught_up, transitions, wait_for
 
+RUNNING: list[subprocess.Popen[bytes]] = []  # every watch started: none outlives the harness
+
+
+def stop_all() -> None:
+    for process in RUNNING:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 CODES = (13, 31, 43, 45, 48, 61, 62, 63, 64, 68, 74, 79, 92, 94, 119)
 NODES = tuple(f"gpu-node-{i:02d}" for i in range(12))
 PCIS = ("0000:1b:00", "0000:3b:00", "0000:5e:00")
@@ -96,9 +106,11 @@ class Run:
             "FLEETWATCH_WEBHOOK_SECRET": SECRET,
             "FLEETWATCH_CHAOS_COMMIT_PAUSE_S": str(self.pause_in_commit_s),
         }
-        return subprocess.Popen(
+        process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        RUNNING.append(process)
+        return process
 
     def append(self, node: str, lines: str) -> None:
         path = self.logs / node / "kern.log"
@@ -200,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chaos: files in {tmp}")
         else:
             cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        cleanup.callback(stop_all)  # first, before the files go
         started = time.monotonic()
         ref = reference(Path(tmp) / "reference", steps)
         expected = Counter(transitions(ref.jsonl))
