@@ -56,7 +56,7 @@ _K8S_WORDS: Final = (
     "Node:",
 )
 _RELATIVE_LINE: Final = re.compile(
-    rb"^\[(?:\s*\+\s*(\d+\.\d+)|([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?)\]",
+    rb"^\[(?:\s*\+\s*(\d{1,11}\.\d+)|([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?)\]",
     re.MULTILINE,
 )
 
