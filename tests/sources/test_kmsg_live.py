@@ -64,6 +64,7 @@ def test_a_kmsg_record_is_read_without_its_continuation_lines() -> None:
         "NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=x, fallen",
     )
     assert kmsg_record(b"no header here") is None
+    assert kmsg_record(b"4,1843,99999999999999999999999,-;NVRM: Xid 79") is None
 
 
 class StandInKmsg:

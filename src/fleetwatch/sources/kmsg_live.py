@@ -45,6 +45,7 @@ from fleetwatch.sources.stream import LineStream
 
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
 RECORD_BYTES: Final = 8192  # a read smaller than a record fails with EINVAL
+MAX_UPTIME_US: Final = 10**16  # 317 years of uptime, in the record's microseconds
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def kmsg_record(raw: bytes) -> tuple[int, float, str] | None:
         sequence, micros = int(fields[1]), int(fields[2])
     except ValueError:
         return None
+    if not 0 <= micros < MAX_UPTIME_US or sequence < 0:
+        return None  # no kernel wrote that: a clock past any uptime, a negative sequence
     message = rest.split(b"\n", 1)[0].decode("utf-8", "replace")  # not the KEY=value lines
     return sequence, micros / 1e6, message
 
