@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -492,13 +493,21 @@ XID_TEXT = XID.split("kernel: ")[1]
         "[" + "9" * 23 + ".000000] " + XID_TEXT.split("] ", 1)[1],  # dmesg, seconds since boot
         "4,1234," + "9" * 20 + ",-;" + XID_TEXT.split("] ", 1)[1],  # /dev/kmsg, microseconds
         _journal(XID_TEXT.split("] ", 1)[1].strip(), __REALTIME_TIMESTAMP="1" + "0" * 30),
-        # dmesg -H: a delta no clock shows on a line that is no record, summed into the next
-        "[  +" + "9" * 20 + ".000000] x\n[  +0.250000] " + XID_TEXT.split("] ", 1)[1],
     ],
 )
 def test_a_stamp_no_clock_shows_leaves_its_record_untimed(tmp_path: Path, record: str) -> None:
     found = parse_text(tmp_path, "[Aug 5 03:55] start\n" + record)
     assert [(e["code"], e["ts"], e["clock"]) for e in found] == [(79, None, "none")]
+    assert found.stats.unreadable == {}
+
+
+def test_a_dmesg_h_delta_no_clock_shows_is_no_delta(tmp_path: Path) -> None:
+    # a 20-digit delta on a line that is no record is not summed into the next one: the
+    # record is its anchor plus its own delta
+    record = "[  +" + "9" * 20 + ".000000] x\n[  +0.250000] " + XID_TEXT.split("] ", 1)[1]
+    found = parse_text(tmp_path, "[Aug 5 03:55] start\n" + record, year=2026)
+    anchor = datetime(2026, 8, 5, 3, 55, tzinfo=UTC).timestamp()
+    assert [(e["code"], e["ts"], e["clock"]) for e in found] == [(79, anchor + 0.25, "wall")]
     assert found.stats.unreadable == {}
 
 
