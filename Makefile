@@ -71,6 +71,7 @@ bench-check: bench-allocs-check bench-delta-check
 # Watch latency: a line appended to a followed file -> its finding at a loopback webhook (p50, p99).
 bench-latency: install
 	$(BIN)/python -m bench.watch_latency --findings 200
+	$(BIN)/python -m bench.watch_latency --record fatal-aer --findings 20 --gap 1
 
 # Bytes of detector state per 10,000 live GPUs and jobs, with and without forgetting.
 bench-state: install

@@ -2,10 +2,15 @@
 
 ``python -m bench.watch_latency [--findings 200]`` starts ``fleetwatch watch`` on a
 folder, with its webhook pointed at an HTTP receiver on 127.0.0.1 (in this process),
-then appends one real-format kernel line at a time: an XID 79 from a new node each
-time, so each line is a new finding and one POST. A line's latency is from just before
-its write to the arrival of its finding's POST; the report gives p50, p99 and the
-worst. The goal: p99 at most 1 s.
+then appends one real-format kernel record at a time from a new node each time, so
+each is a new finding and one POST. A record's latency is from just before its write
+to the arrival of its finding's POST; the report gives p50, p99 and the worst. The
+goal: p99 at most 1 s.
+
+``--record xid79`` (the default) is one line. ``--record fatal-aer`` is a four-line
+fatal AER report, which the reader holds for lines that may continue it: with a gap
+longer than ``quiet_s`` (0.2 s) between reports, each is read only once its file has
+been quiet, which is what this measures (``--findings 20 --gap 1``).
 
 Everything real: the file, the watch process (polling every 0.1 s, committing to its
 SQLite store before it announces), the HTTP delivery with its HMAC signature.
@@ -30,10 +35,24 @@ from typing import Any
 SECRET = "latency-bench"  # noqa: S105  # a throwaway signing key for this run
 
 
+RECORDS = {
+    "xid79": "{stamp} {node} kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid={i}, name=python, "
+    "GPU has fallen off the bus.\n",
+    "fatal-aer": "{stamp} {node} kernel: pcieport 0000:3a:00.0: AER: Uncorrected (Fatal) "
+    "error received: 0000:3b:00.0\n"
+    "{stamp} {node} kernel: nvidia 0000:3b:00.0: PCIe Bus Error: severity=Uncorrected "
+    "(Fatal), type=Transaction Layer, (Receiver ID)\n"
+    "{stamp} {node} kernel: nvidia 0000:3b:00.0:   device [10de:2330] error "
+    "status/mask=00000020/00000000\n"
+    "{stamp} {node} kernel: nvidia 0000:3b:00.0:    [ 5] SDES                   (First)\n",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--findings", type=int, default=200)
-    parser.add_argument("--gap", type=float, default=0.05, help="seconds between lines")
+    parser.add_argument("--gap", type=float, default=0.05, help="seconds between records")
+    parser.add_argument("--record", choices=("xid79", "fatal-aer"), default="xid79")
     args = parser.parse_args()
 
     arrived: dict[str, float] = {}
@@ -85,10 +104,7 @@ def main() -> int:
                 node = f"gpu-node-{i:04d}"
                 stamp = datetime.now(UTC).isoformat()
                 written[node] = time.time()
-                out.write(
-                    f"{stamp} {node} kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid={i}, "
-                    "name=python, GPU has fallen off the bus.\n"
-                )
+                out.write(RECORDS[args.record].format(stamp=stamp, node=node, i=i))
                 out.flush()
                 time.sleep(args.gap)
         got_all.wait(timeout=30)
@@ -102,7 +118,8 @@ def main() -> int:
         return 1
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     print(
-        f"watch latency over {len(latencies)} findings (line appended -> webhook POST): "
+        f"watch latency over {len(latencies)} {args.record} findings (record appended -> "
+        "webhook POST): "
         f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
         f"max {latencies[-1] * 1000:.0f} ms; {missing} missing"
     )
