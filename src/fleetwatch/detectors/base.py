@@ -28,7 +28,7 @@ Forgetting
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -192,28 +192,50 @@ class IncidentBook:
         the book (a window judged after it ends). ``busy``: keys still gathering events
         for the book, never forgotten.
         """
-        closed = []
-        keep = self.gap_s + lag_s
-        for key, incident in list(self.open.items()):
-            if incident.seen is None or key in busy:
-                incident.seen = now
-            elif now - incident.seen > keep:
-                closed.append(self.open.pop(key))
-        return closed
+        for key, incident in self.open.items():
+            if key in busy:
+                incident.seen = None  # still gathering: as if it changed
+        return [
+            self.open.pop(key)
+            for key in _sweep(
+                self.open, lambda i: i.seen, _restamp_incident, now, self.gap_s + lag_s
+            )
+        ]
 
 
 K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _sweep(
+    table: dict[K, V],
+    stamp_of: Callable[[V], float | None],
+    restamp: Callable[[V, float], V],
+    now: float,
+    keep: float,
+) -> list[K]:
+    """The one rule of forgetting: an entry changed since the last flush (no stamp) is
+    stamped ``now``; the keys of those unchanged for longer than ``keep`` are returned
+    (the caller removes them)."""
+    stale = []
+    for key, value in table.items():
+        stamp = stamp_of(value)
+        if stamp is None:
+            table[key] = restamp(value, now)
+        elif now - stamp > keep:
+            stale.append(key)
+    return stale
+
+
+def _restamp_incident(incident: Incident, now: float) -> Incident:
+    incident.seen = now
+    return incident
 
 
 def expire(seen: dict[K, float | None], now: float, keep: float) -> list[K]:
     """Stamp the entries changed since the last flush (None) with ``now``; remove and
     return those unchanged for longer than ``keep``."""
-    stale = []
-    for key, stamp in seen.items():
-        if stamp is None:
-            seen[key] = now
-        elif now - stamp > keep:
-            stale.append(key)
+    stale = _sweep(seen, lambda stamp: stamp, lambda _, at: at, now, keep)
     for key in stale:
         del seen[key]
     return stale
@@ -225,13 +247,13 @@ def expire_stamped(table: dict[K, tuple[Any, ...]], width: int, now: float, keep
     A value one item short (saved before values had stamps) counts as changed.
     Returns how many entries it removed.
     """
-    stale = []
-    for key, value in table.items():
-        stamp = value[-1] if len(value) == width else None
-        if stamp is None:
-            table[key] = (*value[: width - 1], now)
-        elif now - stamp > keep:
-            stale.append(key)
+    stale = _sweep(
+        table,
+        lambda value: value[-1] if len(value) == width else None,
+        lambda value, at: (*value[: width - 1], at),
+        now,
+        keep,
+    )
     for key in stale:
         del table[key]
     return len(stale)
