@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetwatch.sources.prefilter import KEYWORDS, Prefilter
+from fleetwatch.sources.prefilter import Prefilter
+from fleetwatch.sources.registry import KEYWORDS
 from tests.conftest import DATA
 
-FAST = Prefilter()
-PLAIN = Prefilter("re")
+FAST = Prefilter(KEYWORDS)
+PLAIN = Prefilter(KEYWORDS, "re")
 FILES = sorted(p for p in DATA.rglob("*") if p.is_file())
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "smi_query_columns",
     "xid",
     "xid_catalog",
+    "xids_owned_by",
 ]
 
 
@@ -185,6 +186,7 @@ class XidEntry:
     action: Action
     fatal: bool
     note: str
+    owner: str = "xid_correlation"
     known: bool = True
 
 
@@ -199,6 +201,9 @@ def xid_catalog() -> MappingProxyType[int, XidEntry]:
         cause = _require(entry, "cause", str, where)
         if cause not in XID_CAUSES:
             raise CatalogError(f"{where}: unknown cause {cause!r}")
+        owner = _require(entry, "owner", str, where)
+        if not owner.isidentifier():
+            raise CatalogError(f"{where}: `owner` must name a detector, got {owner!r}")
         try:
             severity = Severity.parse(_require(entry, "severity", str, where))
             action = Action(_require(entry, "action", str, where))
@@ -212,10 +217,19 @@ def xid_catalog() -> MappingProxyType[int, XidEntry]:
             action,
             _require(entry, "fatal", bool, where),
             _require(entry, "note", str, where),
+            owner,
         )
     if not entries:
         raise CatalogError("catalog/xid.toml: no entries")
     return MappingProxyType(entries)
+
+
+def xids_owned_by(detector: str) -> frozenset[int]:
+    """The Xid codes ``detector`` judges (``owner`` in ``xid.toml``).
+
+    Codes not in the catalog are ``xid_correlation``'s (it reports them as unknown).
+    """
+    return frozenset(code for code, entry in xid_catalog().items() if entry.owner == detector)
 
 
 def xid(code: int) -> XidEntry:

@@ -1,9 +1,10 @@
 """The pattern library: one module per fault, registered here by name.
 
-Each detector module defines its class (with ``name``, ``kinds``, ``process``,
-``flush``) and a frozen ``Config`` whose fields are its thresholds, each with a
-default and a docstring. ``REGISTRY`` maps names to them; a duplicate name is an error
-at import time.
+Each detector module defines its class (with ``name``, ``description``, ``kinds``,
+``config_type``, ``process``, ``flush``) and a frozen ``Config`` whose fields are its
+thresholds, each with a default and a docstring. ``DETECTORS`` lists the classes, one
+row each; ``REGISTRY`` maps names to them; a duplicate name is an error at import
+time. Which detector owns each Xid is data: ``owner`` in ``catalog/xid.toml``.
 """
 
 from __future__ import annotations
@@ -34,44 +35,20 @@ class DetectorSpec:
     kinds: frozenset[str]
 
 
-def _spec(module: Any, cls: Any, description: str) -> DetectorSpec:
-    return DetectorSpec(cls.name, description, cls, module.Config, cls.kinds)
-
-
-_SPECS = [
-    _spec(
-        hbm_ecc,
-        hbm_ecc.HbmEcc,
-        "uncorrectable ECC errors, row remaps pending or failed, corrected-error rate",
-    ),
-    _spec(
-        nccl_hang,
-        nccl_hang.NcclHang,
-        "collective timeouts across ranks, the culprit rank and its GPU",
-    ),
-    _spec(
-        pcie_aer,
-        pcie_aer.PcieAer,
-        "PCIe AER errors and replays per device, attributed to the GPU behind a port",
-    ),
-    _spec(
-        pod_evicted,
-        pod_evicted.PodEvicted,
-        "eviction storms on a node, and evictions that are a GPU fault's impact",
-    ),
-    _spec(
-        thermal_throttle,
-        thermal_throttle.ThermalThrottle,
-        "sustained thermal slowdown, and whether it is one GPU's cooling",
-    ),
-    _spec(
-        xid_correlation,
-        xid_correlation.XidCorrelation,
-        "classify Xids, fold bursts, tell job bugs from node and fabric faults",
-    ),
-]
+# One row per detector; each says on itself what it is (name, description, kinds,
+# config_type).
+DETECTORS: tuple[Any, ...] = (
+    hbm_ecc.HbmEcc,
+    nccl_hang.NcclHang,
+    pcie_aer.PcieAer,
+    pod_evicted.PodEvicted,
+    thermal_throttle.ThermalThrottle,
+    xid_correlation.XidCorrelation,
+)
 REGISTRY: dict[str, DetectorSpec] = {}
-for _s in _SPECS:
-    if _s.name in REGISTRY:
-        raise ValueError(f"two detectors are named {_s.name!r}")
-    REGISTRY[_s.name] = _s
+for _cls in DETECTORS:
+    if _cls.name in REGISTRY:
+        raise ValueError(f"two detectors are named {_cls.name!r}")
+    REGISTRY[_cls.name] = DetectorSpec(
+        _cls.name, _cls.description, _cls, _cls.config_type, _cls.kinds
+    )

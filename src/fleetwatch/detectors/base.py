@@ -47,7 +47,9 @@ class Detector(Protocol):
     """What the engine needs of a detector."""
 
     name: ClassVar[str]
+    description: ClassVar[str]  # one line, for ``fleetwatch detectors``
     kinds: ClassVar[frozenset[str]]
+    config_type: ClassVar[type]  # the frozen dataclass of its thresholds
 
     def process(self, batch: EventBatch) -> list[Finding]:
         """Read one batch; return the findings it opened or changed."""

@@ -10,8 +10,9 @@ Pattern
       uncorrectable errors -> critical, ``rma_gpu``;
     * corrected errors rising faster than ``corrected_per_hour`` -> warning;
     * the memory Xids (48 DBE, 63 remap recorded, 64 remap failed, 92 high SBE rate,
-      94 contained, 95 uncontained, 140 unrecovered, 171) are evidence for the same
-      incident, with the catalog's severity and action.
+      94 contained, 95 uncontained, 140 unrecovered, 156 resource retired, 171: the
+      codes ``catalog/xid.toml`` gives ``owner = "hbm_ecc"``) are evidence for the
+      same incident, with the catalog's severity and action.
 
     The finding's severity is the worst and its action the strongest of its evidence.
 
@@ -42,7 +43,7 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
 
-from fleetwatch.catalog import xid
+from fleetwatch.catalog import xid, xids_owned_by
 from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
@@ -58,7 +59,7 @@ from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
-MEMORY_XIDS: Final = frozenset({48, 63, 64, 92, 94, 95, 140, 171})
+MEMORY_XIDS: Final = xids_owned_by("hbm_ecc")  # catalog/xid.toml: owner
 _COUNTERS: Final = (
     "ecc_corrected",
     "ecc_uncorrected",
@@ -106,6 +107,10 @@ class HbmEcc(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "hbm_ecc"
+    description: ClassVar[str] = (
+        "uncorrectable ECC errors, row remaps pending or failed, corrected-error rate"
+    )
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset({*_COUNTERS, "xid"})
 
     def __init__(self, config: Config | None = None) -> None:

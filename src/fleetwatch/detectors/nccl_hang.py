@@ -78,6 +78,8 @@ class NcclHang(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "nccl_hang"
+    description: ClassVar[str] = "collective timeouts across ranks, the culprit rank and its GPU"
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset({"nccl_init", "nccl_timeout", "nccl_progress"})
 
     def __init__(self, config: Config | None = None) -> None:

@@ -82,6 +82,10 @@ class PcieAer(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "pcie_aer"
+    description: ClassVar[str] = (
+        "PCIe AER errors and replays per device, attributed to the GPU behind a port"
+    )
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset({"aer", "pcie_replay", "pcie_link"})
 
     def __init__(self, config: Config | None = None) -> None:

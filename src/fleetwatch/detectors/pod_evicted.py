@@ -64,6 +64,10 @@ class PodEvicted(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "pod_evicted"
+    description: ClassVar[str] = (
+        "eviction storms on a node, and evictions that are a GPU fault's impact"
+    )
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset(
         {"pod_evicted", "node_not_ready", "xid", "sxid", "gpu_lost"}
     )

@@ -95,6 +95,8 @@ class ThermalThrottle(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "thermal_throttle"
+    description: ClassVar[str] = "sustained thermal slowdown, and whether it is one GPU's cooling"
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset({"clock_event", "temperature"})
 
     def __init__(self, config: Config | None = None) -> None:

@@ -18,8 +18,9 @@ Pattern
       ``reset_gpu``, drain the GPU's work first);
     * SXids fold per NVSwitch and code into ``inspect_fabric`` findings.
 
-    Memory Xids (48, 63, 64, 92, 94, 95, 140, 171) belong to ``hbm_ecc``, which
-    reports them; here they only count toward the GPU's RMA escalation.
+    Memory Xids (48, 63, 64, 92, 94, 95, 140, 156, 171: ``owner = "hbm_ecc"`` in
+    ``catalog/xid.toml``) belong to ``hbm_ecc``, which reports them; here they only
+    count toward the GPU's RMA escalation.
 
 Job
     From dcgm-exporter's pod labels for the GPU (pods of one job share their name
@@ -48,7 +49,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.catalog import XidEntry, xid
+from fleetwatch.catalog import XidEntry, xid, xids_owned_by
 from fleetwatch.detectors.base import (
     IncidentBook,
     describe,
@@ -61,7 +62,7 @@ from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
-MEMORY_XIDS: Final = frozenset({48, 63, 64, 92, 94, 95, 140, 171})
+MEMORY_XIDS: Final = xids_owned_by("hbm_ecc")  # catalog/xid.toml: owner
 _CAUSED_BY: Final = re.compile(r"caused by previous Xid (\d+)")
 _RECOVERY: Final = re.compile(r"to 0x[0-9a-fA-F]+ \(([^)]*)\)")
 _RECOVERY_ACTIONS: Final = {
@@ -100,6 +101,10 @@ class XidCorrelation(Stateful):
     """See the module docstring."""
 
     name: ClassVar[str] = "xid_correlation"
+    description: ClassVar[str] = (
+        "classify Xids, fold bursts, tell job bugs from node and fabric faults"
+    )
+    config_type: ClassVar[type] = Config
     kinds: ClassVar[frozenset[str]] = frozenset(
         {"xid", "sxid", "gpu_lost", "temperature", "power", "clock_event"}
     )

@@ -32,6 +32,7 @@ from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.envelope import Envelope, showable
 from fleetwatch.sources.numbers import INT32_MAX, INT64_MAX, INT64_MIN, OUT_OF_RANGE, whole
+from fleetwatch.sources.reader import Reader
 
 SOURCE: Final = "dcgm"
 _INT32_BLANK: Final = 0x7FFFFFF0
@@ -166,3 +167,25 @@ def _emit(
     else:
         event["value"] = value
     ctx.emit(event)
+
+
+_LINE_STARTS: Final = ("DCGM_FI_", "# HELP DCGM_FI_", "# TYPE DCGM_FI_")
+
+
+def _claims(text: str) -> bool:
+    return text.startswith(_LINE_STARTS)
+
+
+def _read(text: str, env: Envelope, line: int, _cursor: object, ctx: FileContext) -> None:
+    read_line(text, env, line, ctx)
+
+
+READER: Final = Reader(
+    name="dcgm",
+    source=SOURCE,
+    kinds=frozenset(rule.kind for rule in dcgm_metrics().values()),
+    description="dcgm-exporter's Prometheus text: DCGM_FI_* samples",
+    keywords=(rb"DCGM_FI_",),
+    claims=_claims,
+    read_line=_read,
+)

@@ -22,9 +22,7 @@ files' GPUs are thus never merged into one node by accident.
 from __future__ import annotations
 
 import gzip
-import json
 import os
-import re
 import sys
 import time
 import zlib
@@ -34,16 +32,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
-from fleetwatch.sources import k8s, smi
+from fleetwatch.sources import json_document
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.json_line import (
-    TOO_DEEP,
-    TooDeep,
-    loads,
-    may_hold_surrogates,
-    repaired,
-    too_deep_at,
-)
+from fleetwatch.sources.registry import DOCUMENT_READERS
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 64 << 10
@@ -159,75 +150,6 @@ def _open(item: Input) -> tuple[BinaryIO, float]:
     return raw, mtime
 
 
-_JSON_ITEMS: Final = re.compile(r'^\s*\[|"items"\s*:\s*\[')
-_JSON_OPENING: Final = re.compile(rb'\s*(?:\{\s*(?:"|\}|$)|\[\s*(?:[{\["\]]|$))', re.MULTILINE)
-
-
-def _looks_like_json_document(head: bytes) -> bool:
-    # "[   99.08] NVRM" is dmesg, not an array: a JSON value opens with { " [ or ].
-    if not _JSON_OPENING.match(head):
-        return False
-    first_line = head.lstrip().split(b"\n", 1)[0].strip()
-    try:
-        loads(first_line.decode("utf-8", "replace"))
-    except TooDeep:
-        return False  # nested past any record on its first line: the stream counts it
-    except ValueError:
-        return True  # the value goes on past its first line: a document
-    return False
-
-
-def _read_json_document(data: bytes, ctx: FileContext) -> None:
-    """Read a JSON document of Kubernetes events, item by item, each at its own line.
-
-    Reading items one at a time gives each its line number, and keeps every complete
-    item of a document that was cut off (counted as "truncated json"). An item nested
-    deeper than ``json_line.MAX_DEPTH`` is counted "too deep"; where it ends is not
-    known, so the document is read no further.
-    """
-    text = data.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
-    repair = may_hold_surrogates(text)
-    deep = too_deep_at(text)  # the item that holds this point is too deep
-    deep = len(text) if deep < 0 else deep
-    at = _JSON_ITEMS.search(text)
-    if at is None:  # one object, not a list of them
-        try:
-            obj, end = decoder.raw_decode(text, len(text) - len(text.lstrip()))
-        except RecursionError:
-            end = len(text)
-        except ValueError:
-            ctx.stats.bad("json", "truncated json")
-            return
-        if end > deep:
-            ctx.stats.bad("json", TOO_DEEP)
-            return
-        if isinstance(obj, dict):
-            k8s.read_object(repaired(obj) if repair else obj, 1, ctx)
-        return
-    pos, line, counted = at.end(), 1, 0
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if text.startswith("]", pos):
-            return
-        try:
-            item, end = decoder.raw_decode(text, pos)
-        except RecursionError:
-            end = len(text)
-        except ValueError:
-            ctx.stats.bad("json", "truncated json")
-            return
-        if end > deep:  # where this item ends is not known: the rest is lost with it
-            ctx.stats.bad("json", TOO_DEEP)
-            return
-        line += text.count("\n", counted, pos)
-        counted = pos
-        if isinstance(item, dict):
-            k8s.read_object(repaired(item) if repair else item, line, ctx)
-        pos = end
-
-
 _CONTROL_BYTES: Final = bytes(c for c in range(32) if c not in b"\t\n\r\x1b") + b"\x7f"
 
 
@@ -240,6 +162,15 @@ def _binary(block: bytes) -> bool:
     return controls * 20 > len(rest)
 
 
+def _unclaimed(head: bytes) -> str | None:
+    """What kind of document no reader claimed, or None for a line stream."""
+    if head.lstrip().startswith(b"<?xml"):
+        return "unknown xml document"
+    if json_document.is_document(head):
+        return "unknown json document"
+    return None
+
+
 def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     head = stream.read(HEAD_BYTES)
     if not head:
@@ -247,31 +178,21 @@ def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     if _binary(head[:4096]):
         ctx.stats.bad("file", "binary data")
         return
-    stripped = head.lstrip()
-    if stripped.startswith((b"<?xml", b"<nvidia_smi_log")) or _looks_like_json_document(head):
-        data = head + stream.read(MAX_DOCUMENT_BYTES)
-        ctx.stats.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    reader = next((r for r in DOCUMENT_READERS if r.sniff and r.sniff(head)), None)
+    unclaimed = _unclaimed(head) if reader is None else None
+    if reader is None and unclaimed is None:
+        yield from LineStream(ctx).run(stream, head)
+        return
+    data = head + stream.read(MAX_DOCUMENT_BYTES)
+    ctx.stats.lines += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if reader is None or reader.read_document is None:
+        ctx.stats.bad("file", unclaimed or "unknown document")  # whole, and nobody's
+    else:
         try:
-            if stripped.startswith(b"<"):
-                smi.read_xml(data, ctx)
-            else:
-                _read_json_document(data, ctx)
+            reader.read_document(data, ctx)
         except Exception as exc:  # a document no reader survives is one record
-            ctx.stats.failed("file", exc)
-        yield
-        return
-    first_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    if smi.csv_columns(first_line) is not None:
-        data = head + stream.read(MAX_DOCUMENT_BYTES)
-        lines = data.decode("utf-8", "replace").splitlines()
-        ctx.stats.lines += len(lines)
-        try:
-            smi.read_csv(lines, 1, ctx)
-        except Exception as exc:  # the CSV is one record
-            ctx.stats.failed("smi", exc)
-        yield
-        return
-    yield from LineStream(ctx).run(stream, head)
+            ctx.stats.failed(reader.source, exc)
+    yield
 
 
 def read_input(raw: BinaryIO, ctx: FileContext) -> Iterator[None]:

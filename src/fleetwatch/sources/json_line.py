@@ -31,6 +31,7 @@ from fleetwatch.sources import jsonl, k8s
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope, showable
+from fleetwatch.sources.reader import Reader
 
 Dispatch = Callable[..., None]
 _K8S_LISTS: Final = frozenset({"List", "EventList"})
@@ -157,7 +158,9 @@ class MessageCursor:
         self._inner.skip(n)
 
 
-def read(text: str, line: int, cursor: Cursor, ctx: FileContext, dispatch: Dispatch) -> None:
+def read(
+    text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext, dispatch: Dispatch
+) -> None:
     """Read the JSON object on this line, whichever format it is."""
     try:
         obj = loads(text)
@@ -187,3 +190,19 @@ def read(text: str, line: int, cursor: Cursor, ctx: FileContext, dispatch: Dispa
         k8s.read_object(obj, line, ctx)
     elif kind in KIND_ID and "apiVersion" not in obj:
         jsonl.read(obj, line, ctx)
+
+
+def _is_object(text: str) -> bool:
+    return text.lstrip().startswith("{")
+
+
+READER: Final = Reader(
+    name="json_line",
+    source="jsonl",
+    kinds=frozenset(KIND_ID),  # a journal message may hold any record
+    description="journalctl -o json, Kubernetes watch streams, fleetwatch's own events",
+    keywords=(rb"^\{",),  # a JSON object on its own line
+    claims=_is_object,
+    read_line=read,
+    nests=True,
+)

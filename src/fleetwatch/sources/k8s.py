@@ -32,9 +32,11 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
+from fleetwatch.sources import json_document
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope, showable
+from fleetwatch.sources.reader import Reader
 
 SOURCE: Final = "k8s"
 _EVICTION_REASONS: Final = frozenset({"Evicted", "TaintManagerEviction", "NodeControllerEviction"})
@@ -270,3 +272,57 @@ def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None
             detail=f"low on {resource}" if resource else None,
         )
     )
+
+
+_TEXT_WORDS: Final = (
+    "vict",
+    "NodeNotReady",
+    "Node became not ready",
+    "Successfully assigned",
+    "Name:",
+    "Namespace:",
+    "Node:",
+)
+_KINDS: Final = frozenset({"pod_evicted", "node_not_ready"})
+# A Kubernetes document says so near its start: an Event's involvedObject (or the
+# events.k8s.io ``regarding``), or a list's kind.
+_DOCUMENT_MARK: Final = re.compile(
+    rb'"(?:involvedObject|regarding)"\s*:|"kind"\s*:\s*"(?:Event|EventList|List)"'
+)
+
+
+def _claims(text: str) -> bool:
+    return any(word in text for word in _TEXT_WORDS)
+
+
+def _is_document(head: bytes) -> bool:
+    return json_document.is_document(head) and _DOCUMENT_MARK.search(head) is not None
+
+
+def _read_document(data: bytes, ctx: FileContext) -> None:
+    json_document.read_items(data, ctx, read_object)
+
+
+TEXT: Final = Reader(
+    name="k8s_text",
+    source=SOURCE,
+    kinds=_KINDS,
+    description="kubectl get events / describe tables and kubelet eviction lines",
+    keywords=(
+        rb"vict",  # Evicted, Eviction, eviction manager
+        rb"NodeNotReady",
+        rb"Node became not ready",
+        rb"Successfully assigned",  # a pod's node, for later evictions
+        rb"^N(?:ame|amespace|ode):",  # kubectl describe headers
+    ),
+    claims=_claims,
+    read_line=read_text,
+)
+DOCUMENT: Final = Reader(
+    name="k8s_json",
+    source=SOURCE,
+    kinds=_KINDS,
+    description="kubectl get events -o json: an Event, or a List of them",
+    sniff=_is_document,
+    read_document=_read_document,
+)

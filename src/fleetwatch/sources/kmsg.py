@@ -36,6 +36,7 @@ from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope
 from fleetwatch.sources.numbers import OUT_OF_RANGE, whole
+from fleetwatch.sources.reader import Reader
 
 SOURCE: Final = "kmsg"
 _PCI: Final = r"[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?"
@@ -295,3 +296,28 @@ def _read_apei(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
         names += [register.get(b, f"bit {b}") for b in range(32) if status >> b & 1]
     detail = f"APEI firmware-first: {', '.join(names) or 'no error bits'}"
     ctx.emit(_event("aer", env, line, pci=dev, severity=severity, detail=detail))
+
+
+_WORDS: Final = ("NVRM", "SXid", "PCIe Bus Error", "[Hardware Error]", "Linux version")
+
+
+def _claims(text: str) -> bool:
+    return any(word in text for word in _WORDS)
+
+
+READER: Final = Reader(
+    name="kmsg",
+    source=SOURCE,
+    kinds=frozenset({"xid", "sxid", "gpu_lost", "gpu_identity", "aer"}),
+    description="kernel log lines: dmesg, /dev/kmsg, syslog, journal messages",
+    keywords=(
+        rb"NVRM",  # Xid, fallen off the bus, GPU identity
+        rb"SXid",  # NVSwitch
+        rb"AER",  # PCIe AER
+        rb"PCIe Bus Error",  # PCIe AER on kernels that print no "AER:" tag
+        rb"Hardware Error",  # APEI firmware-first blocks
+        rb"Linux version",  # a boot: forget the GPUs seen before it
+    ),
+    claims=_claims,
+    read_line=read,
+)

@@ -38,6 +38,7 @@ from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope
 from fleetwatch.sources.numbers import INT32_MAX, INT64_MAX, OUT_OF_RANGE, whole
+from fleetwatch.sources.reader import Reader
 
 SOURCE: Final = "nccl"
 # The host starts where a run of name characters starts: tried inside every run, the
@@ -169,3 +170,18 @@ def _read(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
         start = m.start() + (len("NCCL WARN ") if m[0] == "NCCL WARN " else 0)
         event["detail"] = _short(text[start:])
         ctx.emit(event)
+
+
+def _claims(text: str) -> bool:
+    return "NCCL" in text
+
+
+READER: Final = Reader(
+    name="nccl",
+    source=SOURCE,
+    kinds=frozenset({"nccl_init", "nccl_timeout", "nccl_progress", "nccl_error"}),
+    description="NCCL INFO/WARN lines and PyTorch ProcessGroupNCCL watchdog logs",
+    keywords=(rb"NCCL",),
+    claims=_claims,
+    read_line=read,
+)

@@ -1,8 +1,9 @@
 """The prefilter: where in a chunk of log the records might be.
 
 Most lines of a real log are noise, so the stream asks one question of each whole
-chunk: at which offsets does any record keyword occur? ``KEYWORDS`` lists them, one
-per record family; a line that contains none cannot hold a record.
+chunk: at which offsets does any record keyword occur? Each reader lists its own
+keywords (``registry.KEYWORDS`` gathers them); a line that contains none cannot hold
+a record.
 
 Two engines answer it with the same patterns:
 
@@ -16,36 +17,18 @@ Two engines answer it with the same patterns:
 from __future__ import annotations
 
 import re
-from typing import Any, Final
-
-KEYWORDS: Final[tuple[bytes, ...]] = (
-    rb"NVRM",  # Xid, fallen off the bus, GPU identity
-    rb"SXid",  # NVSwitch
-    rb"AER",  # PCIe AER
-    rb"PCIe Bus Error",  # PCIe AER on kernels that print no "AER:" tag
-    rb"Hardware Error",  # APEI firmware-first blocks
-    rb"Linux version",  # a boot: forget the GPUs seen before it
-    rb"NCCL",  # NCCL and ProcessGroupNCCL
-    rb"DCGM_FI_",  # dcgm-exporter samples
-    rb"NVSMI LOG",  # an nvidia-smi -q report
-    rb"vict",  # Evicted, Eviction, eviction manager
-    rb"NodeNotReady",
-    rb"Node became not ready",
-    rb"Successfully assigned",  # a pod's node, for later evictions
-    rb"^\{",  # a JSON object on its own line (journalctl -o json, a watch stream)
-    rb"^N(?:ame|amespace|ode):",  # kubectl describe headers
-)
+from typing import Any
 
 
 class _HyperscanPrefilter:
-    def __init__(self, hyperscan: Any) -> None:
+    def __init__(self, hyperscan: Any, keywords: tuple[bytes, ...]) -> None:
         self._hs = hyperscan
         self._db = hyperscan.Database()
         self._db.compile(
-            expressions=list(KEYWORDS),
-            ids=list(range(len(KEYWORDS))),
-            elements=len(KEYWORDS),
-            flags=[hyperscan.HS_FLAG_MULTILINE] * len(KEYWORDS),
+            expressions=list(keywords),
+            ids=list(range(len(keywords))),
+            elements=len(keywords),
+            flags=[hyperscan.HS_FLAG_MULTILINE] * len(keywords),
         )
 
     def offsets(self, buf: bytes, end: int) -> list[int]:
@@ -60,26 +43,27 @@ class _HyperscanPrefilter:
 
 
 class _RePrefilter:
-    def __init__(self) -> None:
-        self._pattern = re.compile(b"|".join(KEYWORDS), re.MULTILINE)
+    def __init__(self, keywords: tuple[bytes, ...]) -> None:
+        self._pattern = re.compile(b"|".join(keywords), re.MULTILINE)
 
     def offsets(self, buf: bytes, end: int) -> list[int]:
         return [m.end() for m in self._pattern.finditer(buf, 0, end)]
 
 
-def _engine() -> _HyperscanPrefilter | _RePrefilter:
+def _engine(keywords: tuple[bytes, ...]) -> _HyperscanPrefilter | _RePrefilter:
     try:
         import hyperscan
     except ImportError:  # no wheel for this platform
-        return _RePrefilter()
-    return _HyperscanPrefilter(hyperscan)
+        return _RePrefilter(keywords)
+    return _HyperscanPrefilter(hyperscan, keywords)
 
 
 class Prefilter:
     """Offsets in a chunk just past each keyword, ascending; one call per chunk."""
 
-    def __init__(self, engine: str = "auto") -> None:
-        self.engine = _RePrefilter() if engine == "re" else _engine()
+    def __init__(self, keywords: tuple[bytes, ...], engine: str = "auto") -> None:
+        self.keywords = keywords
+        self.engine = _RePrefilter(keywords) if engine == "re" else _engine(keywords)
         self.name = "re" if isinstance(self.engine, _RePrefilter) else "hyperscan"
 
     def offsets(self, buf: bytes, end: int) -> list[int]:

@@ -34,6 +34,7 @@ from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
 from fleetwatch.sources.envelope import Envelope, showable
 from fleetwatch.sources.numbers import INT32_MAX, OUT_OF_RANGE, whole
+from fleetwatch.sources.reader import Reader
 
 SOURCE: Final = "smi"
 _NUMBER: Final = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
@@ -434,3 +435,53 @@ def _read_csv_row(
         else:
             snap.counters.setdefault(rule.kind, value)
     _emit([snap], Envelope(ts, "wall" if ts is not None else "none", None), ctx)
+
+
+_KINDS: Final = frozenset(
+    {"gpu_identity", "clock_event", "pcie_link", "pcie_replay"}
+    | {rule.kind for rule in smi_query_columns().values()}
+)
+
+
+def _claims_text(text: str) -> bool:
+    return "NVSMI LOG" in text
+
+
+def _is_xml(head: bytes) -> bool:
+    return head.lstrip().startswith((b"<?xml", b"<nvidia_smi_log")) and b"<nvidia_smi_log" in head
+
+
+def _is_csv(head: bytes) -> bool:
+    first_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    return csv_columns(first_line) is not None
+
+
+def _read_csv_document(data: bytes, ctx: FileContext) -> None:
+    read_csv(data.decode("utf-8", "replace").splitlines(), 1, ctx)
+
+
+TEXT: Final = Reader(
+    name="smi_text",
+    source=SOURCE,
+    kinds=_KINDS,
+    description="nvidia-smi -q reports, wherever they appear in a file",
+    keywords=(rb"NVSMI LOG",),
+    claims=_claims_text,
+    read_line=read_text_block,
+)
+XML: Final = Reader(
+    name="smi_xml",
+    source=SOURCE,
+    kinds=_KINDS,
+    description="nvidia-smi -q -x documents",
+    sniff=_is_xml,
+    read_document=read_xml,
+)
+CSV: Final = Reader(
+    name="smi_csv",
+    source=SOURCE,
+    kinds=_KINDS,
+    description="nvidia-smi --query-gpu=... --format=csv tables",
+    sniff=_is_csv,
+    read_document=_read_csv_document,
+)

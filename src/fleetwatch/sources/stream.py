@@ -3,20 +3,11 @@
 Formats are recognised per record, not per file: a syslog file mixes kernel lines
 with kubelet lines, a bug report mixes everything. Most lines of a real log are
 noise, so the stream never looks at a line one by one. It reads the input in large
-chunks and runs one prefilter (``CANDIDATE``, a few keywords) over the whole chunk;
-only the lines that contain a keyword are decoded, given an envelope (time, host)
-and handed to the reader of their format:
-
-==========================================  ==========================================
-line                                        reader
-==========================================  ==========================================
-``{…}`` (JSON: journal, k8s, our events)    ``json_line.read``
-``==============NVSMI LOG==============``   ``smi.read_text_block`` (until the block ends)
-``DCGM_FI_…`` / ``# HELP DCGM_FI_…``        ``dcgm.read_line``
-``… NCCL …``                                ``nccl.read``
-``NVRM``, ``SXid``, ``PCIe Bus Error``, …   ``kmsg.read``
-``Evicted``, ``NodeNotReady``, …            ``k8s.read_text``
-==========================================  ==========================================
+chunks and runs one prefilter (every reader's keywords) over the whole chunk; only
+the lines that contain a keyword are decoded, given an envelope (time, host) and
+handed to the first reader that claims them, in the order of ``registry.py``: a JSON
+object line, an ``nvidia-smi -q`` report, a dcgm-exporter sample, an NCCL line, a
+kernel line, a kubectl or kubelet line.
 
 Line numbers come from counting newlines between candidates (one C-speed pass).
 A record that continues past the chunk is read again with the next chunk appended.
@@ -30,11 +21,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
-from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, smi
+from fleetwatch.sources import json_line
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import NeedMore
 from fleetwatch.sources.envelope import NO_ENVELOPE, STAMPED_LINE, Envelope, parse
 from fleetwatch.sources.prefilter import Prefilter
+from fleetwatch.sources.registry import KEYWORDS, LINE_READERS
 
 CHUNK_BYTES: Final = 8 << 20
 
@@ -45,16 +37,6 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-_KERNEL_WORDS: Final = ("NVRM", "SXid", "PCIe Bus Error", "[Hardware Error]", "Linux version")
-_K8S_WORDS: Final = (
-    "vict",
-    "NodeNotReady",
-    "Node became not ready",
-    "Successfully assigned",
-    "Name:",
-    "Namespace:",
-    "Node:",
-)
 _RELATIVE_LINE: Final = re.compile(
     rb"^\[(?:\s*\+\s*(\d{1,11}\.\d+)|([A-Za-z]{3})\s*(\d{1,2}) (\d\d):(\d\d)(?::(\d\d))?)\]",
     re.MULTILINE,
@@ -68,28 +50,28 @@ def dispatch(
     cursor: _BufferCursor | json_line.MessageCursor,
     ctx: FileContext,
 ) -> None:
-    """Hand one candidate line to the reader of its format."""
-    if text.lstrip().startswith("{"):
-        json_line.read(text, line, cursor, ctx, dispatch)
-    elif "NVSMI LOG" in text:
-        smi.read_text_block(text, env, line, cursor, ctx)
-    elif text.startswith(("DCGM_FI_", "# HELP DCGM_FI_", "# TYPE DCGM_FI_")):
-        dcgm.read_line(text, env, line, ctx)
-    elif "NCCL" in text:
-        nccl.read(text, env, line, cursor, ctx)
-    elif any(word in text for word in _KERNEL_WORDS):
-        kmsg.read(text, env, line, cursor, ctx)
-    elif any(word in text for word in _K8S_WORDS):
-        k8s.read_text(text, env, line, cursor, ctx)
+    """Hand one candidate line to the first reader that claims it (``registry``)."""
+    for claims, read, nests in _DISPATCH:
+        if claims(text):
+            if nests:
+                read(text, env, line, cursor, ctx, dispatch)
+            else:
+                read(text, env, line, cursor, ctx)
+            return
 
 
+_DISPATCH: Final[tuple[tuple[Callable[[str], bool], Callable[..., None], bool], ...]] = tuple(
+    (r.claims, r.read_line, r.nests)
+    for r in LINE_READERS
+    if r.claims is not None and r.read_line is not None
+)
 _DEFAULT: list[Prefilter] = []
 
 
 def default_prefilter() -> Prefilter:
-    """The fastest prefilter this machine has, built once per process."""
+    """The fastest prefilter this machine has for every reader's keywords, built once."""
     if not _DEFAULT:
-        _DEFAULT.append(Prefilter())
+        _DEFAULT.append(Prefilter(KEYWORDS))
     return _DEFAULT[0]
 
 
