@@ -95,4 +95,10 @@ def test_the_kind_vocabulary_is_the_design_s() -> None:
         "nccl_timeout",
         "nccl_progress",
         "nccl_error",
+        # issue 10: faults without an Xid, and NVLink counters (DESIGN.md lags here)
+        "gsp_timeout",
+        "rm_error",
+        "nvlink_crc",
+        "nvlink_replay",
+        "nvlink_recovery",
     )

@@ -18,6 +18,7 @@ integers and string ids:
 ``node``                  host name (see ``sources.files`` for the fallbacks)
 ``pci``                   ``dddd:bb:dd.f``, lowercase (``fleetwatch.pci``)
 ``gpu uuid serial``       NVML index, ``GPU-…`` UUID, board serial
+``link``                  NVLink link number (``nvlink_*`` counters)
 ``code``                  XID or SXID number
 ``severity``              ``aer``/``sxid``: corrected, nonfatal, fatal
 ``scope``                 counters: volatile, aggregate
@@ -68,6 +69,11 @@ KINDS: Final[tuple[str, ...]] = (
     "nccl_timeout",
     "nccl_progress",
     "nccl_error",
+    "gsp_timeout",
+    "rm_error",
+    "nvlink_crc",
+    "nvlink_replay",
+    "nvlink_recovery",
 )
 KIND_ID: Final[dict[str, int]] = {name: i for i, name in enumerate(KINDS)}
 
@@ -100,6 +106,7 @@ FIELDS: Final[dict[str, tuple[np.dtype[Any], float | int, str]]] = {
     "node": (_I32, -1, "str"),
     "pci": (_I32, -1, "str"),
     "gpu": (_I32, -1, "int"),
+    "link": (_I32, -1, "int"),
     "uuid": (_I32, -1, "str"),
     "serial": (_I32, -1, "str"),
     "code": (_I64, -1, "int"),
