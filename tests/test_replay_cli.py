@@ -69,9 +69,13 @@ def test_replay_table_drain_list_and_slurm(tmp_path: Path) -> None:
 def test_fail_on_and_filters(tmp_path: Path) -> None:
     path = str(incident(tmp_path))
     assert run("replay", path, "--fail-on", "critical").returncode == 1
-    assert run("replay", path, "--fail-on", "critical", "--node", "h100-vm").returncode == 0
-    only = run("replay", path, "--node", "h100-vm", "--output", "jsonl").stdout.splitlines()
+    assert run("replay", path, "--fail-on", "critical", "--only-node", "h100-vm").returncode == 0
+    only = run("replay", path, "--only-node", "h100-vm", "--output", "jsonl").stdout.splitlines()
     assert len(only) == 1 and json.loads(only[0])["code"] == 31
+    # --node named the node in parse and watch but filtered here: refused, with the way
+    old = run("replay", path, "--node", "h100-vm")
+    assert old.returncode == 2 and old.stdout == ""
+    assert old.stderr.count("\n") == 1 and "--only-node" in old.stderr
     # the XID 31 is at 2026-11-26 16:00:40 local; --until before it drops it
     late = run("replay", path, "--since", "2026-11-27T00:00:00+00:00", "--output", "jsonl")
     assert [json.loads(x)["code"] for x in late.stdout.splitlines()] == [79]  # boot clock kept

@@ -81,7 +81,22 @@ def parse(
     except BrokenPipeError:
         sys.stderr.close()  # the reader of our output left (| head): not an error
         sys.exit(0)
+    _say_file_nodes(stats)
     click.echo(f"fleetwatch: {stats.summary()}", err=True)
+
+
+def _say_file_nodes(stats: ReadStats, shown: int = 5) -> None:
+    """One line on stderr when records were given a node named after a file or stdin."""
+    if not stats.file_nodes:
+        return
+    pairs = [f"{one_line(node)} ({one_line(name)})" for node, name in stats.file_nodes.items()]
+    more = f", and {len(pairs) - shown} more" if len(pairs) > shown else ""
+    click.echo(
+        "fleetwatch: records that name no host were given a node named after their file: "
+        f"{', '.join(pairs[:shown])}{more}; name it with --node, or put each node's logs "
+        "in a folder named after the node",
+        err=True,
+    )
 
 
 def _read_options(node: str | None, year: int | None, zone: str | None) -> ReadOptions:
@@ -119,7 +134,8 @@ def _moment(text: str | None, option: str, zone: str | None) -> float | None:
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
 @click.option("--since", help="Only events at or after this time (ISO 8601 or epoch).")
 @click.option("--until", help="Only events at or before this time (ISO 8601 or epoch).")
-@click.option("--node", help="Only this node's events.")
+@click.option("--only-node", help="Only this node's events.")
+@click.option("--node", "old_node", hidden=True)
 @click.option(
     "--fail-on",
     type=click.Choice([str(s) for s in Severity]),
@@ -133,18 +149,24 @@ def replay_command(
     config_path: str | None,
     since: str | None,
     until: str | None,
-    node: str | None,
+    only_node: str | None,
+    old_node: str | None,
     fail_on: str | None,
     year: int | None,
     zone: str | None,
 ) -> None:
     """Find the faults in collected logs (files, folders, .gz, - for stdin)."""
+    if old_node is not None:
+        _fail(
+            "replay --node is now --only-node (it keeps only that node's events); "
+            "parse and watch --node name the node of records that name none"
+        )
     try:
         configs = configuration.load(Path(config_path) if config_path else None)
     except configuration.ConfigError as exc:
         _fail(str(exc))
     options = _read_options(None, year, zone)
-    window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), node)
+    window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
     with Progress(
@@ -166,6 +188,7 @@ def replay_command(
     sys.stdout.flush()
     if left_out:
         click.echo(_left_out(left_out, fmt), err=True)
+    _say_file_nodes(stats)
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)

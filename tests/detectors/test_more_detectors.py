@@ -225,11 +225,13 @@ def test_a_rank_that_never_reports_is_the_culprit(tmp_path: Path) -> None:
     assert "rank 2 never reported while 3 of 4 ranks timed out" in only.summary
 
 
-def test_the_real_single_rank_timeout_is_a_job_hang_without_a_culprit(tmp_path: Path) -> None:
+def test_the_real_single_rank_timeout_names_the_rank_that_timed_out(tmp_path: Path) -> None:
     text = (DATA / "h100" / "nccl-watchdog-timeout.log").read_text()
     (only,) = findings(tmp_path, {"vm/train.log": text}, only="nccl_hang")
-    assert only.rank is None and only.action == Action.RESTART_JOB
+    assert only.rank == 0 and only.action == Action.RESTART_JOB
+    assert only.node == "vm" and only.pci == "0000:00:06.0"  # from its Init COMPLETE line
     assert "1 of 1 ranks timed out on sequence 4" in only.summary
+    assert "only rank 0 timed out (on sequence 4); it is the job's only rank" in only.summary
 
 
 def test_replay_rate_is_judged_against_the_link_s_lanes_and_generation(tmp_path: Path) -> None:

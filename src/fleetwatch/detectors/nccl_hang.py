@@ -10,7 +10,14 @@ Pattern
       (it never finished the collective they are all waiting in), or a rank that never
       reports while the others time out on the same sequence (found only when the
       world size is known);
-    * every reporting rank stuck on one sequence with no progress is a job hang.
+    * every reporting rank stuck on one sequence with no progress is a job hang;
+    * a lone timeout (one rank's watchdog fired, no other rank said anything) names
+      that rank, its node and GPU, and says which ranks were never heard from (when
+      the world size is known) or that the others are unknown.
+
+    A job is the ``job`` its records carry: the name of the folder that holds its logs
+    (``sources.files``), the same from any working directory; the finding's node is
+    the culprit's, or the job's when all its ranks run on one node.
 
     The finding is an error, ``restart_job``; it names the culprit with its node and
     GPU when the logs tell, so the operator can take that GPU out before restarting.
@@ -59,6 +66,20 @@ class _Job:
     completed: dict[int, int] = field(default_factory=dict)  # rank -> last completed seq
     waiting: dict[int, int] = field(default_factory=dict)  # rank -> seq it timed out on
     seen: float | None = None  # the flush clock at its last record; None: since the last flush
+
+
+def _ranges(ranks: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5`` (a job of 1,024 ranks has short lists)."""
+    parts: list[str] = []
+    start = prev = ranks[0]
+    for rank in [*ranks[1:], None]:
+        if rank is not None and rank == prev + 1:
+            prev = rank
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if rank is not None:
+            start = prev = rank
+    return ", ".join(parts)
 
 
 def _stale(job: _Job, now: float, keep: float) -> bool:
@@ -139,7 +160,7 @@ class NcclHang(Stateful):
                 job.seen = None
                 if what == KIND_ID["nccl_init"]:
                     job.world = max(job.world or 0, int(batch["value"][row]))
-                    if rank not in job.ranks:
+                    if "pci" not in job.ranks.get(rank, {}):
                         job.ranks[rank] = {
                             "node": batch.value("node", row),
                             "gpu": batch.value("gpu", row),
@@ -147,6 +168,8 @@ class NcclHang(Stateful):
                             "uuid": batch.value("uuid", row),
                         }
                     continue
+                # a rank seen only in its timeout still says where it runs
+                job.ranks.setdefault(rank, {"node": batch.value("node", row)})
                 if what == KIND_ID["nccl_progress"] and batch["last_completed"][row] >= 0:
                     job.completed[rank] = int(batch["last_completed"][row])
                 if what == KIND_ID["nccl_timeout"] and batch["seq"][row] >= 0:
@@ -201,14 +224,26 @@ class NcclHang(Stateful):
                     f"rank {rank} last completed {lowest} while the others reached "
                     f"{ahead}: it never finished the collective they wait in"
                 )
+        silent: list[int] = []
         if job.world is not None and len(job.waiting) < job.world:
             silent = sorted(set(range(job.world)) - set(job.waiting) - set(job.completed))
-            if len(silent) == 1:
+            if len(silent) == 1 and len(job.waiting) > 1:
                 rank = silent[0]
                 return rank, (
                     f"rank {rank} never reported while {len(job.waiting)} of "
                     f"{job.world} ranks timed out"
                 )
+        if len(job.waiting) == 1 and len(job.completed) <= 1:
+            # One watchdog fired and no other rank said anything: the rank that timed
+            # out is all the logs show; the others are unknown, not healthy.
+            ((rank, seq),) = job.waiting.items()
+            if job.world == 1:
+                others = "it is the job's only rank"
+            elif silent:
+                others = f"ranks {_ranges(silent)} were never heard from"
+            else:
+                others = "no other rank's log is here, so where the others stopped is unknown"
+            return rank, f"only rank {rank} timed out (on sequence {seq}); {others}"
         return None, "no single rank stands out"
 
     def _finding(self, name: str, job: _Job, incident: Any) -> Finding:
@@ -218,6 +253,9 @@ class NcclHang(Stateful):
         world = f" of {job.world}" if job.world else ""
         summary = f"NCCL job {name}: {len(job.waiting)}{world} ranks timed out {stuck}; {why}"
         entity: dict[str, Any] = {"job": name}
+        nodes = {r.get("node") for r in job.ranks.values()} - {None}
+        if len(nodes) == 1:  # the whole job on one node: that node, culprit or not
+            entity["node"] = nodes.pop()
         if culprit is not None:
             identity = job.ranks.get(culprit, {})
             entity.update({k: v for k, v in identity.items() if v is not None})

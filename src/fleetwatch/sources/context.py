@@ -59,6 +59,8 @@ class ReadStats:
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     boot_anchors: dict[str, float] = field(default_factory=dict)
     """Per node, wall time minus boot time, from lines that carry both stamps."""
+    file_nodes: dict[str, str] = field(default_factory=dict)
+    """Nodes named after a file (or stdin) for want of any other name -> that input."""
 
     def bad(self, reader: str, reason: str, count: int = 1) -> None:
         """Count ``count`` unreadable records of ``reader`` for ``reason``."""
@@ -156,6 +158,8 @@ class FileContext:
         self.last_boot_ts: dict[str, float] = {}
         self.last_identity_pci: str | None = None  # for a serial line after "GPU at"
         self.memo: dict[str, Any] = {}  # a reader's own memory of this file, by reader name
+        self.job: str | None = None  # the folder of the logs (files.expand), for NCCL
+        self.node_is_file_name = False  # self.node is the file's name: note where used
 
     def emit(self, fields: dict[str, Any]) -> None:
         """Add one event. ``fields`` needs kind, source, line; the rest as known.
@@ -167,6 +171,8 @@ class FileContext:
         node = fields.get("node")
         if node is None:
             node = fields["node"] = self.node
+            if self.node_is_file_name:
+                self.stats.file_nodes.setdefault(node, self.name)
         pci = fields.get("pci")
         if pci is not None:
             known = self.identities.lookup(node, pci)

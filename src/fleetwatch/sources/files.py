@@ -13,10 +13,13 @@ bytes:
   counted, not read. NUL bytes in text (the padding an unclean shutdown leaves in
   syslog) cost only the lines they are on.
 
-The node of a record that names none: ``--node``; else, for a file inside a folder of
-per-node folders (``incident/gpu-node-7/dmesg.txt``), that folder's name; else the
-file name without its extensions (``gpu-node-7.dmesg.log.gz`` -> ``gpu-node-7``). Two
-files' GPUs are thus never merged into one node by accident.
+The node of a record that names none: ``--node``; else the folder that directly holds
+the file when it is not the folder named on the command line
+(``incident/gpu-node-7/dmesg.txt`` -> ``gpu-node-7``, whether ``incident`` or its
+parent is named); else the file name without its
+extensions (``gpu-node-7.dmesg.log.gz`` -> ``gpu-node-7``) or ``stdin``, which
+``ReadStats.file_nodes`` records so that the CLI says so once. Two files' GPUs are thus
+never merged into one node by accident.
 """
 
 from __future__ import annotations
@@ -48,11 +51,13 @@ class InputError(OSError):
 
 @dataclass(frozen=True)
 class Input:
-    """One file to read: where it is, how to show its name, its fallback node."""
+    """One file to read: where it is, how to show its name, its fallback node and job."""
 
     path: Path | None  # None: stdin
     name: str
     node: str
+    job: str | None = None  # the folder of its logs, for NCCL records without a job id
+    node_is_file_name: bool = False  # ``node`` is the file's name or "stdin": say so
 
 
 def shown(text: str) -> str:
@@ -69,27 +74,48 @@ def node_from_name(path: Path) -> str:
     return name.split(".", 1)[0] or name
 
 
-def expand(paths: list[str]) -> list[Input]:
-    """The files behind the command line's paths, in a stable order."""
+def _folder_name(path: Path) -> str:
+    return shown(path.resolve().name) or "/"
+
+
+def expand(paths: list[str], host: str | None = None) -> list[Input]:
+    """The files behind the command line's paths, in a stable order, with their nodes.
+
+    The node of a file's records that name none: the folder that directly holds the
+    file, when that is not the folder named here (``incident/gpu-node-7/dmesg``, named
+    as ``incident`` or as its parent: ``gpu-node-7`` either way, so a parent folder
+    reads as its children do); else ``host`` (a live source's machine);
+    else the file's own name, or ``stdin``, flagged so the caller can say so. A file
+    named here directly takes its own name: the folder above it is as often
+    ``/var/log`` as a node. ``--node`` overrides all of these (``ReadOptions.node``).
+
+    The job of NCCL records that name none is the folder that holds the log
+    (``incident/job-42/rank3.log`` -> ``job-42``), by its name alone, so it is the same
+    from any working directory and whichever folder above it is named.
+    """
     inputs: list[Input] = []
     for raw in paths:
         if raw == "-":
-            inputs.append(Input(None, "<stdin>", "stdin"))
+            inputs.append(Input(None, "<stdin>", host or "stdin", None, host is None))
             continue
         path = Path(raw)
         if path.is_dir():
+            named = _folder_name(path)
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for file in sorted(f for f in files if not f.startswith(".")):
                     found = Path(root, file)
-                    relative = found.relative_to(path)
-                    if len(relative.parts) > 1:
-                        node = shown(relative.parts[0])
+                    folders = [named, *map(shown, found.relative_to(path).parts[:-1])]
+                    job = folders[-1]
+                    if len(folders) > 1:
+                        inputs.append(Input(found, shown(str(found)), folders[-1], job))
                     else:
-                        node = node_from_name(found)
-                    inputs.append(Input(found, shown(str(found)), node))
+                        node = host or node_from_name(found)
+                        inputs.append(Input(found, shown(str(found)), node, job, host is None))
         elif path.exists():
-            inputs.append(Input(path, shown(str(path)), node_from_name(path)))
+            node = host or node_from_name(path)
+            job = _folder_name(path.parent)
+            inputs.append(Input(path, shown(str(path)), node, job, host is None))
         else:
             raise InputError(f"no such file or folder: {raw}")
     return inputs
@@ -224,6 +250,8 @@ def read_paths(
         raw, mtime = _open(item)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)
+        ctx.job = item.job
+        ctx.node_is_file_name = item.node_is_file_name and options.node is None
         for _ in read_input(raw, ctx):
             yield from ctx.ready
             ctx.ready.clear()

@@ -2,7 +2,8 @@
 
 A ``Follower`` watches one path: a file, or a folder whose files (and the files that
 appear in it later) are each followed, in sub-folders too; a file's node is named as
-``replay`` names it (``incident/gpu-node-7/kern.log`` is ``gpu-node-7``). Every
+``replay`` names it (``incident/gpu-node-7/kern.log`` is ``gpu-node-7``), and a file
+with no node folder is this machine's (its host name). Every
 ``poll`` reads what was appended since the last one and hands it to that file's
 ``LineStream``, which keeps a partial last line (or a record still being written)
 until the rest arrives.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.files import InputError, expand, node_from_name, shown
+from fleetwatch.sources.files import Input, InputError, expand, shown
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
@@ -147,7 +149,8 @@ class Follower:
         self._saved = {(p.device, p.inode): p for p in (saved or {}).values()}
         self._skip_history = not saved and not from_start
         self._open: dict[tuple[int, int], _Open] = {}
-        self._nodes: dict[str, str] = {}  # path -> its node (folder or file name)
+        self._inputs: dict[str, Input] = {}  # path -> its node (its folder, or this host)
+        self._host = socket.gethostname()
         # path -> the stream of the file that left it (renamed or gone): a new file at
         # that path goes on with it, so a record the rotation cut in two is joined;
         # with the time it left, to read a held record once no file came
@@ -209,17 +212,18 @@ class Follower:
 
     def _paths(self) -> list[Path]:
         try:
-            found = expand([str(self.root)])
+            found = expand([str(self.root)], host=self._host)
         except InputError:
             return []  # not there yet
         for item in found:
-            self._nodes[str(item.path)] = item.node
+            self._inputs[str(item.path)] = item
         return [item.path for item in found if item.path is not None]
 
     def _context(self, path: Path) -> FileContext:
+        item = self._inputs.get(str(path))
         ctx = FileContext(
             shown(str(path)),
-            self._nodes.get(str(path)) or node_from_name(path),
+            item.node if item else self._host,
             self.options,
             self.stats,
             self.identities,
@@ -227,6 +231,7 @@ class Follower:
             time.time(),
         )
         ctx.ready = self._ready
+        ctx.job = item.job if item else None
         return ctx
 
     def _start(self, path: Path, key: tuple[int, int]) -> None:

@@ -88,7 +88,8 @@ def _base(
         host = memo["rank_host"][rank][0]
     if host is None:
         host = memo["host"]
-    return env._replace(host=host).event(kind, SOURCE, line, rank=rank)
+    # NCCL and PyTorch name no job: the folder of the logs stands for it (files.expand)
+    return env._replace(host=host).event(kind, SOURCE, line, rank=rank, job=ctx.job)
 
 
 def _short(text: str, limit: int = 200) -> str:
