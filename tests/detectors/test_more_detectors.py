@@ -273,3 +273,23 @@ def test_same_pci_address_on_two_nodes_stays_two_gpus(tmp_path: Path) -> None:
     out = findings(tmp_path, {"fleet/nvml.jsonl": text}, only="thermal_throttle")
     assert {(f.node, f.pci) for f in out} == {("gpu-a", "0000:02:00.0")}
     assert "a cooling fault on this GPU" in out[0].summary
+
+
+def test_a_lone_timeout_names_its_rank_and_the_ranks_never_heard_from(tmp_path: Path) -> None:
+    lines = (DATA / "nccl" / "job-4-ranks.log").read_text().splitlines()
+    inits = [line for line in lines if "Init COMPLETE" in line]
+    (timeout,) = [line for line in lines if line.startswith("[default0]:[rank0]")]
+    (only,) = findings(tmp_path, {"job-7/all.log": "\n".join([*inits, timeout])}, only="nccl_hang")
+    assert only.rank == 0 and only.node == "gpu-node-3" and only.pci == "0000:07:00.0"
+    assert "only rank 0 timed out (on sequence 96); ranks 1-3 were never heard from" in (
+        only.summary
+    )
+    assert only.job == "job-7"
+
+
+def test_a_lone_timeout_without_a_world_size_says_the_others_are_unknown(tmp_path: Path) -> None:
+    lines = (DATA / "nccl" / "job-4-ranks.log").read_text().splitlines()
+    (timeout,) = [line for line in lines if line.startswith("[default0]:[rank0]")]
+    (only,) = findings(tmp_path, {"gpu-node-3/rank0.log": timeout}, only="nccl_hang")
+    assert only.rank == 0 and only.node == "gpu-node-3"  # from the node folder
+    assert "no other rank's log is here, so where the others stopped is unknown" in only.summary
