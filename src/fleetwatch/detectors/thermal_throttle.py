@@ -11,6 +11,12 @@ Pattern
       throttling, the finding says the cooling fault is that GPU's (its fan, heat sink
       or the air to it); when they all are, it is the node's.
 
+    Fewer than ``min_samples`` samples (one ``nvidia-smi -q`` snapshot, the usual thing
+    an operator has; a sample without a time) that are thermal give the same warning,
+    ``check_cooling``, said to be *unconfirmed*: one sample cannot tell a sustained
+    slowdown from a moment's. A sustained window of the same GPU later confirms it (the
+    same incident, its summary upgraded).
+
     Idle (0x1) and SW power cap (0x4) are how a GPU rests and how it runs at full
     load: never findings.
 
@@ -119,9 +125,15 @@ class ThermalThrottle(Stateful):
                 gpu = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.temperature[gpu] = float(batch["value"][row])
                 self.seen[gpu] = None
-        rows = np.flatnonzero((kind == KIND_ID["clock_event"]) & (pci >= 0) & ~np.isnan(ts))
+        events = (kind == KIND_ID["clock_event"]) & (pci >= 0)
+        untimed = np.flatnonzero(events & np.isnan(ts))
+        out: dict[str, Finding] = {}
+        if untimed.size:
+            for finding in self._snapshots(batch, untimed):
+                out[finding.id] = finding
+        rows = np.flatnonzero(events & ~np.isnan(ts))
         if rows.size == 0:
-            return []
+            return list(out.values())
         size = self.config.window_s
         window_of = np.floor(ts[rows] / size) * size
         chunk = pack(batch["node"][rows], pci[rows])
@@ -149,7 +161,6 @@ class ThermalThrottle(Stateful):
         chunk_index = np.repeat(np.arange(starts.size), ends - starts)
         window_index = ((window_of - window_of.min()) // size).astype(np.int64)
         piece = pack(chunk_index, window_index)
-        out: dict[str, Finding] = {}
         piece_starts, piece_ends = runs(piece)
         chunk_of = chunk_index[piece_starts]
         for start, end, c in zip(
@@ -187,6 +198,40 @@ class ThermalThrottle(Stateful):
         for gpu in (*self.temperature, *self.identity):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
+    def _thermal(self, key: tuple[str, str], reasons: np.ndarray) -> np.ndarray:
+        """Which samples of one GPU are thermal (HW slowdown counts only while it is hot)."""
+        hot = self.temperature.get(key, 0.0) >= self.config.hot_c
+        return ((reasons & _THERMAL_BITS) != 0) | (((reasons & _HW_SLOWDOWN) != 0) & hot)
+
+    def _snapshots(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
+        """Samples without a time (a fragment of a report): each GPU's, judged at once."""
+        findings = []
+        for start, end in zip(*runs(pack(batch["node"][rows], batch["pci"][rows])), strict=True):
+            members = rows[start:end]
+            key = (
+                batch.strings[batch["node"][members[0]]],
+                batch.strings[batch["pci"][members[0]]],
+            )
+            self.identity.setdefault(
+                key,
+                {"gpu": batch.value("gpu", members[0]), "uuid": batch.value("uuid", members[0])},
+            )
+            thermal = self._thermal(key, batch["value"][members].astype(np.int64))
+            if thermal.sum() < self.config.min_fraction * members.size:
+                continue
+            window = _Window(start=float("nan"), samples=int(members.size))
+            hits = members[thermal]
+            window.thermal = int(hits.size)
+            window.first, window.last = (
+                describe(batch, int(hits[0])),
+                describe(batch, int(hits[-1])),
+            )
+            incident, _ = self.book.touch(
+                key, None, None, window.thermal, window.first, window.last
+            )
+            findings.append(self._finding(key[0], key[1], {key[1]: (window, incident)}))
+        return findings
+
     def _add(
         self,
         batch: EventBatch,
@@ -217,14 +262,19 @@ class ThermalThrottle(Stateful):
         """Judge a GPU's window; re-judge its node's throttling GPUs of that window."""
         window = self.windows.pop(key)
         node, pci = key
-        if window.samples < self.config.min_samples:
-            return []
-        throttling = window.thermal >= self.config.min_fraction * window.samples
+        sustained = window.samples >= self.config.min_samples
+        throttling = window.thermal > 0 and (
+            window.thermal >= self.config.min_fraction * window.samples
+        )
         incident = None
         if throttling:
             incident, _ = self.book.touch(
                 key, window.start, window.last_ts, window.thermal, window.first, window.last
             )
+            if sustained:
+                incident.attrs["sustained"] = True
+        if not sustained:  # too few samples to be anyone's peer
+            return [] if incident is None else [self._finding(node, pci, {pci: (window, incident)})]
         by_start = self.verdicts.setdefault(node, {})
         for old in [t for t in by_start if t < window.start - 2 * self.config.window_s]:
             del by_start[old]  # state stays bounded by GPUs, not by time
@@ -250,10 +300,17 @@ class ThermalThrottle(Stateful):
         else:
             where = "no node peers sampled to compare"
         share = window.thermal / window.samples
-        summary = (
-            f"GPU {pci} of {node} in thermal slowdown {share:.0%} of "
-            f"{window.samples} samples over {self.config.window_s:.0f} s; {where}"
-        )
+        if incident.attrs.get("sustained"):
+            summary = (
+                f"GPU {pci} of {node} in thermal slowdown {share:.0%} of "
+                f"{window.samples} samples over {self.config.window_s:.0f} s; {where}"
+            )
+        else:
+            summary = (
+                f"GPU {pci} of {node} in thermal slowdown in {window.thermal} of "
+                f"{window.samples} sample(s): unconfirmed (too few to tell a sustained "
+                f"slowdown from a moment's); check its cooling"
+            )
         identity = self.identity.get((node, pci), {})
         return make_finding(
             self.name,
