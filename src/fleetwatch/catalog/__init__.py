@@ -23,11 +23,13 @@ __all__ = [
     "CatalogError",
     "ClockReason",
     "MetricRule",
+    "RmFault",
     "XidEntry",
     "aer_bits",
     "clock_event_reasons",
     "dcgm_metrics",
     "months",
+    "rm_faults",
     "smi_query_columns",
     "xid",
     "xid_catalog",
@@ -56,11 +58,16 @@ def _require(entry: dict[str, Any], key: str, kind: type, where: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class AerBits:
-    """AER status bit -> today's error name, per register; old spellings -> new."""
+    """AER status bit -> today's error name, per register; old spellings -> new.
+
+    ``fatal_mask``: the uncorrectable bits that are fatal by default (the spec's
+    default severity register), for a report that prints no severity of its own.
+    """
 
     correctable: MappingProxyType[int, str]
     uncorrectable: MappingProxyType[int, str]
     new_name: MappingProxyType[str, str]
+    fatal_mask: int = 0
 
 
 @cache
@@ -69,6 +76,7 @@ def aer_bits() -> AerBits:
     data = _load("aer.toml")
     tables: dict[str, dict[int, str]] = {"correctable": {}, "uncorrectable": {}}
     renames: dict[str, str] = {}
+    fatal_mask = 0
     for register, table in tables.items():
         for i, entry in enumerate(data.get(register, [])):
             where = f"catalog/aer.toml: {register}[{i}]"
@@ -79,12 +87,15 @@ def aer_bits() -> AerBits:
             table[bit] = name
             renames[_require(entry, "old_name", str, where).lower()] = name
             renames[name.lower()] = name
+            if register == "uncorrectable" and _require(entry, "fatal", bool, where):
+                fatal_mask |= 1 << bit
     if not tables["correctable"] or not tables["uncorrectable"]:
         raise CatalogError("catalog/aer.toml: both registers need entries")
     return AerBits(
         MappingProxyType(tables["correctable"]),
         MappingProxyType(tables["uncorrectable"]),
         MappingProxyType(renames),
+        fatal_mask,
     )
 
 
@@ -168,6 +179,45 @@ def months() -> MappingProxyType[str, int]:
         if not isinstance(value, int) or not 1 <= value <= 12:
             raise CatalogError(f"catalog/months.toml: {key} = {value!r} is not a month")
     return MappingProxyType(table)
+
+
+RM_FAULT_KINDS = frozenset({"gsp_timeout", "rm_error", "gpu_lost"})
+
+
+@dataclass(frozen=True, slots=True)
+class RmFault:
+    """One NVRM phrase that names a fault without an Xid, and the event it becomes."""
+
+    phrase: str
+    kind: str
+    name: str
+    note: str
+
+
+@cache
+def rm_faults() -> tuple[RmFault, ...]:
+    """The NVRM fault phrases of ``rm_errors.toml``, in the order they are tried."""
+    faults = []
+    for i, entry in enumerate(_load("rm_errors.toml").get("fault", [])):
+        where = f"catalog/rm_errors.toml: fault[{i}]"
+        phrase = _require(entry, "phrase", str, where)
+        kind = _require(entry, "kind", str, where)
+        if kind not in RM_FAULT_KINDS or kind not in KIND_ID:
+            raise CatalogError(f"{where}: kind must be one of {sorted(RM_FAULT_KINDS)}")
+        if not phrase.strip():
+            raise CatalogError(f"{where}: empty phrase")
+        _require(entry, "source", str, where)
+        faults.append(
+            RmFault(
+                phrase,
+                kind,
+                _require(entry, "name", str, where),
+                _require(entry, "note", str, where),
+            )
+        )
+    if not faults:
+        raise CatalogError("catalog/rm_errors.toml: no faults")
+    return tuple(faults)
 
 
 XID_CAUSES = frozenset(

@@ -12,11 +12,19 @@ Pattern
       link; it scales down with the link's lanes and transfer rate, since a narrower or
       slower link moves less data and the same replays mean a worse link.
 
-    An error reported by a switch or root port is attributed to the NVIDIA GPU (vendor
-    10de) that reported in the same burst (within ``burst_s``), which is the device
-    behind the port; otherwise to the port itself. A link that trained narrower than
-    x16 is added to the evidence. The action is ``inspect_pcie``: reseat, check the
-    riser and the slot.
+    An error reported by a switch or root port is attributed to the GPU that
+    reported in the same burst (within ``burst_s``), which is the device behind the
+    port; otherwise to the port itself. A GPU is a device the record says is NVIDIA's
+    (``device 10de:``), one bound to ``nvidia`` or ``vfio-pci`` (passthrough and
+    confidential-computing hosts hand their GPUs to vfio-pci), or one whose UUID the
+    node's log taught. A link that trained narrower than x16 is added to the
+    evidence. The action is ``inspect_pcie``: reseat, check the riser and the slot.
+
+    ``AER: device recovery failed`` (read as fatal) means the kernel gave up on the
+    link: the device behind the port stays unusable until the node reboots. Its
+    finding is critical, ``reboot_node`` (then inspect the slot), on the endpoint the
+    record names ("behind it …", from the report or ``can't recover`` line just
+    before it), else on the GPU of the burst, else on the port.
 
 Lifetime
     A GPU's replay baseline and link state, and a node's last GPU error, are forgotten
@@ -52,7 +60,9 @@ from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
-_NVIDIA: Final = re.compile(r"device 10de:")
+_GPU: Final = re.compile(r"device 10de:|driver (?:nvidia|vfio-pci)\b")
+_RECOVERY_FAILED: Final = "device recovery failed"
+_BEHIND: Final = re.compile(r"behind it (\S+)")
 # GT/s per lane by PCIe generation: the link's data rate, relative to Gen 5.
 _GT_PER_LANE: Final = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
 _SEVERITY: Final = {
@@ -150,7 +160,10 @@ class PcieAer(Stateful):
         raw_ts = float(batch["ts"][row])
         ts = None if raw_ts != raw_ts else raw_ts
         detail = batch.value("detail", row) or ""
-        if _NVIDIA.search(detail) and ts is not None:
+        behind = _BEHIND.search(detail)
+        if behind is not None:
+            pci = behind[1]  # the record names the device behind the port
+        elif (_GPU.search(detail) or batch["uuid"][row] >= 0) and ts is not None:
             self.last_gpu_error[node] = (ts, pci, None)
         else:
             recent = self.last_gpu_error.get(node)
@@ -162,6 +175,8 @@ class PcieAer(Stateful):
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         attrs["corrected"] = attrs.get("corrected", 0) + (severity == Severity.WARNING)
         attrs["uncorrected"] = attrs.get("uncorrected", 0) + (severity > Severity.WARNING)
+        if _RECOVERY_FAILED in detail:
+            attrs["recovery_failed"] = True
         if attrs["uncorrected"] == 0 and attrs["corrected"] < self.config.corrected_per_window:
             return None
         return self._finding(incident)
@@ -230,12 +245,18 @@ class PcieAer(Stateful):
         width = self.width.get((node, pci))
         if width is not None and width < 16:
             what += f"; link trained at x{width:.0f}"
-        summary = f"PCIe link of {pci} on {node}: {what} -> reseat, check riser and slot"
+        action = Action.INSPECT_PCIE
+        advice = "reseat, check riser and slot"
+        if attrs.get("recovery_failed"):
+            action = Action.REBOOT_NODE
+            what += ", AER recovery failed"
+            advice = "the device is unusable until the node reboots; then inspect the slot"
+        summary = f"PCIe link of {pci} on {node}: {what} -> {advice}"
         return make_finding(
             self.name,
             incident,
             attrs["severity"],
-            Action.INSPECT_PCIE,
+            action,
             summary,
             {"node": node, "pci": pci},
         )
