@@ -7,6 +7,17 @@ and ``ecc_uncorrected`` per scope (SRAM + DRAM, or single/double bit on old driv
 the four remapped-row counters, ``temperature``, ``memory_temperature``, ``power``,
 ``pcie_replay`` and ``pcie_link``. ``N/A`` and ``[Not Supported]`` are no value.
 
+Reports of drivers 470 to 595 are read (tests/data/smi holds one or more of each).
+Which ``-q`` text lines become which event, and the sections renamed across driver
+generations, are data: ``catalog/smi_report_fields.toml``; so is the list of lines
+known to hold nothing we read. A report ends at its next banner or at a column-0 line
+that is none of a report's: a GPU header, a padded ``Key   : value`` line, or a section
+title over indented lines (580's ``vGPU Driver Capability``). A top-level line or a
+GPU's first-level section no generation had is skipped and counted "unknown field"
+(``ReadStats.skip``: not an error, a newer driver); a report (text or XML) with no GPU
+block is counted "report without gpus". A pre-Ampere GPU's pending page retirement is
+``remap_pending``: like a row remap, it waits for the GPU's next reset.
+
 The text and XML forms fill one ``GpuSnapshot``, so they cannot disagree on meaning.
 A GPU's index is its place in the snapshot, trusted only when the snapshot lists
 every attached GPU (``nvidia-smi -q -i 3`` prints one block of several).
