@@ -262,3 +262,16 @@ def test_a_report_is_read_up_to_the_log_line_after_it(tmp_path: Path) -> None:
     after = "[ 2000.000001] NVRM: Xid (PCI:0000:82:00): 79, pid=1, name=a, GPU has fallen off the bus.\n"
     events = parse_text(tmp_path, report + after, name="mixed.log")
     assert [e["kind"] for e in events] == ["gpu_identity", "xid"]
+
+
+def test_a_section_title_on_the_last_line_of_a_read_window_is_still_a_title(
+    tmp_path: Path,
+) -> None:
+    # the reader peeks 512 lines past the banner at a time: blank lines (a variant of the
+    # real report) put 580's top-level section on the 512th, its body on the next window
+    report = (SMI / "580-vgpu-host-d-memory-performance.txt").read_text()
+    head, title, rest = report.partition("vGPU Driver Capability\n")
+    after_banner = head.count("\n") - head[: head.index("NVSMI LOG")].count("\n") - 1
+    text = head + "\n" * (511 - after_banner) + title + rest
+    events = parse_text(tmp_path, text, name="late-title.txt")
+    assert [e["kind"] for e in events] == ["gpu_identity", "clock_event"]

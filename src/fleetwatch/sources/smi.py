@@ -225,14 +225,17 @@ def _block_lines(cursor: Cursor) -> list[str]:
     want = 512
     while True:
         lines = cursor.peek(want)
+        more = len(lines) == want and want < _MAX_BLOCK_LINES
         for i, text in enumerate(lines):
             if "NVSMI LOG" in text:
                 return lines[:i]
             at_column_0 = text[:1] not in ("", " ", "\t")
+            if at_column_0 and i + 1 == len(lines) and more:
+                break  # whether it is a section title, its next line tells: read on
             after = lines[i + 1] if i + 1 < len(lines) else None
             if at_column_0 and not _in_report(text, after):
                 return lines[:i]
-        if len(lines) < want or want >= _MAX_BLOCK_LINES:
+        if not more:
             return lines
         want *= 4
 
