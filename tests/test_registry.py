@@ -81,8 +81,9 @@ def _read(data: bytes) -> tuple[list[dict[str, object]], ReadStats]:
 
 
 def test_a_json_document_nobody_claims_is_counted_not_dropped() -> None:
-    answer = b'{\n  "status": "success",\n  "data": {"resultType": "vector", "result": []}\n}\n'
-    events, stats = _read(answer)
+    # (a Prometheus query answer was this example until prometheus_api claimed it)
+    config_map = b'{\n  "apiVersion": "v1",\n  "kind": "ConfigMap",\n  "data": {}\n}\n'
+    events, stats = _read(config_map)
     assert events == []
     assert stats.unreadable == {("file", "unknown json document"): 1}
 

@@ -24,6 +24,8 @@ __all__ = [
     "ClockReason",
     "MetricRule",
     "RmFault",
+    "SmiField",
+    "SmiReportFields",
     "XidEntry",
     "aer_bits",
     "clock_event_reasons",
@@ -31,6 +33,7 @@ __all__ = [
     "months",
     "rm_faults",
     "smi_query_columns",
+    "smi_report_fields",
     "xid",
     "xid_catalog",
     "xids_owned_by",
@@ -297,4 +300,62 @@ def xid(code: int) -> XidEntry:
         False,
         "Not in fleetwatch's catalog: look it up in NVIDIA's Xid catalog for your driver.",
         known=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SmiField:
+    """What one line of an ``nvidia-smi -q`` report becomes (``smi_report_fields.toml``)."""
+
+    kind: str
+    read: str = "number"
+    combine: str = "last"
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmiReportFields:
+    """The lines of ``nvidia-smi -q`` reports: read ones by path, known ones, renames."""
+
+    fields: MappingProxyType[tuple[str, ...], SmiField]
+    renamed: MappingProxyType[str, str]
+    top_level: frozenset[str]
+    gpu_level: frozenset[str]
+
+
+@cache
+def smi_report_fields() -> SmiReportFields:
+    """The fields of ``smi_report_fields.toml``."""
+    name = "smi_report_fields.toml"
+    data = _load(name)
+    fields: dict[tuple[str, ...], SmiField] = {}
+    for i, entry in enumerate(data.get("field", [])):
+        where = f"catalog/{name}: field[{i}]"
+        path = entry.get("path")
+        if not isinstance(path, list) or not path or not all(isinstance(p, str) for p in path):
+            raise CatalogError(f"{where}: `path` must be a list of names")
+        kind = _require(entry, "kind", str, where)
+        if kind not in KIND_ID:
+            raise CatalogError(f"{where}: unknown event kind {kind!r}")
+        rule = SmiField(
+            kind,
+            entry.get("read", "number"),
+            entry.get("combine", "last"),
+            entry.get("link"),
+        )
+        combines = ("sum", "max", "first", "last")
+        if rule.read not in ("number", "flag") or rule.combine not in combines:
+            raise CatalogError(f"{where}: read is number or flag; combine sum, max, first or last")
+        if rule.link not in (None, "width", "gen") or tuple(path) in fields:
+            raise CatalogError(f"{where}: link must be width or gen, and a path is listed once")
+        fields[tuple(path)] = rule
+    known = data.get("known", {})
+    renamed = data.get("renamed", {})
+    if not fields or not all(isinstance(v, str) for v in renamed.values()):
+        raise CatalogError(f"catalog/{name}: no fields, or a rename that is not a name")
+    return SmiReportFields(
+        MappingProxyType(fields),
+        MappingProxyType(dict(renamed)),
+        frozenset(known.get("top_level", [])),
+        frozenset(known.get("gpu_level", [])),
     )

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetwatch.catalog import dcgm_metrics
+from fleetwatch.catalog import MetricRule, dcgm_metrics
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.envelope import Envelope, showable
@@ -109,6 +109,23 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
         if timestamp is None or not showable(timestamp):
             ctx.stats.bad(SOURCE, OUT_OF_RANGE)
             return
+    emit_sample(labels, rule, value, timestamp, env, line, ctx)
+
+
+def emit_sample(
+    labels: dict[str, str],
+    rule: MetricRule,
+    value: float,
+    timestamp: float | None,
+    env: Envelope,
+    line: int,
+    ctx: FileContext,
+) -> None:
+    """One sample of a dcgm-exporter series (its labels, its metric's rule) as its event.
+
+    The exposition text and a Prometheus query answer (``prometheus_api``) both read
+    their samples through here, so a sample means the same whichever way it came.
+    """
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
         return

@@ -13,7 +13,14 @@ text tables, and the kubelet's own log lines. Records and events (source ``k8s``
 * kubelet ``eviction_manager`` "pod is evicted successfully" (both wordings) ->
   ``pod_evicted`` on the host that logged it;
 * ``NodeNotReady`` on a Node, and kubelet's "Node became not ready" ->
-  ``node_not_ready``.
+  ``node_not_ready``;
+* a ``kubectl describe pod`` status block (``Status: Failed``, ``Reason: Evicted``,
+  ``Message: …``) -> ``pod_evicted`` on the node of its ``Node: name/ip`` line, the
+  starved resource (or the exceeded limit) in ``detail``. The block tells no time
+  (``Start Time`` is the pod's start, not its eviction): when the describe's Events
+  table has the ``Evicted`` row (within 400 lines), that row is the eviction, with its
+  age; else the block is one eviction with no time (clock ``none``). One eviction per
+  pod per describe; a block before any ``Name:`` is counted "eviction without pod".
 
 A pod's node comes from the event (``source.host``, ``reportingInstance``), else from a
 ``Scheduled`` event ("Successfully assigned ns/pod to node") seen earlier in the file.
@@ -67,6 +74,15 @@ _DESCRIBE_EVENT: Final = re.compile(
     r"(?P<src>\S.*?)\s{2,}(?P<msg>\S.*)$"
 )
 _DESCRIBE_HEADER: Final = re.compile(r"^(?P<key>Name|Namespace|Node):\s+(?P<value>\S+)")
+_DESCRIBE_EVICTED: Final = re.compile(r"^Reason:\s+Evicted\s*$")
+_DESCRIBE_MESSAGE: Final = re.compile(r"^Message:\s+(?P<msg>\S.*)$")
+# kubelet's limit evictions name no starved resource: the limit is the detail
+_LIMITS: Final = (
+    ("ephemeral local storage usage exceeds the total limit", "ephemeral-storage limit"),
+    ("exceeded its local ephemeral storage limit", "ephemeral-storage limit"),
+    ("Usage of EmptyDir volume", "emptyDir size limit"),
+)
+_LOOKAHEAD: Final = 400  # a describe's Events table is within this many lines of its Status
 # An age part starts where a digit run starts (else a long run is quadratic), and has at
 # most 9 digits: 10^9 days is no age.
 _AGE_PART: Final = re.compile(r"(?<!\d)(\d{1,9})([dhms])")
@@ -100,6 +116,9 @@ def _eviction_detail(message: str) -> str | None:
         return f"low on {m['res']}"
     if m := _CONDITION.search(message):
         return f"node condition {m['cond']}"
+    for words, detail in _LIMITS:
+        if words in message:
+            return detail
     text = _SPACES.sub(" ", message).strip()
     return text[:160] or None
 
@@ -213,12 +232,18 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
         describe = ctx.memo.setdefault("k8s.describe", {})
         if m["key"] == "Name":
             describe.clear()
-        describe[m["key"]] = m["value"].split("/")[0]
+        value = m["value"].split("/")[0]
+        if value and value != "<none>":
+            describe[m["key"]] = value
+    elif _DESCRIBE_EVICTED.match(text):
+        _read_describe_status(line, cursor, ctx)
     elif m := _DESCRIBE_EVENT.match(text):
         # ``describe pod`` has Namespace and Node lines; ``describe node`` has neither.
         describe = ctx.memo.get("k8s.describe", {})
         is_pod = "Node" in describe or "Namespace" in describe
         name = describe.get("Name")
+        if m["reason"] == "Evicted" and describe.get("Evicted") == "status":
+            return  # its status block was this eviction already
         _emit_event(
             ctx,
             line,
@@ -245,6 +270,43 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
         )
     elif m := _ASSIGNED.search(text):
         _pod_nodes(ctx)[m["ns"], m["pod"]] = m["node"]
+
+
+def _read_describe_status(line: int, cursor: Cursor, ctx: FileContext) -> None:
+    """``Reason: Evicted`` in a ``describe pod`` status block: the pod was evicted.
+
+    The block says no time (``Start Time`` is the pod's start): when the describe's
+    Events table has the ``Evicted`` row, that row is the eviction, with its age, and
+    the block adds nothing; else the block is one eviction without a time.
+    """
+    describe = ctx.memo.get("k8s.describe", {})
+    following = cursor.peek(_LOOKAHEAD)
+    message = ""
+    if following and (m := _DESCRIBE_MESSAGE.match(following[0])):
+        message = m["msg"]
+        cursor.skip(1)
+    for text in following:
+        if text.startswith(("Name:", "Reason:")):
+            break  # the next describe (or a torn one): look no further
+        if (row := _DESCRIBE_EVENT.match(text)) and row["reason"] == "Evicted":
+            return
+    if "Name" not in describe or not ("Node" in describe or "Namespace" in describe):
+        ctx.stats.bad(SOURCE, "eviction without pod")
+        return
+    if describe.get("Evicted"):
+        return  # one eviction per pod per describe
+    describe["Evicted"] = "status"
+    _emit_event(
+        ctx,
+        line,
+        None,
+        "Evicted",
+        message,
+        "Pod",
+        describe["Name"],
+        describe.get("Namespace"),
+        describe.get("Node"),
+    )
 
 
 def _aged(ctx: FileContext, age: str) -> float | None:
@@ -309,7 +371,7 @@ TEXT: Final = Reader(
     kinds=_KINDS,
     description="kubectl get events / describe tables and kubelet eviction lines",
     keywords=(
-        rb"vict",  # Evicted, Eviction, eviction manager
+        rb"vict",  # Evicted (a describe's "Reason: Evicted" too), Eviction, eviction manager
         rb"NodeNotReady",
         rb"Node became not ready",
         rb"Successfully assigned",  # a pod's node, for later evictions

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 from fleetwatch.events import KINDS, SOURCES
-from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, smi
+from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, prometheus_api, smi
 from fleetwatch.sources.reader import Reader
 
 LINE_READERS: Final[tuple[Reader, ...]] = (
@@ -31,6 +31,7 @@ LINE_READERS: Final[tuple[Reader, ...]] = (
 )
 DOCUMENT_READERS: Final[tuple[Reader, ...]] = (
     smi.XML,
+    prometheus_api.READER,
     k8s.DOCUMENT,
     smi.CSV,
 )

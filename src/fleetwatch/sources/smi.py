@@ -7,6 +7,17 @@ and ``ecc_uncorrected`` per scope (SRAM + DRAM, or single/double bit on old driv
 the four remapped-row counters, ``temperature``, ``memory_temperature``, ``power``,
 ``pcie_replay`` and ``pcie_link``. ``N/A`` and ``[Not Supported]`` are no value.
 
+Reports of drivers 470 to 595 are read (tests/data/smi holds one or more of each).
+Which ``-q`` text lines become which event, and the sections renamed across driver
+generations, are data: ``catalog/smi_report_fields.toml``; so is the list of lines
+known to hold nothing we read. A report ends at its next banner or at a column-0 line
+that is none of a report's: a GPU header, a padded ``Key   : value`` line, or a section
+title over indented lines (580's ``vGPU Driver Capability``). A top-level line or a
+GPU's first-level section no generation had is skipped and counted "unknown field"
+(``ReadStats.skip``: not an error, a newer driver); a report (text or XML) with no GPU
+block is counted "report without gpus". A pre-Ampere GPU's pending page retirement is
+``remap_pending``: like a row remap, it waits for the GPU's next reset.
+
 The text and XML forms fill one ``GpuSnapshot``, so they cannot disagree on meaning.
 A GPU's index is its place in the snapshot, trusted only when the snapshot lists
 every attached GPU (``nvidia-smi -q -i 3`` prints one block of several).
@@ -28,7 +39,14 @@ from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import ElementTree
 
-from fleetwatch.catalog import MetricRule, clock_event_reasons, smi_query_columns
+from fleetwatch.catalog import (
+    MetricRule,
+    SmiField,
+    SmiReportFields,
+    clock_event_reasons,
+    smi_query_columns,
+    smi_report_fields,
+)
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import Cursor
@@ -47,6 +65,8 @@ _KEY_VALUE: Final = re.compile(r"^(?P<indent>\s*)(?P<key>\S|\S.*?\S)\s*:(?: (?P<
 _CTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
 _TOP_KEYS: Final = ("Timestamp", "Driver Version", "CUDA Version", "Attached GPUs")
 _MAX_BLOCK_LINES: Final = 200_000
+_IDENTITY_LINES: Final = frozenset({"Serial Number", "GPU UUID"})
+_READ_SECTIONS: Final = frozenset(path[0] for path in smi_report_fields().fields)
 
 
 @dataclass
@@ -77,6 +97,12 @@ def _count(value: float | None) -> int | None:
     if value is None or not 0 <= value <= INT32_MAX:
         return None
     return int(value)
+
+
+def _name(text: str | None) -> str | None:
+    """An identity value (serial, UUID), or None where the report says it has none."""
+    value = (text or "").strip()
+    return None if value.strip("[]") in ("", "N/A", "Not Supported", "Unknown Error") else value
 
 
 def _flag(text: str | None) -> float | None:
@@ -131,61 +157,67 @@ def _emit(snaps: list[GpuSnapshot], env: Envelope, ctx: FileContext) -> None:
 
 # --- nvidia-smi -q (text) -------------------------------------------------------------
 
-_ECC_TEXT: Final = {
-    "SRAM Correctable": "ecc_corrected",
-    "DRAM Correctable": "ecc_corrected",
-    "SRAM Uncorrectable": "ecc_uncorrected",
-    "SRAM Uncorrectable Parity": "ecc_uncorrected",
-    "SRAM Uncorrectable SEC-DED": "ecc_uncorrected",
-    "DRAM Uncorrectable": "ecc_uncorrected",
-}
-_REMAP_TEXT: Final = {
-    "Correctable Error": ("remap_correctable", _number),
-    "Uncorrectable Error": ("remap_uncorrectable", _number),
-    "Pending": ("remap_pending", _flag),
-    "Remapping Failure Occurred": ("remap_failure", _flag),
-}
+_SCOPES: Final = {"Volatile": "volatile", "Aggregate": "aggregate"}
+_CLOCKS: Final = "Clocks Event Reasons"
+UNKNOWN_FIELD: Final = "unknown field"
+NO_GPUS: Final = "report without gpus"
+
+
+def _fold(snap: GpuSnapshot, rule: SmiField, scope: str | None, value: str) -> None:
+    """Fold one value into its snapshot, as its catalog rule combines them."""
+    number = _flag(value) if rule.read == "flag" else _number(value)
+    if rule.link == "width":
+        snap.link_width = number
+    elif rule.link == "gen":
+        snap.link_gen = value.strip() if value.strip().isdigit() else None
+    elif number is None:
+        return
+    elif scope is not None:
+        _add_ecc(snap, rule.kind, scope, number)
+    elif rule.combine == "sum":
+        snap.counters[rule.kind] = snap.counters.get(rule.kind, 0.0) + number
+    elif rule.combine == "max":
+        snap.counters[rule.kind] = max(snap.counters.get(rule.kind, number), number)
+    elif rule.combine == "first":
+        snap.counters.setdefault(rule.kind, number)
+    else:
+        snap.counters[rule.kind] = number
 
 
 def _text_value(snap: GpuSnapshot, path: tuple[str, ...], value: str) -> None:
     """Fold one ``key : value`` line of a GPU section into its snapshot."""
-    section, leaf = path[0], path[-1]
+    catalog = smi_report_fields()
+    section = catalog.renamed.get(path[0], path[0])
+    leaf = path[-1]
     if len(path) == 1:
         if leaf == "Serial Number":
-            snap.serial = value.strip() or None
+            snap.serial = _name(value)
         elif leaf == "GPU UUID":
-            snap.uuid = value.strip() or None
-    elif section in ("Clocks Event Reasons", "Clocks Throttle Reasons"):
+            snap.uuid = _name(value)
+        return
+    if section == _CLOCKS:
         for reason in clock_event_reasons():
             if reason.smi_label == leaf:
                 current = snap.clock_reasons or 0
                 active = value.strip() == "Active"
                 snap.clock_reasons = current | reason.bit if active else current
-    elif section == "ECC Errors" and len(path) >= 3 and path[1] in ("Volatile", "Aggregate"):
-        scope = path[1].lower()
-        if leaf in _ECC_TEXT:
-            _add_ecc(snap, _ECC_TEXT[leaf], scope, _number(value))
-        elif leaf == "Total" and path[2] in ("Single Bit", "Double Bit"):
-            kind = "ecc_corrected" if path[2] == "Single Bit" else "ecc_uncorrected"
-            _add_ecc(snap, kind, scope, _number(value))
-    elif section == "Remapped Rows" and len(path) == 2 and leaf in _REMAP_TEXT:
-        kind, read = _REMAP_TEXT[leaf]
-        if (number := read(value)) is not None:
-            snap.counters[kind] = number
-    elif section == "Temperature" and leaf in ("GPU Current Temp", "Memory Current Temp"):
-        kind = "temperature" if leaf.startswith("GPU") else "memory_temperature"
-        if (number := _number(value)) is not None:
-            snap.counters[kind] = number
-    elif section in ("GPU Power Readings", "Power Readings") and len(path) == 2:
-        if leaf in ("Instantaneous Power Draw", "Power Draw") and (n := _number(value)) is not None:
-            snap.counters.setdefault("power", n)
-    elif section == "PCI":
-        if leaf == "Replays Since Reset" and (number := _number(value)) is not None:
-            snap.counters["pcie_replay"] = number
-        elif path[-2:] == ("Link Width", "Current"):
-            snap.link_width = _number(value)
-        elif path[-2:] == ("PCIe Generation", "Current") and value.strip().isdigit():
-            snap.link_gen = value.strip()
+        return
+    scope = _SCOPES.get(path[1])
+    key = (section, "{scope}", *path[2:]) if scope else (section, *path[1:])
+    if (rule := catalog.fields.get(key)) is not None:
+        _fold(snap, rule, scope, value)
+
+
+def _in_report(text: str, after: str | None) -> bool:
+    """Whether a line at column 0 is still the report's: a GPU, a key or a section."""
+    if _GPU_HEADER.match(text) or text.startswith(_TOP_KEYS):
+        return True
+    key, colon, _ = text.partition(":")
+    if colon:  # nvidia-smi pads its keys to the colon's column
+        return key.endswith("  ") and key[:1].isalpha()
+    # a section of its own (``vGPU Driver Capability``): a title over indented lines
+    indented = after is not None and after[:1] in (" ", "\t") and bool(after.strip())
+    return indented and len(text) <= 80 and text[:1].isalpha()
 
 
 def _block_lines(cursor: Cursor) -> list[str]:
@@ -193,13 +225,17 @@ def _block_lines(cursor: Cursor) -> list[str]:
     want = 512
     while True:
         lines = cursor.peek(want)
+        more = len(lines) == want and want < _MAX_BLOCK_LINES
         for i, text in enumerate(lines):
             if "NVSMI LOG" in text:
                 return lines[:i]
             at_column_0 = text[:1] not in ("", " ", "\t")
-            if at_column_0 and not _GPU_HEADER.match(text) and not text.startswith(_TOP_KEYS):
+            if at_column_0 and i + 1 == len(lines) and more:
+                break  # whether it is a section title, its next line tells: read on
+            after = lines[i + 1] if i + 1 < len(lines) else None
+            if at_column_0 and not _in_report(text, after):
                 return lines[:i]
-        if len(lines) < want or want >= _MAX_BLOCK_LINES:
+        if not more:
             return lines
         want *= 4
 
@@ -208,6 +244,7 @@ def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: Fi
     """Read one ``nvidia-smi -q`` report, starting at its ``NVSMI LOG`` banner."""
     lines = _block_lines(cursor)
     cursor.skip(len(lines))
+    catalog = smi_report_fields()
     snaps: list[GpuSnapshot] = []
     attached: int | None = None
     path: list[tuple[int, str]] = []
@@ -227,14 +264,33 @@ def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: Fi
                 env = Envelope(ts, "wall", env.host)
             elif key == "Attached GPUs" and value:
                 attached = _count(_number(value))
+            elif key not in catalog.top_level:
+                ctx.stats.skip(SOURCE, UNKNOWN_FIELD)
             continue
+        if not snaps:
+            continue  # inside a top-level section, counted at its title
         while path and path[-1][0] >= indent:
             path.pop()
         path.append((indent, key))
-        if snaps and value is not None and value.strip():
+        if len(path) == 1 and not _known(catalog, key):
+            ctx.stats.skip(SOURCE, UNKNOWN_FIELD)
+        if value is not None and value.strip():
             _text_value(snaps[-1], tuple(name for _, name in path), value)
+    if not snaps:
+        ctx.stats.bad(SOURCE, NO_GPUS)
+        return
     _number_gpus(snaps, attached)
     _emit(snaps, env, ctx)
+
+
+def _known(catalog: SmiReportFields, key: str) -> bool:
+    """Whether a GPU's first-level line is one the reader reads or knows to hold nothing."""
+    section = catalog.renamed.get(key, key)
+    return (
+        key in _IDENTITY_LINES
+        or section in (_CLOCKS, *_READ_SECTIONS)
+        or section in catalog.gpu_level
+    )
 
 
 def _ctime(text: str, ctx: FileContext) -> float | None:
@@ -263,8 +319,8 @@ def _xml_snapshot(gpu: Element, line: int) -> GpuSnapshot:
     snap = GpuSnapshot(
         pci=normalize_pci(gpu.get("id") or _xml_text(gpu, "pci/pci_bus_id") or ""),
         line=line,
-        uuid=_xml_text(gpu, "uuid"),
-        serial=_xml_text(gpu, "serial"),
+        uuid=_name(_xml_text(gpu, "uuid")),
+        serial=_name(_xml_text(gpu, "serial")),
     )
     for section in ("clocks_event_reasons", "clocks_throttle_reasons"):
         reasons = gpu.find(section)
@@ -296,6 +352,9 @@ def _xml_snapshot(gpu: Element, line: int) -> GpuSnapshot:
     ):
         if (value := read(_xml_text(gpu, f"remapped_rows/{tag}"))) is not None:
             snap.counters[kind] = value
+    for tag in ("pending_blacklist", "pending_retirement"):  # pre-Ampere page retirement
+        if (value := _flag(_xml_text(gpu, f"retired_pages/{tag}"))) is not None:
+            snap.counters["remap_pending"] = max(snap.counters.get("remap_pending", value), value)
     for xml_path, kind in (
         ("temperature/gpu_temp", "temperature"),
         ("temperature/memory_temp", "memory_temperature"),
@@ -330,6 +389,9 @@ def read_xml(data: bytes, ctx: FileContext) -> None:
         at = data.find(marker)
         line = data.count(b"\n", 0, at) + 1 if at >= 0 else 1
         snaps.append(_xml_snapshot(gpu, line))
+    if not snaps:
+        ctx.stats.bad(SOURCE, NO_GPUS)
+        return
     _number_gpus(snaps, _count(attached))
     _emit(snaps, env, ctx)
 
