@@ -30,6 +30,18 @@ DURATION_S: Final = 1800.0
 SCRAPE_S: Final = 30.0
 PCI_BUSES: Final = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db")  # an HGX board's GPUs
 NVSWITCH_BUSES: Final = ("c5", "c6", "c7", "c8")
+# The NVLink error counters are not in the usual scrape: a scenario that needs them adds them.
+_USUAL_METRICS: Final = (
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+    "DCGM_FI_DEV_ECC_",
+    "DCGM_FI_DEV_ROW_REMAP_",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_XID_ERRORS",
+)
+DCGM_BLANK_INT64: Final = 9223372036854775794  # DCGM's "not supported"
 KERNEL_NOISE: Final = (
     "EXT4-fs (nvme0n1p2): re-mounted. Opts: errors=remount-ro",
     'audit: type=1400 audit({t}:{n}): apparmor="STATUS" operation="profile_replace" name="snap-update-ns"',
@@ -175,6 +187,10 @@ class Fleet:
 
     def _write_dcgm(self, node: str, out: TextIO) -> None:
         pod = self.pods.get(node)
+        more: dict[int, list[str]] = {}
+        for n, index, metric in self.dcgm_overrides:
+            if n == node and not metric.startswith(_USUAL_METRICS):
+                more.setdefault(index, []).append(metric)
         t = START
         while t < START + DURATION_S:
             for gpu in self.gpus[node]:
@@ -197,7 +213,9 @@ class Fleet:
                     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": 0,
                     "DCGM_FI_DEV_XID_ERRORS": 0,
                 }
-                for metric, value in healthy.items():
+                # what only a scenario exports (NVLink counters) comes after the usual
+                extra = dict.fromkeys(more.get(gpu.index, ()), 0)
+                for metric, value in {**healthy, **extra}.items():
                     override = self.dcgm_overrides.get((node, gpu.index, metric))
                     sample = override(t) if override else value
                     if sample is not None:
@@ -334,6 +352,45 @@ def nvlink_storm(fleet: Fleet, answer: Answer) -> None:
             f"nvidia-nvswitch2: SXid (PCI:{switch}): 20034, Fatal, Link 30 LTSSM Fault Up",
         )
     answer.expected.append(Expected("xid_correlation", node, "inspect_fabric"))
+    answer.expected.append(Expected("nvlink", node, "inspect_fabric"))  # Xid 74 per GPU
+
+
+def nvlink_link_errors(fleet: Fleet, answer: Answer) -> None:
+    """One link of one GPU starts replaying (~80 a minute), then retrains twice, then the
+    driver reports it failed (Xid 74): drain the node. Every GPU of the node exports its
+    NVLink totals; CRC reads as DCGM's blank, as on Hopper (NVIDIA/DCGM#173)."""
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    link = fleet.rng.randrange(18)
+    t = START + fleet.rng.uniform(300, 900)
+    prefix = "DCGM_FI_DEV_NVLINK_"
+
+    def replays(s: float) -> float:
+        return 0.0 if s < t else 40.0 * (int((s - t) // SCRAPE_S) + 1)
+
+    def recoveries(s: float) -> float:
+        return float((s >= t + 300) + (s >= t + 600))
+
+    for peer in fleet.gpus[node]:
+        fleet.dcgm_overrides[node, peer.index, f"{prefix}CRC_FLIT_ERROR_COUNT_TOTAL"] = lambda s: (
+            DCGM_BLANK_INT64
+        )
+        fleet.dcgm_overrides[node, peer.index, f"{prefix}REPLAY_ERROR_COUNT_TOTAL"] = (
+            replays if peer is gpu else lambda s: 0
+        )
+        fleet.dcgm_overrides[node, peer.index, f"{prefix}RECOVERY_ERROR_COUNT_TOTAL"] = (
+            recoveries if peer is gpu else lambda s: 0
+        )
+    fleet.dcgm_overrides[node, gpu.index, f"{prefix}REPLAY_ERROR_COUNT_L{link}"] = replays
+    fleet.dcgm_overrides[node, gpu.index, f"{prefix}RECOVERY_ERROR_COUNT_L{link}"] = recoveries
+    _identity(fleet, gpu, t)
+    fleet.kern(
+        node,
+        t + 620,
+        f"NVRM: Xid (PCI:0000:{gpu.pci[5:12]}): 74, pid='<unknown>', name=<unknown>, "
+        f"NVLink: fatal error detected on link {link}",
+    )
+    answer.expected.append(Expected("nvlink", node, "drain_node", gpu.pci))
 
 
 def app_xid_job(fleet: Fleet, answer: Answer) -> None:
@@ -476,6 +533,7 @@ SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
     "dbe-row-remap": dbe_row_remap,
     "remap-failure": remap_failure,
     "nvlink-storm": nvlink_storm,
+    "nvlink-link-errors": nvlink_link_errors,
     "app-xid-job": app_xid_job,
     "nccl-straggler": nccl_straggler,
     "thermal-cooling-fault": thermal_cooling_fault,

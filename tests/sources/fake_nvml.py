@@ -4,7 +4,11 @@ Nothing here can load NVML (no GPU, no driver), so the poller's tests use this: 
 call answers what the H100 of ``tests/data/h100/nvml.json`` answered, stepping through
 its 25 s series (idle, then a bf16 load at the 700 W power cap, then cool-down) one
 sample per poll. Calls the real GPU did not support raise ``NVMLError`` with
-``NVML_ERROR_NOT_SUPPORTED``, as NVML does. ``make gpu-check`` runs the real thing.
+``NVML_ERROR_NOT_SUPPORTED``, as NVML does: NVLink among them (a one-GPU VM). A test
+that wants an NVLink GPU sets ``nvlink_errors`` (link -> counter -> count; not from
+the capture): its links are then active and answer those counts, and a link past them
+answers ``NVML_ERROR_INVALID_ARGUMENT`` as NVML does. ``make gpu-check`` runs the real
+thing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 READINGS = json.loads((Path(__file__).parent.parent / "data" / "h100" / "nvml.json").read_text())
 
+NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_TIMEOUT = 10
 NVML_MEMORY_ERROR_TYPE_CORRECTED = 0
@@ -24,6 +29,12 @@ NVML_VOLATILE_ECC = 0
 NVML_AGGREGATE_ECC = 1
 NVML_TEMPERATURE_GPU = 0
 nvmlEventTypeXidCriticalError = 8
+NVML_FEATURE_ENABLED = 1
+NVML_NVLINK_MAX_LINKS = 18
+NVML_NVLINK_ERROR_DL_REPLAY = 0
+NVML_NVLINK_ERROR_DL_RECOVERY = 1
+NVML_NVLINK_ERROR_DL_CRC_FLIT = 2
+NVML_NVLINK_ERROR_DL_CRC_DATA = 3
 
 
 class NVMLError(Exception):
@@ -53,6 +64,12 @@ class FakeNvml:
     NVML_AGGREGATE_ECC = NVML_AGGREGATE_ECC
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
     nvmlEventTypeXidCriticalError = nvmlEventTypeXidCriticalError
+    NVML_FEATURE_ENABLED = NVML_FEATURE_ENABLED
+    NVML_NVLINK_MAX_LINKS = NVML_NVLINK_MAX_LINKS
+    NVML_NVLINK_ERROR_DL_REPLAY = NVML_NVLINK_ERROR_DL_REPLAY
+    NVML_NVLINK_ERROR_DL_RECOVERY = NVML_NVLINK_ERROR_DL_RECOVERY
+    NVML_NVLINK_ERROR_DL_CRC_FLIT = NVML_NVLINK_ERROR_DL_CRC_FLIT
+    NVML_NVLINK_ERROR_DL_CRC_DATA = NVML_NVLINK_ERROR_DL_CRC_DATA
 
     def __init__(self) -> None:
         self.gpu = READINGS["gpus"][0]
@@ -60,6 +77,7 @@ class FakeNvml:
         self.step = 0
         self.xids: deque[int] = deque()
         self.initialized = 0
+        self.nvlink_errors: dict[int, dict[int, int]] | None = None  # None: no NVLink
 
     def sample(self) -> dict[str, Any]:
         sample: dict[str, Any] = self.series[min(self.step, len(self.series) - 1)]
@@ -116,6 +134,18 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrPcieLinkGeneration(self, handle: int) -> int:
         return int(self.gpu["pcie_gen"])
+
+    def nvmlDeviceGetNvLinkState(self, handle: int, link: int) -> int:
+        if self.nvlink_errors is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)  # as the captured GPU answered
+        if link not in self.nvlink_errors:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return NVML_FEATURE_ENABLED
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, handle: int, link: int, counter: int) -> int:
+        if self.nvlink_errors is None or link not in self.nvlink_errors:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return self.nvlink_errors[link].get(counter, 0)
 
     def nvmlEventSetCreate(self) -> str:
         return "events"

@@ -136,11 +136,18 @@ def clock_event_reasons() -> tuple[ClockReason, ...]:
 
 @dataclass(frozen=True, slots=True)
 class MetricRule:
-    """What one metric or column becomes: an event kind, a counter scope, a link part."""
+    """What one metric or column becomes: an event kind, a counter scope, a link part.
+
+    ``nvlink``: the NVLink link a per-link counter counts (absent for a GPU's total);
+    ``counter``: which counter of its kind it is, where a kind has several (NVLink
+    CRC errors are counted on flits and on data).
+    """
 
     kind: str
     scope: str | None = None
     link: str | None = None
+    nvlink: int | None = None
+    counter: str | None = None
 
 
 def _rules(name: str, table: str) -> MappingProxyType[str, MetricRule]:
@@ -156,7 +163,15 @@ def _rules(name: str, table: str) -> MappingProxyType[str, MetricRule]:
         link = entry.get("link")
         if link not in (None, "width", "gen"):
             raise CatalogError(f"{where}: link must be width or gen, got {link!r}")
-        rules[key] = MetricRule(kind, scope, link)
+        nvlink = entry.get("nvlink")
+        if nvlink is not None and (
+            not isinstance(nvlink, int) or isinstance(nvlink, bool) or not 0 <= nvlink < 64
+        ):
+            raise CatalogError(f"{where}: nvlink must be a link number 0-63, got {nvlink!r}")
+        counter = entry.get("counter")
+        if counter is not None and not isinstance(counter, str):
+            raise CatalogError(f"{where}: counter must be a string, got {counter!r}")
+        rules[key] = MetricRule(kind, scope, link, nvlink, counter)
     if not rules:
         raise CatalogError(f"catalog/{name}: no entries")
     return MappingProxyType(rules)

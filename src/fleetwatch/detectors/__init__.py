@@ -16,6 +16,7 @@ from typing import Any
 from fleetwatch.detectors import (
     hbm_ecc,
     nccl_hang,
+    nvlink,
     pcie_aer,
     pod_evicted,
     thermal_throttle,
@@ -40,6 +41,7 @@ class DetectorSpec:
 DETECTORS: tuple[Any, ...] = (
     hbm_ecc.HbmEcc,
     nccl_hang.NcclHang,
+    nvlink.Nvlink,
     pcie_aer.PcieAer,
     pod_evicted.PodEvicted,
     thermal_throttle.ThermalThrottle,

@@ -33,7 +33,8 @@ Pattern
 
     Memory Xids (48, 63, 64, 92, 94, 95, 140, 156, 171: ``owner = "hbm_ecc"`` in
     ``catalog/xid.toml``) belong to ``hbm_ecc``, which reports them; here they only
-    count toward the GPU's RMA escalation.
+    count toward the GPU's RMA escalation. Xids another detector owns (74: ``nvlink``)
+    have no per-GPU finding here, but count toward RMA and the node-wide pattern.
 
 Job
     From dcgm-exporter's pod labels for the GPU (pods of one job share their name
@@ -65,7 +66,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from fleetwatch.catalog import XidEntry, xid, xids_owned_by
+from fleetwatch.catalog import XidEntry, xid, xid_catalog, xids_owned_by
 from fleetwatch.detectors.base import (
     IncidentBook,
     describe,
@@ -79,6 +80,11 @@ from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 MEMORY_XIDS: Final = xids_owned_by("hbm_ecc")  # catalog/xid.toml: owner
+# Xids another detector reports (74 is nvlink's): here they count toward the GPU's RMA
+# escalation and the node-wide pattern, with no per-GPU finding of their own.
+REPORTED_ELSEWHERE: Final = (
+    frozenset(xid_catalog()) - xids_owned_by("xid_correlation") - MEMORY_XIDS
+)
 _CAUSED_BY: Final = re.compile(r"caused by previous Xid (\d+)")
 _RECOVERY: Final = re.compile(r"to 0x[0-9a-fA-F]+ \(([^)]*)\)")
 _RECOVERY_ACTIONS: Final = {
@@ -281,7 +287,8 @@ class XidCorrelation(Stateful):
         detail = batch.value("detail", last) or ""
         if code == 45 and (m := _CAUSED_BY.search(detail)):
             cause_key = (node, pci, int(m[1]))
-            if self.gpu.current(cause_key, first_ts) is not None:  # still open
+            cause_here = int(m[1]) not in REPORTED_ELSEWHERE
+            if cause_here and self.gpu.current(cause_key, first_ts) is not None:  # still open
                 incident, _ = self.gpu.touch(
                     cause_key,
                     first_ts,
@@ -314,7 +321,11 @@ class XidCorrelation(Stateful):
             describe(batch, last),
         )
         recovery = _RECOVERY.search(detail) if code == 154 else None
-        out = [self._gpu_finding(incident, entry, identity, recovery[1] if recovery else None)]
+        out = (
+            []
+            if code in REPORTED_ELSEWHERE
+            else [self._gpu_finding(incident, entry, identity, recovery[1] if recovery else None)]
+        )
         if new and entry.fatal and pci is not None:
             out += self._count_fatal(node, pci, first_ts, identity, incident.evidence())
         if new and entry.cause != "application":

@@ -131,13 +131,12 @@ def emit_sample(
         return
     if value != value:  # NaN: DCGM had nothing to report
         return
-    _emit(labels, rule.kind, rule.scope, value, timestamp, env, line, ctx)
+    _emit(labels, rule, value, timestamp, env, line, ctx)
 
 
 def _emit(
     labels: dict[str, str],
-    kind: str,
-    scope: str | None,
+    rule: MetricRule,
     value: float,
     timestamp: Any,
     env: Envelope,
@@ -159,6 +158,7 @@ def _emit(
     ts, clock = (float(timestamp), "wall") if timestamp is not None else (env.ts, env.clock)
     if ts is not None and not showable(ts):  # the time of a line before it, run past 9999
         ts, clock = None, "none"
+    kind = rule.kind
     event: dict[str, Any] = {
         "kind": kind,
         "source": SOURCE,
@@ -169,10 +169,13 @@ def _emit(
         "pci": pci,
         "gpu": gpu,
         "uuid": uuid,
-        "scope": scope,
+        "scope": rule.scope,
+        "link": rule.nvlink,
         "pod": labels.get("pod") or labels.get("exported_pod") or None,
         "namespace": labels.get("namespace") or labels.get("exported_namespace") or None,
     }
+    if rule.counter is not None:  # which of its kind's counters: NVLink CRC flit or data
+        event["detail"] = rule.counter
     if "GPU_I_ID" in labels:
         event["detail"] = (
             f"MIG instance {labels['GPU_I_ID']} {labels.get('GPU_I_PROFILE', '')}".strip()

@@ -19,6 +19,10 @@ kind                   NVML call
 ``pcie_link``          ``nvmlDeviceGetCurrPcieLinkWidth`` (value) and generation (detail)
 ``xid``                an NVML event set registered for critical XID events, waited on
                        between polls, so an XID arrives within milliseconds
+``nvlink_replay``,     ``nvmlDeviceGetNvLinkErrorCounter`` (``NVML_NVLINK_ERROR_DL_REPLAY``,
+``nvlink_recovery``,   ``_RECOVERY``, ``_CRC_FLIT`` and ``_CRC_DATA``, detail ``flit`` /
+``nvlink_crc``         ``data``) of each active link (``nvmlDeviceGetNvLinkState``, found at
+                       start), every ``NVLINK_EVERY_S`` (10 s): 18 links x 4 counters a GPU
 =====================  ====================================================================
 
 A reading a GPU does not support (``NVMLError_NotSupported``: remapped rows on older
@@ -42,6 +46,14 @@ from fleetwatch.sources.context import ReadStats
 from fleetwatch.sources.live import Deliver, SourceError
 
 SOURCE: Final = "nvml"
+NVLINK_EVERY_S: Final = 10.0  # NVLink error counters change slowly; 72 readings a GPU
+# (kind, NVML counter constant, detail): what nvmlDeviceGetNvLinkErrorCounter reads
+_NVLINK_COUNTERS: Final = (
+    ("nvlink_replay", "NVML_NVLINK_ERROR_DL_REPLAY", None),
+    ("nvlink_recovery", "NVML_NVLINK_ERROR_DL_RECOVERY", None),
+    ("nvlink_crc", "NVML_NVLINK_ERROR_DL_CRC_FLIT", "flit"),
+    ("nvlink_crc", "NVML_NVLINK_ERROR_DL_CRC_DATA", "data"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class _Gpu:
     pci: str | None
     uuid: str | None
     serial: str | None
+    nvlinks: tuple[int, ...] = ()  # the active NVLink links
 
 
 def _text(value: Any) -> str:
@@ -76,6 +89,8 @@ class NvmlSource:
         self._nvml = nvml
         self._unsupported: set[tuple[int, str]] = set()
         self.polls = 0
+        self.nvlink_every_s = NVLINK_EVERY_S
+        self._nvlink_due = 0.0  # time.monotonic() of the next NVLink reading
 
     def _module(self) -> Any:
         if self._nvml is None:
@@ -139,9 +154,27 @@ class NvmlSource:
                     normalize_pci(bus_id),
                     _text(uuid) if uuid is not None else None,
                     _text(serial) if serial is not None else None,
+                    self._nvlinks(nvml, index, handle),
                 )
             )
         return gpus
+
+    def _nvlinks(self, nvml: Any, index: int, handle: Any) -> tuple[int, ...]:
+        """The GPU's active NVLink links (none where NVLink is not supported)."""
+        active = []
+        for link in range(int(getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18))):
+            if link == 0:  # no NVLink at all is said (and counted) once
+                state = self._try(nvml, index, "nvlink", partial(_nvlink_state, nvml, 0), handle)
+            else:
+                try:  # past the GPU's last link NVML answers "invalid argument"
+                    state = _nvlink_state(nvml, link, handle)
+                except nvml.NVMLError:
+                    state = None
+            if state is None:
+                break
+            if state == getattr(nvml, "NVML_FEATURE_ENABLED", 1):
+                active.append(link)
+        return tuple(active)
 
     def _event_set(self, nvml: Any, gpus: list[_Gpu]) -> Any:
         try:
@@ -177,6 +210,9 @@ class NvmlSource:
         """One reading of every GPU, as a batch."""
         builder = BatchBuilder()
         now = time.time()
+        nvlink_now = time.monotonic() >= self._nvlink_due
+        if nvlink_now:
+            self._nvlink_due = time.monotonic() + self.nvlink_every_s
         for gpu in gpus:
             base = self._base(gpu, now)
             h = gpu.handle
@@ -224,9 +260,38 @@ class NvmlSource:
             if width is not None:
                 detail = f"gen{gen}" if gen is not None else None
                 builder.add({**base, "kind": "pcie_link", "value": float(width), "detail": detail})
+            if nvlink_now:
+                self._nvlink_errors(nvml, gpu, base, builder)
         self.polls += 1
         self.stats.lines += 1
         return builder.seal()
+
+    def _nvlink_errors(
+        self, nvml: Any, gpu: _Gpu, base: dict[str, Any], builder: BatchBuilder
+    ) -> None:
+        """Each active link's error counters (cumulative) as events."""
+        for kind, constant, detail in _NVLINK_COUNTERS:
+            counter = getattr(nvml, constant, None)
+            if counter is None:  # an old nvidia-ml-py without it
+                continue
+            for link in gpu.nvlinks:
+                value = self._try(
+                    nvml,
+                    gpu.index,
+                    f"{kind} {detail or ''}".strip(),
+                    partial(_nvlink_error, nvml, link, counter),
+                    gpu.handle,
+                )
+                if value is not None:
+                    builder.add(
+                        {
+                            **base,
+                            "kind": kind,
+                            "link": link,
+                            "value": float(value),
+                            "detail": detail,
+                        }
+                    )
 
     def _base(self, gpu: _Gpu | None, ts: float) -> dict[str, Any]:
         fields: dict[str, Any] = {"source": SOURCE, "ts": ts, "clock": "wall", "node": self.node}
@@ -250,6 +315,14 @@ class NvmlSource:
 
 def _ecc(nvml: Any, error_type: int, counter: int, handle: Any) -> Any:
     return nvml.nvmlDeviceGetTotalEccErrors(handle, error_type, counter)
+
+
+def _nvlink_state(nvml: Any, link: int, handle: Any) -> Any:
+    return nvml.nvmlDeviceGetNvLinkState(handle, link)
+
+
+def _nvlink_error(nvml: Any, link: int, counter: int, handle: Any) -> Any:
+    return nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, counter)
 
 
 def _temperature(nvml: Any, handle: Any) -> Any:

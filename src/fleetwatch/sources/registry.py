@@ -18,12 +18,13 @@ from __future__ import annotations
 from typing import Final
 
 from fleetwatch.events import KINDS, SOURCES
-from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, prometheus_api, smi
+from fleetwatch.sources import dcgm, json_line, k8s, kmsg, nccl, prometheus_api, smi, smi_nvlink
 from fleetwatch.sources.reader import Reader
 
 LINE_READERS: Final[tuple[Reader, ...]] = (
     json_line.READER,
     smi.TEXT,
+    smi_nvlink.READER,
     dcgm.READER,
     nccl.READER,
     kmsg.READER,
