@@ -201,7 +201,10 @@ class ThermalThrottle(Stateful):
     def _thermal(self, key: tuple[str, str], reasons: np.ndarray) -> np.ndarray:
         """Which samples of one GPU are thermal (HW slowdown counts only while it is hot)."""
         hot = self.temperature.get(key, 0.0) >= self.config.hot_c
-        return ((reasons & _THERMAL_BITS) != 0) | (((reasons & _HW_SLOWDOWN) != 0) & hot)
+        thermal: np.ndarray = ((reasons & _THERMAL_BITS) != 0) | (
+            ((reasons & _HW_SLOWDOWN) != 0) & hot
+        )
+        return thermal
 
     def _snapshots(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         """Samples without a time (a fragment of a report): each GPU's, judged at once."""
