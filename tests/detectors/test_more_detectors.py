@@ -192,6 +192,35 @@ def test_one_gpu_throttling_while_its_peers_do_not_is_its_cooling(tmp_path: Path
     assert "a cooling fault on this GPU" in out[0].summary
 
 
+def test_one_snapshot_in_thermal_slowdown_is_an_unconfirmed_check_cooling(tmp_path: Path) -> None:
+    text = (DATA / "smi" / "two-gpus-throttled.txt").read_text()
+    (only,) = findings(tmp_path, {"gpu-3/smi.txt": text}, only="thermal_throttle")
+    assert (only.severity, only.action) == (Severity.WARNING, Action.CHECK_COOLING)
+    assert only.pci == "0000:07:00.0" and "unconfirmed" in only.summary
+    # the other GPU of the report is at its power cap: that is no finding
+    untimed = "\n".join(line for line in text.splitlines() if "Timestamp" not in line)
+    (again,) = findings(tmp_path / "untimed", {"gpu-3/smi.txt": untimed}, only="thermal_throttle")
+    assert again.pci == "0000:07:00.0" and again.first_ts is None
+
+
+def test_real_reports_at_idle_or_power_cap_stay_silent(tmp_path: Path) -> None:
+    reports = sorted((DATA / "smi").glob("[0-9]*")) + [DATA / "real" / "a100-nvidia-smi-q.txt"]
+    files = {f"node-{i}/{p.name}": p.read_text() for i, p in enumerate(reports)}
+    assert findings(tmp_path, files, only="thermal_throttle") == []
+
+
+def test_a_sustained_series_confirms_the_snapshot_s_finding(tmp_path: Path) -> None:
+    def sample(ts: int) -> str:
+        fields = {"kind": "clock_event", "ts": ts, "node": "gpu-7", "pci": "0000:03:00.0"}
+        return json.dumps({**fields, "value": 0x20}) + "\n"
+
+    snapshot = findings(tmp_path / "one", {"gpu-7/a.jsonl": sample(1_717_495_210)})
+    series = "".join(sample(1_717_495_210 + i * 10) for i in range(60))
+    sustained = findings(tmp_path / "all", {"gpu-7/a.jsonl": series})
+    assert [f.id for f in snapshot] == [f.id for f in sustained]  # one incident, upgraded
+    assert "unconfirmed" in snapshot[0].summary and "unconfirmed" not in sustained[0].summary
+
+
 # --- nccl_hang ----------------------------------------------------------------------------
 
 
