@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleetwatch.findings import Action, Severity
+from fleetwatch.config import load
+from fleetwatch.findings import Action, Finding, Severity
+from fleetwatch.replay import replay
+from fleetwatch.sources.context import ReadOptions
+from fleetwatch.timestamps import parse_zone
 from tests.conftest import DATA
 from tests.detectors.conftest_helpers import findings
 from tests.sources.test_jsonl import nvml_series_as_events
@@ -204,7 +208,7 @@ def test_one_snapshot_in_thermal_slowdown_is_an_unconfirmed_check_cooling(tmp_pa
 
 
 def test_real_reports_at_idle_or_power_cap_stay_silent(tmp_path: Path) -> None:
-    reports = sorted((DATA / "smi").glob("[0-9]*")) + [DATA / "real" / "a100-nvidia-smi-q.txt"]
+    reports = [*sorted((DATA / "smi").glob("[0-9]*")), DATA / "real" / "a100-nvidia-smi-q.txt"]
     files = {f"node-{i}/{p.name}": p.read_text() for i, p in enumerate(reports)}
     assert findings(tmp_path, files, only="thermal_throttle") == []
 
@@ -322,3 +326,30 @@ def test_a_lone_timeout_without_a_world_size_says_the_others_are_unknown(tmp_pat
     (only,) = findings(tmp_path, {"gpu-node-3/rank0.log": timeout}, only="nccl_hang")
     assert only.rank == 0 and only.node == "gpu-node-3"  # from the node folder
     assert "no other rank's log is here, so where the others stopped is unknown" in only.summary
+
+
+def _replay_folder(path: Path) -> list[Finding]:
+    out = replay([str(path)], load(None), ReadOptions(year=2024, zone=parse_zone("UTC")))
+    return [f for f in out if f.detector == "nccl_hang"]
+
+
+def test_ranks_in_different_collectives_at_one_sequence_are_the_application_s() -> None:
+    (only,) = _replay_folder(DATA / "nccl" / "per-node")  # cn-d003/ and cn-d004/: one job
+    assert (only.action, only.severity) == (Action.FIX_APPLICATION, Severity.ERROR)
+    assert only.rank is None and only.job == "cn-d003"
+    assert "ALLREDUCE on ranks 2, 5; REDUCE on ranks 11-12, 14-15" in only.summary
+    assert "with the logs of cn-d004" in only.summary
+
+
+def test_one_job_whose_logs_sit_in_two_node_folders_is_one_finding() -> None:
+    (only,) = _replay_folder(DATA / "nccl" / "split")
+    assert only.action == Action.RESTART_JOB and "with the logs of node-b" in only.summary
+    assert "2 ranks timed out on sequence 1580" in only.summary
+
+
+def test_two_jobs_hanging_in_other_collectives_stay_two(tmp_path: Path) -> None:
+    text = (DATA / "nccl" / "split" / "node-b" / "train.log").read_text()
+    other = text.replace("SeqNum=1580", "SeqNum=977")
+    files = {"node-a/train.log": (DATA / "nccl" / "split" / "node-a" / "train.log").read_text()}
+    found = findings(tmp_path, {**files, "node-b/train.log": other}, only="nccl_hang")
+    assert sorted(f.job or "" for f in found) == ["node-a", "node-b"]

@@ -82,3 +82,20 @@ def test_every_wording_in_a_four_rank_job() -> None:
     assert "unhandled system error" in errors[3]["detail"]
     # the launcher's "3: " line has no stamp: it takes the nearest stamped line's time
     assert timeouts[1]["ts"] == events.of("nccl_progress")[1]["ts"]
+
+
+def test_a_pasted_record_wrapped_after_timeout_reads_whole_with_pytorch_s_month() -> None:
+    # PyTorch's logger does not pad the month (E909 is 9 September); a terminal paste
+    # wraps the record before "WorkNCCL(" and before "by watchdog".
+    events = parse(DATA / "nccl" / "per-node" / "cn-d004" / "stderr.log", year=2024)
+    timeouts = [e for e in events if e["kind"] == "nccl_timeout"]
+    assert [(e["rank"], e["seq"], e["op"], e["line"]) for e in timeouts] == [
+        (14, 2070, "REDUCE", 1),
+        (12, 2070, "REDUCE", 3),
+        (11, 2070, "REDUCE", 5),
+        (15, 2070, "REDUCE", 7),
+    ]
+    assert timeouts[0]["ts"] == calendar.timegm((2024, 9, 9, 9, 55, 29)) + 0.307629539
+    (progress,) = [e for e in events if e["kind"] == "nccl_progress"]
+    assert (progress["rank"], progress["seq"], progress["last_completed"]) == (12, 2070, 2069)
+    assert len(events) == 5  # the continuation lines are not records of their own

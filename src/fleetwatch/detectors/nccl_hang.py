@@ -15,9 +15,17 @@ Pattern
       that rank, its node and GPU, and says which ranks were never heard from (when
       the world size is known) or that the others are unknown.
 
+    * ranks waiting in the same sequence number but in different collectives
+      (``REDUCE`` on some, ``ALLREDUCE`` on others) are the application's
+      desynchronisation, not a fault: ``fix_application``, naming the ranks on each
+      side.
+
     A job is the ``job`` its records carry: the name of the folder that holds its logs
-    (``sources.files``), the same from any working directory; the finding's node is
-    the culprit's, or the job's when all its ranks run on one node.
+    (``sources.files``), the same from any working directory. Logs collected per node
+    (``cn-d003/``, ``cn-d004/``) are one job once their timeouts show it: other ranks,
+    a shared sequence number, the same timeout and world size; the job seen first takes
+    the other in (one finding, "with the logs of cn-d004"). The finding's node is the
+    culprit's, or the job's when all its ranks run on one node.
 
     The finding is an error, ``restart_job``; it names the culprit with its node and
     GPU when the logs tell, so the operator can take that GPU out before restarting.
@@ -66,6 +74,38 @@ class _Job:
     completed: dict[int, int] = field(default_factory=dict)  # rank -> last completed seq
     waiting: dict[int, int] = field(default_factory=dict)  # rank -> seq it timed out on
     seen: float | None = None  # the flush clock at its last record; None: since the last flush
+    ops: dict[int, str] = field(default_factory=dict)  # rank -> the collective it waits in
+    limit_ms: float | None = None  # the collectives' timeout
+    joined: list[str] = field(default_factory=list)  # other folders' jobs found to be this one
+
+
+def _same_collective(a: _Job, b: _Job) -> bool:
+    """Whether two folders' jobs are one job: other ranks, timed out in one collective.
+
+    The logs name no job; a job whose ranks' logs were collected per node is two
+    "jobs" by folder until their timeouts show one collective: a shared sequence
+    number, the same timeout, no rank in both and no other world size.
+    """
+    return (
+        bool(a.waiting and b.waiting)
+        and not set(a.waiting) & set(b.waiting)
+        and bool(set(a.waiting.values()) & set(b.waiting.values()))
+        and (a.limit_ms is None or b.limit_ms is None or a.limit_ms == b.limit_ms)
+        and (a.world is None or b.world is None or a.world == b.world)
+    )
+
+
+def _merge(into: _Job, job: _Job, name: str) -> None:
+    for rank, identity in job.ranks.items():
+        if "pci" in identity or rank not in into.ranks:
+            into.ranks[rank] = identity
+    into.completed.update(job.completed)
+    into.waiting.update(job.waiting)
+    into.ops.update(job.ops)
+    into.world = max(into.world or 0, job.world or 0) or None
+    into.limit_ms = into.limit_ms if into.limit_ms is not None else job.limit_ms
+    into.joined += [n for n in (name, *job.joined) if n not in into.joined]
+    into.seen = None
 
 
 def _ranges(ranks: list[int]) -> str:
@@ -107,6 +147,7 @@ class NcclHang(Stateful):
         self.config = config or Config()
         self.book = IncidentBook(self.config.gap_s)
         self.jobs: dict[str, _Job] = {}
+        self.alias: dict[str, str] = {}  # a folder's job -> the job it was found to be
         self._folders: list[str] = []  # this batch's job folders (not state)
 
     def _jobs(self, batch: EventBatch, rows: np.ndarray) -> npt.NDArray[np.int64]:
@@ -142,7 +183,7 @@ class NcclHang(Stateful):
         jobs = self._jobs(batch, rows)
         ranks = batch["rank"][rows]
         kinds = kind[rows]
-        touched: dict[int, list[int]] = {}
+        touched: dict[str, list[int]] = {}
         for what in (KIND_ID["nccl_init"], KIND_ID["nccl_progress"], KIND_ID["nccl_timeout"]):
             mine = kinds == what
             if not mine.any():
@@ -156,7 +197,9 @@ class NcclHang(Stateful):
                 picked.tolist(),
                 strict=True,
             ):
-                job = self.jobs.setdefault(self._name(batch, key), _Job())
+                name = self._name(batch, key)
+                name = self.alias.get(name, name)
+                job = self.jobs.setdefault(name, _Job())
                 job.seen = None
                 if what == KIND_ID["nccl_init"]:
                     job.world = max(job.world or 0, int(batch["value"][row]))
@@ -176,14 +219,18 @@ class NcclHang(Stateful):
                     seq = int(batch["seq"][row])
                     job.waiting[rank] = seq
                     job.completed.setdefault(rank, seq - 1)
-                seen = touched.get(key)
+                    if (op := batch.value("op", row)) is not None:
+                        job.ops[rank] = op
+                    if (limit := batch.value("value", row)) is not None:
+                        job.limit_ms = limit
+                seen = touched.get(name)
                 if seen is None:
-                    touched[key] = [row, row]
+                    touched[name] = [row, row]
                 else:
                     seen[0], seen[1] = min(seen[0], row), max(seen[1], row)
+        self._join(touched)
         out = []
-        for key, (first, last_row) in touched.items():
-            name = self._name(batch, key)
+        for name, (first, last_row) in touched.items():
             job = self.jobs[name]
             if not job.waiting:
                 continue
@@ -197,6 +244,39 @@ class NcclHang(Stateful):
             out.append(self._finding(name, job, incident))
         return out
 
+    def _join(self, touched: dict[str, list[int]]) -> None:
+        """Merge jobs that turn out to be one (``_same_collective``), in place.
+
+        The job seen first keeps its name: one from an earlier batch, else the one whose
+        records come first in this batch.
+        """
+        for name in sorted(touched, key=lambda n: touched[n][0]):
+            job = self.jobs.get(name)
+            if job is None or not job.waiting:
+                continue
+            for other in list(self.jobs):
+                if other == name or not _same_collective(self.jobs[other], job):
+                    continue
+                later = other in touched and touched[other][0] > touched[name][0]
+                keep, gone = (name, other) if later else (other, name)
+                self._absorb(keep, gone, touched)
+                break
+
+    def _absorb(self, keep: str, gone: str, touched: dict[str, list[int]]) -> None:
+        _merge(self.jobs[keep], self.jobs.pop(gone), gone)
+        for alias, target in list(self.alias.items()):
+            if target == gone:
+                self.alias[alias] = keep
+        self.alias[gone] = keep
+        rows = touched.pop(gone, None)
+        if rows is not None:
+            mine = touched.setdefault(keep, list(rows))
+            mine[0], mine[1] = min(mine[0], rows[0]), max(mine[1], rows[1])
+        incident = self.book.open.pop((gone,), None)
+        if incident is not None:  # found before its partner: its evidence moves over
+            head = incident.head[0] if incident.head else None
+            self.book.touch((keep,), incident.first_ts, incident.last_ts, incident.count, head)
+
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
             return []
@@ -204,10 +284,13 @@ class NcclHang(Stateful):
         keep = self.config.forget_job_after_s
         for name in [n for n, job in self.jobs.items() if _stale(job, now, keep)]:
             del self.jobs[name]
+        gone = [alias for alias, target in self.alias.items() if target not in self.jobs]
+        for alias in gone:
+            del self.alias[alias]
         return []
 
     def size(self) -> int:
-        return len(self.jobs) + len(self.book.open)
+        return len(self.jobs) + len(self.book.open) + len(self.alias)
 
     def _culprit(self, job: _Job) -> tuple[int | None, str]:
         if job.completed:
@@ -246,13 +329,37 @@ class NcclHang(Stateful):
             return rank, f"only rank {rank} timed out (on sequence {seq}); {others}"
         return None, "no single rank stands out"
 
+    def _mismatch(self, job: _Job) -> str | None:
+        """Ranks waiting in one sequence number but different collectives, said so."""
+        for seq in sorted(set(job.waiting.values())):
+            sides: dict[str, list[int]] = {}
+            for rank, waits in sorted(job.waiting.items()):
+                if waits == seq and rank in job.ops:
+                    sides.setdefault(job.ops[rank], []).append(rank)
+            if len(sides) > 1:
+                said = "; ".join(f"{op} on ranks {_ranges(r)}" for op, r in sorted(sides.items()))
+                return f"ranks disagree on collective {seq}: {said}"
+        return None
+
     def _finding(self, name: str, job: _Job, incident: Any) -> Finding:
+        shown = f"{name} (with the logs of {', '.join(job.joined)})" if job.joined else name
+        mismatch = self._mismatch(job)
+        if mismatch is not None:
+            summary = (
+                f"NCCL job {shown}: {mismatch}: the application's desynchronisation "
+                f"(its ranks called collectives in different orders), not a GPU or network "
+                f"fault -> fix the application"
+            )
+            entity: dict[str, Any] = {"job": name}
+            return make_finding(
+                self.name, incident, Severity.ERROR, Action.FIX_APPLICATION, summary, entity
+            )
         culprit, why = self._culprit(job)
         seqs = sorted(set(job.waiting.values()))
         stuck = f"on sequence {seqs[0]}" if len(seqs) == 1 else f"on sequences {seqs}"
         world = f" of {job.world}" if job.world else ""
-        summary = f"NCCL job {name}: {len(job.waiting)}{world} ranks timed out {stuck}; {why}"
-        entity: dict[str, Any] = {"job": name}
+        summary = f"NCCL job {shown}: {len(job.waiting)}{world} ranks timed out {stuck}; {why}"
+        entity = {"job": name}
         nodes = {r.get("node") for r in job.ranks.values()} - {None}
         if len(nodes) == 1:  # the whole job on one node: that node, culprit or not
             entity["node"] = nodes.pop()

@@ -12,6 +12,7 @@ The same kernel record reaches us behind many prefixes::
     4,1234,5678901,-;NVRM: …                                /dev/kmsg
     10.1.2.3: kern: warning: [2026-04-22T21:25:20.45Z]: …   a log forwarder
     [rank0]:[E1126 15:59:33.302415342 ProcessGroupNCCL.cpp:689] …   glog, behind a tag
+    [rank14]:[E909 09:55:29.307629539 ProcessGroupNCCL.cpp:607] …   PyTorch: month unpadded
 
 ``parse`` peels the leading stamps it knows; when none leads the line (an alerting
 wrapper, a launcher prefix) it searches the text before the record for one.
@@ -82,7 +83,9 @@ _SYSLOG: Final = re.compile(
     r"([^\W\d_]{3,5}\.?)\s+(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?\s"
 )
 _HOST_IDENT: Final = re.compile(r"([^\s:\[\]]+) [^\s:\[\]]+(?:\[\d+\])?: ")
-_GLOG: Final = re.compile(r"\b([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\b")
+# glog pads the month (E0909); PyTorch's c10 logger does not (E909, E112 = 12 January):
+# the day is always two digits, so the digits before it are the month.
+_GLOG: Final = re.compile(r"\b([IWEF])(\d{1,2})(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\b")
 # Stamps searched for anywhere before the record when none leads the line.
 _EMBEDDED: Final = re.compile(
     r"\[\s*(\d{1,11}\.\d+)\]|\[[A-Za-z]{3} ([A-Za-z]{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]"
@@ -200,6 +203,6 @@ def parse(text: str, rules: TimeRules, record_at: int | None = None) -> Envelope
 STAMPED_LINE: Final = re.compile(
     rb"^(?:\[\s*\d+\.\d+\]|\[[A-Za-z]{3} [A-Za-z]{3}\s|\d{4}-\d\d-\d\d[T ]\d\d:"
     rb"|[a-z]+\s*:[a-z]+\s*: \d{4}-|[A-Za-z]{3}\s+\d{1,2} \d\d:\d\d:\d\d\s|\d+,\d+,\d+,[^;\n]*;"
-    rb"|.{0,40}?\[[IWEF]\d{4} \d\d:\d\d:\d\d)",
+    rb"|.{0,60}?\[[IWEF]\d{3,4} \d\d:\d\d:\d\d)",
     re.MULTILINE,
 )

@@ -61,7 +61,8 @@ _PROGRESS_NEW: Final = re.compile(
     r"last completed work: (?P<done>-?\d+)"
 )
 _PROGRESS_OLD: Final = re.compile(
-    r"(?:Timeout at NCCL work: (?P<seq>\d+), )?[Ll]ast enqueued NCCL work: (?P<enq>-?\d+), "
+    r"(?:(?:Timeout at NCCL work|detected by watchdog at work): (?P<seq>\d+), )?"
+    r"[Ll]ast enqueued NCCL work: (?P<enq>-?\d+), "
     r"last completed NCCL work: (?P<done>-?\d+)"
 )
 _RANK: Final = re.compile(r"\b[Rr]ank ?(?P<rank>\d+)\]")
@@ -69,7 +70,10 @@ _ERROR: Final = re.compile(
     r"(?:NCCL WARN |NCCL error:? |Heartbeat monitor timed out|ncclSystemError|"
     r"ncclUnhandledCudaError|ncclInternalError|ncclRemoteError|unhandled system error)"
 )
-_FATAL: Final = re.compile(r"\[F\d{4} [^\]]{0,200}?ProcessGroupNCCL[^\]]{0,200}\]\s*(?P<msg>.*)")
+_FATAL: Final = re.compile(r"\[F\d{3,4} [^\]]{0,200}?ProcessGroupNCCL[^\]]{0,200}\]\s*(?P<msg>.*)")
+# A paste wrapped at the terminal's width breaks a watchdog record after "timeout:" or
+# "detected"; its second line starts so.
+_WRAPPED: Final = ("WorkNCCL(", "by watchdog at work")
 _PG_TAG: Final = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
 _SPACES: Final = re.compile(r"\s+")
 
@@ -113,6 +117,11 @@ def _rank(digits: str | None) -> int | None:
 
 def read(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
     """Read the NCCL or ProcessGroupNCCL record in ``text``, if it is one."""
+    if text.rstrip().endswith(("timeout:", "detected")):
+        (after,) = cursor.peek(1) or ("",)
+        if after.lstrip().startswith(_WRAPPED):
+            cursor.skip(1)
+            text = f"{text.rstrip()} {after.strip()}"
     try:
         _read(text, env, line, ctx)
     except _OutOfRange:
