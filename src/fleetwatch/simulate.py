@@ -293,6 +293,31 @@ def xid79(fleet: Fleet, answer: Answer) -> None:
     answer.expected.append(Expected("xid_correlation", node, "reboot_node", gpu.pci))
 
 
+def gsp_timeout(fleet: Fleet, answer: Answer) -> None:
+    """A GPU's GSP firmware stops answering: Xid 119, then heartbeat timeouts by index."""
+    node = fleet.pick_node()
+    gpu = fleet.pick_gpu(node)
+    t = START + fleet.rng.uniform(300, 1200)
+    _identity(fleet, gpu, t)
+    _xid(
+        fleet,
+        gpu,
+        t,
+        119,
+        f"Timeout after 6s of waiting for RPC response from GPU{gpu.index} GSP! "
+        "Expected function 76 (GSP_RM_CONTROL) (0x20800a4c 0x4).",
+    )
+    for i in range(3):
+        fleet.kern(
+            node,
+            t + 5 + i * 5,
+            f"NVRM: GPU{gpu.index} _kgspIsHeartbeatTimedOut: Heartbeat timed out, "
+            f"currentTimeMs {322227881 + i * 5000} heartbeat 0 heartbeatWithOffsetMs "
+            "318098841 diff 4129040 timeout 5200",
+        )
+    answer.expected.append(Expected("gsp_fault", node, "reset_gpu", gpu.pci))
+
+
 def dbe_row_remap(fleet: Fleet, answer: Answer) -> None:
     node = fleet.pick_node()
     gpu = fleet.pick_gpu(node)
@@ -530,6 +555,7 @@ def healthy(fleet: Fleet, answer: Answer) -> None:
 
 SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
     "xid79-fallen-off-bus": xid79,
+    "gsp-timeout": gsp_timeout,
     "dbe-row-remap": dbe_row_remap,
     "remap-failure": remap_failure,
     "nvlink-storm": nvlink_storm,

@@ -1,4 +1,4 @@
-"""GSP and RM faults without an Xid (xid_correlation), and AER's other forms (pcie_aer)."""
+"""GSP and RM faults without an Xid (gsp_fault), and AER's other forms (pcie_aer)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def xid120(stamp: str) -> str:
 
 def test_an_h100_gsp_timeout_is_one_critical_reset_finding(tmp_path: Path) -> None:
     text = (KERNEL / "gsp-timeout-h100.dmesg").read_text()
-    (finding,) = findings(tmp_path, {"gpu-6/dmesg": text}, only="xid_correlation")
+    (finding,) = findings(tmp_path, {"gpu-6/dmesg": text}, only="gsp_fault")
     assert (finding.severity, finding.action, finding.count) == (
         Severity.CRITICAL,
         Action.RESET_GPU,
@@ -46,7 +46,7 @@ def test_an_h100_gsp_timeout_is_one_critical_reset_finding(tmp_path: Path) -> No
 
 def test_xid_119_and_120_fold_into_the_gsp_incident_of_their_gpu(tmp_path: Path) -> None:
     text = XID119 + heartbeat("13:24:00") + xid120("13:25:00")
-    (finding,) = findings(tmp_path, {"banana/kern.log": text}, only="xid_correlation")
+    (finding,) = findings(tmp_path, {"banana/kern.log": text}, only="gsp_fault")
     assert (finding.count, finding.severity, finding.action) == (
         3,
         Severity.CRITICAL,
@@ -58,14 +58,14 @@ def test_xid_119_and_120_fold_into_the_gsp_incident_of_their_gpu(tmp_path: Path)
 
 def test_a_banner_and_its_xid_119_are_one_finding(tmp_path: Path) -> None:
     text = (KERNEL / "gsp-timeout-banner.syslog").read_text()
-    (finding,) = findings(tmp_path, {"banana/kern.log": text}, only="xid_correlation")
+    (finding,) = findings(tmp_path, {"banana/kern.log": text}, only="gsp_fault")
     assert (finding.count, finding.code, finding.pci) == (2, 119, "0000:01:00.0")
     assert finding.uuid == "GPU-02187fd8-22a1-3f71-cd52-22af54f42481"
 
 
 def test_repeated_gsp_incidents_on_one_gpu_need_a_reboot(tmp_path: Path) -> None:
     text = heartbeat("13:00:00") + heartbeat("13:10:00") + heartbeat("13:20:00")
-    out = findings(tmp_path, {"banana/kern.log": text}, only="xid_correlation")
+    out = findings(tmp_path, {"banana/kern.log": text}, only="gsp_fault")
     assert [f.action for f in sorted(out, key=lambda f: f.first_ts or 0)] == [
         Action.RESET_GPU,
         Action.RESET_GPU,
@@ -75,8 +75,8 @@ def test_repeated_gsp_incidents_on_one_gpu_need_a_reboot(tmp_path: Path) -> None
     fewer = findings(
         tmp_path / "b",
         {"banana/kern.log": text},
-        only="xid_correlation",
-        xid_correlation__gsp_reboot_incidents=4,
+        only="gsp_fault",
+        gsp_fault__reboot_incidents=4,
     )
     assert {f.action for f in fewer} == {Action.RESET_GPU}
 
@@ -94,7 +94,7 @@ def test_a_fault_after_a_logged_reset_needs_a_reboot(tmp_path: Path) -> None:
         "banana/kern.log": heartbeat("13:00:00") + heartbeat("13:20:00"),
         "banana/resets.jsonl": json.dumps(reset) + "\n",
     }
-    out = findings(tmp_path, files, only="xid_correlation")
+    out = findings(tmp_path, files, only="gsp_fault")
     last = max(out, key=lambda f: f.first_ts or 0)
     assert last.action == Action.REBOOT_NODE
     assert "after the GPU was reset" in last.summary
@@ -102,7 +102,7 @@ def test_a_fault_after_a_logged_reset_needs_a_reboot(tmp_path: Path) -> None:
 
 def test_a_record_that_names_no_gpu_joins_the_node_s_one_gsp_incident(tmp_path: Path) -> None:
     text = (KERNEL / "gsp-back-to-back.log").read_text()
-    out = findings(tmp_path, {"node/kern.log": text}, only="xid_correlation")
+    out = findings(tmp_path, {"node/kern.log": text}, only="gsp_fault")
     gsp = [f for f in out if "GSP/RM" in f.summary]
     assert len(gsp) == 1 and gsp[0].count == 2
     assert "a GPU (the log names none)" in gsp[0].summary
@@ -111,7 +111,7 @@ def test_a_record_that_names_no_gpu_joins_the_node_s_one_gsp_incident(tmp_path: 
 def test_a_dump_of_thousands_of_lines_is_one_record(tmp_path: Path) -> None:
     lines = (KERNEL / "gsp-timeout-h100.dmesg").read_text().splitlines(keepends=True)
     banner, row = lines[9], lines[-1]
-    (finding,) = findings(tmp_path, {"n/dmesg": banner + row * 3000}, only="xid_correlation")
+    (finding,) = findings(tmp_path, {"n/dmesg": banner + row * 3000}, only="gsp_fault")
     assert finding.count == 1
 
 
@@ -140,3 +140,10 @@ def test_healthy_and_corrected_firmware_first_logs_make_no_finding(tmp_path: Pat
         "lambda/dmesg": (KERNEL / "aer-firmware-first-tabs.dmesg").read_text(),
     }
     assert findings(tmp_path, files) == []
+
+
+def test_a_flood_of_one_xid_119_line_is_one_finding(tmp_path: Path) -> None:
+    out = findings(tmp_path, {"banana/kern.log": XID119 * 50_000}, only="gsp_fault")
+    (only,) = out
+    assert (only.count, only.code, only.action) == (50_000, 119, Action.RESET_GPU)
+    assert len(only.evidence) == 7 and only.evidence[3] == "… 49,994 more"

@@ -14,23 +14,23 @@ def kern(t: float, pci: str, code: int, text: str = "x", pid: str = "pid=7, name
 
 
 def test_a_flood_of_identical_xids_is_one_finding(tmp_path: Path) -> None:
-    line = kern(100.0, "0000:3b:00", 119, "Timeout after 6s of waiting for RPC response")
+    line = kern(100.0, "0000:3b:00", 158, "Timeout after 6s of waiting for RPC response")
     out = findings(tmp_path, {"gpu-1/dmesg": line * 50_000}, only="xid_correlation")
     assert len(out) == 1
     only = out[0]
     assert (only.count, only.severity, only.action) == (50_000, Severity.CRITICAL, Action.RESET_GPU)
-    assert (only.node, only.pci, only.code) == ("gpu-1", "0000:3b:00.0", 119)
+    assert (only.node, only.pci, only.code) == ("gpu-1", "0000:3b:00.0", 158)
     assert len(only.evidence) == 7 and only.evidence[3] == "… 49,994 more"
     assert only.evidence[0].endswith(
-        "dmesg:1 xid code=119 Timeout after 6s of waiting for RPC response"
+        "dmesg:1 xid code=158 Timeout after 6s of waiting for RPC response"
     )
 
 
 def test_repeats_after_the_gap_are_a_new_incident(tmp_path: Path) -> None:
     text = (
-        kern(100.0, "0000:3b:00", 119)
-        + kern(150.0, "0000:3b:00", 119)
-        + kern(600.0, "0000:3b:00", 119)
+        kern(100.0, "0000:3b:00", 158)
+        + kern(150.0, "0000:3b:00", 158)
+        + kern(600.0, "0000:3b:00", 158)
     )
     out = findings(tmp_path, {"gpu-1/dmesg": text}, only="xid_correlation")
     assert sorted(f.count for f in out) == [1, 2]

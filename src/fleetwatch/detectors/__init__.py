@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetwatch.detectors import (
+    gsp_fault,
     hbm_ecc,
     nccl_hang,
     nvlink,
@@ -39,6 +40,7 @@ class DetectorSpec:
 # One row per detector; each says on itself what it is (name, description, kinds,
 # config_type).
 DETECTORS: tuple[Any, ...] = (
+    gsp_fault.GspFault,
     hbm_ecc.HbmEcc,
     nccl_hang.NcclHang,
     nvlink.Nvlink,

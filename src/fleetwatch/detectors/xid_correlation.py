@@ -16,25 +16,13 @@ Pattern
     * Xid 45 "caused by previous Xid N" is evidence for N's incident on that GPU;
     * Xid 154 takes its action from the recovery action it names (Drain and Reset is
       ``reset_gpu``, drain the GPU's work first);
-    * SXids fold per NVSwitch and code into ``inspect_fabric`` findings;
-    * a GSP or RM fault without an Xid (``gsp_timeout``, ``rm_error``: heartbeat and
-      RPC timeouts, memory-subsystem errors, "reset required"; ``catalog/rm_errors.toml``)
-      and the GSP Xids (cause ``gsp``: 119, 120) of the same GPU are one incident while
-      they keep coming within ``gap_s``: critical, ``reset_gpu`` (drain its work
-      first). It becomes ``reboot_node`` when the GPU has had ``gsp_reboot_incidents``
-      such incidents within ``rma_window_s``, or when a new one follows a logged
-      ``gpu_reset`` of that GPU: its firmware died again after the reset. (No reader
-      emits ``gpu_reset`` from a kernel line yet: no real "GPU reset failed" line was
-      found; Xid 154 "Node Reboot Required" is the driver's own verdict and is read as
-      such.) The GPU is the driver's ``GPU<n>`` where known (an Xid 119's text names
-      it: "response from GPU6 GSP"), else its PCI address; an incident opened under
-      one is found under the other once an event has shown both. A record that names
-      no GPU joins the node's one open GSP incident, else is its own.
+    * SXids fold per NVSwitch and code into ``inspect_fabric`` findings.
 
     Memory Xids (48, 63, 64, 92, 94, 95, 140, 156, 171: ``owner = "hbm_ecc"`` in
     ``catalog/xid.toml``) belong to ``hbm_ecc``, which reports them; here they only
-    count toward the GPU's RMA escalation. Xids another detector owns (74: ``nvlink``)
-    have no per-GPU finding here, but count toward RMA and the node-wide pattern.
+    count toward the GPU's RMA escalation. Xids another detector owns (74: ``nvlink``;
+    119, 120: ``gsp_fault``) have no per-GPU finding here, but count toward RMA and the
+    node-wide pattern.
 
 Job
     From dcgm-exporter's pod labels for the GPU (pods of one job share their name
@@ -51,11 +39,8 @@ Lifetime
     open (within ``gap_s``). Time is the ``flush`` clock (see ``base``:
     "Forgetting").
 
-    A GPU's GSP fault history and reset time go with the GPU (``rma_window_s``).
-
 Evidence
-    The Xid records (``file:line``, code, text), first and last few; for a GSP
-    incident its fault records and Xids together.
+    The Xid records (``file:line``, code, text), first and last few.
 """
 
 from __future__ import annotations
@@ -99,9 +84,6 @@ _RECOVERY_ACTIONS: Final = {
     "node reboot required": (Severity.CRITICAL, Action.REBOOT_NODE, "reboot the node"),
 }
 _POD_ORDINAL: Final = re.compile(r"-(?:master|worker|launcher)?-?\d+$")
-_RM_INDEX: Final = re.compile(r"from GPU(\d+) GSP")  # Xid 119: "response from GPU6 GSP!"
-_GSP_KINDS: Final = ("gsp_timeout", "rm_error")
-_GSP_WHAT_KEPT: Final = 8  # distinct fault names kept per incident for its summary
 
 
 @dataclass(frozen=True)
@@ -120,9 +102,6 @@ class Config:
     """The window for counting fatal Xid incidents on one GPU."""
     rma_fatal_count: int = 5
     """This many fatal Xid incidents on one GPU within the window: RMA it."""
-    gsp_reboot_incidents: int = 3
-    """GSP/RM fault incidents (GSP timeouts, RM errors, Xid 119/120) on one GPU within
-    ``rma_window_s`` after which resetting it is not enough: reboot the node."""
 
 
 class XidCorrelation(Stateful):
@@ -138,9 +117,6 @@ class XidCorrelation(Stateful):
             "xid",
             "sxid",
             "gpu_lost",
-            "gsp_timeout",
-            "rm_error",
-            "gpu_reset",
             "temperature",
             "power",
             "clock_event",
@@ -155,10 +131,6 @@ class XidCorrelation(Stateful):
         self.switch = IncidentBook(self.config.gap_s)  # (node, pci, code)
         self.rma = IncidentBook(self.config.rma_window_s)  # (node, pci)
         self.memory = IncidentBook(self.config.gap_s)  # (node, pci, code): hbm_ecc's
-        self.gsp = IncidentBook(self.config.gap_s)  # (node, "GPU<n>" or pci)
-        self.gsp_opened: dict[tuple[str, str], list[float]] = {}  # -> incident times
-        self.gsp_reset: dict[tuple[str, str], float] = {}  # -> last gpu_reset time
-        self.rm_index: dict[tuple[str, str], int] = {}  # (node, pci) -> driver's GPU<n>
         self.fatal: dict[tuple[str, str], list[float]] = {}  # (node, pci) -> incident times
         self.workload: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self.identity: dict[tuple[str, str], dict[str, Any]] = {}
@@ -171,13 +143,6 @@ class XidCorrelation(Stateful):
         kind = batch["kind"]
         self._learn_workloads(batch)
         out: list[Finding] = []
-        gsp_rows = np.flatnonzero(
-            (kind == KIND_ID["gsp_timeout"])
-            | (kind == KIND_ID["rm_error"])
-            | (kind == KIND_ID["gpu_reset"])
-        )
-        if gsp_rows.size:
-            out += self._gsp_events(batch, gsp_rows)
         xid_rows = np.flatnonzero((kind == KIND_ID["xid"]) | (kind == KIND_ID["gpu_lost"]))
         if xid_rows.size:
             out += self._xids(batch, xid_rows)
@@ -189,7 +154,7 @@ class XidCorrelation(Stateful):
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
             return []
-        for book in (self.gpu, self.app, self.node, self.switch, self.memory, self.gsp):
+        for book in (self.gpu, self.app, self.node, self.switch, self.memory):
             book.close(now)
         # an RMA incident is touched from its window's oldest fatal Xid, a window back
         self.rma.close(now, self.config.rma_window_s)
@@ -197,9 +162,6 @@ class XidCorrelation(Stateful):
             self.fatal.pop(gpu, None)
             self.workload.pop(gpu, None)
             self.identity.pop(gpu, None)
-            self.gsp_opened.pop(gpu, None)
-            self.gsp_reset.pop(gpu, None)
-            self.rm_index.pop(gpu, None)
         return []
 
     def size(self) -> int:
@@ -207,11 +169,11 @@ class XidCorrelation(Stateful):
 
     def restore(self, saved: dict[str, Any]) -> None:
         super().restore(saved)
-        for gpu in (*self.fatal, *self.workload, *self.identity, *self.gsp_opened):
+        for gpu in (*self.fatal, *self.workload, *self.identity):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
     def _books(self) -> tuple[IncidentBook, ...]:
-        return (self.gpu, self.app, self.node, self.switch, self.rma, self.memory, self.gsp)
+        return (self.gpu, self.app, self.node, self.switch, self.rma, self.memory)
 
     def _learn_workloads(self, batch: EventBatch) -> None:
         rows = np.flatnonzero((batch["pod"] >= 0) & (batch["pci"] >= 0))
@@ -308,10 +270,6 @@ class XidCorrelation(Stateful):
             return []
         if entry.cause == "application":
             return self._application(batch, part, identity, code, entry, first_ts, last_ts)
-        if entry.cause == "gsp":  # 119, 120: the GSP incident of this GPU
-            found = _RM_INDEX.search(detail) if code == 119 else None
-            index = int(found[1]) if found and len(found[1]) < 10 else None
-            return self._gsp_touch(batch, part, node, pci, index, identity, entry)
         incident, new = self.gpu.touch(
             (node, pci, code),
             first_ts,
@@ -333,132 +291,6 @@ class XidCorrelation(Stateful):
                 node, pci, code, entry, first_ts, last_ts, describe(batch, first)
             )
         return out
-
-    # -- GSP and RM faults -----------------------------------------------------------
-
-    def _gsp_events(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
-        changed: dict[str, Finding] = {}
-        for row in rows[np.argsort(batch["ts"][rows], kind="stable")].tolist():
-            node = batch.strings[batch["node"][row]]
-            pci = batch.value("pci", row)
-            index = batch.value("gpu", row)
-            part = np.asarray([row])
-            if batch.value("kind", row) == "gpu_reset":
-                ts = batch.value("ts", row)
-                slot = self._slot(node, pci, index)
-                self.gsp_reset[node, slot] = ts if ts is not None else 0.0
-                self.seen[node, slot] = None
-                continue
-            identity = {
-                "node": node,
-                "pci": pci,
-                "gpu": index,
-                "uuid": batch.value("uuid", row),
-                "serial": batch.value("serial", row),
-            }
-            for finding in self._gsp_touch(batch, part, node, pci, index, identity, None):
-                changed[finding.id] = finding
-        return list(changed.values())
-
-    def _slot(self, node: str, pci: str | None, index: int | None) -> str:
-        """The GPU a GSP record is about: ``GPU<n>`` where known, else its PCI address;
-        an open incident under either name keeps its name."""
-        if index is not None and pci is not None:
-            self.rm_index[node, pci] = index
-            self.seen[node, pci] = None
-        elif index is None and pci is not None:
-            index = self.rm_index.get((node, pci))
-        names = [f"GPU{index}"] if index is not None else []
-        if pci is not None:
-            names.append(pci)
-        for name in names:
-            if (node, name) in self.gsp.open:
-                return name
-        if names:
-            return names[0]
-        # a record that names no GPU is the node's one open GSP incident, if it has one
-        open_here = [slot for (where, slot) in self.gsp.open if where == node]
-        return open_here[0] if len(open_here) == 1 else "?"
-
-    def _gsp_touch(
-        self,
-        batch: EventBatch,
-        part: np.ndarray,
-        node: str,
-        pci: str | None,
-        index: int | None,
-        identity: dict[str, Any],
-        entry: XidEntry | None,
-    ) -> list[Finding]:
-        first, last = int(part[0]), int(part[-1])
-        first_ts, last_ts = span(batch, part)
-        slot = self._slot(node, pci, index)
-        incident, new = self.gsp.touch(
-            (node, slot),
-            first_ts,
-            last_ts,
-            part.size,
-            describe(batch, first),
-            describe(batch, last),
-        )
-        attrs = incident.attrs
-        for key, value in identity.items():
-            if value is not None:
-                attrs.setdefault("identity", {})[key] = value
-        if index is not None:
-            attrs.setdefault("identity", {})["gpu"] = index
-        what = attrs.setdefault("what", [])
-        name = f"Xid {entry.code}" if entry is not None else batch.value("detail", first)
-        if name and name not in what and len(what) < _GSP_WHAT_KEPT:
-            what.append(name)
-        gpu = (node, slot)
-        self.seen[gpu] = None
-        out: list[Finding] = []
-        if new:
-            opened = self.gsp_opened.setdefault(gpu, [])
-            reset = self.gsp_reset.get(gpu)
-            window = self.config.rma_window_s
-            since = first_ts if first_ts is not None else 0.0
-            opened[:] = [t for t in opened if since - t <= window] + [since]
-            if reset is not None and opened[:-1] and reset >= opened[-2]:
-                attrs["escalated"] = "it came back after the GPU was reset"
-            elif len(opened) >= self.config.gsp_reboot_incidents:
-                attrs["escalated"] = (
-                    f"{len(opened)} GSP/RM fault incidents within {window / 3600:.0f} h"
-                )
-        if entry is not None and entry.fatal and pci is not None and not attrs.get("fatal"):
-            attrs["fatal"] = True  # counts once toward the GPU's RMA escalation
-            known = dict(attrs.get("identity", {}))
-            known["node"] = node
-            out += self._count_fatal(node, pci, first_ts, known, incident.evidence())
-        if entry is not None:
-            attrs["code"] = entry.code
-        return [self._gsp_finding(incident), *out]
-
-    def _gsp_finding(self, incident: Any) -> Finding:
-        node = incident.key[0]
-        attrs = incident.attrs
-        entity: dict[str, Any] = {**attrs.get("identity", {}), "node": node}
-        if entity.get("pci"):
-            where = f"GPU {entity['pci']}"
-        elif "gpu" in entity:
-            where = f"GPU index {entity['gpu']}"
-        else:
-            where = "a GPU (the log names none)"
-        what = ", ".join(attrs.get("what", [])) or "GSP/RM fault"
-        escalated = attrs.get("escalated")
-        if escalated:
-            action = Action.REBOOT_NODE
-            advice = f"{escalated}: a reset is not enough, reboot the node"
-        else:
-            action = Action.RESET_GPU
-            advice = "the GPU is unusable until it is reset (drain its work first)"
-        summary = f"GSP/RM fault on {where} of {node} ({what}): {advice}"
-        if incident.count > 1:
-            summary += f" ({incident.count:,} records)"
-        if "code" in attrs:
-            entity["code"] = attrs["code"]
-        return make_finding(self.name, incident, Severity.CRITICAL, action, summary, entity)
 
     # -- findings --------------------------------------------------------------------
 

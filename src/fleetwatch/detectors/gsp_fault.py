@@ -1,0 +1,235 @@
+"""gsp_fault: a GPU whose firmware (GSP) or resource manager stopped answering.
+
+Pattern
+    A GSP or RM fault that carries no Xid (``gsp_timeout``, ``rm_error``: heartbeat
+    and RPC timeouts, the ``GSP Timeout`` banner, sysmembar and other memory-subsystem
+    errors, "reset required"; the phrases are ``catalog/rm_errors.toml``) and the GSP
+    Xids (119 RPC timeout, 120 GSP error: ``owner = "gsp_fault"`` in
+    ``catalog/xid.toml``) of the same GPU are one incident while they keep coming
+    within ``gap_s``:
+
+    * critical, ``reset_gpu`` (drain its work first): the GPU is dead to every job
+      until it is reset;
+    * ``reboot_node`` when the GPU has had ``reboot_incidents`` such incidents within
+      ``window_s``, or when a new one follows a logged ``gpu_reset`` of that GPU: its
+      firmware died again after the reset. (No reader emits ``gpu_reset`` from a kernel
+      line yet: no real "GPU reset failed" line was found.)
+
+    The GPU is the driver's ``GPU<n>`` where known (an Xid 119's text names it:
+    "response from GPU6 GSP"), else its PCI address; an incident opened under one is
+    found under the other once an event has shown both. A record that names no GPU
+    joins the node's one open GSP incident, else is its own. The RMA escalation of the
+    fatal Xids 119 and 120 stays ``xid_correlation``'s, which counts every Xid.
+
+Defaults
+    ``gap_s`` 180, ``reboot_incidents`` 3 within ``window_s`` 24 h.
+
+Lifetime
+    A GPU's fault history, reset time and index are forgotten once it has had no
+    record for ``window_s``; an incident once it has not changed for ``gap_s``. Time
+    is the ``flush`` clock (see ``base``: "Forgetting").
+
+Evidence
+    The fault records and the Xids (``file:line``, kind, text), first and last few.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import numpy as np
+
+from fleetwatch.catalog import XidEntry, xid, xids_owned_by
+from fleetwatch.detectors.base import IncidentBook, describe, expire, make_finding, span
+from fleetwatch.detectors.state import Stateful
+from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.findings import Action, Finding, Severity
+
+GSP_XIDS: Final = xids_owned_by("gsp_fault")  # catalog/xid.toml: owner
+_RM_INDEX: Final = re.compile(r"from GPU(\d+) GSP")  # Xid 119: "response from GPU6 GSP!"
+_WHAT_KEPT: Final = 8  # distinct fault names kept per incident for its summary
+
+
+@dataclass(frozen=True)
+class Config:
+    """Thresholds of gsp_fault."""
+
+    gap_s: float = 180.0
+    """Faults of one GPU closer than this are one incident."""
+    reboot_incidents: int = 3
+    """This many incidents on one GPU within ``window_s``: a reset is not enough."""
+    window_s: float = 86400.0
+    """The window for counting a GPU's incidents (and how long its history is kept)."""
+
+
+class GspFault(Stateful):
+    """See the module docstring."""
+
+    name: ClassVar[str] = "gsp_fault"
+    description: ClassVar[str] = (
+        "GSP firmware and RM faults without an Xid, with Xid 119/120: reset, then reboot"
+    )
+    config_type: ClassVar[type] = Config
+    kinds: ClassVar[frozenset[str]] = frozenset({"gsp_timeout", "rm_error", "gpu_reset", "xid"})
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.book = IncidentBook(self.config.gap_s)  # (node, "GPU<n>" or pci)
+        self.opened: dict[tuple[str, str], list[float]] = {}  # -> incident times
+        self.reset: dict[tuple[str, str], float] = {}  # -> last gpu_reset time
+        self.index: dict[tuple[str, str], int] = {}  # (node, pci) -> driver's GPU<n>
+        # (node, slot or pci) -> the flush clock at its last record; None: since then
+        self.seen: dict[tuple[str, str], float | None] = {}
+
+    def process(self, batch: EventBatch) -> list[Finding]:
+        kind = batch["kind"]
+        faults = (kind == KIND_ID["gsp_timeout"]) | (kind == KIND_ID["rm_error"])
+        xids = (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(GSP_XIDS))
+        rows = np.flatnonzero(faults | xids | (kind == KIND_ID["gpu_reset"]))
+        if rows.size == 0:
+            return []
+        rows = rows[np.argsort(batch["ts"][rows], kind="stable")]
+        # a run of identical records (a flood of one line) is touched once
+        fields = ("node", "pci", "gpu", "code", "detail")
+        key = np.stack([kind[rows], *(batch[f][rows].astype(np.int64) for f in fields)])
+        ts = batch["ts"][rows]
+        apart = np.diff(ts) > self.config.gap_s  # a later incident of the same record
+        starts = np.flatnonzero(np.any(key[:, 1:] != key[:, :-1], axis=0) | apart) + 1
+        changed: dict[str, Finding] = {}
+        for part in np.split(rows, starts):
+            for finding in self._record(batch, part):
+                changed[finding.id] = finding
+        return list(changed.values())
+
+    def flush(self, now: float | None) -> list[Finding]:
+        if now is None:
+            return []
+        self.book.close(now)
+        for gpu in expire(self.seen, now, self.config.window_s):
+            self.opened.pop(gpu, None)
+            self.reset.pop(gpu, None)
+            self.index.pop(gpu, None)
+        return []
+
+    def size(self) -> int:
+        return len(self.book.open) + len(self.seen)
+
+    def _record(self, batch: EventBatch, part: np.ndarray) -> list[Finding]:
+        """A run of records of one kind, GPU and code, in time order."""
+        row = int(part[0])
+        node = batch.strings[batch["node"][row]]
+        pci = batch.value("pci", row)
+        index = batch.value("gpu", row)
+        kind = batch.value("kind", row)
+        if kind == "gpu_reset":
+            ts = batch.value("ts", int(part[-1]))
+            slot = self._slot(node, pci, index)
+            self.reset[node, slot] = ts if ts is not None else 0.0
+            self.seen[node, slot] = None
+            return []
+        entry = None
+        if kind == "xid":
+            entry = xid(int(batch["code"][row]))
+            found = _RM_INDEX.search(batch.value("detail", row) or "")
+            if found and len(found[1]) < 10:
+                index = int(found[1])
+        identity = {
+            "pci": pci,
+            "gpu": index,
+            "uuid": batch.value("uuid", row),
+            "serial": batch.value("serial", row),
+        }
+        return [self._touch(batch, part, node, pci, index, identity, entry)]
+
+    def _slot(self, node: str, pci: str | None, index: int | None) -> str:
+        """The GPU a record is about: ``GPU<n>`` where known, else its PCI address; an
+        open incident under either name keeps its name."""
+        if index is not None and pci is not None:
+            self.index[node, pci] = index
+            self.seen[node, pci] = None
+        elif index is None and pci is not None:
+            index = self.index.get((node, pci))
+        names = [f"GPU{index}"] if index is not None else []
+        if pci is not None:
+            names.append(pci)
+        for name in names:
+            if (node, name) in self.book.open:
+                return name
+        if names:
+            return names[0]
+        # a record that names no GPU is the node's one open incident, if it has one
+        open_here = [slot for (where, slot) in self.book.open if where == node]
+        return open_here[0] if len(open_here) == 1 else "?"
+
+    def _touch(
+        self,
+        batch: EventBatch,
+        part: np.ndarray,
+        node: str,
+        pci: str | None,
+        index: int | None,
+        identity: dict[str, Any],
+        entry: XidEntry | None,
+    ) -> Finding:
+        row, last = int(part[0]), int(part[-1])
+        first_ts, last_ts = span(batch, part)
+        slot = self._slot(node, pci, index)
+        incident, new = self.book.touch(
+            (node, slot),
+            first_ts,
+            last_ts,
+            int(part.size),
+            describe(batch, row),
+            describe(batch, last),
+        )
+        attrs = incident.attrs
+        known = attrs.setdefault("identity", {})
+        known.update({key: value for key, value in identity.items() if value is not None})
+        what = attrs.setdefault("what", [])
+        name = f"Xid {entry.code}" if entry is not None else batch.value("detail", row)
+        if name and name not in what and len(what) < _WHAT_KEPT:
+            what.append(name)
+        if entry is not None:
+            attrs["code"] = entry.code
+        gpu = (node, slot)
+        self.seen[gpu] = None
+        if new:
+            opened = self.opened.setdefault(gpu, [])
+            reset = self.reset.get(gpu)
+            window = self.config.window_s
+            since = first_ts if first_ts is not None else 0.0
+            opened[:] = [t for t in opened if since - t <= window] + [since]
+            if reset is not None and opened[:-1] and reset >= opened[-2]:
+                attrs["escalated"] = "it came back after the GPU was reset"
+            elif len(opened) >= self.config.reboot_incidents:
+                attrs["escalated"] = (
+                    f"{len(opened)} GSP/RM fault incidents within {window / 3600:.0f} h"
+                )
+        return self._finding(incident)
+
+    def _finding(self, incident: Any) -> Finding:
+        node = incident.key[0]
+        attrs = incident.attrs
+        entity: dict[str, Any] = {**attrs.get("identity", {}), "node": node}
+        if entity.get("pci"):
+            where = f"GPU {entity['pci']}"
+        elif "gpu" in entity:
+            where = f"GPU index {entity['gpu']}"
+        else:
+            where = "a GPU (the log names none)"
+        what = ", ".join(attrs.get("what", [])) or "GSP/RM fault"
+        escalated = attrs.get("escalated")
+        if escalated:
+            action = Action.REBOOT_NODE
+            advice = f"{escalated}: a reset is not enough, reboot the node"
+        else:
+            action = Action.RESET_GPU
+            advice = "the GPU is unusable until it is reset (drain its work first)"
+        summary = f"GSP/RM fault on {where} of {node} ({what}): {advice}"
+        if incident.count > 1:
+            summary += f" ({incident.count:,} records)"
+        if "code" in attrs:
+            entity["code"] = attrs["code"]
+        return make_finding(self.name, incident, Severity.CRITICAL, action, summary, entity)
