@@ -54,6 +54,7 @@ Evidence
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -61,6 +62,7 @@ import numpy as np
 
 from fleetwatch.catalog import xid, xids_owned_by
 from fleetwatch.detectors.base import (
+    EVIDENCE_HEAD,
     Incident,
     IncidentBook,
     describe,
@@ -75,13 +77,20 @@ from fleetwatch.findings import Action, Finding, Severity, strongest
 
 NVLINK_XIDS: Final = xids_owned_by("nvlink")  # catalog/xid.toml: owner
 _COUNTERS: Final = ("nvlink_crc", "nvlink_replay", "nvlink_recovery")
-_COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
+# a lookup per row is cheaper than np.isin; the extra last entry answers kind -1
+_IS_COUNTER: Final = np.isin(np.arange(len(KINDS) + 1), [KIND_ID[k] for k in _COUNTERS])
 _NOUN: Final = {
     "nvlink_crc": "CRC errors",
     "nvlink_replay": "replays",
     "nvlink_recovery": "recoveries",
 }
+_ADVICE: Final = {
+    Action.DRAIN_NODE: "drain the node, then inspect the link (NVSwitch, baseboard)",
+    Action.INSPECT_FABRIC: "inspect the link (NVSwitch, baseboard)",
+}
 _XID_LINK: Final = re.compile(r"\blink (\d{1,3})\b", re.IGNORECASE)
+# what makes a series: the GPU as the record names it, the counter, link and source
+_SERIES_COLUMNS: Final = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
 _HOUR_S: Final = 3600.0
 _BUCKET_S: Final = 60.0
 
@@ -110,12 +119,83 @@ class _Evidence(NamedTuple):
     """Rows of one batch that are evidence for one GPU's NVLink incident."""
 
     members: np.ndarray
+    first: int  # its first and last row (the evidence lines)
+    last: int
+    first_ts: float | None
+    last_ts: float | None
     node: str
     gpu: str
     severity: Severity
     action: Action
     topic: str  # what it is about: one line per link and counter, or the Xid
     what: str
+
+
+class _Verdict(NamedTuple):
+    """What one group of a series' samples said, when some of them crossed a line."""
+
+    hits: int  # how many crossed
+    severity: Severity
+    action: Action
+    topic: str
+    what: str
+
+
+def _count(buckets: list[list[float]], t: float, errors: float) -> float:
+    """Count ``errors`` at ``t`` into one series' hour of one-minute buckets; return
+    how many the hour held before them.
+
+    Bucket starts only grow (a bucket opens a minute or more after the one before), so
+    the buckets an hour old are the first ones.
+    """
+    stale = 0
+    while stale < len(buckets) and not buckets[stale][0] > t - _HOUR_S:
+        stale += 1
+    if stale:
+        del buckets[:stale]
+    before = sum(n for _, n in buckets)
+    if buckets and t - buckets[-1][0] < _BUCKET_S:
+        buckets[-1][1] += errors
+    else:
+        buckets.append([t, errors])
+    return before
+
+
+def _runs_of(keys: np.ndarray, *minor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by the key columns (``keys[0]`` first, then the rest, then ``minor``),
+    and where each run of equal keys starts and ends in that order."""
+    order = np.lexsort((*minor, *keys[::-1]))
+    ordered = keys[:, order]
+    change = np.ones(order.size + 1, dtype=bool)  # a run starts at 0, and one ends at the end
+    np.any(ordered[:, 1:] != ordered[:, :-1], axis=0, out=change[1:-1])
+    bounds = np.flatnonzero(change)
+    return order, bounds[:-1], bounds[1:]
+
+
+class _Picked(EventBatch):
+    """A batch that reads the fields of some of its rows (the evidence's first and last)
+    from one Python list per field: ``describe`` asks a dozen fields of each row, and a
+    NumPy scalar per field and row was most of what evidence cost."""
+
+    __slots__ = ("_at", "_lists", "_rows")
+    _at: dict[int, int]  # row -> its place in _rows
+    _lists: dict[str, list[Any]]
+    _rows: np.ndarray
+
+    def __init__(self, batch: EventBatch, rows: list[int]) -> None:
+        super().__init__(batch.columns, batch.strings)
+        object.__setattr__(self, "_rows", np.asarray(rows, dtype=np.intp))
+        object.__setattr__(self, "_at", {row: i for i, row in enumerate(rows)})
+        object.__setattr__(self, "_lists", {})
+
+    def value(self, field: str, row: int) -> Any:
+        at = self._at.get(row)
+        if at is None:
+            return super().value(field, row)
+        found = self._lists.get(field)
+        if found is None:
+            found = self._lists[field] = self.columns[field][self._rows].tolist()
+        return self._shown(field, found[at])
 
 
 class Nvlink(Stateful):
@@ -137,18 +217,24 @@ class Nvlink(Stateful):
         self.series: dict[tuple[str, str, str, int, str, str], tuple[Any, ...]] = {}
         # (node, "GPU-uuid" or "GPU <index>") -> (PCI address, flush clock then)
         self.alias: dict[tuple[str, str], tuple[str, float | None]] = {}
-        self._due: list[tuple[int, _Evidence]] = []  # this batch's evidence, not yet folded
+        self._due: list[_Evidence] = []  # this batch's evidence, not yet folded
+        self._limit = {
+            "nvlink_crc": self.config.crc_per_hour,
+            "nvlink_replay": self.config.replays_per_hour,
+            "nvlink_recovery": self.config.recoveries_per_hour,
+        }
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
-        counters = np.isin(kind, _COUNTER_IDS)
-        xids = (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(NVLINK_XIDS))
-        named = (batch["pci"] >= 0) & ((batch["uuid"] >= 0) | (batch["gpu"] >= 0))
-        if (learn := np.flatnonzero((counters | xids) & named)).size:
+        kind, code = batch["kind"], batch["code"]
+        counters = _IS_COUNTER[kind]
+        xids = np.zeros(len(batch), dtype=bool)
+        for nvlink_xid in NVLINK_XIDS:
+            xids |= code == nvlink_xid
+        xids &= kind == KIND_ID["xid"]
+        pci, other = batch["pci"] >= 0, (batch["uuid"] >= 0) | (batch["gpu"] >= 0)
+        if (learn := np.flatnonzero((counters | xids) & pci & other)).size:
             self._learn(batch, learn)
-        rows = np.flatnonzero(
-            counters & ((batch["pci"] >= 0) | (batch["uuid"] >= 0) | (batch["gpu"] >= 0))
-        )
+        rows = np.flatnonzero(counters & (pci | other))
         if rows.size:
             self._counters(batch, rows)
         if (xid_rows := np.flatnonzero(xids)).size:
@@ -156,13 +242,20 @@ class Nvlink(Stateful):
         if not self._due:
             return []
         # Evidence joins its incident in the order it was read, so the incident opens
-        # at its first evidence whichever way the events were cut into batches.
-        changed: dict[str, Finding] = {}
-        for _, evidence in sorted(self._due, key=lambda due: due[0]):
-            finding = self._fold(batch, evidence)
-            changed[finding.id] = finding
+        # at its first evidence whichever way the events were cut into batches; each
+        # incident it changed is one finding, in the order they were first changed.
+        lines = _Picked(batch, [row for evidence in self._due for row in evidence[1:3]])
+        changed: dict[int, tuple[Incident, list[_Evidence]]] = {}
+        for evidence in sorted(self._due, key=lambda evidence: evidence.first):
+            incident = self._fold(lines, evidence)
+            if (found := changed.get(id(incident))) is None:
+                changed[id(incident)] = (incident, [evidence])
+            else:
+                found[1].append(evidence)
         self._due.clear()
-        return list(changed.values())
+        for incident, pieces in changed.values():
+            self._add_lines(lines, incident, pieces)
+        return [self._finding(incident) for incident, _ in changed.values()]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
@@ -180,18 +273,20 @@ class Nvlink(Stateful):
 
     def _learn(self, batch: EventBatch, rows: np.ndarray) -> None:
         """Note the PCI address of each UUID and index these rows pair with one."""
-        keys = np.unique(
-            np.stack(
-                [batch["node"][rows], batch["pci"][rows], batch["uuid"][rows], batch["gpu"][rows]]
-            ),
-            axis=1,
-        )
-        for node_id, pci_id, uuid_id, index in keys.T.tolist():
-            node, pci = batch.strings[node_id], batch.strings[pci_id]
-            if uuid_id >= 0:
-                self.alias[node, batch.strings[uuid_id]] = (pci, None)
-            if index >= 0:
-                self.alias[node, f"GPU {index}"] = (pci, None)
+        keys = np.stack([batch[c][rows] for c in ("node", "pci", "uuid", "gpu")])
+        order, starts, _ = _runs_of(keys)
+        strings, alias = batch.strings, self.alias
+        for node_id, pci_id, uuid_id, index in zip(*keys[:, order[starts]].tolist(), strict=True):
+            node, pci = strings[node_id], strings[pci_id]
+            for name in (
+                None if uuid_id < 0 else strings[uuid_id],
+                None if index < 0 else f"GPU {index}",
+            ):
+                if name is None:
+                    continue
+                known = alias.get((node, name))
+                if known is None or known[1] is not None or known[0] != pci:
+                    alias[node, name] = (pci, None)
 
     def _gpu(self, node: str, pci: str | None, uuid: str | None, index: int | None) -> str:
         """The GPU's name in this detector: its PCI address where known."""
@@ -205,167 +300,240 @@ class Nvlink(Stateful):
     # -- evidence ----------------------------------------------------------------------
 
     def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
-        columns = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
-        keys, inverse = np.unique(
-            np.stack([batch[c][rows].astype(np.int64) for c in columns]),
-            axis=1,
-            return_inverse=True,
-        )
-        inverse = inverse.ravel()
-        strings = batch.strings
-        for g, (node_id, pci_id, uuid_id, index, k, link, source, detail) in enumerate(
-            keys.T.tolist()
-        ):
-            members = rows[inverse == g]
-            members = members[np.argsort(batch["ts"][members], kind="stable")]
-            node = strings[node_id]
-            gpu = self._gpu(
-                node,
-                batch.string(pci_id),
-                batch.string(uuid_id),
-                None if index < 0 else int(index),
-            )
-            key = (
-                node,
-                gpu,
-                KINDS[k],
-                int(link),
-                SOURCES[source],
-                batch.string(detail) or "",
-            )
-            self._series(batch, key, members)
+        """Every series' samples of this batch at once: baselines, rises, judgement.
 
-    def _series(
-        self, batch: EventBatch, key: tuple[str, str, str, int, str, str], rows: np.ndarray
-    ) -> None:
-        """One series' samples of this batch, in time order: baseline, rises, judgement."""
-        vals, times = batch["value"][rows], batch["ts"][rows]
-        dated = ~np.isnan(times) & ~np.isnan(vals)
-        rows, vals, times = rows[dated], vals[dated], times[dated]
+        Differences are array work over the whole batch; Python runs once per series
+        (its key and saved state) and once per rise, where the hour's buckets are
+        counted in the order the samples came.
+        """
+        ts, value = batch["ts"], batch["value"]
+        rows = rows[~np.isnan(ts[rows]) & ~np.isnan(value[rows])]  # undated: no rate
         if rows.size == 0:
             return
-        previous = self.series.get(key)
+        keys = np.stack([batch[c][rows] for c in _SERIES_COLUMNS])
+        order, starts, ends = _runs_of(keys, ts[rows])  # each group in time order
+        rows = rows[order]
+        strings = batch.strings
+        names = []  # each group's series key
+        for node_id, pci_id, uuid_id, index, k, link, source, detail in zip(
+            *keys[:, order[starts]].tolist(), strict=True
+        ):
+            node = strings[node_id]
+            gpu = self._gpu(
+                node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
+            )
+            names.append((node, gpu, KINDS[k], link, SOURCES[source], batch.string(detail) or ""))
+        number: dict[tuple[str, str, str, int, str, str], int] = {}  # series, as first seen
+        for name in names:
+            number.setdefault(name, len(number))
+        if len(number) < len(names):
+            # two groups name one GPU (by its address, and by a UUID that pairs with it):
+            # one series, the later group's samples after the earlier's
+            regroup = np.argsort([number[name] for name in names], kind="stable").tolist()
+            rows = np.concatenate([rows[starts[g] : ends[g]] for g in regroup])
+            sizes = (ends - starts)[regroup]
+            ends = np.cumsum(sizes)
+            starts = ends - sizes
+            names = [names[g] for g in regroup]
+        vals, times = value[rows], ts[rows]
+        # the sample before each one; a series' first comes after its saved last sample
         before, then = shifted(vals), shifted(times)
-        if previous is not None:
-            before[0], then[0] = previous[0], previous[1]
+        opens = [g for g, name in enumerate(names) if not g or name != names[g - 1]]
+        saved = [self.series.get(names[g]) for g in opens]
+        before[starts[opens]] = [np.nan if p is None else p[0] for p in saved]
+        then[starts[opens]] = [np.nan if p is None else p[1] for p in saved]
         # the first sample is a baseline; a counter that went down was reset: a new one
         rises = np.where(vals > before, vals - before, 0.0)
-        buckets: list[list[float]] = [] if previous is None else [list(b) for b in previous[2]]
-        over: float | None = None if previous is None else previous[3]
-        hits: list[int] = []
-        worst: tuple[Severity, Action, str] | None = None
-        for i in np.flatnonzero(rises > 0).tolist():
-            t = float(times[i])
-            over, verdict = self._judge(key, t, float(rises[i]), t - float(then[i]), buckets, over)
-            if verdict is not None:
-                hits.append(int(rows[i]))
-                if worst is None or verdict[0] >= worst[0]:
-                    worst = verdict
-        self.series[key] = (float(vals[-1]), float(times[-1]), buckets, over, None)
-        if worst is not None:  # one piece of evidence per series and batch: its hits
-            node, gpu, kind, link, _, counter = key
-            where = f"link {link}" if link >= 0 else "all links"
-            noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
-            evidence = _Evidence(
-                np.asarray(hits), node, gpu, *worst[:2], f"{where} {noun}", worst[2]
-            )
-            self._due.append((hits[0], evidence))
+        rising = np.flatnonzero(rises > 0)
+        bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
+        when, errors = times[rising].tolist(), rises[rising].tolist()
+        elapsed = (times - then)[rising].tolist()
+        lasts = zip(vals[ends - 1].tolist(), times[ends - 1].tolist(), strict=True)
+        crossed: list[bool] = []  # for each rise, whether it crossed a line
+        verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
+        for g, (name, (last_value, last_time)) in enumerate(zip(names, lasts, strict=True)):
+            previous = self.series.get(name)  # the earlier group's, where one came before
+            buckets: list[list[float]] = [] if previous is None else previous[2]
+            over: float | None = None if previous is None else previous[3]
+            begin, end = bounds[g], bounds[g + 1]
+            if begin < end:
+                samples = zip(when[begin:end], errors[begin:end], elapsed[begin:end], strict=True)
+                over, verdict = self._judge(name, samples, buckets, over, crossed)
+                if verdict is not None:
+                    verdicts.append((name, verdict))
+            self.series[name] = (last_value, last_time, buckets, over, None)
+        if verdicts:
+            hit = rising[np.asarray(crossed)]
+            self._evidence(rows[hit], times[hit], verdicts)
+
+    def _evidence(
+        self,
+        rows: np.ndarray,
+        times: np.ndarray,
+        verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]],
+    ) -> None:
+        """One piece of evidence per group and batch: its rows that crossed a line (in
+        ``rows``, each group's after the one before)."""
+        sizes = [verdict.hits for _, verdict in verdicts]
+        upto = np.cumsum(sizes)
+        since = upto - sizes
+        ends = zip(
+            since.tolist(),
+            upto.tolist(),
+            rows[since].tolist(),
+            rows[upto - 1].tolist(),
+            times[since].tolist(),
+            times[upto - 1].tolist(),
+            strict=True,
+        )
+        for (name, verdict), (a, b, first, last, first_ts, last_ts) in zip(
+            verdicts, ends, strict=True
+        ):
+            _, severity, action, topic, what = verdict
+            self._due.append(
+                _Evidence(
+                    rows[a:b], first, last, first_ts, last_ts, name[0], name[1],
+                    severity, action, topic, what,
+                )
+            )  # fmt: skip
 
     def _judge(
         self,
         key: tuple[str, str, str, int, str, str],
-        t: float,
-        rise: float,
-        dt: float,
+        samples: Iterable[tuple[float, float, float]],
         buckets: list[list[float]],
         over: float | None,
-    ) -> tuple[float | None, tuple[Severity, Action, str] | None]:
-        """Count one rise into its series' hour; judge it against the lines.
+        crossed: list[bool],
+    ) -> tuple[float | None, _Verdict | None]:
+        """Count one group's rises (time, errors, seconds since the sample before) into
+        its series' hour, in time order, and judge each against the lines; note in
+        ``crossed`` whether each crossed one.
 
         Returns since when the series has been over its warning line (None: it is not),
-        and the verdict when it crossed one.
+        and the verdict when a rise crossed a line: the worst one says what.
         """
         config = self.config
-        buckets[:] = [b for b in buckets if b[0] > t - _HOUR_S]
-        before = sum(n for _, n in buckets)
-        if buckets and t - buckets[-1][0] < _BUCKET_S:
-            buckets[-1][1] += rise
-        else:
-            buckets.append([t, rise])
-        count = before + rise
-        _, _, kind, link, _, counter = key
-        limit = {
-            "nvlink_crc": config.crc_per_hour,
-            "nvlink_replay": config.replays_per_hour,
-            "nvlink_recovery": config.recoveries_per_hour,
-        }[kind]
-        if before < limit:
-            over = None  # it was under the line before this rise: a new run starts
-        over = (t if over is None else over) if count >= limit else None
-        burst = kind == "nvlink_crc" and dt > 0 and rise / dt >= config.crc_drain_per_s
-        if over is None and not burst:
+        limit = self._limit[key[2]]
+        crc = key[2] == "nvlink_crc"
+        hits = 0
+        worst_error = False
+        worst = (0.0, 0.0, 0.0, 0.0, over)  # its time, errors, seconds, count, over since
+        for t, r, dt in samples:
+            before = _count(buckets, t, r)
+            count = before + r
+            if before < limit:
+                over = None  # it was under the line before this rise: a new run starts
+            over = (t if over is None else over) if count >= limit else None
+            burst = crc and dt > 0 and r / dt >= config.crc_drain_per_s
+            crossed.append(over is not None or burst)
+            if over is None and not burst:
+                continue
+            hits += 1
+            error = burst or (over is not None and t - over >= config.sustained_s)
+            if error or not worst_error:  # the worst verdict, the latest of equals
+                worst_error, worst = error, (t, r, dt, count, over)
+        if not hits:
             return over, None
+        t, r, dt, count, since = worst
+        _, _, kind, link, _, counter = key
         where = f"link {link}" if link >= 0 else "all links"
         noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
         what = f"{where}: {count:.0f} {noun} in the last hour (limit {limit:g})"
         severity, action = Severity.WARNING, Action.INSPECT_FABRIC
-        if burst:
-            what += f", {rise / dt:.0f}/s"
+        if crc and dt > 0 and r / dt >= config.crc_drain_per_s:
+            what += f", {r / dt:.0f}/s"
             severity, action = Severity.ERROR, Action.DRAIN_NODE
-        if over is not None and t - over >= config.sustained_s:
-            what += f", over it for {(t - over) / 60:.0f} min"
+        if since is not None and t - since >= config.sustained_s:
+            what += f", over it for {(t - since) / 60:.0f} min"
             severity, action = Severity.ERROR, Action.DRAIN_NODE
-        return over, (severity, action, what)
+        return over, _Verdict(hits, severity, action, f"{where} {noun}", what)
 
     def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
+        keys = np.stack([batch[c][rows] for c in ("node", "pci", "uuid", "gpu")])
+        order, starts, ends = _runs_of(keys)
         strings = batch.strings
-        by_gpu: dict[tuple[str, str], list[int]] = {}
-        for row in rows.tolist():
-            node = strings[batch["node"][row]]
+        gpus: dict[tuple[str, str], int] = {}  # (node, GPU) -> its number here
+        group = []  # each run's GPU number
+        for node_id, pci_id, uuid_id, index in zip(*keys[:, order[starts]].tolist(), strict=True):
+            node = strings[node_id]
             gpu = self._gpu(
-                node, batch.value("pci", row), batch.value("uuid", row), batch.value("gpu", row)
+                node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
             )
-            by_gpu.setdefault((node, gpu), []).append(row)
-        for (node, gpu), members in by_gpu.items():
-            last = members[-1]
+            group.append(gpus.setdefault((node, gpu), len(gpus)))
+        # each row's GPU, in the order the rows came
+        gpu_of = np.empty(rows.size, dtype=np.intp)
+        gpu_of[order] = np.repeat(group, ends - starts)
+        for (node, gpu), g in gpus.items():
+            members = rows[gpu_of == g]
+            last = int(members[-1])
             entry = xid(int(batch["code"][last]))
             what = f"Xid {entry.code} ({entry.name})"
             if (m := _XID_LINK.search(batch.value("detail", last) or "")) is not None:
                 what += f" on link {m[1]}"
-            evidence = _Evidence(
-                np.asarray(members), node, gpu, entry.severity, entry.action, what, what
-            )
-            self._due.append((members[0], evidence))
+            first = int(members[0])
+            self._due.append(
+                _Evidence(
+                    members, first, last, *span(batch, members), node, gpu,
+                    entry.severity, entry.action, what, what,
+                )
+            )  # fmt: skip
 
-    def _fold(self, batch: EventBatch, evidence: _Evidence) -> Finding:
-        members, node, gpu, severity, action, topic, what = evidence
-        first, last = int(members[0]), int(members[-1])
-        incident, _ = self.book.touch(
-            (node, gpu),
-            *span(batch, members),
-            int(members.size),
-            self._line(batch, first),
-            self._line(batch, last) if last != first else None,
-        )
+    def _fold(self, batch: EventBatch, evidence: _Evidence) -> Incident:
+        members, first, _, first_ts, last_ts, node, gpu, severity, action, topic, what = evidence
+        incident, _ = self.book.touch((node, gpu), first_ts, last_ts, int(members.size))
         attrs: dict[str, Any] = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         # the rest of the actions rank alike: the first evidence's stays unless outranked
-        attrs["action"] = strongest(attrs.get("action", action), action)
+        if (current := attrs.get("action", action)) is not action:
+            action = strongest(current, action)
+        attrs["action"] = action
         attrs.setdefault("what", {})[topic] = what  # the latest word on each link
-        attrs["xid" if batch["kind"][first] == KIND_ID["xid"] else "counters"] = True
+        attrs["xid" if batch.value("kind", first) == "xid" else "counters"] = True
         for name in ("gpu", "uuid", "serial"):
             value = batch.value(name, first)
             if value is not None:
                 attrs[name] = value
-        return self._finding(incident)
+        return incident
+
+    def _add_lines(self, batch: EventBatch, incident: Incident, evidence: list[_Evidence]) -> None:
+        """Add each piece's first and last line to its incident, in order, as
+        ``Incident.add`` does, describing only the lines it keeps: those that fill its
+        head, and the last few of its tail."""
+        pieces = iter(evidence)
+        for piece in pieces:
+            if len(incident.head) >= EVIDENCE_HEAD:
+                rest = [piece, *pieces]
+                break
+            first, last = piece.first, piece.last
+            incident.add(
+                None,
+                0,
+                self._line(batch, first),
+                self._line(batch, last) if last != first else None,
+            )
+        else:
+            return
+        kept: list[str] = []  # the newest first
+        room = incident.tail.maxlen or 0
+        for piece in reversed(rest):
+            if len(kept) >= room:
+                break
+            kept.append(newest := self._line(batch, piece.last))
+            if (
+                piece.last != piece.first
+                and len(kept) < room
+                and (line := self._line(batch, piece.first)) != newest
+            ):
+                kept.append(line)  # a first line equal to the last is added once
+        incident.tail.extend(reversed(kept))
 
     @staticmethod
     def _line(batch: EventBatch, row: int) -> str:
         """The evidence line of a record, with its link."""
         line = describe(batch, row)
-        link = int(batch["link"][row])
-        return line if link < 0 else f"{line} link={link}"
+        link = batch.value("link", row)
+        return line if link is None else f"{line} link={link}"
 
     def _finding(self, incident: Incident) -> Finding:
         node, gpu = incident.key
@@ -374,10 +542,7 @@ class Nvlink(Stateful):
         if attrs.get("xid") and attrs.get("counters"):
             # the driver reported the link failing on a GPU whose counters were climbing
             severity, action = max(severity, Severity.ERROR), Action.DRAIN_NODE
-        advice = {
-            Action.DRAIN_NODE: "drain the node, then inspect the link (NVSwitch, baseboard)",
-            Action.INSPECT_FABRIC: "inspect the link (NVSwitch, baseboard)",
-        }.get(action, str(action))
+        advice = _ADVICE.get(action) or str(action)
         summary = f"NVLink of GPU {gpu} on {node}: {'; '.join(attrs['what'].values())} -> {advice}"
         pci = gpu if not gpu.startswith("GPU") else None
         entity = {
