@@ -184,6 +184,7 @@ class NcclHang(Stateful):
         ranks = batch["rank"][rows]
         kinds = kind[rows]
         touched: dict[str, list[int]] = {}
+        timeouts = kinds == KIND_ID["nccl_timeout"]
         for what in (KIND_ID["nccl_init"], KIND_ID["nccl_progress"], KIND_ID["nccl_timeout"]):
             mine = kinds == what
             if not mine.any():
@@ -228,7 +229,8 @@ class NcclHang(Stateful):
                     touched[name] = [row, row]
                 else:
                     seen[0], seen[1] = min(seen[0], row), max(seen[1], row)
-        self._join(touched)
+        if len(self.jobs) > 1 and timeouts.any():  # only a new timeout can join two jobs
+            self._join(touched)
         out = []
         for name, (first, last_row) in touched.items():
             job = self.jobs[name]
