@@ -110,6 +110,7 @@ class ClockReason:
     name: str
     smi_label: str
     xml_tag: str
+    dcgm_label: str | None = None  # the reason's name in dcgm-exporter's clock_event label
 
 
 @cache
@@ -127,6 +128,7 @@ def clock_event_reasons() -> tuple[ClockReason, ...]:
                 _require(entry, "name", str, where),
                 _require(entry, "smi_label", str, where),
                 _require(entry, "xml_tag", str, where),
+                _optional_str(entry, "dcgm_label", where),
             )
         )
     if not reasons:
@@ -148,6 +150,15 @@ class MetricRule:
     link: str | None = None
     nvlink: int | None = None
     counter: str | None = None
+    reason_label: str | None = None
+    """The label naming the clocks-event reason of a per-reason count in a window."""
+
+
+def _optional_str(entry: dict[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise CatalogError(f"{where}: {key} must be a string, got {value!r}")
+    return value
 
 
 def _rules(name: str, table: str) -> MappingProxyType[str, MetricRule]:
@@ -171,7 +182,8 @@ def _rules(name: str, table: str) -> MappingProxyType[str, MetricRule]:
         counter = entry.get("counter")
         if counter is not None and not isinstance(counter, str):
             raise CatalogError(f"{where}: counter must be a string, got {counter!r}")
-        rules[key] = MetricRule(kind, scope, link, nvlink, counter)
+        reason_label = _optional_str(entry, "reason_label", where)
+        rules[key] = MetricRule(kind, scope, link, nvlink, counter, reason_label)
     if not rules:
         raise CatalogError(f"catalog/{name}: no entries")
     return MappingProxyType(rules)

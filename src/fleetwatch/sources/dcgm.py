@@ -6,6 +6,16 @@ Each sample of a metric in ``catalog/dcgm_fields.toml`` becomes one event (sourc
 workload on it, ``pod``, ``namespace``; MIG labels (``GPU_I_ID``) go to ``detail``.
 ``DCGM_FI_DEV_XID_ERRORS`` holds the last XID: its value is the code, 0 is none.
 
+dcgm-exporter's windowed counter ``DCGM_EXP_CLOCK_EVENTS_COUNT`` (before 3.3.5
+``DCGM_FI_EXP_CLOCK_THROTTLE_REASONS_COUNT``) is one series per reason: how many of the
+last ``window_size_in_ms`` polls had the reason its ``clock_event`` (``throttle_reason``)
+label names. A count above 0 is a ``clock_event`` sample with that reason's bit
+(``catalog/clock_event_reasons.toml``, ``dcgm_label``), the count and window in
+``detail``, so thermal_throttle judges it like any clocks-event sample. A count of 0
+says the reason did not occur: no event (one zero sample per absent reason would
+outnumber the reason that occurred, and thermal_throttle judges shares of samples).
+A reason no catalog row names is counted "unknown clock event reason".
+
 DCGM writes a "blank" sentinel for a field the GPU does not support (values from
 0x7ffffff0 for 32-bit fields, 0x7ffffffffffffff0 for 64-bit, 2^47 for floats): that
 is no value, never a count, and no event comes of it. Samples are parsed one line at
@@ -27,7 +37,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetwatch.catalog import MetricRule, dcgm_metrics
+from fleetwatch.catalog import MetricRule, clock_event_reasons, dcgm_metrics
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.envelope import Envelope, showable
@@ -180,7 +190,10 @@ def _emit(
         event["detail"] = (
             f"MIG instance {labels['GPU_I_ID']} {labels.get('GPU_I_PROFILE', '')}".strip()
         )
-    if kind == "xid":
+    if rule.reason_label is not None:
+        if not _windowed_reason(labels, rule.reason_label, value, event, ctx):
+            return
+    elif kind == "xid":
         if value <= 0:
             return  # no XID since the exporter started
         event["code"] = int(value)
@@ -189,7 +202,31 @@ def _emit(
     ctx.emit(event)
 
 
-_LINE_STARTS: Final = ("DCGM_FI_", "# HELP DCGM_FI_", "# TYPE DCGM_FI_")
+def _windowed_reason(
+    labels: dict[str, str], label: str, count: float, event: dict[str, Any], ctx: FileContext
+) -> bool:
+    """A per-reason count in a window as a clocks-event sample; False: no event."""
+    name = labels.get(label, "")
+    bit = _REASON_BITS.get(name)
+    if bit is None:
+        ctx.stats.bad(SOURCE, "unknown clock event reason")
+        return False
+    if count <= 0:
+        return False  # the reason did not occur in the window
+    window = labels.get("window_size_in_ms", "")
+    seconds = f" in {int(window) / 1000:g} s" if window.isdecimal() and len(window) < 16 else ""
+    event["value"] = float(bit)
+    event["detail"] = f"{name} seen {count:g} time(s){seconds}"
+    return True
+
+
+_REASON_BITS: Final = {r.dcgm_label: r.bit for r in clock_event_reasons() if r.dcgm_label}
+_LINE_STARTS: Final = (
+    "DCGM_FI_",
+    "# HELP DCGM_FI_",
+    "# TYPE DCGM_FI_",
+    "DCGM_EXP_CLOCK_EVENTS_COUNT",
+)
 
 
 def _claims(text: str) -> bool:
@@ -204,8 +241,8 @@ READER: Final = Reader(
     name="dcgm",
     source=SOURCE,
     kinds=frozenset(rule.kind for rule in dcgm_metrics().values()),
-    description="dcgm-exporter's Prometheus text: DCGM_FI_* samples",
-    keywords=(rb"DCGM_FI_",),
+    description="dcgm-exporter's Prometheus text: DCGM_FI_* samples, clock event counts",
+    keywords=(rb"DCGM_FI_", rb"DCGM_EXP_CLOCK_EVENTS_COUNT"),
     claims=_claims,
     read_line=_read,
 )

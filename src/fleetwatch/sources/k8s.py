@@ -25,7 +25,12 @@ text tables, and the kubelet's own log lines. Records and events (source ``k8s``
 A pod's node comes from the event (``source.host``, ``reportingInstance``), else from a
 ``Scheduled`` event ("Successfully assigned ns/pod to node") seen earlier in the file.
 ``kubectl get events`` prints ages ("5m"), not times: an age counts back from the
-file's modification time.
+file's modification time. Its rows are recognised by their shape (``[NAMESPACE] [LAST
+SEEN] Normal|Warning REASON kind/name MESSAGE``), so rows whose header was grepped
+away are read, and so are rows pasted without the age column (``kubectl get events |
+grep Evicted`` trimmed to ``Warning  Evicted  pod/name  The node had condition:
+[MemoryPressure].``): those have no time (clock ``none``). One word before the type
+is the age when it reads as one ("5m", "4m30s", "<unknown>"), else the namespace.
 
 An Event object whose involved object's kind, name or namespace is not a string, or
 whose ``metadata``, ``involvedObject`` or ``source`` is not an object, is counted
@@ -66,7 +71,7 @@ _KUBELET_RECLAIM: Final = re.compile(
 )
 _KUBELET_NOT_READY: Final = re.compile(r'"Node became not ready"\s+node="(?P<node>[^"]+)"')
 _GET_EVENTS: Final = re.compile(
-    r"^(?:(?P<ns>[a-z0-9][-a-z0-9.]*)\s+)?(?P<age>\S+)\s+(?P<type>Normal|Warning)\s+"
+    r"^(?:(?P<ns>[a-z0-9][-a-z0-9.]*)\s+)?(?:(?P<age>\S+)\s+)?(?P<type>Normal|Warning)\s+"
     r"(?P<reason>\w+)\s+(?P<kind>[\w.-]+)/(?P<name>\S+)\s+(?P<msg>.*)$"
 )
 _DESCRIBE_EVENT: Final = re.compile(
@@ -88,6 +93,7 @@ _LOOKAHEAD: Final = 400  # a describe's Events table is within this many lines o
 _AGE_PART: Final = re.compile(r"(?<!\d)(\d{1,9})([dhms])")
 _AGE_UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _SPACES: Final = re.compile(r"\s+")
+_AN_AGE: Final = re.compile(r"(?:\d{1,9}[dhms]){1,4}|<unknown>|<invalid>")
 
 
 def _pod_nodes(ctx: FileContext) -> dict[tuple[str | None, str], str]:
@@ -257,15 +263,18 @@ def read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
         )
     elif m := _GET_EVENTS.match(text):
         kind = {"pod": "Pod", "node": "Node"}.get(m["kind"].lower(), m["kind"])
+        ns, age = m["ns"], m["age"]
+        if age is None and ns is not None and _AN_AGE.fullmatch(ns):
+            ns, age = None, ns  # "5m  Warning ...": an age, no namespace
         _emit_event(
             ctx,
             line,
-            _aged(ctx, m["age"]),
+            None if age is None else _aged(ctx, age),
             m["reason"],
             m["msg"],
             kind,
             m["name"],
-            m["ns"],
+            ns,
             m["name"] if kind == "Node" else None,
         )
     elif m := _ASSIGNED.search(text):

@@ -18,6 +18,20 @@ GPU's first-level section no generation had is skipped and counted "unknown fiel
 block is counted "report without gpus". A pre-Ampere GPU's pending page retirement is
 ``remap_pending``: like a row remap, it waits for the GPU's next reset.
 
+What operators paste is read too: a report indented as a whole (a Markdown code
+block) is read as its banner's indentation says; a fragment without the banner (``-q
+| grep -A8 'Clocks Throttle'``, a ``GPU 00000000:01:00.0`` line and the sections under
+it) is read wherever it appears. Under a ``GPU <bus id>`` line it is that GPU's, read
+like a report's block (clock event reasons, ECC, remapped rows, PCI link, ...). A
+``Clocks Event Reasons`` (``Clocks Throttle Reasons``) block with no GPU line above it
+names no GPU: its ``clock_event`` is emitted without pci or index, for ``parse`` to
+show, and counted "fragment without gpu" (``ReadStats.skip``); detectors judge GPUs by
+their PCI address, so it is no finding. Other sections without a GPU line are not
+looked for (their titles are too common a word to scan every log for). A fragment is
+untimed (clock ``none``) unless its line carries a time; a title or GPU line with
+nothing under it is counted "fragment without fields". An annotated value
+(``Active   (bitmask 0x20)``) reads as its first words.
+
 The text and XML forms fill one ``GpuSnapshot``, so they cannot disagree on meaning.
 A GPU's index is its place in the snapshot, trusted only when the snapshot lists
 every attached GPU (``nvidia-smi -q -i 3`` prints one block of several).
@@ -199,7 +213,8 @@ def _text_value(snap: GpuSnapshot, path: tuple[str, ...], value: str) -> None:
         for reason in clock_event_reasons():
             if reason.smi_label == leaf:
                 current = snap.clock_reasons or 0
-                active = value.strip() == "Active"
+                words = value.split("(")[0].strip()  # "Active   (bitmask 0x20)" pasted
+                active = words == "Active"
                 snap.clock_reasons = current | reason.bit if active else current
         return
     scope = _SCOPES.get(path[1])
@@ -220,11 +235,16 @@ def _in_report(text: str, after: str | None) -> bool:
     return indented and len(text) <= 80 and text[:1].isalpha()
 
 
-def _block_lines(cursor: Cursor) -> list[str]:
+def _undent(text: str, margin: int) -> str:
+    """A line of a report pasted ``margin`` columns in, at the report's own columns."""
+    return text[margin:] if margin and not text[:margin].strip() else text
+
+
+def _block_lines(cursor: Cursor, margin: int = 0) -> list[str]:
     """The lines of one ``-q`` report after its banner, up to where it ends."""
     want = 512
     while True:
-        lines = cursor.peek(want)
+        lines = [_undent(text, margin) for text in cursor.peek(want)]
         more = len(lines) == want and want < _MAX_BLOCK_LINES
         for i, text in enumerate(lines):
             if "NVSMI LOG" in text:
@@ -242,17 +262,22 @@ def _block_lines(cursor: Cursor) -> list[str]:
 
 def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
     """Read one ``nvidia-smi -q`` report, starting at its ``NVSMI LOG`` banner."""
-    lines = _block_lines(cursor)
+    lines = _block_lines(cursor, len(text) - len(text.lstrip()))
     cursor.skip(len(lines))
+    _read_gpus(lines, line + 1, env, ctx)
+
+
+def _read_gpus(lines: list[str], first: int, env: Envelope, ctx: FileContext) -> None:
+    """Read the lines of a report (or a fragment of one); ``first`` is the first's number."""
     catalog = smi_report_fields()
     snaps: list[GpuSnapshot] = []
     attached: int | None = None
     path: list[tuple[int, str]] = []
-    for offset, raw in enumerate(lines, start=1):
+    for offset, raw in enumerate(lines):
         if not raw.strip():
             continue
         if m := _GPU_HEADER.match(raw):
-            snaps.append(GpuSnapshot(pci=normalize_pci(m["pci"]), line=line + offset))
+            snaps.append(GpuSnapshot(pci=normalize_pci(m["pci"]), line=first + offset))
             path = []
             continue
         kv = _KEY_VALUE.match(raw)
@@ -281,6 +306,56 @@ def read_text_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: Fi
         return
     _number_gpus(snaps, attached)
     _emit(snaps, env, ctx)
+
+
+# --- a pasted fragment of nvidia-smi -q -----------------------------------------------
+
+_FRAGMENT_TITLES: Final = frozenset({_CLOCKS, "Clocks Throttle Reasons"})
+NO_GPU: Final = "fragment without gpu"
+NO_FIELDS: Final = "fragment without fields"
+
+
+def _fragment_lines(cursor: Cursor, margin: int) -> list[str]:
+    """The lines under a fragment's first line: indented past ``margin``, unbroken."""
+    want = 64
+    while True:
+        lines = cursor.peek(want)
+        for i, text in enumerate(lines):
+            indent = len(text) - len(text.lstrip())
+            if not text.strip() or indent <= margin:
+                return lines[:i]  # a blank line, grep's "--", the next GPU, other text
+        if len(lines) < want or want >= _MAX_BLOCK_LINES:
+            return lines
+        want *= 4
+
+
+def read_fragment(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
+    """Read a pasted ``GPU <bus id>`` block or a GPU-less ``Clocks Event Reasons`` block."""
+    margin = len(text) - len(text.lstrip())
+    body = _fragment_lines(cursor, margin)
+    cursor.skip(len(body))
+    if not body:
+        ctx.stats.skip(SOURCE, NO_FIELDS)
+        return
+    title = text.strip()
+    if _GPU_HEADER.match(title):
+        _read_gpus([title, *(text[margin:] for text in body)], line, env, ctx)
+        return
+    snap = GpuSnapshot(line=line)
+    for raw in body:
+        if (kv := _KEY_VALUE.match(raw)) and kv["value"] and kv["value"].strip():
+            _text_value(snap, (title, kv["key"]), kv["value"])
+    if snap.clock_reasons is None:
+        ctx.stats.skip(SOURCE, NO_FIELDS)
+        return
+    ctx.stats.skip(SOURCE, NO_GPU)
+    if env.ts is not None and not showable(env.ts):
+        env = Envelope(None, "none", env.host)
+    ctx.emit(
+        env.event(
+            "clock_event", SOURCE, line, node=env.host or ctx.node, value=float(snap.clock_reasons)
+        )
+    )
 
 
 def _known(catalog: SmiReportFields, key: str) -> bool:
@@ -506,7 +581,17 @@ _KINDS: Final = frozenset(
 
 
 def _claims_text(text: str) -> bool:
-    return "NVSMI LOG" in text
+    if "NVSMI LOG" in text:
+        return True
+    line = text.strip()
+    return line in _FRAGMENT_TITLES or _GPU_HEADER.match(line) is not None
+
+
+def _read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
+    if "NVSMI LOG" in text:
+        read_text_block(text, env, line, cursor, ctx)
+    else:
+        read_fragment(text, env, line, cursor, ctx)
 
 
 def _is_xml(head: bytes) -> bool:
@@ -526,10 +611,15 @@ TEXT: Final = Reader(
     name="smi_text",
     source=SOURCE,
     kinds=_KINDS,
-    description="nvidia-smi -q reports, wherever they appear in a file",
-    keywords=(rb"NVSMI LOG",),
+    description="nvidia-smi -q reports and pasted fragments, wherever they appear in a file",
+    keywords=(
+        rb"NVSMI LOG",
+        rb"Clocks Event Reasons",  # a fragment: a pasted grep -A8 of the reasons
+        rb"Clocks Throttle Reasons",
+        rb"^[ \t]*GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:",  # a GPU's block of -q, pasted
+    ),
     claims=_claims_text,
-    read_line=read_text_block,
+    read_line=_read_text,
 )
 XML: Final = Reader(
     name="smi_xml",
