@@ -213,7 +213,8 @@ class NcclHang(Stateful):
                         }
                     continue
                 # a rank seen only in its timeout still says where it runs
-                job.ranks.setdefault(rank, {"node": batch.value("node", row)})
+                if rank not in job.ranks:
+                    job.ranks[rank] = {"node": batch.value("node", row)}
                 if what == KIND_ID["nccl_progress"] and batch["last_completed"][row] >= 0:
                     job.completed[rank] = int(batch["last_completed"][row])
                 if what == KIND_ID["nccl_timeout"] and batch["seq"][row] >= 0:
