@@ -74,6 +74,7 @@ _FATAL: Final = re.compile(r"\[F\d{3,4} [^\]]{0,200}?ProcessGroupNCCL[^\]]{0,200
 # A paste wrapped at the terminal's width breaks a watchdog record after "timeout:" or
 # "detected"; its second line starts so.
 _WRAPPED: Final = ("WorkNCCL(", "by watchdog at work")
+_WRAP_POINTS: Final = ("timeout:", "timeout: ", "detected", "detected ")
 _PG_TAG: Final = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")
 _SPACES: Final = re.compile(r"\s+")
 
@@ -117,7 +118,7 @@ def _rank(digits: str | None) -> int | None:
 
 def read(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
     """Read the NCCL or ProcessGroupNCCL record in ``text``, if it is one."""
-    if text.rstrip().endswith(("timeout:", "detected")):
+    if text.endswith(_WRAP_POINTS):
         (after,) = cursor.peek(1) or ("",)
         if after.lstrip().startswith(_WRAPPED):
             cursor.skip(1)
