@@ -355,6 +355,29 @@ def test_a_long_kubernetes_line_reads_in_linear_time(tmp_path: Path, line: str) 
     _in_linear_time(tmp_path, line)
 
 
+# --- Prometheus HTTP API answers -----------------------------------------------------------
+
+PROM_XID = Path(__file__).parent.parent / "data" / "prometheus" / "query-range-xid.json"
+
+
+def _prometheus(tmp_path: Path, answer: dict[str, Any]) -> Parsed:
+    found = parse_text(tmp_path, json.dumps(answer) + "\n", name="answer.json")
+    assert not {reason for _, reason in found.stats.unreadable} & {"reader failed (TypeError)"}
+    assert not {reader for reader, _ in found.stats.unreadable} & {"stream", "file"}
+    return found
+
+
+@pytest.mark.parametrize("result_type", [{}, [], ["matrix"], None, 1])
+def test_a_prometheus_result_type_of_the_wrong_type_is_a_result_without_series(
+    tmp_path: Path, result_type: Any
+) -> None:
+    answer = json.loads(PROM_XID.read_bytes())
+    answer["data"]["resultType"] = result_type
+    found = _prometheus(tmp_path, answer)
+    assert len(found) == 0
+    assert found.stats.unreadable == {("dcgm", "result without series"): 1}
+
+
 # --- JSON: nested past the limit, values of the wrong type, lone surrogates -----------
 
 DEEP = [json_line.MAX_DEPTH, 1000, 5000, 100_000]

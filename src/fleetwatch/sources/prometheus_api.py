@@ -62,7 +62,8 @@ def _read_object(answer: dict[str, Any], line: int, ctx: FileContext) -> None:
         return
     data = answer.get("data")
     result = data.get("result") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("resultType") not in _SERIES_RESULTS:
+    result_type = data.get("resultType") if isinstance(data, dict) else None
+    if not isinstance(result_type, str) or result_type not in _SERIES_RESULTS:  # {}: unhashable
         ctx.stats.bad(SOURCE, "result without series")
         return
     if not isinstance(result, list):
