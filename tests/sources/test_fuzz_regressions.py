@@ -378,6 +378,23 @@ def test_a_prometheus_result_type_of_the_wrong_type_is_a_result_without_series(
     assert found.stats.unreadable == {("dcgm", "result without series"): 1}
 
 
+PROM_ERROR = PROM_XID.with_name("query-error-bad-data.json")
+
+
+@pytest.mark.parametrize("error_type", ["bad_dqta", "b\u00b2d_data", "[" * 5000, "x" * 100_000])
+def test_a_prometheus_error_type_not_documented_is_counted_unknown(
+    tmp_path: Path, error_type: str
+) -> None:
+    # The error type was once the reason: every mutated one a reason of its own, as long
+    # as the input made it.
+    answer = json.loads(PROM_ERROR.read_bytes())
+    found = _prometheus(tmp_path, answer)
+    assert found.stats.unreadable == {("dcgm", "query error (bad_data)"): 1}
+    answer["errorType"] = error_type
+    found = _prometheus(tmp_path, answer)
+    assert found.stats.unreadable == {("dcgm", "query error (unknown)"): 1}
+
+
 # --- JSON: nested past the limit, values of the wrong type, lone surrogates -----------
 
 DEEP = [json_line.MAX_DEPTH, 1000, 5000, 100_000]
