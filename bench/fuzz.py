@@ -22,7 +22,10 @@ A crash is any of:
   reason counted is not the reader's;
 * ``unwritable``: a string in a batch that cannot be written as UTF-8 (a lone
   surrogate), which ``parse --output jsonl`` and the store would fail on; a time no
-  clock can show (past year 9999), on which ``replay --output table`` failed.
+  clock can show (past year 9999), on which ``replay --output table`` failed;
+* ``reason``: a reason counted (unreadable or skipped) that is made of the input: past
+  60 characters or not printable ASCII. Reasons are a reader's fixed words, so a
+  count of them stays a short table whatever the input holds.
 
 Usage: ``python -m bench.fuzz [--records 1000000] [--seed 1] [--jobs 2]
 [--readers kmsg,dcgm] [--save crash.bin]``. Exit 1 on any crash; the first crashing
@@ -68,6 +71,7 @@ SECONDS_BASE: Final = 10.0  # a read past this (and SECONDS_PER_MB) is too slow:
 SECONDS_PER_MB: Final = 2.0
 EARLIEST: Final = datetime(1, 1, 1, tzinfo=UTC).timestamp()  # what datetime can show
 LATEST: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+REASON: Final = re.compile(r"[ -~]{1,60}")  # a reason is a reader's words, not the input's
 REFERENCE_TIME: Final = 1_780_000_000.0  # the files' "modification time": fixed, for repeatability
 # The first line of every stream buffer: plain kernel noise, so a buffer is always
 # read as a log (a buffer that opened with "[" could be sniffed as a JSON document).
@@ -560,12 +564,14 @@ class Outcome:
     net: Counter[str] = field(default_factory=Counter)
     escaped: Counter[str] = field(default_factory=Counter)
     unwritable: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def crashes(self) -> Counter[str]:
         return Counter(
             {f"net: {k}": v for k, v in self.net.items()}
             | {f"escaped: {k}": v for k, v in self.escaped.items()}
             | {f"unwritable: {k}": v for k, v in self.unwritable.items()}
+            | {f"reason: {k}": v for k, v in self.reasons.items()}
         )
 
 
@@ -629,6 +635,9 @@ def read(inputs: list[bytes], live: bool) -> Outcome:
         signal.signal(signal.SIGALRM, previous)
     outcome.events = stats.events
     outcome.unreadable = stats.unreadable
+    for (reader, reason), n in (stats.unreadable + stats.skipped).items():
+        if not REASON.fullmatch(reason):
+            outcome.reasons[f"a reason made of the input, counted by {reader}"] += n
     outcome.net = stats.net
     return outcome
 

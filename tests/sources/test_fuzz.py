@@ -81,3 +81,13 @@ def test_a_reader_that_hangs_is_a_crash_named_where_it_hung(
     sxid = b"kernel: nvidia-nvswitch3: SXid (PCI:0000:05:00.0): 1, Fatal\n"
     [crash] = fuzz.read([fuzz.LEAD + sxid], False).crashes()
     assert crash.startswith("net: TooSlow at kmsg.py:") and crash.endswith(" read")
+
+
+def test_a_reason_made_of_the_input_is_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def echo(text: str, env: Any, line: int, ctx: Any) -> None:
+        ctx.stats.bad("kmsg", f"unknown sxid ({text})")  # unbounded: one reason per line
+
+    monkeypatch.setattr(kmsg, "_read_sxid", echo)
+    sxid = b"kernel: nvidia-nvswitch3: SXid (PCI:0000:05:00.0): 1, Fatal\n"
+    [crash] = fuzz.read([fuzz.LEAD + sxid], False).crashes()
+    assert crash == "reason: a reason made of the input, counted by kmsg"
