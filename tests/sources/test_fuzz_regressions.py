@@ -116,6 +116,33 @@ def test_an_aer_bit_line_with_a_long_run_of_spaces_reads_in_linear_time(tmp_path
     _in_linear_time(tmp_path, report)
 
 
+KERNEL = Path(__file__).parent.parent / "data" / "kernel"
+
+
+def _kernel_line(name: str, number: int) -> str:
+    return (KERNEL / name).read_text().splitlines()[number - 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        ("aer-firmware-first.dmesg", 38),  # igb …: AER: aer_status: 0x…, aer_mask: 0x…
+        ("aer-firmware-first.dmesg", 32),  # pci …: AER: can't recover (…)
+        ("aer-firmware-first.dmesg", 33),  # pcieport …: AER: device recovery failed
+        ("aer-vfio-passthrough.log", 3),  # qemu-kvm: vfio_err_notifier_handler(…) Unrecoverable
+    ],
+)
+def test_an_aer_line_after_a_long_word_reads_in_linear_time(
+    tmp_path: Path, name: str, number: int
+) -> None:
+    # The driver's name was tried at every character of a run of digits (a mangled
+    # time stamp), reading to the run's end each time.
+    real = _kernel_line(name, number)
+    message = real[real.index("]") + 2 :] if real.startswith("[") else real
+    _in_linear_time(tmp_path, "[  " + "9" * (N // 4) + ".839168] " + message)
+    _in_linear_time(tmp_path, "9" * (N // 4) + message)
+
+
 # --- dcgm-exporter ----------------------------------------------------------------------
 
 DCGM_XID = (
