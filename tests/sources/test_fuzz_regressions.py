@@ -330,6 +330,17 @@ def test_a_long_first_line_of_spaces_is_read_in_linear_time(tmp_path: Path) -> N
     assert [e["line"] for e in found] == [2]
 
 
+@pytest.mark.parametrize("encoding", ["UPF-8", "x" * 5000])
+def test_an_smi_xml_report_declaring_an_unknown_encoding_is_invalid_xml(
+    tmp_path: Path, encoding: str
+) -> None:
+    real = (Path(__file__).parent.parent / "data" / "smi" / "535-a100-sxm4.xml").read_text()
+    assert real.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    found = parse_text(tmp_path, real.replace("UTF-8", encoding, 1), name="q.xml")
+    assert len(found) == 0
+    assert found.stats.unreadable == {("smi", "invalid xml (LookupError)"): 1}
+
+
 # --- Kubernetes ---------------------------------------------------------------------------
 
 EVICTED: dict[str, Any] = {
