@@ -22,7 +22,10 @@ from typing import Any
 
 import pytest
 
+from fleetwatch.events import BatchBuilder
 from fleetwatch.sources import json_line
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.stream import LineStream
 from tests.conftest import Parsed, parse_text
 
 XID = (
@@ -339,6 +342,31 @@ def test_an_smi_xml_report_declaring_an_unknown_encoding_is_invalid_xml(
     found = parse_text(tmp_path, real.replace("UTF-8", encoding, 1), name="q.xml")
     assert len(found) == 0
     assert found.stats.unreadable == {("smi", "invalid xml (LookupError)"): 1}
+
+
+# --- nvidia-smi nvlink -e ----------------------------------------------------------------
+
+NVLINK = Path(__file__).parent.parent / "data" / "nvlink" / "h100-nvlink-e.txt"
+
+
+def test_an_nvlink_block_is_read_live_once_its_end_has_come() -> None:
+    # Each GPU line looked 4096 lines ahead: a follower waited for 4096 more lines
+    # before it read a block, and every "GPU N:" line of another listing cost 4096.
+    lines = NVLINK.read_bytes().splitlines(keepends=True)
+    assert lines[16] == b"Another useful command is:\n"  # the paste's first foreign line
+    ctx = FileContext(
+        "nvlink.txt", "gpu-node-1", ReadOptions(), ReadStats(), Identities(), BatchBuilder(), 0.0
+    )
+    stream = LineStream(ctx)
+    rest = KERNEL.joinpath("aer-firmware-first.dmesg").read_bytes()  # lines of another log
+    stream.feed(b"".join(lines[:17]) + rest)  # no end of input: more may come
+    events = [e for batch in ctx.take() for e in batch.records()]
+    assert [(e["kind"], e["link"]) for e in events if e["kind"] == "nvlink_crc"] == [
+        ("nvlink_crc", 0),
+        ("nvlink_crc", 1),
+        ("nvlink_crc", 17),
+    ]
+    assert len([e for e in events if e["kind"].startswith("nvlink_")]) == 9
 
 
 # --- Kubernetes ---------------------------------------------------------------------------
