@@ -22,7 +22,10 @@ A crash is any of:
   reason counted is not the reader's;
 * ``unwritable``: a string in a batch that cannot be written as UTF-8 (a lone
   surrogate), which ``parse --output jsonl`` and the store would fail on; a time no
-  clock can show (past year 9999), on which ``replay --output table`` failed.
+  clock can show (past year 9999), on which ``replay --output table`` failed;
+* ``reason``: a reason counted (unreadable or skipped) that is made of the input: past
+  60 characters or not printable ASCII. Reasons are a reader's fixed words, so a
+  count of them stays a short table whatever the input holds.
 
 Usage: ``python -m bench.fuzz [--records 1000000] [--seed 1] [--jobs 2]
 [--readers kmsg,dcgm] [--save crash.bin]``. Exit 1 on any crash; the first crashing
@@ -56,6 +59,7 @@ import numpy as np
 from defusedxml import ElementTree as SafeXml
 
 from fleetwatch.events import BadRecord, BatchBuilder, EventBatch
+from fleetwatch.sources import kmsg
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
 from fleetwatch.sources.files import read_input, read_paths
 from fleetwatch.sources.stream import LineStream
@@ -67,6 +71,7 @@ SECONDS_BASE: Final = 10.0  # a read past this (and SECONDS_PER_MB) is too slow:
 SECONDS_PER_MB: Final = 2.0
 EARLIEST: Final = datetime(1, 1, 1, tzinfo=UTC).timestamp()  # what datetime can show
 LATEST: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+REASON: Final = re.compile(r"[ -~]{1,60}")  # a reason is a reader's words, not the input's
 REFERENCE_TIME: Final = 1_780_000_000.0  # the files' "modification time": fixed, for repeatability
 # The first line of every stream buffer: plain kernel noise, so a buffer is always
 # read as a log (a buffer that opened with "[" could be sniffed as a JSON document).
@@ -81,6 +86,7 @@ class Target:
     """One reader to fuzz: its seed records and how a buffer of them is read."""
 
     name: str
+    reader: str  # the registry's name of the reader its records are for
     seeds: tuple[bytes, ...]
     shape: str  # "stream": records joined into one log; "document": one input each
     json: bool = False  # seeds are JSON: mutate their structure too
@@ -101,19 +107,26 @@ def _windows(lines: list[bytes], keep: Callable[[bytes], bool], most: int = 4) -
     return out
 
 
-_KERNEL_WORDS: Final = (b"NVRM", b"SXid", b"PCIe Bus Error", b"[Hardware Error]", b"Linux version")
+def _fixtures(family: str, *, skip: tuple[str, ...] = ()) -> list[Path]:
+    """Every capture of a fixture folder, whatever its extension (not its README)."""
+    return [
+        path
+        for path in sorted((DATA / family).iterdir())
+        if path.is_file() and path.name != "README.md" and path.name not in skip
+    ]
 
 
 def _kernel_seeds() -> list[bytes]:
+    """Every kernel capture's lines the kernel reader looks at, and the lines after them."""
+    words = re.compile(b"|".join(kmsg.READER.keywords))  # what the prefilter hands kmsg
     seeds: list[bytes] = []
     for path in [
-        *sorted((DATA / "kernel").glob("*.dmesg")),
-        DATA / "kernel" / "envelopes.log",
+        *_fixtures("kernel", skip=("journal.json",)),  # journal.json: the journal's
         DATA / "h100" / "dmesg-T-xid31-app-fault.txt",
         DATA / "h100" / "dmesg-xid31-app-fault.txt",
         DATA / "real" / "a100-node-healthy-dmesg.txt",
     ]:
-        seeds += _windows(_lines(path), lambda line: any(w in line for w in _KERNEL_WORDS))
+        seeds += _windows(_lines(path), lambda line: words.search(line) is not None)
     return seeds
 
 
@@ -123,8 +136,8 @@ def _smi_text_seeds() -> list[bytes]:
     for path in (
         DATA / "h100" / "nvidia-smi-q.txt",
         DATA / "h100" / "nvidia-smi-q-after-fault.txt",
-        DATA / "smi" / "two-gpus-throttled.txt",
         DATA / "real" / "a100-nvidia-smi-q.txt",
+        *(p for p in _fixtures("smi") if p.suffix == ".txt"),
     ):
         lines = path.read_bytes().splitlines(keepends=True)
         gpus = [i for i, line in enumerate(lines) if line.startswith(b"GPU 0")]
@@ -143,21 +156,25 @@ def _smi_text_seeds() -> list[bytes]:
 
 
 def _smi_xml_seeds() -> list[bytes]:
-    """Documents of one GPU with a few of its elements each, from the real report."""
-    raw = (DATA / "h100" / "nvidia-smi-q.xml").read_bytes()
-    root = SafeXml.fromstring(raw)
-    gpu = root.find("gpu")
-    assert gpu is not None
-    children = list(gpu)
-    tops = [c for c in root if c.tag != "gpu"]
+    """Each real report whole, and documents of one GPU with a few of its elements each."""
     seeds: list[bytes] = []
-    for first in range(0, len(children), 2):
-        doc = ET.Element(root.tag)
-        doc.extend(tops)
-        part = ET.SubElement(doc, "gpu", gpu.attrib)
-        part.extend(children[first : first + 5])
-        ET.indent(doc)
-        seeds.append(b'<?xml version="1.0" ?>\n' + ET.tostring(doc) + b"\n")
+    for path in (DATA / "h100" / "nvidia-smi-q.xml", *_fixtures("smi")):
+        if path.suffix != ".xml":
+            continue
+        raw = path.read_bytes()
+        seeds.append(raw)
+        root = SafeXml.fromstring(raw)
+        gpu = root.find("gpu")
+        assert gpu is not None
+        children = list(gpu)
+        tops = [c for c in root if c.tag != "gpu"]
+        for first in range(0, len(children), 2):
+            doc = ET.Element(root.tag)
+            doc.extend(tops)
+            part = ET.SubElement(doc, "gpu", gpu.attrib)
+            part.extend(children[first : first + 5])
+            ET.indent(doc)
+            seeds.append(b'<?xml version="1.0" ?>\n' + ET.tostring(doc) + b"\n")
     return seeds
 
 
@@ -204,9 +221,48 @@ def _k8s_text_seeds() -> list[bytes]:
     seeds: list[bytes] = []
     for name in ("get-events.txt", "kubelet.syslog"):
         seeds += _lines(DATA / "k8s" / name)
-    for name in ("describe-node.txt", "describe-pod.txt"):
-        seeds.append((DATA / "k8s" / name).read_bytes())
-        seeds += _windows(_lines(DATA / "k8s" / name), lambda line: True, most=3)
+    for path in _fixtures("k8s"):
+        if path.name.startswith("describe-"):  # every describe node/pod(s) paste
+            seeds.append(path.read_bytes())
+            seeds += _windows(_lines(path), lambda line: True, most=3)
+    return seeds
+
+
+def _prometheus_seeds() -> list[bytes]:
+    """Each real answer as captured, and answers cut to a few series and samples each.
+
+    The cut answers are written both ways an answer comes: on one line (``curl``) and
+    indented (``jq``, the docs), so both the one-line sniff and the document path are hit.
+    """
+    seeds: list[bytes] = []
+    for path in _fixtures("prometheus"):
+        raw = path.read_bytes()
+        seeds.append(raw)
+        answer = json.loads(raw)
+        data = answer.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("result"), list):
+            continue
+        for series in data["result"]:
+            cut: dict[str, Any] = dict(series)
+            if isinstance(cut.get("values"), list):
+                cut["values"] = cut["values"][:3]
+            one = {**answer, "data": {**data, "result": [cut]}}
+            seeds.append(json.dumps(one, separators=(",", ":")).encode() + b"\n")
+            seeds.append(json.dumps(one, indent=2).encode() + b"\n")
+    return seeds
+
+
+def _nvlink_seeds() -> list[bytes]:
+    """Each real ``nvlink -e`` paste whole, each GPU's block, and its lines a few at a time."""
+    seeds: list[bytes] = []
+    for path in _fixtures("nvlink"):
+        seeds.append(path.read_bytes())
+        lines = path.read_bytes().splitlines(keepends=True)
+        starts = [i for i, line in enumerate(lines) if line.startswith(b"GPU ")]
+        for start in starts:
+            end = next((i for i in starts if i > start), len(lines))
+            seeds.append(b"".join(lines[start:end]))
+        seeds += _windows([line for line in lines if line.strip()], lambda line: True)
     return seeds
 
 
@@ -255,17 +311,19 @@ def targets() -> dict[str, Target]:
     kernel = _kernel_seeds()
     headers, rows = _csv_parts()
     found = [
-        Target("kmsg", tuple(kernel), "stream"),
-        Target("dcgm", tuple(_lines(DATA / "dcgm" / "scrape.prom")), "stream"),
-        Target("smi-text", tuple(_smi_text_seeds()), "stream"),
-        Target("smi-xml", tuple(_smi_xml_seeds()), "document", xml=True),
-        Target("smi-csv", tuple(rows), "document", header=tuple(headers)),
-        Target("k8s-json", tuple(_k8s_line_seeds()), "stream", json=True),
-        Target("k8s-doc", tuple(_k8s_document_seeds()), "document", json=True),
-        Target("k8s-text", tuple(_k8s_text_seeds()), "stream"),
-        Target("nccl", tuple(_nccl_seeds()), "stream"),
-        Target("journal", tuple(_journal_seeds(kernel)), "stream", json=True),
-        Target("jsonl", tuple(_event_seeds()), "stream", json=True),
+        Target("kmsg", "kmsg", tuple(kernel), "stream"),
+        Target("dcgm", "dcgm", tuple(_lines(DATA / "dcgm" / "scrape.prom")), "stream"),
+        Target("smi-text", "smi_text", tuple(_smi_text_seeds()), "stream"),
+        Target("smi-xml", "smi_xml", tuple(_smi_xml_seeds()), "document", xml=True),
+        Target("smi-csv", "smi_csv", tuple(rows), "document", header=tuple(headers)),
+        Target("smi-nvlink", "smi_nvlink", tuple(_nvlink_seeds()), "stream"),
+        Target("k8s-json", "json_line", tuple(_k8s_line_seeds()), "stream", json=True),
+        Target("k8s-doc", "k8s_json", tuple(_k8s_document_seeds()), "document", json=True),
+        Target("k8s-text", "k8s_text", tuple(_k8s_text_seeds()), "stream"),
+        Target("nccl", "nccl", tuple(_nccl_seeds()), "stream"),
+        Target("prometheus", "prometheus_api", tuple(_prometheus_seeds()), "document", json=True),
+        Target("journal", "json_line", tuple(_journal_seeds(kernel)), "stream", json=True),
+        Target("jsonl", "json_line", tuple(_event_seeds()), "stream", json=True),
     ]
     return {t.name: t for t in found}
 
@@ -506,12 +564,14 @@ class Outcome:
     net: Counter[str] = field(default_factory=Counter)
     escaped: Counter[str] = field(default_factory=Counter)
     unwritable: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def crashes(self) -> Counter[str]:
         return Counter(
             {f"net: {k}": v for k, v in self.net.items()}
             | {f"escaped: {k}": v for k, v in self.escaped.items()}
             | {f"unwritable: {k}": v for k, v in self.unwritable.items()}
+            | {f"reason: {k}": v for k, v in self.reasons.items()}
         )
 
 
@@ -575,6 +635,9 @@ def read(inputs: list[bytes], live: bool) -> Outcome:
         signal.signal(signal.SIGALRM, previous)
     outcome.events = stats.events
     outcome.unreadable = stats.unreadable
+    for (reader, reason), n in (stats.unreadable + stats.skipped).items():
+        if not REASON.fullmatch(reason):
+            outcome.reasons[f"a reason made of the input, counted by {reader}"] += n
     outcome.net = stats.net
     return outcome
 

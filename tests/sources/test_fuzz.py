@@ -9,6 +9,23 @@ import pytest
 
 from bench import fuzz
 from fleetwatch.sources import kmsg
+from fleetwatch.sources.registry import READERS
+
+
+def test_every_registered_reader_is_fuzzed_from_records_it_reads() -> None:
+    targets = fuzz.targets().values()
+    assert {reader.name for reader in READERS} <= {t.reader for t in targets}
+    readers = {reader.name: reader for reader in READERS}
+    for target in targets:
+        reader = readers[target.reader]
+        if target.shape == "stream":  # a line of its seeds is the reader's record
+            assert reader.claims is not None
+            lines = (line for seed in target.seeds for line in seed.decode().splitlines())
+            assert any(reader.claims(line) for line in lines), target.name
+        else:  # a seed (after a header, for a CSV) is the reader's document
+            assert reader.sniff is not None
+            head = target.header[0] if target.header else b""
+            assert any(reader.sniff(head + seed) for seed in target.seeds), target.name
 
 
 @pytest.mark.slow
@@ -64,3 +81,13 @@ def test_a_reader_that_hangs_is_a_crash_named_where_it_hung(
     sxid = b"kernel: nvidia-nvswitch3: SXid (PCI:0000:05:00.0): 1, Fatal\n"
     [crash] = fuzz.read([fuzz.LEAD + sxid], False).crashes()
     assert crash.startswith("net: TooSlow at kmsg.py:") and crash.endswith(" read")
+
+
+def test_a_reason_made_of_the_input_is_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def echo(text: str, env: Any, line: int, ctx: Any) -> None:
+        ctx.stats.bad("kmsg", f"unknown sxid ({text})")  # unbounded: one reason per line
+
+    monkeypatch.setattr(kmsg, "_read_sxid", echo)
+    sxid = b"kernel: nvidia-nvswitch3: SXid (PCI:0000:05:00.0): 1, Fatal\n"
+    [crash] = fuzz.read([fuzz.LEAD + sxid], False).crashes()
+    assert crash == "reason: a reason made of the input, counted by kmsg"

@@ -22,7 +22,10 @@ from typing import Any
 
 import pytest
 
+from fleetwatch.events import BatchBuilder
 from fleetwatch.sources import json_line
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.stream import LineStream
 from tests.conftest import Parsed, parse_text
 
 XID = (
@@ -114,6 +117,33 @@ def test_an_aer_bit_line_with_a_long_run_of_spaces_reads_in_linear_time(tmp_path
         "pcieport 0000:3b:00.0:    [ 0] Rx" + " " * N + "Err"
     )
     _in_linear_time(tmp_path, report)
+
+
+KERNEL = Path(__file__).parent.parent / "data" / "kernel"
+
+
+def _kernel_line(name: str, number: int) -> str:
+    return (KERNEL / name).read_text().splitlines()[number - 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        ("aer-firmware-first.dmesg", 38),  # igb …: AER: aer_status: 0x…, aer_mask: 0x…
+        ("aer-firmware-first.dmesg", 32),  # pci …: AER: can't recover (…)
+        ("aer-firmware-first.dmesg", 33),  # pcieport …: AER: device recovery failed
+        ("aer-vfio-passthrough.log", 3),  # qemu-kvm: vfio_err_notifier_handler(…) Unrecoverable
+    ],
+)
+def test_an_aer_line_after_a_long_word_reads_in_linear_time(
+    tmp_path: Path, name: str, number: int
+) -> None:
+    # The driver's name was tried at every character of a run of digits (a mangled
+    # time stamp), reading to the run's end each time.
+    real = _kernel_line(name, number)
+    message = real[real.index("]") + 2 :] if real.startswith("[") else real
+    _in_linear_time(tmp_path, "[  " + "9" * (N // 4) + ".839168] " + message)
+    _in_linear_time(tmp_path, "9" * (N // 4) + message)
 
 
 # --- dcgm-exporter ----------------------------------------------------------------------
@@ -303,6 +333,42 @@ def test_a_long_first_line_of_spaces_is_read_in_linear_time(tmp_path: Path) -> N
     assert [e["line"] for e in found] == [2]
 
 
+@pytest.mark.parametrize("encoding", ["UPF-8", "x" * 5000])
+def test_an_smi_xml_report_declaring_an_unknown_encoding_is_invalid_xml(
+    tmp_path: Path, encoding: str
+) -> None:
+    real = (Path(__file__).parent.parent / "data" / "smi" / "535-a100-sxm4.xml").read_text()
+    assert real.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    found = parse_text(tmp_path, real.replace("UTF-8", encoding, 1), name="q.xml")
+    assert len(found) == 0
+    assert found.stats.unreadable == {("smi", "invalid xml (LookupError)"): 1}
+
+
+# --- nvidia-smi nvlink -e ----------------------------------------------------------------
+
+NVLINK = Path(__file__).parent.parent / "data" / "nvlink" / "h100-nvlink-e.txt"
+
+
+def test_an_nvlink_block_is_read_live_once_its_end_has_come() -> None:
+    # Each GPU line looked 4096 lines ahead: a follower waited for 4096 more lines
+    # before it read a block, and every "GPU N:" line of another listing cost 4096.
+    lines = NVLINK.read_bytes().splitlines(keepends=True)
+    assert lines[16] == b"Another useful command is:\n"  # the paste's first foreign line
+    ctx = FileContext(
+        "nvlink.txt", "gpu-node-1", ReadOptions(), ReadStats(), Identities(), BatchBuilder(), 0.0
+    )
+    stream = LineStream(ctx)
+    rest = KERNEL.joinpath("aer-firmware-first.dmesg").read_bytes()  # lines of another log
+    stream.feed(b"".join(lines[:17]) + rest)  # no end of input: more may come
+    events = [e for batch in ctx.take() for e in batch.records()]
+    assert [(e["kind"], e["link"]) for e in events if e["kind"] == "nvlink_crc"] == [
+        ("nvlink_crc", 0),
+        ("nvlink_crc", 1),
+        ("nvlink_crc", 17),
+    ]
+    assert len([e for e in events if e["kind"].startswith("nvlink_")]) == 9
+
+
 # --- Kubernetes ---------------------------------------------------------------------------
 
 EVICTED: dict[str, Any] = {
@@ -353,6 +419,46 @@ def test_an_event_with_a_message_that_is_no_string_is_read_without_it(tmp_path: 
 def test_a_long_kubernetes_line_reads_in_linear_time(tmp_path: Path, line: str) -> None:
     # the digits of an age; the uid in parentheses of an old kubelet eviction line
     _in_linear_time(tmp_path, line)
+
+
+# --- Prometheus HTTP API answers -----------------------------------------------------------
+
+PROM_XID = Path(__file__).parent.parent / "data" / "prometheus" / "query-range-xid.json"
+
+
+def _prometheus(tmp_path: Path, answer: dict[str, Any]) -> Parsed:
+    found = parse_text(tmp_path, json.dumps(answer) + "\n", name="answer.json")
+    assert not {reason for _, reason in found.stats.unreadable} & {"reader failed (TypeError)"}
+    assert not {reader for reader, _ in found.stats.unreadable} & {"stream", "file"}
+    return found
+
+
+@pytest.mark.parametrize("result_type", [{}, [], ["matrix"], None, 1])
+def test_a_prometheus_result_type_of_the_wrong_type_is_a_result_without_series(
+    tmp_path: Path, result_type: Any
+) -> None:
+    answer = json.loads(PROM_XID.read_bytes())
+    answer["data"]["resultType"] = result_type
+    found = _prometheus(tmp_path, answer)
+    assert len(found) == 0
+    assert found.stats.unreadable == {("dcgm", "result without series"): 1}
+
+
+PROM_ERROR = PROM_XID.with_name("query-error-bad-data.json")
+
+
+@pytest.mark.parametrize("error_type", ["bad_dqta", "b\u00b2d_data", "[" * 5000, "x" * 100_000])
+def test_a_prometheus_error_type_not_documented_is_counted_unknown(
+    tmp_path: Path, error_type: str
+) -> None:
+    # The error type was once the reason: every mutated one a reason of its own, as long
+    # as the input made it.
+    answer = json.loads(PROM_ERROR.read_bytes())
+    found = _prometheus(tmp_path, answer)
+    assert found.stats.unreadable == {("dcgm", "query error (bad_data)"): 1}
+    answer["errorType"] = error_type
+    found = _prometheus(tmp_path, answer)
+    assert found.stats.unreadable == {("dcgm", "query error (unknown)"): 1}
 
 
 # --- JSON: nested past the limit, values of the wrong type, lone surrogates -----------

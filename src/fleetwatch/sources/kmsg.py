@@ -106,9 +106,12 @@ _APEI: Final = re.compile(r"\{(?P<id>\d+)\}\[Hardware Error\]:\s*(?P<text>.*)")
 _SPACES: Final = re.compile(r"\s{2,}")
 _AER_SEVERITY: Final = {"corrected": "corrected", "correctable": "corrected"}
 _AER_FOLLOW_LINES: Final = 40
-_DRIVER_DEV: Final = re.compile(r"(?P<drv>[\w.-]+) " + _DEV + r":")
+# A driver's name starts where a word does: tried inside a long word (a run of digits),
+# each start reads to the word's end, which is quadratic in the line.
+_DRIVER: Final = r"(?<![\w.-])(?P<drv>[\w.-]+) "
+_DRIVER_DEV: Final = re.compile(_DRIVER + _DEV + r":")
 _AER_FW: Final = re.compile(
-    r"(?:(?P<drv>[\w.-]+) )?" + _DEV + r":(?: AER:)? aer_status: 0x(?P<status>[0-9a-fA-F]{1,8})"
+    r"(?:" + _DRIVER + ")?" + _DEV + r":(?: AER:)? aer_status: 0x(?P<status>[0-9a-fA-F]{1,8})"
     r"(?:, aer_mask: 0x(?P<mask>[0-9a-fA-F]{1,8}))?"
 )
 _AER_FW_LAYER: Final = re.compile(_DEV + r":(?: AER:)? aer_layer=(?P<layer>[^,]+)")
@@ -116,11 +119,11 @@ _AER_FW_SEVERITY: Final = re.compile(
     _DEV + r":(?: AER:)? aer_uncor_severity: 0x(?P<sev>[0-9a-fA-F]{1,8})"
 )
 _RECOVERY_FAILED: Final = re.compile(
-    r"(?:(?P<drv>[\w.-]+) )?" + _DEV + r":(?: AER:)? [Dd]evice recovery failed"
+    r"(?:" + _DRIVER + ")?" + _DEV + r":(?: AER:)? [Dd]evice recovery failed"
 )
-_CANT_RECOVER: Final = re.compile(r"(?P<drv>[\w.-]+) " + _DEV + r":(?: AER:)? can't recover")
+_CANT_RECOVER: Final = re.compile(_DRIVER + _DEV + r":(?: AER:)? can't recover")
 _VMM_UNRECOVERABLE: Final = re.compile(
-    r"(?P<fn>\w+)\((?P<dev>" + _PCI + r")\) Unrecoverable error detected"
+    r"(?<!\w)(?P<fn>\w+)\((?P<dev>" + _PCI + r")\) Unrecoverable error detected"
 )
 _PORT_DRIVER: Final = "pcieport"
 _APEI_TWIN_S: Final = 5.0  # the AER print follows its APEI block within milliseconds

@@ -14,10 +14,11 @@ the event (source ``dcgm``) dcgm-exporter's own text would give for that metric,
 and value, read by ``dcgm.emit_sample``; its time is the sample's (seconds, not the
 exposition's milliseconds). A series of any other metric is skipped and counted
 "not a dcgm metric". An answer of ``"status": "error"`` is unreadable, counted with its
-``errorType``; a scalar or string result holds no series and is "result without
-series". A series or sample not of the documented shape is "malformed series" or
-"malformed sample"; a time no clock shows, "out of range". "NaN" is no value (DCGM had
-nothing), and DCGM's blank sentinels are no value either, as in the exposition text.
+``errorType`` (one the API documents, else "unknown"); a scalar or string result holds
+no series and is "result without series". A series or sample not of the documented
+shape is "malformed series" or "malformed sample"; a time no clock shows, "out of
+range". "NaN" is no value (DCGM had nothing), and DCGM's blank sentinels are no value
+either, as in the exposition text.
 
 The answer is one JSON value, usually on one line (``curl`` prints it so), and is
 claimed from its first bytes: its ``status`` and ``resultType`` (or ``errorType``).
@@ -42,6 +43,10 @@ SOURCE: Final = dcgm.SOURCE
 _STATUS: Final = re.compile(rb'^\s*\{\s*"status"\s*:\s*"(?:success|error)"')
 _RESULT_OR_ERROR: Final = re.compile(rb'"(?:resultType|errorType)"\s*:')
 _SERIES_RESULTS: Final = frozenset({"vector", "matrix"})
+# The API's error types (prometheus/prometheus, web/api/v1/api.go); any other is "unknown"
+_ERROR_TYPES: Final = frozenset(
+    {"timeout", "canceled", "execution", "bad_data", "internal", "unavailable", "not_found"}
+)
 _NO_ENVELOPE: Final = Envelope(None, "none", None)
 
 
@@ -58,11 +63,13 @@ def read_answer(data: bytes, ctx: FileContext) -> None:
 def _read_object(answer: dict[str, Any], line: int, ctx: FileContext) -> None:
     if answer.get("status") == "error":
         kind = answer.get("errorType")
-        ctx.stats.bad(SOURCE, f"query error ({kind if isinstance(kind, str) else 'unknown'})")
+        known = isinstance(kind, str) and kind in _ERROR_TYPES  # a reason is never the input's
+        ctx.stats.bad(SOURCE, f"query error ({kind if known else 'unknown'})")
         return
     data = answer.get("data")
     result = data.get("result") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("resultType") not in _SERIES_RESULTS:
+    result_type = data.get("resultType") if isinstance(data, dict) else None
+    if not isinstance(result_type, str) or result_type not in _SERIES_RESULTS:  # {}: unhashable
         ctx.stats.bad(SOURCE, "result without series")
         return
     if not isinstance(result, list):

@@ -452,7 +452,7 @@ def read_xml(data: bytes, ctx: FileContext) -> None:
     """Read a whole ``nvidia-smi -q -x`` document."""
     try:
         root = ElementTree.fromstring(data, forbid_dtd=False)
-    except (ParseError, ValueError) as exc:
+    except (ParseError, ValueError, LookupError) as exc:  # LookupError: encoding="UPF-8"
         ctx.stats.bad(SOURCE, f"invalid xml ({type(exc).__name__})")
         return
     ts = _ctime(_xml_text(root, "timestamp") or "", ctx)

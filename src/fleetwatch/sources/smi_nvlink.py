@@ -55,7 +55,8 @@ _KINDS: Final = {
     "CRC Errors": "nvlink_crc",
 }
 _LINKS: Final = 64  # NVML_NVLINK_MAX_LINKS is 18 today; a link number past 63 is no link
-_MAX_BLOCK_LINES: Final = 4096  # 18 links x 4 lines is 72; a block never runs this long
+_LINK_BLOCK_LINES: Final = 72  # 18 links (NVML_NVLINK_MAX_LINKS) x 4 lines
+_MAX_BLOCK_LINES: Final = 4096  # a block never runs this long
 
 
 def _passable(text: str) -> bool:
@@ -65,15 +66,25 @@ def _passable(text: str) -> bool:
 
 
 def _block(cursor: Cursor) -> list[str]:
-    """The lines of one GPU's block after its GPU line (trailing blank lines left)."""
-    lines = cursor.peek(_MAX_BLOCK_LINES)
-    end = 0
-    for i, text in enumerate(lines):
-        if _COUNTER.match(text):
-            end = i + 1
-        elif not _passable(text):
-            break
-    return lines[:end]
+    """The lines of one GPU's block after its GPU line (trailing blank lines left).
+
+    Looked at a few lines at a time, more while the block goes on: a ``GPU N:`` line of
+    another listing costs a few lines, not 4096, and a follower reads a block once a few
+    lines past its end have come (``peek`` waits for all it is asked for). Eight lines
+    more at a time up to a whole block of 18 links, then twice as many: linear.
+    """
+    want = 8
+    while True:
+        lines = cursor.peek(want)
+        end = 0
+        for i, text in enumerate(lines):
+            if _COUNTER.match(text):
+                end = i + 1
+            elif not _passable(text):
+                return lines[:end]
+        if len(lines) < want or want >= _MAX_BLOCK_LINES:  # the input's end, or the limit
+            return lines[:end]
+        want = min(want + 8 if want < _LINK_BLOCK_LINES else want * 2, _MAX_BLOCK_LINES)
 
 
 def read_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:
