@@ -132,8 +132,8 @@ def test_a_real_block_followed_by_real_events_rows_counts_the_pod_once(tmp_path:
 @pytest.mark.parametrize(
     "text",
     [
-        "Reason:           Evicted\n" * 20_000,  # no describe around it
-        "Name: a\nNamespace: b\n" + "Reason:           Evicted\n" * 20_000,
+        "Reason:           Evicted\n" * 3_000,  # no describe around it
+        "Name: a\nNamespace: b\n" + "Reason:           Evicted\n" * 3_000,
         "Name: a\nNamespace: b\nReason:           Evicted\nMessage:" + " x" * 200_000 + "\n",
     ],
 )
