@@ -58,6 +58,7 @@ one whose code, pid or GPU index no column holds is counted "out of range".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from fleetwatch.catalog import RmFault, aer_bits, rm_faults
@@ -331,37 +332,55 @@ def _borrow_xid119(cursor: Cursor) -> tuple[str | None, int | None] | None:
     return None
 
 
+def _continuation(cursor: Cursor, belongs: Callable[[str], bool], most: int) -> int:
+    """How many of the lines after a record's first belong to it (``belongs`` says, in
+    order, until a line does not), at most ``most``. A record is usually a few lines:
+    the cursor is asked for 4, and for 4 times more only while they all belong."""
+    consumed = 0
+    want = 4
+    while True:
+        following = cursor.peek(want)
+        for extra in following[consumed:]:
+            if consumed >= most or not belongs(extra):
+                return consumed
+            consumed += 1
+        if len(following) < want or want >= most:
+            return consumed
+        want = min(want * 4, most)
+
+
+def _bit_line(m: re.Match[str]) -> tuple[int | None, str, bool]:
+    """An AER bit line's bit (None past any register), its label and "(First)"."""
+    label = m["name"].rstrip()
+    first = label.endswith(_FIRST)
+    if first:
+        label = label[: -len(_FIRST)].rstrip()
+    return whole(m["bit"]), label, first
+
+
+def _same_device(m: re.Match[str] | None, dev: str) -> bool:
+    return m is not None and m["dev"].lower() == dev
+
+
 def _rm_continuation(text: str, cursor: Cursor) -> int:
     """How many lines after ``text`` belong to its record: the same GPU's same
     function's further lines that name no fault (a banner's note and closing line) and
     dump lines, up to ``_RM_FOLLOW_LINES``."""
     fm = _RM_FUNCTION.search(text)
     function = fm[0] if fm else None  # "NVRM: GPU6 _kgspLogRpcTimeout:": one GPU's function
-    consumed = 0
-    want = 4
-    while True:
-        following = cursor.peek(want)
-        for extra in following[consumed:]:
-            if _RM_DUMP_ROW.search(extra) or _KMSG_DICT.match(extra):
-                pass
-            elif "NVRM" not in extra:
-                break
-            elif _RM_DUMP_HEAD.search(extra):
-                pass
-            elif (
-                function is None
-                or not (em := _RM_FUNCTION.search(extra))
-                or em[0] != function
-                or _rm_fault(extra) is not None  # the same fault again: its own record
-            ):
-                break
-            consumed += 1
-        else:
-            if len(following) == want and want < _RM_FOLLOW_LINES:
-                want = min(want * 4, _RM_FOLLOW_LINES)
-                continue
-        break
-    return consumed
+
+    def belongs(extra: str) -> bool:
+        if _RM_DUMP_ROW.search(extra) or _KMSG_DICT.match(extra):
+            return True
+        if "NVRM" not in extra:
+            return False
+        if _RM_DUMP_HEAD.search(extra):
+            return True
+        em = _RM_FUNCTION.search(extra) if function is not None else None
+        # the same fault again is its own record
+        return em is not None and em[0] == function and _rm_fault(extra) is None
+
+    return _continuation(cursor, belongs, _RM_FOLLOW_LINES)
 
 
 def _read_sxid(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
@@ -400,34 +419,22 @@ def _read_aer(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
     names: list[str] = []
     status: int | None = None
     device_id = None
-    consumed = 0
-    want = 4  # a report is usually 2-4 lines: look further only when they all belong
-    while True:
-        following = cursor.peek(want)
-        for extra in following[consumed:]:
-            if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
-                label = m["name"].rstrip()
-                first = label.endswith(_FIRST)
-                if first:
-                    label = label[: -len(_FIRST)].rstrip()
-                bit = whole(m["bit"])  # None past any register: the name says it then
-                name = register.get(bit) if bit is not None else None
-                name = name or bits.new_name.get(label.lower(), label)
-                names.append(name + (" (First)" if first else ""))
-            elif (m := _AER_STATUS.search(extra)) and m["dev"].lower() == dev:
-                status = int(m["status"], 16)
-                device_id = m["id"].lower()
-            elif _KMSG_DICT.match(extra):
-                pass
-            elif not ((m := _AER_TLP.search(extra)) and m["dev"].lower() == dev):
-                break
-            consumed += 1
-        else:
-            if len(following) == want and want < _AER_FOLLOW_LINES:
-                want *= 4
-                continue
-        break
-    cursor.skip(consumed)
+
+    def belongs(extra: str) -> bool:
+        nonlocal status, device_id
+        if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
+            bit, label, first = _bit_line(m)
+            name = register.get(bit) if bit is not None else None
+            name = name or bits.new_name.get(label.lower(), label)
+            names.append(name + (" (First)" if first else ""))
+        elif (m := _AER_STATUS.search(extra)) and m["dev"].lower() == dev:
+            status = int(m["status"], 16)
+            device_id = m["id"].lower()
+        elif not _KMSG_DICT.match(extra):
+            return _same_device(_AER_TLP.search(extra), dev)
+        return True
+
+    cursor.skip(_continuation(cursor, belongs, _AER_FOLLOW_LINES))
     if not names and status:
         names = [register.get(b, f"bit {b}") for b in range(32) if status >> b & 1]
     detail = f"{head['type'].strip()}: {', '.join(names) or 'no error bits'}"
@@ -466,32 +473,21 @@ def _read_aer_firmware_first(
     labels: list[tuple[int | None, str, bool]] = []  # (bit, name, first)
     layer = None
     severity_register = None
-    consumed = 0
-    want = 4
-    while True:
-        following = cursor.peek(want)
-        for extra in following[consumed:]:
-            if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
-                label = m["name"].rstrip()
-                first = label.endswith(_FIRST)
-                if first:
-                    label = label[: -len(_FIRST)].rstrip()
-                labels.append((whole(m["bit"]), bits.new_name.get(label.lower(), label), first))
-            elif (m := _AER_FW_LAYER.search(extra)) and m["dev"].lower() == dev:
-                layer = m["layer"].strip()
-            elif (m := _AER_FW_SEVERITY.search(extra)) and m["dev"].lower() == dev:
-                severity_register = int(m["sev"], 16)
-            elif _KMSG_DICT.match(extra):
-                pass
-            elif not ((m := _AER_TLP.search(extra)) and m["dev"].lower() == dev):
-                break
-            consumed += 1
-        else:
-            if len(following) == want and want < _AER_FOLLOW_LINES:
-                want *= 4
-                continue
-        break
-    cursor.skip(consumed)
+
+    def belongs(extra: str) -> bool:
+        nonlocal layer, severity_register
+        if (m := _AER_BIT.search(extra)) and m["dev"].lower() == dev:
+            bit, label, first = _bit_line(m)
+            labels.append((bit, bits.new_name.get(label.lower(), label), first))
+        elif (m := _AER_FW_LAYER.search(extra)) and m["dev"].lower() == dev:
+            layer = m["layer"].strip()
+        elif (m := _AER_FW_SEVERITY.search(extra)) and m["dev"].lower() == dev:
+            severity_register = int(m["sev"], 16)
+        elif not _KMSG_DICT.match(extra):
+            return _same_device(_AER_TLP.search(extra), dev)
+        return True
+
+    cursor.skip(_continuation(cursor, belongs, _AER_FOLLOW_LINES))
     uncorrectable_names = set(bits.uncorrectable.values()) - set(bits.correctable.values())
     uncorrectable = severity_register is not None or any(
         name in uncorrectable_names for _, name, _ in labels
