@@ -61,7 +61,7 @@ def test_unreadable_records_are_reported_and_the_exit_code_stays_0() -> None:
     done = run("parse", str(DATA / "dcgm" / "scrape.prom"))
     assert done.returncode == 0
     assert done.stderr.strip().endswith(
-        "17 events, 1 samples without a value; 1 unreadable (dcgm malformed sample: 1)"
+        "17 events, 1 skipped (dcgm blank value: 1); 1 unreadable (dcgm malformed sample: 1)"
     )
 
 

@@ -91,3 +91,36 @@ def test_nccl_job_names_do_not_depend_on_the_working_directory(tmp_path: Path) -
     assert near == inside == far and len(far) == 1
     jobs = {e["job"] for b in read_paths([str(tmp_path)]) for e in b.records() if "job" in e}
     assert jobs == {"nccl-straggler"}
+
+
+def test_a_node_named_after_a_file_is_not_drained(tmp_path: Path) -> None:
+    report = ROOT / "tests" / "data" / "smi" / "two-gpus-throttled.txt"
+    done = subprocess.run(
+        [*FLEETWATCH, "replay", str(report), "--output", "slurm"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout == ""
+    assert "not in the slurm output: the node is named after a file" in done.stderr
+    # the smi reader names the node itself: the warning is said all the same
+    assert "named after their file: two-gpus-throttled" in done.stderr
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    aer = ROOT / "tests" / "data" / "kernel" / "aer.dmesg"
+    once = [i.name for i in expand([str(aer)])]
+    twice = expand([str(aer), f"{aer.parent}/../kernel/aer.dmesg", str(aer.parent)])
+    assert len([i for i in twice if i.name.endswith("aer.dmesg")]) == len(once) == 1
+
+
+def test_stdin_is_its_own_job_and_a_bad_path_is_one_escaped_line() -> None:
+    (stdin,) = expand(["-"])
+    assert stdin.job == "stdin" and stdin.node == "stdin" and stdin.node_is_file_name
+    done = subprocess.run(
+        [*FLEETWATCH, "replay", "/nonexistent/\n\x1b[31mall clear"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "\x1b" not in done.stderr

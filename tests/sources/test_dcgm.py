@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import DATA, parse
+from pathlib import Path
+
+from tests.conftest import DATA, parse, parse_text
 
 SCRAPE = DATA / "dcgm" / "scrape.prom"
 
@@ -46,3 +48,11 @@ def test_labels_name_the_gpu_node_and_workload() -> None:
     assert mig["node"] == "gpu-node-18"  # lowercase hostname label
     assert mig["detail"] == "MIG instance 3 1g.10gb"
     assert (mig["ts"], mig["clock"]) == (1722830053.0, "wall")  # the sample's own time stamp
+
+
+def test_an_infinite_sample_is_out_of_range_and_nan_is_skipped(tmp_path: Path) -> None:
+    head = 'DCGM_FI_DEV_PCIE_REPLAY_COUNTER{gpu="0",Hostname="h1",pci_bus_id="00000000:01:00.0"}'
+    events = parse_text(tmp_path, f"{head} -Inf\n{head} NaN\n{head} 7\n", name="m.prom")
+    assert [e["value"] for e in events] == [7.0]  # JSON cannot write -Infinity
+    assert events.stats.unreadable == {("dcgm", "out of range"): 1}
+    assert events.stats.skipped == {("dcgm", "NaN value"): 1}

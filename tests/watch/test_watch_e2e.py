@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socketserver
 import threading
@@ -127,7 +128,12 @@ def test_appended_lines_reach_the_jsonl_metrics_and_webhook(
 def test_rotation_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
     files = fleet(tmp_path)
     logs = tmp_path / "logs"
-    w = Watcher("--follow", str(logs), "--store", str(tmp_path / "w.db"), "--jsonl",
+    # This writer pauses 0.3 s between pieces cut at any line, inside multi-line records
+    # too; a quiet tail (0.2 s) would read such a record before its last lines come. A
+    # kernel writes a record at once; here the quiet wait is longer than the pauses.
+    config = tmp_path / "fw.toml"
+    config.write_text(f"[[watch.files]]\npath = {json.dumps(str(logs))}\nquiet_s = 5.0\n")
+    w = Watcher("--config", str(config), "--store", str(tmp_path / "w.db"), "--jsonl",
                 str(tmp_path / "f.jsonl"), "--metrics-port", "0")  # fmt: skip
 
     def rotate(step: int) -> None:

@@ -374,7 +374,11 @@ class NcclHang(Stateful):
             if where:
                 gpu = identity.get("pci") or identity.get("gpu")
                 summary += f" (rank {culprit} runs on {where}" + (f", GPU {gpu})" if gpu else ")")
-            summary += " -> restart the job without that GPU"
+            if culprit in job.waiting and len(job.waiting) == 1:
+                # it is the rank that noticed, not one shown to lag: its GPU stays
+                summary += " -> restart the job; the other ranks' logs would show which stalled"
+            else:
+                summary += " -> restart the job without that GPU"
         else:
             summary += " -> restart the job"
         return make_finding(

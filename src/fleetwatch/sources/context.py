@@ -77,8 +77,11 @@ class ReadStats:
     def summary(self) -> str:
         """One line for stderr: totals, then unreadable records by reader and reason."""
         line = f"read {self.files} file(s), {self.lines:,} lines, {self.events:,} events"
-        if self.skipped:
-            line += f", {sum(self.skipped.values()):,} samples without a value"
+        if self.skipped:  # read, but nothing to keep: a DCGM blank, a section we skip
+            parts = ", ".join(
+                f"{reader} {reason}: {n:,}" for (reader, reason), n in sorted(self.skipped.items())
+            )
+            line += f", {sum(self.skipped.values()):,} skipped ({parts})"
         if not self.unreadable:
             return line + "; no unreadable records"
         parts = ", ".join(
@@ -171,8 +174,8 @@ class FileContext:
         node = fields.get("node")
         if node is None:
             node = fields["node"] = self.node
-            if self.node_is_file_name:
-                self.stats.file_nodes.setdefault(node, self.name)
+        if self.node_is_file_name and node == self.node:  # readers may pass it themselves
+            self.stats.file_nodes.setdefault(node, self.name)
         pci = fields.get("pci")
         if pci is not None:
             known = self.identities.lookup(node, pci)

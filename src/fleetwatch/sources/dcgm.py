@@ -33,6 +33,7 @@ cache); a line then costs the split of its value and time stamp.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -140,6 +141,10 @@ def emit_sample(
         ctx.stats.skip(SOURCE, "blank value")
         return
     if value != value:  # NaN: DCGM had nothing to report
+        ctx.stats.skip(SOURCE, "NaN value")
+        return
+    if value in (math.inf, -math.inf):  # no counter or gauge holds it; JSON cannot show it
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
         return
     _emit(labels, rule, value, timestamp, env, line, ctx)
 

@@ -78,6 +78,18 @@ def _folder_name(path: Path) -> str:
     return shown(path.resolve().name) or "/"
 
 
+def _again(path: Path, seen: set[Path]) -> bool:
+    """Whether ``path`` was listed already (by another spelling); notes it if not."""
+    try:
+        real = path.resolve()
+    except OSError:
+        return False
+    if real in seen:
+        return True
+    seen.add(real)
+    return False
+
+
 def expand(paths: list[str], host: str | None = None) -> list[Input]:
     """The files behind the command line's paths, in a stable order, with their nodes.
 
@@ -94,9 +106,10 @@ def expand(paths: list[str], host: str | None = None) -> list[Input]:
     from any working directory and whichever folder above it is named.
     """
     inputs: list[Input] = []
+    seen: set[Path] = set()  # a file named twice (a folder and a file in it) is read once
     for raw in paths:
         if raw == "-":
-            inputs.append(Input(None, "<stdin>", host or "stdin", None, host is None))
+            inputs.append(Input(None, "<stdin>", host or "stdin", "stdin", host is None))
             continue
         path = Path(raw)
         if path.is_dir():
@@ -105,6 +118,8 @@ def expand(paths: list[str], host: str | None = None) -> list[Input]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for file in sorted(f for f in files if not f.startswith(".")):
                     found = Path(root, file)
+                    if _again(found, seen):
+                        continue
                     folders = [named, *map(shown, found.relative_to(path).parts[:-1])]
                     job = folders[-1]
                     if len(folders) > 1:
@@ -113,6 +128,8 @@ def expand(paths: list[str], host: str | None = None) -> list[Input]:
                         node = host or node_from_name(found)
                         inputs.append(Input(found, shown(str(found)), node, job, host is None))
         elif path.exists():
+            if _again(path, seen):
+                continue
             node = host or node_from_name(path)
             job = _folder_name(path.parent)
             inputs.append(Input(path, shown(str(path)), node, job, host is None))

@@ -459,10 +459,14 @@ def read_xml(data: bytes, ctx: FileContext) -> None:
     env = Envelope(ts, "wall" if ts is not None else "none", None)
     attached = _number(_xml_text(root, "attached_gpus"))
     snaps = []
+    # GPUs come in document order: each one's line is found after the one before, so
+    # a report of many GPUs is read in one pass, not one pass per GPU
+    at, line = 0, 1
     for gpu in root.iter("gpu"):
-        marker = f'<gpu id="{gpu.get("id")}"'.encode()
-        at = data.find(marker)
-        line = data.count(b"\n", 0, at) + 1 if at >= 0 else 1
+        found = data.find(f'<gpu id="{gpu.get("id")}"'.encode(), at)
+        if found >= 0:
+            line += data.count(b"\n", at, found)
+            at = found
         snaps.append(_xml_snapshot(gpu, line))
     if not snaps:
         ctx.stats.bad(SOURCE, NO_GPUS)
