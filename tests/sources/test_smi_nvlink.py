@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetwatch.sources import ReadStats, read_paths
-from tests.conftest import DATA
+from tests.conftest import DATA, parse_text
 
 NVLINK = DATA / "nvlink"
 
@@ -69,3 +69,22 @@ def test_counts_unknown_counters_and_out_of_range_and_orphans(tmp_path: Path) ->
 def test_nvidia_smi_q_gpu_lines_are_not_taken_for_nvlink_output() -> None:
     found, _ = events(DATA / "h100" / "nvidia-smi-q.txt")
     assert not [e for e in found if str(e["kind"]).startswith("nvlink")]
+
+
+def test_counts_that_are_no_counts_are_counted_inside_their_block(tmp_path: Path) -> None:
+    lines = (DATA / "nvlink" / "h100-nvlink-e.txt").read_text().splitlines()
+    gpu, good = lines[1], lines[2]  # "GPU 0: …" and "Link 0: Replay Errors: 0"
+    bad = [
+        "         Link 1: Replay Errors: -5",
+        "         Link 1: Recovery Errors: NaN",
+        "         Link 1: CRC Errors: 1e400",
+        "         Link 2: CRC Errors: 0x10",
+        "         Link 99999999999999999999: CRC Errors: 3",
+        "         Link -1: CRC Errors: 3",
+    ]
+    events = parse_text(tmp_path, "\n".join([gpu, *bad, good]) + "\n", name="gpu-1.txt")
+    assert [(e["kind"], e["link"], e["value"]) for e in events] == [("nvlink_replay", 0, 0.0)]
+    assert events.stats.unreadable == {
+        ("smi", "malformed nvlink counter"): 5,
+        ("smi", "out of range"): 1,
+    }

@@ -46,8 +46,10 @@ _HEADER: Final = re.compile(
     r"^\s*GPU (?P<gpu>\d{1,10}): (?P<name>[^()]*?)"
     r"(?: \(UUID: (?P<uuid>GPU-[0-9A-Fa-f-]{1,64})\))?\s*$"
 )
+# Any value is matched, so that a count that is no count ("-5", "NaN") is counted as
+# unreadable inside its block rather than ending the block and vanishing.
 _COUNTER: Final = re.compile(
-    r"^\s*Link (?P<link>\d{1,10}): (?P<name>[A-Za-z ]{1,40}): (?P<n>\d+)\s*$"
+    r"^\s*Link (?P<link>[-+]?\d{1,30}): (?P<name>[A-Za-z ]{1,40}): (?P<n>\S{1,40})\s*$"
 )
 _KINDS: Final = {
     "Replay Errors": "nvlink_replay",
@@ -116,6 +118,9 @@ def read_block(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
         kind = _KINDS.get(counter["name"])
         if kind is None:
             ctx.stats.skip(SOURCE, "unknown nvlink counter")
+            continue
+        if not (counter["n"].isdecimal() and counter["link"].isdecimal()):
+            ctx.stats.bad(SOURCE, "malformed nvlink counter")
             continue
         link = whole(counter["link"], _LINKS - 1)
         value = whole(counter["n"])
