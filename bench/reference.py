@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from fleetwatch.detectors.base import describe
+from fleetwatch.detectors.base import at, describe
 from fleetwatch.detectors.pod_evicted import PodEvicted
 from fleetwatch.detectors.thermal_throttle import _HW_SLOWDOWN, _THERMAL_BITS, ThermalThrottle
 from fleetwatch.detectors.thermal_throttle import _Window as ThermalWindow
@@ -28,11 +28,13 @@ class PlainPodEvicted(PodEvicted):
         for row in range(len(batch)):
             event = batch.record(row)
             kind, ts, node = event["kind"], event["ts"], event["node"]
-            if kind in ("xid", "sxid", "gpu_lost") and ts is not None:
+            wall = event["clock"] == "wall"
+            if kind in ("xid", "sxid", "gpu_lost") and ts is not None and wall:
                 what = {"xid": f"Xid {event.get('code')}", "sxid": f"SXid {event.get('code')}"}
                 self.faults[node] = (ts, what.get(kind, "Xid 79 (fallen off the bus)"), None)
             elif kind in ("pod_evicted", "node_not_ready"):
-                incident, _ = self.book.touch((node,), ts, ts, 1, describe(batch, row))
+                when = at(batch, row)
+                incident, _ = self.book.touch((node,), when, 1, describe(batch, row))
                 reasons = incident.attrs.setdefault("reasons", {})
                 reason = event.get("reason") or "Evicted"
                 label = f"{reason} ({event['detail']})" if event.get("detail") else reason
@@ -41,7 +43,7 @@ class PlainPodEvicted(PodEvicted):
                     incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + 1
                 fault = self.faults.get(node)
                 soon = self.config.after_fault_s
-                if fault is not None and ts is not None and 0 <= ts - fault[0] <= soon:
+                if fault is not None and wall and ts is not None and 0 <= ts - fault[0] <= soon:
                     incident.attrs["after_fault"] = fault[1]
                 finding = self._finding(node, incident)
                 out[finding.id] = finding

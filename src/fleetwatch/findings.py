@@ -6,6 +6,11 @@ the one thing to do (``Action``), and carries its evidence. One finding stands f
 one incident: repeats fold into ``count`` and ``last_ts``. Its ``id`` is stable for
 the incident (detector, entity and first time), so a receiver can drop a repeat.
 
+Its times are of one ``clock``: ``wall`` (epoch seconds) or ``boot`` (seconds since
+the node booted, from a plain dmesg with no anchor). A finding on the wall clock that
+also folded boot-clock events keeps their times apart in ``boot_first_ts`` and
+``boot_last_ts``; the two clocks are never mixed.
+
 ``Action`` order: when several actions apply, the strongest wins (``rma_gpu`` >
 ``reboot_node`` > ``drain_node`` > ``reset_gpu`` > the rest) and the summary names
 the others.
@@ -101,6 +106,9 @@ class Finding:
     first_ts: float | None
     last_ts: float | None
     count: int = 1
+    clock: str | None = None  # of first_ts/last_ts: "wall" (epoch s), "boot" (s since boot)
+    boot_first_ts: float | None = None  # boot-clock times of a wall-clock finding's events
+    boot_last_ts: float | None = None
     status: str = "open"
     node: str | None = None
     pci: str | None = None

@@ -23,7 +23,7 @@ from fleetwatch import engine as engine_module
 from fleetwatch.config import build, load
 from fleetwatch.detectors import hbm_ecc, pcie_aer, pod_evicted, thermal_throttle, xid_correlation
 from fleetwatch.detectors import nccl_hang as nccl
-from fleetwatch.detectors.base import Detector, IncidentBook
+from fleetwatch.detectors.base import Detector, IncidentBook, Span
 from fleetwatch.engine import Engine
 from fleetwatch.events import BATCH_SIZE, EventBatch, concat
 from fleetwatch.findings import Action, Severity
@@ -124,12 +124,12 @@ def xid(code: int, ts: float, clock: str = "wall", gpu: int = 0, detail: str = "
 
 def test_an_incident_is_forgotten_once_unchanged_for_its_gap() -> None:
     book = IncidentBook(gap_s=60.0)
-    incident, _ = book.touch(("gpu",), 100.0, 100.0, 1)
+    incident, _ = book.touch(("gpu",), Span(100.0, 100.0, "wall"), 1)
     assert incident.seen is None  # changed since the last flush
     assert book.close(1000.0) == [] and incident.seen == 1000.0  # stamped, kept
     assert book.close(1060.0) == []  # exactly the gap: kept
-    assert book.current(("gpu",), 150.0) is incident
-    assert book.current(("gpu",), 161.0) is None  # an event then would open a new one
+    assert book.current(("gpu",), Span(150.0, 150.0, "wall")) is incident
+    assert book.current(("gpu",), Span(161.0, 161.0, "wall")) is None  # it would open a new one
     assert book.close(1060.5) == [incident] and book.open == {}
 
 

@@ -60,11 +60,12 @@ def test_a_restart_halfway_loses_no_window_and_repeats_no_finding(
 def test_state_round_trips_the_types_detectors_keep() -> None:
     from collections import deque
 
-    from fleetwatch.detectors.base import Incident, IncidentBook
+    from fleetwatch.detectors.base import Incident, IncidentBook, Span
     from fleetwatch.findings import Action
 
     book = IncidentBook(60.0)
-    incident, _ = book.touch(("gpu-1", "0000:3b:00.0", 79), 1.0, 2.0, 3, "a", "b")
+    incident, _ = book.touch(("gpu-1", "0000:3b:00.0", 79), Span(1.0, 2.0, "boot"), 3, "a", "b")
+    book.touch(("gpu-1", "0000:3b:00.0", 79), Span(1.7e9, 1.7e9, "wall"), 1)
     incident.attrs.update(gpus={("gpu-1", None)}, severity=Severity.ERROR, action=Action.RMA_GPU)
     value = {"book": book, "deque": deque([1, 2], maxlen=3), ("k", 1): [None, 2.5]}
     again = load_state(json.loads(json.dumps(dump(value))))

@@ -11,6 +11,16 @@ within ``gap_s`` of each other, so a flood of identical lines is one finding wit
 count. Evidence keeps the first and last few records, as ``file:line`` pointers with
 what they said.
 
+Two clocks
+    An event's time is wall clock (epoch seconds) or boot clock (seconds since its
+    node booted, plain dmesg without an anchor); the two are never compared or mixed.
+    A ``Span`` carries its clock. An incident's ``first_ts``/``last_ts`` are of one
+    clock: wall once any wall-clock event joined it (an operator can place it on a
+    calendar), boot before that. Boot-clock times of an incident on the wall clock
+    are kept apart, in ``boot_first_ts``/``boot_last_ts``. Events of the other clock
+    join the open incident of their key without a gap check: the gap between a
+    boot-clock and a wall-clock time cannot be known.
+
 Forgetting
     State has a lifetime: ``flush(now)`` closes and forgets every entry (an incident,
     a job, a GPU's counters) that has not changed for its keep time (an incident's
@@ -30,13 +40,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from fleetwatch.detectors.state import register
-from fleetwatch.events import EventBatch
+from fleetwatch.events import CLOCK_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, finding_id
 
 EVIDENCE_HEAD = 3
@@ -117,6 +127,9 @@ class Incident:
     first_ts: float | None
     last_ts: float | None
     count: int = 0
+    clock: str | None = None  # of first_ts/last_ts: "wall", "boot", None (no time yet)
+    boot_first_ts: float | None = None  # boot-clock times of an incident on the wall clock
+    boot_last_ts: float | None = None
     head: list[str] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=EVIDENCE_TAIL))
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -127,14 +140,18 @@ class Incident:
         if self.opened_ts is None:
             self.opened_ts = self.first_ts
 
+    @property
+    def when(self) -> Span:
+        """The incident's times on its clock."""
+        return Span(self.first_ts, self.last_ts, self.clock)
+
     def evidence(self) -> tuple[str, ...]:
         skipped = self.count - len(self.head) - len(self.tail)
         middle = [f"… {skipped:,} more"] if skipped > 0 else []
         return (*self.head, *middle, *self.tail)
 
-    def add(self, ts: float | None, count: int, first: str | None, last: str | None) -> None:
-        if ts is not None:
-            self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+    def add(self, when: Span, count: int, first: str | None, last: str | None) -> None:
+        self._time(when)
         self.count += count
         for line in (first, last) if last is not None and last != first else (first,):
             if line is None:
@@ -143,6 +160,39 @@ class Incident:
                 self.head.append(line)
             else:
                 self.tail.append(line)
+
+    def _time(self, when: Span) -> None:
+        """Fold ``when`` into the incident's times, never mixing two clocks."""
+        if when.boot_first_ts is not None:
+            self._time(Span(when.boot_first_ts, when.boot_last_ts, "boot"))
+        if when.clock is None:
+            return
+        if self.clock == "wall" and when.clock == "boot":
+            self.boot_first_ts = _earliest(self.boot_first_ts, when.first_ts)
+            self.boot_last_ts = _latest(self.boot_last_ts, when.last_ts)
+            return
+        if self.clock == "boot" and when.clock == "wall":
+            # the wall clock wins; what the incident had so far was on the boot clock
+            self.boot_first_ts, self.boot_last_ts = self.first_ts, self.last_ts
+            self.first_ts = self.last_ts = None
+        self.clock = when.clock
+        self.first_ts = _earliest(self.first_ts, when.first_ts)
+        self.last_ts = _latest(self.last_ts, when.last_ts)
+
+    def follows(self, when: Span, gap_s: float) -> bool:
+        """Whether events at ``when`` fold into this incident: they come within ``gap_s``
+        of its last, or their time cannot be compared with its times."""
+        if when.first_ts is None or self.last_ts is None or when.clock != self.clock:
+            return True
+        return when.first_ts - self.last_ts <= gap_s
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 @register
@@ -156,34 +206,26 @@ class IncidentBook:
     def touch(
         self,
         key: tuple[Any, ...],
-        first_ts: float | None,
-        last_ts: float | None,
+        when: Span,
         count: int,
         first: str | None = None,
         last: str | None = None,
     ) -> tuple[Incident, bool]:
-        """Fold ``count`` events into ``key``'s incident; True when it is a new one."""
+        """Fold ``count`` events at ``when`` into ``key``'s incident; True when it is a
+        new one."""
         found = self.open.get(key)
-        new = found is None or (
-            first_ts is not None
-            and found.last_ts is not None
-            and first_ts - found.last_ts > self.gap_s
-        )
+        new = found is None or not found.follows(when, self.gap_s)
         if new:
-            found = self.open[key] = Incident(key, first_ts, last_ts)
+            found = self.open[key] = Incident(key, None, None, opened_ts=when.first_ts)
         assert found is not None
-        found.add(first_ts, count, first, last)
-        if last_ts is not None:
-            found.last_ts = last_ts if found.last_ts is None else max(found.last_ts, last_ts)
+        found.add(when, count, first, last)
         found.seen = None
         return found, new
 
-    def current(self, key: tuple[Any, ...], ts: float | None) -> Incident | None:
-        """``key``'s incident if an event at ``ts`` would fold into it, else None."""
+    def current(self, key: tuple[Any, ...], when: Span) -> Incident | None:
+        """``key``'s incident if an event at ``when`` would fold into it, else None."""
         found = self.open.get(key)
-        if found is None or ts is None or found.last_ts is None:
-            return found
-        return None if ts - found.last_ts > self.gap_s else found
+        return found if found is not None and found.follows(when, self.gap_s) else None
 
     def close(
         self, now: float, lag_s: float = 0.0, busy: Container[tuple[Any, ...]] = ()
@@ -261,13 +303,54 @@ def expire_stamped(table: dict[K, tuple[Any, ...]], width: int, now: float, keep
     return len(stale)
 
 
-def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> tuple[float | None, float | None]:
-    """The earliest and latest time of ``rows``; events without a time do not count."""
+class Span(NamedTuple):
+    """The earliest and latest time of some events, and the clock both are on
+    ("wall", "boot"; None with no time); on the wall clock, the boot-clock times of
+    those events that had only those."""
+
+    first_ts: float | None
+    last_ts: float | None
+    clock: str | None
+    boot_first_ts: float | None = None
+    boot_last_ts: float | None = None
+
+
+UNTIMED = Span(None, None, None)
+_WALL = CLOCK_ID["wall"]
+_BOOT = CLOCK_ID["boot"]
+
+
+def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
+    """The earliest and latest time of ``rows``: of their wall-clock events if any,
+    else of their boot-clock ones (see "Two clocks"); events without a time do not
+    count."""
+    clocks = batch["clock"][rows]
     ts = batch["ts"][rows]
+    wall = clocks == _WALL
+    if not wall.any():
+        return _extent(ts[clocks == _BOOT], "boot")
+    if wall.all():
+        return _extent(ts, "wall")
+    boot = _extent(ts[clocks == _BOOT], "boot")
+    return _extent(ts[wall], "wall")._replace(
+        boot_first_ts=boot.first_ts, boot_last_ts=boot.last_ts
+    )
+
+
+def _extent(ts: npt.NDArray[np.float64], clock: str) -> Span:
     known = ts[~np.isnan(ts)]
     if known.size == 0:
-        return None, None
-    return float(known.min()), float(known.max())
+        return UNTIMED
+    return Span(float(known.min()), float(known.max()), clock)
+
+
+def at(batch: EventBatch, row: int) -> Span:
+    """The time of one event as a ``Span``."""
+    ts = float(batch["ts"][row])
+    clock = int(batch["clock"][row])
+    if ts != ts or clock not in (_WALL, _BOOT):
+        return UNTIMED
+    return Span(ts, ts, "wall" if clock == _WALL else "boot")
 
 
 def runs(key: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -316,6 +399,9 @@ def make_finding(
         summary=summary,
         first_ts=incident.first_ts,
         last_ts=incident.last_ts,
+        clock=incident.clock,
+        boot_first_ts=incident.boot_first_ts,
+        boot_last_ts=incident.boot_last_ts,
         count=incident.count,
         evidence=incident.evidence(),
         **entity,

@@ -174,12 +174,11 @@ class GspFault(Stateful):
         entry: XidEntry | None,
     ) -> Finding:
         row, last = int(part[0]), int(part[-1])
-        first_ts, last_ts = span(batch, part)
+        when = span(batch, part)
         slot = self._slot(node, pci, index)
         incident, new = self.book.touch(
             (node, slot),
-            first_ts,
-            last_ts,
+            when,
             int(part.size),
             describe(batch, row),
             describe(batch, last),
@@ -199,7 +198,8 @@ class GspFault(Stateful):
             opened = self.opened.setdefault(gpu, [])
             reset = self.reset.get(gpu)
             window = self.config.window_s
-            since = first_ts if first_ts is not None else 0.0
+            # the kernel log's own times, on one clock per node (see "Two clocks")
+            since = when.first_ts if when.first_ts is not None else 0.0
             opened[:] = [t for t in opened if since - t <= window] + [since]
             if reset is not None and opened[:-1] and reset >= opened[-2]:
                 attrs["escalated"] = "it came back after the GPU was reset"

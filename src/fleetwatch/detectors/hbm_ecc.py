@@ -318,7 +318,7 @@ class HbmEcc(Stateful):
         first, last = int(members[0]), int(members[-1])
         incident, _ = self.book.touch(
             (node, pci),
-            *span(batch, members),
+            span(batch, members),
             int(members.size),
             describe(batch, first),
             describe(batch, last),

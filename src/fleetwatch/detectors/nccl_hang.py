@@ -239,7 +239,7 @@ class NcclHang(Stateful):
                 continue
             incident, _ = self.book.touch(
                 (name,),
-                *span(batch, np.asarray([first, last_row])),
+                span(batch, np.asarray([first, last_row])),
                 1,
                 describe(batch, first),
                 describe(batch, last_row),
@@ -278,7 +278,7 @@ class NcclHang(Stateful):
         incident = self.book.open.pop((gone,), None)
         if incident is not None:  # found before its partner: its evidence moves over
             head = incident.head[0] if incident.head else None
-            self.book.touch((keep,), incident.first_ts, incident.last_ts, incident.count, head)
+            self.book.touch((keep,), incident.when, incident.count, head)
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:

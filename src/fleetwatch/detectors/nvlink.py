@@ -63,8 +63,10 @@ import numpy as np
 from fleetwatch.catalog import xid, xids_owned_by
 from fleetwatch.detectors.base import (
     EVIDENCE_HEAD,
+    UNTIMED,
     Incident,
     IncidentBook,
+    Span,
     describe,
     expire_stamped,
     make_finding,
@@ -121,8 +123,7 @@ class _Evidence(NamedTuple):
     members: np.ndarray
     first: int  # its first and last row (the evidence lines)
     last: int
-    first_ts: float | None
-    last_ts: float | None
+    when: Span
     node: str
     gpu: str
     severity: Severity
@@ -390,9 +391,11 @@ class Nvlink(Stateful):
             verdicts, ends, strict=True
         ):
             _, severity, action, topic, what = verdict
+            # counters come from nvidia-smi and DCGM, on the wall clock
+            when = Span(first_ts, last_ts, "wall") if first_ts == first_ts else UNTIMED
             self._due.append(
                 _Evidence(
-                    rows[a:b], first, last, first_ts, last_ts, name[0], name[1],
+                    rows[a:b], first, last, when, name[0], name[1],
                     severity, action, topic, what,
                 )
             )  # fmt: skip
@@ -474,14 +477,14 @@ class Nvlink(Stateful):
             first = int(members[0])
             self._due.append(
                 _Evidence(
-                    members, first, last, *span(batch, members), node, gpu,
+                    members, first, last, span(batch, members), node, gpu,
                     entry.severity, entry.action, what, what,
                 )
             )  # fmt: skip
 
     def _fold(self, batch: EventBatch, evidence: _Evidence) -> Incident:
-        members, first, _, first_ts, last_ts, node, gpu, severity, action, topic, what = evidence
-        incident, _ = self.book.touch((node, gpu), first_ts, last_ts, int(members.size))
+        members, first, _, when, node, gpu, severity, action, topic, what = evidence
+        incident, _ = self.book.touch((node, gpu), when, int(members.size))
         attrs: dict[str, Any] = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         # the rest of the actions rank alike: the first evidence's stays unless outranked
@@ -507,7 +510,7 @@ class Nvlink(Stateful):
                 break
             first, last = piece.first, piece.last
             incident.add(
-                None,
+                UNTIMED,
                 0,
                 self._line(batch, first),
                 self._line(batch, last) if last != first else None,

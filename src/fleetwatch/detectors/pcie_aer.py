@@ -47,6 +47,7 @@ import numpy as np
 from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
+    at,
     describe,
     expire,
     expire_stamped,
@@ -170,7 +171,7 @@ class PcieAer(Stateful):
             if recent is not None and ts is not None and abs(ts - recent[0]) <= self.config.burst_s:
                 pci = recent[1]  # the port above the GPU reported the GPU's error
         severity = _SEVERITY.get(int(batch["severity"][row]), Severity.WARNING)
-        incident, _ = self.book.touch((node, pci), ts, ts, 1, describe(batch, row))
+        incident, _ = self.book.touch((node, pci), at(batch, row), 1, describe(batch, row))
         attrs = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         attrs["corrected"] = attrs.get("corrected", 0) + (severity == Severity.WARNING)
@@ -213,7 +214,7 @@ class PcieAer(Stateful):
             hit = rows[start:end][over[start:end]]
             incident, _ = self.book.touch(
                 key,
-                *span(batch, hit),
+                span(batch, hit),
                 int(hit.size),
                 describe(batch, int(hit[0])),
                 describe(batch, int(hit[-1])),

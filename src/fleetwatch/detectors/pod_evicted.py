@@ -39,7 +39,7 @@ from fleetwatch.detectors.base import (
     span,
 )
 from fleetwatch.detectors.state import Stateful
-from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.events import CLOCK_ID, KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 _FAULT_KINDS: Final = np.asarray([KIND_ID[k] for k in ("xid", "sxid", "gpu_lost")], np.int8)
@@ -82,7 +82,9 @@ class PodEvicted(Stateful):
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
         ts = batch["ts"]
-        faults = np.flatnonzero(np.isin(kind, _FAULT_KINDS) & ~np.isnan(ts))
+        # a boot-clock fault (plain dmesg) cannot be placed next to an eviction's wall time
+        wall = batch["clock"] == CLOCK_ID["wall"]
+        faults = np.flatnonzero(np.isin(kind, _FAULT_KINDS) & ~np.isnan(ts) & wall)
         if faults.size:
             # only each node's latest fault matters
             nodes, last = np.unique(batch["node"][faults][::-1], return_index=True)
@@ -117,11 +119,10 @@ class PodEvicted(Stateful):
 
     def _evictions(self, batch: EventBatch, node: str, members: np.ndarray) -> Finding:
         first, last = int(members[0]), int(members[-1])
-        first_ts, last_ts = span(batch, members)
+        when = span(batch, members)
         incident, _ = self.book.touch(
             (node,),
-            first_ts,
-            last_ts,
+            when,
             int(members.size),
             describe(batch, first),
             describe(batch, last),
@@ -139,8 +140,9 @@ class PodEvicted(Stateful):
         fault = self.faults.get(node)
         if (
             fault is not None
-            and first_ts is not None
-            and 0 <= first_ts - fault[0] <= self.config.after_fault_s
+            and when.clock == "wall"
+            and when.first_ts is not None
+            and 0 <= when.first_ts - fault[0] <= self.config.after_fault_s
         ):
             incident.attrs["after_fault"] = fault[1]
         return self._finding(node, incident)

@@ -42,8 +42,10 @@ from typing import Any, ClassVar, Final
 import numpy as np
 
 from fleetwatch.detectors.base import (
+    UNTIMED,
     Incident,
     IncidentBook,
+    Span,
     describe,
     expire,
     make_finding,
@@ -229,9 +231,7 @@ class ThermalThrottle(Stateful):
                 describe(batch, int(hits[0])),
                 describe(batch, int(hits[-1])),
             )
-            incident, _ = self.book.touch(
-                key, None, None, window.thermal, window.first, window.last
-            )
+            incident, _ = self.book.touch(key, UNTIMED, window.thermal, window.first, window.last)
             findings.append(self._finding(key[0], key[1], {key[1]: (window, incident)}))
         return findings
 
@@ -271,9 +271,9 @@ class ThermalThrottle(Stateful):
         )
         incident = None
         if throttling:
-            incident, _ = self.book.touch(
-                key, window.start, window.last_ts, window.thermal, window.first, window.last
-            )
+            # clock-event samples (nvidia-smi, DCGM, NVML) carry wall-clock times
+            when = Span(window.start, window.last_ts, "wall")
+            incident, _ = self.book.touch(key, when, window.thermal, window.first, window.last)
             if sustained:
                 incident.attrs["sustained"] = True
         if not sustained:  # too few samples to be anyone's peer

@@ -54,6 +54,7 @@ import numpy as np
 from fleetwatch.catalog import XidEntry, xid, xid_catalog, xids_owned_by
 from fleetwatch.detectors.base import (
     IncidentBook,
+    Span,
     describe,
     expire,
     make_finding,
@@ -131,7 +132,9 @@ class XidCorrelation(Stateful):
         self.switch = IncidentBook(self.config.gap_s)  # (node, pci, code)
         self.rma = IncidentBook(self.config.rma_window_s)  # (node, pci)
         self.memory = IncidentBook(self.config.gap_s)  # (node, pci, code): hbm_ecc's
-        self.fatal: dict[tuple[str, str], list[float]] = {}  # (node, pci) -> incident times
+        # (node, pci) -> clock -> its fatal incidents' times; each clock's apart: their
+        # times cannot be compared
+        self.fatal: dict[tuple[str, str], dict[str, list[float]]] = {}
         self.workload: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self.identity: dict[tuple[str, str], dict[str, Any]] = {}
         # (node, pci) -> the flush clock at its last event here; None: since the last flush
@@ -169,6 +172,9 @@ class XidCorrelation(Stateful):
 
     def restore(self, saved: dict[str, Any]) -> None:
         super().restore(saved)
+        for gpu, times in self.fatal.items():
+            if isinstance(times, list):  # saved before the clocks were kept apart
+                self.fatal[gpu] = {"wall": times}
         for gpu in (*self.fatal, *self.workload, *self.identity):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
@@ -232,7 +238,7 @@ class XidCorrelation(Stateful):
         self, batch: EventBatch, part: np.ndarray, node: str, pci: str | None, code: int
     ) -> list[Finding]:
         first, last = int(part[0]), int(part[-1])
-        first_ts, last_ts = span(batch, part)
+        when = span(batch, part)
         identity = {
             "node": node,
             "pci": pci,
@@ -250,11 +256,10 @@ class XidCorrelation(Stateful):
         if code == 45 and (m := _CAUSED_BY.search(detail)):
             cause_key = (node, pci, int(m[1]))
             cause_here = int(m[1]) not in REPORTED_ELSEWHERE
-            if cause_here and self.gpu.current(cause_key, first_ts) is not None:  # still open
+            if cause_here and self.gpu.current(cause_key, when) is not None:  # still open
                 incident, _ = self.gpu.touch(
                     cause_key,
-                    first_ts,
-                    last_ts,
+                    when,
                     part.size,
                     describe(batch, first),
                     describe(batch, last),
@@ -263,17 +268,16 @@ class XidCorrelation(Stateful):
         if code in MEMORY_XIDS:
             # hbm_ecc reports these; they still count toward this GPU's RMA escalation.
             incident, new = self.memory.touch(
-                (node, pci, code), first_ts, last_ts, part.size, describe(batch, first)
+                (node, pci, code), when, part.size, describe(batch, first)
             )
             if new and entry.fatal and pci is not None:
-                return self._count_fatal(node, pci, first_ts, identity, incident.evidence())
+                return self._count_fatal(node, pci, when, identity, incident.evidence())
             return []
         if entry.cause == "application":
-            return self._application(batch, part, identity, code, entry, first_ts, last_ts)
+            return self._application(batch, part, identity, code, entry, when)
         incident, new = self.gpu.touch(
             (node, pci, code),
-            first_ts,
-            last_ts,
+            when,
             part.size,
             describe(batch, first),
             describe(batch, last),
@@ -285,11 +289,9 @@ class XidCorrelation(Stateful):
             else [self._gpu_finding(incident, entry, identity, recovery[1] if recovery else None)]
         )
         if new and entry.fatal and pci is not None:
-            out += self._count_fatal(node, pci, first_ts, identity, incident.evidence())
+            out += self._count_fatal(node, pci, when, identity, incident.evidence())
         if new and entry.cause != "application":
-            out += self._node_wide(
-                node, pci, code, entry, first_ts, last_ts, describe(batch, first)
-            )
+            out += self._node_wide(node, pci, code, entry, when, describe(batch, first))
         return out
 
     # -- findings --------------------------------------------------------------------
@@ -320,16 +322,14 @@ class XidCorrelation(Stateful):
         identity: dict[str, Any],
         code: int,
         entry: XidEntry,
-        first_ts: float | None,
-        last_ts: float | None,
+        when: Span,
     ) -> list[Finding]:
         node, pci = identity["node"], identity["pci"]
         process = batch.value("process", int(part[0]))
         job, names = self._job(node, pci, process)
         incident, _ = self.app.touch(
             (job, code),
-            first_ts,
-            last_ts,
+            when,
             part.size,
             describe(batch, int(part[0])),
             describe(batch, int(part[-1])),
@@ -369,11 +369,10 @@ class XidCorrelation(Stateful):
         pci: str | None,
         code: int,
         entry: XidEntry,
-        first_ts: float | None,
-        last_ts: float | None,
+        when: Span,
         evidence: str,
     ) -> list[Finding]:
-        incident, _ = self.node.touch((node, code), first_ts, last_ts, 1, evidence)
+        incident, _ = self.node.touch((node, code), when, 1, evidence)
         gpus = incident.attrs.setdefault("gpus", set())
         gpus.add(pci)
         if len(gpus) < self.config.node_min_gpus:
@@ -394,17 +393,18 @@ class XidCorrelation(Stateful):
         self,
         node: str,
         pci: str,
-        ts: float | None,
+        when: Span,
         identity: dict[str, Any],
         evidence: tuple[str, ...],
     ) -> list[Finding]:
-        times = self.fatal.setdefault((node, pci), [])
+        ts, clock = when.first_ts, when.clock or "none"
+        times = self.fatal.setdefault((node, pci), {}).setdefault(clock, [])
         times.append(ts if ts is not None else 0.0)
         window = [t for t in times if ts is None or ts - t <= self.config.rma_window_s]
-        self.fatal[node, pci] = window
+        times[:] = window
         if len(window) < self.config.rma_fatal_count:
             return []
-        incident, _ = self.rma.touch((node, pci), window[0], ts, 0)
+        incident, _ = self.rma.touch((node, pci), Span(window[0], ts, when.clock), 0)
         incident.count = len(window)
         incident.head[:] = list(evidence[:3])
         summary = (
@@ -431,7 +431,7 @@ class XidCorrelation(Stateful):
                 node, pci = batch.strings[node_id], batch.string(pci_id)
                 incident, _ = self.switch.touch(
                     (node, pci, int(code)),
-                    *span(batch, part),
+                    span(batch, part),
                     part.size,
                     describe(batch, int(part[0])),
                     describe(batch, int(part[-1])),

@@ -27,13 +27,17 @@ _STYLE = {
 }
 
 
-def when(ts: float | None) -> str:
+def when(ts: float | None, clock: str | None) -> str:
     """A finding's time for people: UTC for wall-clock times, seconds for boot clocks."""
     if ts is None:
         return "-"
-    if ts > 1e9:  # an epoch; smaller values are seconds since boot
+    # a finding saved before findings named their clock: small times are since boot
+    if clock == "boot" or (clock is None and ts < 1e9):
+        return f"boot+{ts:.0f}s"
+    try:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"boot+{ts:.0f}s"
+    except (OverflowError, OSError, ValueError):  # a year past 9999 from a forged stamp
+        return f"{ts:.0f}"
 
 
 def write_table(findings: Sequence[Finding], out: TextIO) -> None:
@@ -51,7 +55,8 @@ def write_table(findings: Sequence[Finding], out: TextIO) -> None:
     table.add_column("summary", ratio=1)
     for f in findings:
         gpu = f.pci or (str(f.gpu) if f.gpu is not None else "")
-        cells = (f.detector, f.node or "", gpu, str(f.action), f"{f.count:,}", when(f.first_ts))
+        first_seen = when(f.first_ts, f.clock)
+        cells = (f.detector, f.node or "", gpu, str(f.action), f"{f.count:,}", first_seen)
         table.add_row(
             Text(str(f.severity), style=_STYLE[f.severity]),
             *(Text(one_line(cell)) for cell in (*cells, f.summary)),
