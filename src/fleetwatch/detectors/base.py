@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -303,7 +303,8 @@ def expire_stamped(table: dict[K, tuple[Any, ...]], width: int, now: float, keep
     return len(stale)
 
 
-class Span(NamedTuple):
+@dataclass(frozen=True, slots=True)  # one allocation each: a NamedTuple takes two
+class Span:
     """The earliest and latest time of some events, and the clock both are on
     ("wall", "boot"; None with no time); on the wall clock, the boot-clock times of
     those events that had only those."""
@@ -332,9 +333,8 @@ def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
     if wall.all():
         return _extent(ts, "wall")
     boot = _extent(ts[clocks == _BOOT], "boot")
-    return _extent(ts[wall], "wall")._replace(
-        boot_first_ts=boot.first_ts, boot_last_ts=boot.last_ts
-    )
+    on_wall = _extent(ts[wall], "wall")
+    return Span(on_wall.first_ts, on_wall.last_ts, "wall", boot.first_ts, boot.last_ts)
 
 
 def _extent(ts: npt.NDArray[np.float64], clock: str) -> Span:
