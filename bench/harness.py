@@ -207,29 +207,39 @@ READER_INPUTS: dict[str, Callable[[], bytes]] = {
 }
 
 
+# A line no reader claims: what most of a node's logs are (another program's output).
+NOISE_LINE: Final = b"2026-12-02T08:00:00.000Z trainer[4121]: step 1200 loss 2.31 tokens/s 41250\n"
+
+
 @contextmanager
-def reader_input(name: str) -> Iterator[tuple[Callable[[], None], int]]:
-    """A warmed-up call that reads a realistic input of one format, and its line count."""
-    data = READER_INPUTS[name]()
+def reader_input(name: str, noise: int = 0) -> Iterator[tuple[Callable[[], int], int]]:
+    """A warmed-up call that reads a realistic input of one format (after ``noise``
+    lines no reader claims) and returns how many events it read, and the line count."""
+    data = NOISE_LINE * noise + READER_INPUTS[name]()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input"
         path.write_bytes(data)
 
-        def read() -> None:
-            for _ in read_paths([str(path)]):
-                pass
+        def read() -> int:
+            return sum(len(batch) for batch in read_paths([str(path)]))
 
         read()  # warm-up: caches, the prefilter, imports
         yield read, data.count(b"\n")
 
 
+def _counted(read: Callable[[], int]) -> tuple[int, int]:
+    """The allocations of one read, and the events it gave."""
+    with quiet_gc():
+        alloccount.start()
+        events = read()
+        allocs = alloccount.stop()
+    return allocs, events
+
+
 def bench_reader(name: str, repeat: int = 5) -> Measurement:
     """Read a realistic input of one format; count allocations and time per line."""
     with reader_input(name) as (read, lines):
-        with quiet_gc():
-            alloccount.start()
-            read()
-            allocs = alloccount.stop()
+        allocs, _ = _counted(read)
         nanos = []
         for _ in range(repeat):
             start = time.perf_counter_ns()
@@ -238,6 +248,25 @@ def bench_reader(name: str, repeat: int = 5) -> Measurement:
     return Measurement(
         f"bench_read_{name}", 1, allocs, allocs / lines, statistics.median(nanos) / lines
     )
+
+
+def bench_reader_record(name: str) -> Measurement:
+    """Allocations per record (per event read) of the same input as ``bench_reader``."""
+    with reader_input(name) as (read, _):
+        allocs, events = _counted(read)
+    return Measurement(f"bench_read_{name}_record", 1, allocs, allocs / events, 0.0)
+
+
+def bench_reader_noise(name: str, noise: int = 10_000) -> Measurement:
+    """Allocations per line no reader claims, in steady state: the input after
+    ``2 * noise`` noise lines, less the input after ``noise`` (what the first noise
+    lines cost once, such as a record's nearest stamp changing, cancels out)."""
+    counts = []
+    for lines in (noise, 2 * noise):
+        with reader_input(name, noise=lines) as (read, _):
+            counts.append(_counted(read)[0])
+    extra = counts[1] - counts[0]
+    return Measurement(f"bench_read_{name}_noise", 1, extra, max(extra, 0) / noise, 0.0)
 
 
 def instructions() -> list[tuple[str, int]]:
@@ -276,6 +305,8 @@ def all_benchmarks() -> dict[tuple[str, int], Callable[[], Measurement]]:
             known[f"bench_{detector}", window] = partial(bench_detector, detector, window)
     for reader in READER_INPUTS:
         known[f"bench_read_{reader}", 1] = partial(bench_reader, reader)
+        known[f"bench_read_{reader}_record", 1] = partial(bench_reader_record, reader)
+        known[f"bench_read_{reader}_noise", 1] = partial(bench_reader_noise, reader)
     for detector in PLAIN:  # the per-event references, for comparison; not gated
         known[f"plain_{detector}", 1024] = partial(bench_detector, detector, 1024, True)
     return known

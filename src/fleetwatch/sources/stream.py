@@ -108,6 +108,18 @@ class _BufferCursor:
             self.consumed_to = self._end if nl < 0 else nl + 1
 
 
+# The last stamped line of a range in one search: ``.*`` runs to the end, then backs up
+# to the last line start where a stamp matches. ``finditer`` made a match object for
+# every stamped line between two records, so noise cost allocations per line.
+_LAST_STAMPED: Final = re.compile(rb"(?s:.*)^(?=" + STAMPED_LINE.pattern[1:] + rb")", re.MULTILINE)
+
+
+def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
+    """Where the last line of ``buf[floor:start]`` that starts with a stamp begins."""
+    found = _LAST_STAMPED.match(buf, floor, start)
+    return None if found is None else found.end()
+
+
 class LineStream:
     """Reads one input's bytes and emits the events of every record in it."""
 
@@ -242,12 +254,10 @@ class LineStream:
             self._stamp_pos = end
             return env
         # No stamp: take the nearest stamped line's time (and keep this line's host).
-        nearest = None
-        for nearest in STAMPED_LINE.finditer(buf, self._stamp_pos, start):  # noqa: B007
-            pass
+        nearest = _last_stamped(buf, self._stamp_pos, start)
         if nearest is not None:
-            line_end = buf.find(b"\n", nearest.start())
-            text = buf[nearest.start() : line_end].decode("utf-8", "replace")
+            line_end = buf.find(b"\n", nearest)
+            text = buf[nearest:line_end].decode("utf-8", "replace")
             found = self._envelope(text, self.ctx.rules, None)
             if found.clock != "none" and not found.relative:
                 self._stamp_env = found
