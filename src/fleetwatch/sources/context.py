@@ -115,7 +115,9 @@ class Identities:
         gpu: int | None = None,
     ) -> GpuIdentity:
         """Record what a record told about the GPU at ``pci`` on ``node``."""
-        slots = self._by_node.setdefault(node, {})
+        slots = self._by_node.get(node)
+        if slots is None:  # not setdefault: it would make an empty dict on every call
+            slots = self._by_node[node] = {}
         known = slots.get(pci)
         if known is None or (uuid is not None and known.uuid not in (None, uuid)):
             known = slots[pci] = GpuIdentity()  # a new GPU in this slot

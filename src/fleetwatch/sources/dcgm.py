@@ -105,22 +105,38 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
     except ValueError:
         ctx.stats.bad(SOURCE, "malformed sample")
         return
+    timestamp = None
+    if len(fields) == 2:
+        # every sample of one scrape has the same time stamp: read it once
+        last_text, last = ctx.memo.get(_STAMP, _NO_STAMP)
+        if fields[1] == last_text:
+            timestamp = last
+        else:
+            timestamp = _stamp(fields[1], ctx)
+            if timestamp is None:
+                return
+            ctx.memo[_STAMP] = (fields[1], timestamp)
+    emit_sample(labels, rule, value, timestamp, env, line, ctx)
+
+
+_STAMP: Final = "dcgm stamp"  # ctx.memo key: the last time stamp's text and its time
+_NO_STAMP: Final = ("", 0.0)
+
+
+def _stamp(text: str, ctx: FileContext) -> float | None:
+    """A sample's time stamp (milliseconds) in seconds; None: counted as unreadable."""
     try:
-        stamp = int(fields[1]) if len(fields) == 2 else None
+        stamp = int(text)
     except ValueError:
         # int() refuses a digit run past 4,300 digits: a number all the same, out of range
-        ctx.stats.bad(
-            SOURCE, OUT_OF_RANGE if fields[1].lstrip("+-").isdecimal() else "malformed sample"
-        )
-        return
-    timestamp = None
-    if stamp is not None:
-        # milliseconds past int64, or a time past what a clock shows (year 9999)
-        timestamp = stamp / 1000 if INT64_MIN <= stamp <= INT64_MAX else None
-        if timestamp is None or not showable(timestamp):
-            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
-            return
-    emit_sample(labels, rule, value, timestamp, env, line, ctx)
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE if text.lstrip("+-").isdecimal() else "malformed sample")
+        return None
+    # milliseconds past int64, or a time past what a clock shows (year 9999)
+    timestamp = stamp / 1000 if INT64_MIN <= stamp <= INT64_MAX else None
+    if timestamp is None or not showable(timestamp):
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+        return None
+    return timestamp
 
 
 def emit_sample(

@@ -588,7 +588,9 @@ def _claims_text(text: str) -> bool:
     if "NVSMI LOG" in text:
         return True
     line = text.strip()
-    return line in _FRAGMENT_TITLES or _GPU_HEADER.match(line) is not None
+    return line in _FRAGMENT_TITLES or (
+        line.startswith("GPU ") and _GPU_HEADER.match(line) is not None
+    )
 
 
 def _read_text(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileContext) -> None:

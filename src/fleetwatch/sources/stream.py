@@ -263,6 +263,8 @@ class LineStream:
                 self._stamp_env = found
         self._stamp_pos = start
         stamp = self._stamp_env
+        if stamp.host == env.host and stamp.boot is None and not stamp.relative:
+            return stamp  # the same envelope: no need for a new one
         return Envelope(stamp.ts, stamp.clock, env.host)
 
     def _relative(self, buf: bytes, start: int, end: int, env: Envelope) -> Envelope:
