@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import signal
 import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import click
 import numpy as np
@@ -40,6 +44,16 @@ from fleetwatch.store import StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 from fleetwatch.watch import MetricsSettings, Watch, load_plan
 
+_SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
+
+  fleetwatch replay PATH...      the faults in collected logs (files, folders)
+  fleetwatch parse PATH...       the events read from them
+  fleetwatch watch --follow LOG  watch live, keep findings, announce changes
+  fleetwatch explain xid 79      what an Xid means, and what to do about it
+  fleetwatch detectors           the pattern library, with its defaults
+
+fleetwatch COMMAND --help for a command's options and examples."""
+
 
 def _fail(message: str) -> NoReturn:
     # a path or a value in the message comes from the command line or a file: escaped
@@ -47,13 +61,41 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_EXITS: Final = ("0  done", "2  a usage or input error (one line on stderr)")
+
+
+def _epilog(examples: str, exits: tuple[str, ...] = _EXITS, env: str = "") -> str:
+    """A command's help ending: examples, exit codes and the environment it reads.
+    (``\\b`` keeps click from rewrapping a paragraph.)"""
+    codes = "\n".join(f"  {code}" for code in exits)
+    text = f"\b\nExamples:\n{examples}\n\n\b\nExit codes:\n{codes}"
+    if env:
+        text += f"\n\n\b\nEnvironment:\n{env}"
+    return text
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_epilog(
+        "  fleetwatch replay /var/log/gpu-node-17/\n"
+        "  fleetwatch replay kern.log.1.gz dcgm.prom --since 2h --output jsonl\n"
+        "  fleetwatch watch --kmsg --nvml --metrics-port 9400",
+        env="  FLEETWATCH_WEBHOOK_SECRET  watch: the key that signs webhook posts\n"
+        "  COLUMNS                    the width a table is laid out for",
+    ),
+)
 @click.version_option(package_name="fleetwatch")
 def cli() -> None:
     """Find GPU faults in GPU-fleet telemetry and say what to do about each one."""
 
 
-@cli.command()
+@cli.command(
+    epilog=_epilog(
+        "  fleetwatch parse /var/log/kern.log\n"
+        "  fleetwatch parse dcgm.prom --output jsonl | jq .kind\n"
+        "  journalctl -k -o json | fleetwatch parse - --node gpu-node-17"
+    )
+)
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--output",
@@ -107,24 +149,49 @@ def _read_options(node: str | None, year: int | None, zone: str | None) -> ReadO
         _fail(str(exc))
 
 
-def _moment(text: str | None, option: str, zone: str | None) -> float | None:
-    """``--since`` / ``--until``: epoch seconds or ISO 8601 (no zone: ``--tz`` or local)."""
+_AGO: Final = re.compile(r"(\d{1,9})\s*([smhdw])(?:\s*ago)?")
+_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _moment(
+    text: str | None, option: str, zone: str | None, now: Callable[[], float] = time.time
+) -> float | None:
+    """``--since`` / ``--until``: epoch seconds, ISO 8601 (no zone: ``--tz`` or local),
+    or a span back from now (``2h``, ``30m``, ``7d``, ``90s``, ``1w``; ``ago`` optional)."""
     if text is None:
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            _fail(f"{option} {text!r} is no time")
+        return seconds
+    if ago := _AGO.fullmatch(text.strip().lower()):
+        return now() - int(ago[1]) * _UNIT_S[ago[2]]
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"{option} {text!r} is neither epoch seconds nor an ISO 8601 time")
+        _fail(
+            f"{option} {text!r} is neither epoch seconds, an ISO 8601 time, "
+            "nor a span back from now such as 2h"
+        )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=parse_zone(zone)) if zone else moment.astimezone()
     return moment.timestamp()
 
 
-@cli.command(name="replay")
+@cli.command(
+    name="replay",
+    epilog=_epilog(
+        "  fleetwatch replay logs/                  every node folder under logs/\n"
+        "  fleetwatch replay logs/ --since 2h       only the last two hours\n"
+        "  fleetwatch replay logs/ --output slurm   scontrol lines to drain the nodes\n"
+        "  fleetwatch replay logs/ --fail-on error  exit 1 when a finding is that bad",
+        exits=(_EXITS[0], "1  a finding at or above --fail-on", _EXITS[1]),
+    ),
+)
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--output",
@@ -132,9 +199,14 @@ def _moment(text: str | None, option: str, zone: str | None) -> float | None:
     default=None,
     help="table (default on a terminal), jsonl (default otherwise), drain-list, slurm.",
 )
+@click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
-@click.option("--since", help="Only events at or after this time (ISO 8601 or epoch).")
-@click.option("--until", help="Only events at or before this time (ISO 8601 or epoch).")
+@click.option(
+    "--since", help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
+@click.option(
+    "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
 @click.option("--only-node", help="Only this node's events.")
 @click.option("--node", "old_node", hidden=True)
 @click.option(
@@ -147,6 +219,7 @@ def _moment(text: str | None, option: str, zone: str | None) -> float | None:
 def replay_command(
     paths: tuple[str, ...],
     output: str | None,
+    wide: bool,
     config_path: str | None,
     since: str | None,
     until: str | None,
@@ -188,7 +261,7 @@ def replay_command(
     guessed: list[Finding] = []
     if fmt in ("drain-list", "slurm"):  # a node named after a file is no node to drain
         guessed = [f for f in findings if f.node in stats.file_nodes]
-    left_out = write([f for f in findings if f not in guessed], fmt, sys.stdout)
+    left_out = write([f for f in findings if f not in guessed], fmt, sys.stdout, wide=wide)
     sys.stdout.flush()
     if left_out:
         click.echo(_left_out(left_out, fmt, NOT_A_HOST_NAME), err=True)
@@ -209,7 +282,17 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
     return f"fleetwatch: {len(findings)} finding(s) not in the {fmt} output: {why} ({names})"
 
 
-@cli.command(name="watch")
+@cli.command(
+    name="watch",
+    epilog=_epilog(
+        "  fleetwatch watch --kmsg --nvml --metrics-port 9400\n"
+        "  fleetwatch watch --follow /var/log/pods --kubeconfig ~/.kube/config\n"
+        "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet",
+        exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or store error"),
+        env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts\n"
+        "                             (another name: the config's webhook secret_env)",
+    ),
+)
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
 @click.option("--follow", multiple=True, help="A log file or folder to follow (repeatable).")
 @click.option("--from-start", is_flag=True, help="First start: read what files already hold.")
@@ -295,8 +378,17 @@ def _silence(text: str) -> Silence:
     return Silence(**fields)
 
 
-@cli.command(name="simulate")
-@click.option("--scenario", type=click.Choice(list(SCENARIOS)), required=True)
+@cli.command(
+    name="simulate",
+    epilog=_epilog("  fleetwatch simulate --scenario dbe-row-remap --out /tmp/fleet --nodes 8"),
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(list(SCENARIOS)),
+    metavar="NAME",
+    required=True,
+    help="One of: " + ", ".join(SCENARIOS) + ".",
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--nodes", type=click.IntRange(1, 100_000), default=4, show_default=True)
@@ -318,7 +410,7 @@ def simulate_command(scenario: str, out: str, seed: int, nodes: int, lines_per_n
         click.echo(f"  {where}")
 
 
-@cli.command()
+@cli.command(epilog=_epilog("  fleetwatch explain xid 79"))
 @click.argument("what", type=click.Choice(["xid"]))
 @click.argument("code", type=click.IntRange(0, 10**6))
 def explain(what: str, code: int) -> None:
@@ -335,7 +427,7 @@ def explain(what: str, code: int) -> None:
     click.echo(f"  {entry.note}")
 
 
-@cli.command()
+@cli.command(epilog=_epilog("  fleetwatch detectors"))
 def detectors() -> None:
     """The pattern library, with each detector's defaults."""
     console = Console()
@@ -388,6 +480,9 @@ def main() -> None:
     """Entry point: run the CLI, turning usage errors into one line and exit 2."""
     try:
         cli.main(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:  # bare ``fleetwatch``: not an error
+        click.echo(_SHORT_USAGE)
+        sys.exit(0)
     except click.UsageError as exc:
         _fail(exc.format_message())
     except click.exceptions.Abort:

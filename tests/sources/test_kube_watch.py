@@ -41,9 +41,11 @@ class Running:
         self.positions.append(position)
 
     def pods(self) -> list[tuple[str, str]]:
-        if not self.batches:
+        # a copy: the source's thread may add batches while concat walks them
+        batches = list(self.batches)
+        if not batches:
             return []
-        records = concat(self.batches).records()
+        records = concat(batches).records()
         return [(r["pod"], r["kind"]) for r in records]
 
     def halt(self) -> None:

@@ -1,6 +1,7 @@
 """Sinks: where findings go. Replay writes them once, in one of these forms.
 
-* ``table``: a table for a terminal, most severe first (``table.py``);
+* ``table``: for a terminal, most severe first; a list that fits 80 columns, or a
+  table where there is room (``table.py``);
 * ``jsonl``: one finding a line, the documented JSON form (``Finding.to_json``);
 * ``drain-list`` and ``slurm``: the nodes and GPUs to take out of service (``drain.py``).
 
@@ -28,13 +29,14 @@ def write_jsonl(findings: Sequence[Finding], out: TextIO) -> None:
         out.write(json.dumps(finding.to_json(), ensure_ascii=False) + "\n")
 
 
-def write(findings: Sequence[Finding], fmt: str, out: TextIO) -> list[Finding]:
-    """Write ``findings`` to ``out`` in ``fmt`` (one of ``FORMATS``).
+def write(findings: Sequence[Finding], fmt: str, out: TextIO, wide: bool = False) -> list[Finding]:
+    """Write ``findings`` to ``out`` in ``fmt`` (one of ``FORMATS``); ``wide``: the
+    table with a column each, whatever the terminal's width.
 
     Returns the findings the format left out (``slurm``: ``drain.NOT_A_HOST_NAME``).
     """
     if fmt == "table":
-        write_table(findings, out)
+        write_table(findings, out, wide=wide)
     elif fmt == "jsonl":
         write_jsonl(findings, out)
     elif fmt == "drain-list":
