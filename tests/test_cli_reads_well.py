@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from fleetwatch.cli import _moment
 from fleetwatch.config import load
 from fleetwatch.replay import replay
 from fleetwatch.sinks.table import WIDE_AT, write_table
+from fleetwatch.store import Commit, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
-COMMANDS = ("parse", "replay", "watch", "simulate", "explain", "detectors")
+COMMANDS = ("parse", "replay", "watch", "findings", "simulate", "explain", "detectors")
 
 
 def fleetwatch(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
@@ -107,3 +109,29 @@ def test_since_refuses_what_is_no_time() -> None:
         done = fleetwatch("replay", str(EXAMPLES[0]), "--since", text)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (text, done.stderr)
     assert _moment("1717496983", "--since", None) == 1717496983.0
+
+
+def test_findings_lists_what_a_watch_keeps_in_its_store(tmp_path: Path) -> None:
+    found = replay([str(ROOT / "examples" / "xid79-fallen-off-bus")], load(None))
+    rows = [f.to_json() for f in found]
+    rows[-1]["status"] = "resolved"
+    rows.append({"id": "broken", "detector": "x", "severity": "nonsense", "status": "open"})
+    store = Store(tmp_path / "watch.db")
+    store.commit(Commit(findings=rows, checkpoints={}, positions={}, outbox=[], meta={}))
+    store.close()
+    listed = fleetwatch("findings", "--store", str(tmp_path / "watch.db"), "--output", "jsonl")
+    assert listed.returncode == 0, listed.stderr
+    ids = [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    assert ids == [f.id for f in found[:-1]]  # the open ones, most severe first
+    assert (
+        listed.stderr == f"fleetwatch: 2 open finding(s) in {tmp_path / 'watch.db'}; 1 unreadable\n"
+    )
+    every = fleetwatch(
+        "findings", "--store", str(tmp_path / "watch.db"), "--all", "--output", "jsonl"
+    )
+    assert len(every.stdout.splitlines()) == 3
+    table = fleetwatch("findings", "--store", str(tmp_path / "watch.db"), "--output", "table")
+    assert "reboot_node" in table.stdout and all(len(x) <= 80 for x in table.stdout.splitlines())
+    missing = fleetwatch("findings", "--store", str(tmp_path / "none.db"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert not (tmp_path / "none.db").exists()

@@ -40,7 +40,7 @@ from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.sources.live import SourceError
-from fleetwatch.store import StoreError
+from fleetwatch.store import Store, StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 from fleetwatch.watch import MetricsSettings, Watch, load_plan
 
@@ -357,6 +357,50 @@ def watch_command(
         running.run(stop)
     except (OSError, StoreError) as exc:  # the metrics port is taken; the store went bad
         _fail(str(exc))
+
+
+@cli.command(
+    name="findings",
+    epilog=_epilog(
+        "  fleetwatch findings                the open findings of fleetwatch-watch.db\n"
+        "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db"
+    ),
+)
+@click.option(
+    "--store", default="fleetwatch-watch.db", show_default=True, help="The watch store to read."
+)
+@click.option("--all", "everything", is_flag=True, help="Resolved findings too.")
+@click.option(
+    "--output",
+    type=click.Choice(["table", "jsonl"]),
+    default=None,
+    help="table (default on a terminal), jsonl (default otherwise).",
+)
+@click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
+def findings_command(store: str, everything: bool, output: str | None, wide: bool) -> None:
+    """List the findings a watch keeps in its store (it may be running)."""
+    if not Path(store).is_file():  # opening would make an empty store: say so instead
+        _fail(f"no store at {store}")
+    try:
+        opened = Store(store)
+        rows = opened.findings(None if everything else "open")
+        opened.close()
+    except StoreError as exc:
+        _fail(str(exc))
+    findings, unreadable = [], 0
+    for row in rows:
+        try:
+            findings.append(Finding.from_json(row))
+        except (KeyError, TypeError, ValueError):  # a row this version cannot read
+            unreadable += 1
+    findings.sort(key=lambda f: (-f.severity, f.first_ts or 0.0, f.id))
+    fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
+    write(findings, fmt, sys.stdout, wide=wide)
+    which = "" if everything else "open "
+    said = f"fleetwatch: {len(findings)} {which}finding(s) in {one_line(store)}"
+    if unreadable:
+        said += f"; {unreadable} unreadable"
+    click.echo(said, err=True)
 
 
 def _silence(text: str) -> Silence:
