@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import signal
@@ -345,6 +346,7 @@ def watch_command(
     }
     if metrics_port is not None:
         overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)
+    _log_to_stderr()
     try:
         plan = load_plan(Path(config_path) if config_path else None, overrides)
         running = Watch(dataclasses.replace(plan, console=not quiet))
@@ -401,6 +403,20 @@ def findings_command(store: str, everything: bool, output: str | None, wide: boo
     if unreadable:
         said += f"; {unreadable} unreadable"
     click.echo(said, err=True)
+
+
+def _log_to_stderr() -> None:
+    """fleetwatch's own log lines on stderr, with time and level (not other libraries')."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s fleetwatch: %(message)s", "%Y-%m-%dT%H:%M:%S%z"
+        )
+    )
+    logger = logging.getLogger("fleetwatch")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _silence(text: str) -> Silence:

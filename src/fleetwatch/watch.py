@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -57,6 +57,7 @@ from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
 from fleetwatch.store import Commit, Store, StoreError, StoreFull
 
+log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr, with time)
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
 RETAIN_EVERY_S = 600.0
 
@@ -139,9 +140,8 @@ def _backoff_runner(
 class Watch:
     """One running watch."""
 
-    def __init__(self, plan: WatchPlan, err: Any = None) -> None:
+    def __init__(self, plan: WatchPlan) -> None:
         self.plan = plan
-        self.err = err or sys.stderr
         self.store = Store(plan.settings.store)
         self.engine = Engine(build(plan.detectors))
         self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
@@ -290,7 +290,9 @@ class Watch:
         except StoreFull as exc:
             if self._full_since is None:
                 self._full_since = now
-                self._say(f"cannot commit ({exc}); keeping what was read, trying again")
+                self._say(
+                    f"cannot commit ({exc}); keeping what was read, trying again", logging.ERROR
+                )
             self.metrics.source_failures.labels("store").inc()
             waited = now - self._full_since
             self._retry_at = now + min(30.0, max(0.5, waited))  # backoff, up to 30 s
@@ -356,7 +358,7 @@ class Watch:
         while not self._failures.empty():
             name, why = self._failures.get_nowait()
             self.metrics.source_failures.labels(name).inc()
-            self._say(f"source {name} failed ({why}); retrying with backoff")
+            self._say(f"source {name} failed ({why}); retrying with backoff", logging.WARNING)
 
     def _banner(self) -> str:
         parts = [f"watching {len(self.sources)} source(s)", f"store {self.plan.settings.store}"]
@@ -365,8 +367,8 @@ class Watch:
             parts.append(f"metrics on http://{address}:{self.metrics_port}/metrics")
         return "; ".join(parts)
 
-    def _say(self, line: str) -> None:
-        print(f"fleetwatch: {line}", file=self.err, flush=True)
+    def _say(self, line: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", line)
 
 
 _WATCH_KEYS = frozenset(
