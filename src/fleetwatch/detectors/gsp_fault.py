@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar, Final
 
 import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid, xids_owned_by
-from fleetwatch.detectors.base import IncidentBook, describe, expire, make_finding, span
+from fleetwatch.detectors.base import IncidentBook, at, describe, expire, make_finding, span
 from fleetwatch.detectors.state import Stateful
-from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.events import KIND_ID, KINDS, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 GSP_XIDS: Final = xids_owned_by("gsp_fault")  # catalog/xid.toml: owner
@@ -62,6 +63,61 @@ class Config:
     """This many incidents on one GPU within ``window_s``: a reset is not enough."""
     window_s: float = 86400.0
     """The window for counting a GPU's incidents (and how long its history is kept)."""
+
+
+# the kinds read whatever their code; the extra last entry answers kind -1
+_ALWAYS: Final = np.isin(
+    np.arange(len(KINDS) + 1), [KIND_ID[k] for k in ("gsp_timeout", "rm_error", "gpu_reset")]
+)
+# a run of identical records (a flood of one line) is touched once: these say identical
+_RECORD_FIELDS: Final = ("kind", "node", "pci", "gpu", "code", "detail")
+
+
+def _rows_of_mine(batch: EventBatch) -> np.ndarray:
+    """The rows this detector reads: its kinds, and of the Xids only the GSP ones.
+
+    A lookup per row and in-place masks: most batches hold none of these rows, and
+    ``np.isin`` over every code cost more than the rest of such a batch.
+    """
+    kind = batch["kind"]
+    wanted = _ALWAYS[kind]
+    xids = kind == KIND_ID["xid"]
+    if xids.any():
+        code = batch["code"]
+        gsp = np.zeros(len(batch), dtype=bool)
+        for gsp_xid in GSP_XIDS:
+            gsp |= code == gsp_xid
+        xids &= gsp
+        wanted |= xids
+    return np.flatnonzero(wanted)
+
+
+def _runs(batch: EventBatch, rows: np.ndarray, gap_s: float) -> list[int]:
+    """Where each run of identical records starts in ``rows`` (time order), and the end.
+
+    A record more than ``gap_s`` after the one before starts a run: a later incident
+    of the same record.
+    """
+    ts = batch["ts"][rows]
+    cut = ts[1:] - ts[:-1] > gap_s
+    differs = np.empty_like(cut)  # one buffer for every column's comparison
+    for name in _RECORD_FIELDS:
+        column = batch[name][rows]
+        cut |= np.not_equal(column[1:], column[:-1], out=differs)
+    return [0, *(np.flatnonzero(cut) + 1).tolist(), int(rows.size)]
+
+
+class _ByItem(EventBatch):
+    """The batch, reading one field of one row with ``ndarray.item(row)``.
+
+    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
+    allocations for each field of each evidence line ``describe`` writes.
+    """
+
+    __slots__ = ()
+
+    def value(self, field: str, row: int) -> Any:
+        return self._shown(field, self.columns[field].item(row))
 
 
 class GspFault(Stateful):
@@ -84,22 +140,15 @@ class GspFault(Stateful):
         self.seen: dict[tuple[str, str], float | None] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
-        faults = (kind == KIND_ID["gsp_timeout"]) | (kind == KIND_ID["rm_error"])
-        xids = (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(GSP_XIDS))
-        rows = np.flatnonzero(faults | xids | (kind == KIND_ID["gpu_reset"]))
+        rows = _rows_of_mine(batch)
         if rows.size == 0:
             return []
+        batch = _ByItem(batch.columns, batch.strings)
         rows = rows[np.argsort(batch["ts"][rows], kind="stable")]
-        # a run of identical records (a flood of one line) is touched once
-        fields = ("node", "pci", "gpu", "code", "detail")
-        key = np.stack([kind[rows], *(batch[f][rows].astype(np.int64) for f in fields)])
-        ts = batch["ts"][rows]
-        apart = np.diff(ts) > self.config.gap_s  # a later incident of the same record
-        starts = np.flatnonzero(np.any(key[:, 1:] != key[:, :-1], axis=0) | apart) + 1
+        bounds = _runs(batch, rows, self.config.gap_s)
         changed: dict[str, Finding] = {}
-        for part in np.split(rows, starts):
-            for finding in self._record(batch, part):
+        for start, end in pairwise(bounds):
+            for finding in self._record(batch, rows[start:end]):
                 changed[finding.id] = finding
         return list(changed.values())
 
@@ -118,20 +167,20 @@ class GspFault(Stateful):
 
     def _record(self, batch: EventBatch, part: np.ndarray) -> list[Finding]:
         """A run of records of one kind, GPU and code, in time order."""
-        row = int(part[0])
-        node = batch.strings[batch["node"][row]]
+        row = part.item(0)
+        node = batch.strings[batch["node"].item(row)]
         pci = batch.value("pci", row)
         index = batch.value("gpu", row)
         kind = batch.value("kind", row)
         if kind == "gpu_reset":
-            ts = batch.value("ts", int(part[-1]))
+            ts = batch.value("ts", part.item(-1))
             slot = self._slot(node, pci, index)
             self.reset[node, slot] = ts if ts is not None else 0.0
             self.seen[node, slot] = None
             return []
         entry = None
         if kind == "xid":
-            entry = xid(int(batch["code"][row]))
+            entry = xid(batch["code"].item(row))
             found = _RM_INDEX.search(batch.value("detail", row) or "")
             if found and len(found[1]) < 10:
                 index = int(found[1])
@@ -173,8 +222,9 @@ class GspFault(Stateful):
         identity: dict[str, Any],
         entry: XidEntry | None,
     ) -> Finding:
-        row, last = int(part[0]), int(part[-1])
-        when = span(batch, part)
+        row, last = part.item(0), part.item(-1)
+        # one record's time is ``at`` it: the same Span as ``span``, without its masks
+        when = at(batch, row) if part.size == 1 else span(batch, part)
         slot = self._slot(node, pci, index)
         incident, new = self.book.touch(
             (node, slot),

@@ -50,9 +50,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fleetwatch.detectors.base import IncidentBook, describe, make_finding, pack, span
+from fleetwatch.detectors.base import IncidentBook, describe, make_finding, span
 from fleetwatch.detectors.state import Stateful, register
-from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.events import KIND_ID, KINDS, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 
@@ -130,9 +130,47 @@ def _stale(job: _Job, now: float, keep: float) -> bool:
     return now - job.seen > keep
 
 
-_KIND_IDS = np.asarray(
-    [KIND_ID[k] for k in ("nccl_init", "nccl_timeout", "nccl_progress")], dtype=np.int8
+# The order a batch's records are read in, by kind: every init (where each rank runs),
+# then progress, then timeouts; 0 is a kind not read (the extra last entry answers -1).
+# A lookup per row is cheaper than ``np.isin``.
+_INIT, _PROGRESS, _TIMEOUT = 1, 2, 3
+_STEP = np.zeros(len(KINDS) + 1, dtype=np.int64)
+_STEP[[KIND_ID["nccl_init"], KIND_ID["nccl_progress"], KIND_ID["nccl_timeout"]]] = (
+    _INIT,
+    _PROGRESS,
+    _TIMEOUT,
 )
+
+
+def _last_of_each(*columns: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Where the last row of each distinct combination of ``columns`` is, sorted by
+    the columns (the first most significant).
+
+    A stable sort of the rows taken backwards puts each combination's last row first
+    in its run: one ``lexsort`` costs fewer allocations than ``np.unique`` of a packed
+    key.
+    """
+    backwards = [column[::-1] for column in columns[::-1]]  # lexsort: last key sorts first
+    order = np.lexsort(backwards)
+    first = np.zeros(order.size, dtype=bool)  # where a run starts in ``order``:
+    first[0] = True  # at the first row, and wherever a column changes
+    for column in backwards:
+        ordered = column[order]
+        first[1:] |= ordered[1:] != ordered[:-1]
+    return order.size - 1 - order[first]
+
+
+class _ByItem(EventBatch):
+    """The batch, reading one field of one row with ``ndarray.item(row)``.
+
+    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
+    allocations for each field of each record read and each evidence line.
+    """
+
+    __slots__ = ()
+
+    def value(self, field: str, row: int) -> Any:
+        return self._shown(field, self.columns[field].item(row))
 
 
 class NcclHang(Stateful):
@@ -176,61 +214,44 @@ class NcclHang(Stateful):
         return self._folders[key - len(batch.strings)]
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
-        rows = np.flatnonzero(np.isin(kind, _KIND_IDS) & (batch["rank"] >= 0))
+        steps = _STEP[batch["kind"]]
+        steps[batch["rank"] < 0] = 0  # a record without a rank says nothing here
+        rows = np.flatnonzero(steps)
         if rows.size == 0:
             return []
+        batch = _ByItem(batch.columns, batch.strings)
         jobs = self._jobs(batch, rows)
         ranks = batch["rank"][rows]
-        kinds = kind[rows]
+        steps = steps[rows]
+        # the last record of each kind, job and rank in this batch is all the state
+        # needs, read kind by kind in the order of ``_STEP``
+        last = _last_of_each(steps, jobs, ranks)
         touched: dict[str, list[int]] = {}
-        timeouts = kinds == KIND_ID["nccl_timeout"]
-        for what in (KIND_ID["nccl_init"], KIND_ID["nccl_progress"], KIND_ID["nccl_timeout"]):
-            mine = kinds == what
-            if not mine.any():
+        for step, key, rank, row in zip(
+            steps[last].tolist(),
+            jobs[last].tolist(),
+            ranks[last].tolist(),
+            rows[last].tolist(),
+            strict=True,
+        ):
+            name = self._name(batch, key)
+            name = self.alias.get(name, name)
+            job = self.jobs.get(name)
+            if job is None:
+                job = self.jobs[name] = _Job()
+            job.seen = None
+            if step == _INIT:
+                self._init(batch, row, job, rank)
                 continue
-            # the last record of each (job, rank) in this batch is all the state needs
-            _, last = np.unique(pack(jobs[mine], ranks[mine])[::-1], return_index=True)
-            picked = rows[mine][::-1][last]
-            for key, rank, row in zip(
-                jobs[mine][::-1][last].tolist(),
-                ranks[mine][::-1][last].tolist(),
-                picked.tolist(),
-                strict=True,
-            ):
-                name = self._name(batch, key)
-                name = self.alias.get(name, name)
-                job = self.jobs.setdefault(name, _Job())
-                job.seen = None
-                if what == KIND_ID["nccl_init"]:
-                    job.world = max(job.world or 0, int(batch["value"][row]))
-                    if "pci" not in job.ranks.get(rank, {}):
-                        job.ranks[rank] = {
-                            "node": batch.value("node", row),
-                            "gpu": batch.value("gpu", row),
-                            "pci": batch.value("pci", row),
-                            "uuid": batch.value("uuid", row),
-                        }
-                    continue
-                # a rank seen only in its timeout still says where it runs
-                if rank not in job.ranks:
-                    job.ranks[rank] = {"node": batch.value("node", row)}
-                if what == KIND_ID["nccl_progress"] and batch["last_completed"][row] >= 0:
-                    job.completed[rank] = int(batch["last_completed"][row])
-                if what == KIND_ID["nccl_timeout"] and batch["seq"][row] >= 0:
-                    seq = int(batch["seq"][row])
-                    job.waiting[rank] = seq
-                    job.completed.setdefault(rank, seq - 1)
-                    if (op := batch.value("op", row)) is not None:
-                        job.ops[rank] = op
-                    if (limit := batch.value("value", row)) is not None:
-                        job.limit_ms = limit
-                seen = touched.get(name)
-                if seen is None:
-                    touched[name] = [row, row]
-                else:
-                    seen[0], seen[1] = min(seen[0], row), max(seen[1], row)
-        if len(self.jobs) > 1 and timeouts.any():  # only a new timeout can join two jobs
+            self._record(batch, row, job, rank, step)
+            seen = touched.get(name)
+            if seen is None:
+                touched[name] = [row, row]
+            elif row < seen[0]:
+                seen[0] = row
+            elif row > seen[1]:
+                seen[1] = row
+        if len(self.jobs) > 1 and (steps == _TIMEOUT).any():  # only a timeout joins two jobs
             self._join(touched)
         out = []
         for name, (first, last_row) in touched.items():
@@ -246,6 +267,35 @@ class NcclHang(Stateful):
             )
             out.append(self._finding(name, job, incident))
         return out
+
+    @staticmethod
+    def _init(batch: EventBatch, row: int, job: _Job, rank: int) -> None:
+        """A rank's ``Init COMPLETE``: the world size, and where the rank runs."""
+        job.world = max(job.world or 0, int(batch["value"].item(row)))
+        known = job.ranks.get(rank)
+        if known is None or "pci" not in known:
+            job.ranks[rank] = {
+                "node": batch.value("node", row),
+                "gpu": batch.value("gpu", row),
+                "pci": batch.value("pci", row),
+                "uuid": batch.value("uuid", row),
+            }
+
+    @staticmethod
+    def _record(batch: EventBatch, row: int, job: _Job, rank: int, step: int) -> None:
+        """A rank's progress or timeout record: how far it got, what it waits for."""
+        # a rank seen only in its timeout still says where it runs
+        if rank not in job.ranks:
+            job.ranks[rank] = {"node": batch.value("node", row)}
+        if step == _PROGRESS and (completed := batch["last_completed"].item(row)) >= 0:
+            job.completed[rank] = completed
+        if step == _TIMEOUT and (seq := batch["seq"].item(row)) >= 0:
+            job.waiting[rank] = seq
+            job.completed.setdefault(rank, seq - 1)
+            if (op := batch.value("op", row)) is not None:
+                job.ops[rank] = op
+            if (limit := batch.value("value", row)) is not None:
+                job.limit_ms = limit
 
     def _join(self, touched: dict[str, list[int]]) -> None:
         """Merge jobs that turn out to be one (``_same_collective``), in place.

@@ -67,6 +67,7 @@ from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
     Span,
+    at,
     describe,
     expire_stamped,
     make_finding,
@@ -162,41 +163,42 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
     return before
 
 
-def _runs_of(keys: np.ndarray, *minor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows sorted by the key columns (``keys[0]`` first, then the rest, then ``minor``),
-    and where each run of equal keys starts and ends in that order."""
-    order = np.lexsort((*minor, *keys[::-1]))
-    ordered = keys[:, order]
-    change = np.ones(order.size + 1, dtype=bool)  # a run starts at 0, and one ends at the end
-    np.any(ordered[:, 1:] != ordered[:, :-1], axis=0, out=change[1:-1])
+def _runs_of(
+    columns: list[np.ndarray], *minor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by the key columns (``columns[0]`` first, then the rest, then
+    ``minor``), and where each run of equal keys starts and ends in that order.
+
+    Column by column: stacking the columns first copies them all twice more.
+    """
+    order = np.lexsort((*minor, *columns[::-1]))
+    change = np.zeros(order.size + 1, dtype=bool)
+    change[0] = change[-1] = True  # a run starts at 0, and one ends at the end
+    between = change[1:-1]
+    for column in columns:
+        ordered = column[order]
+        between |= ordered[1:] != ordered[:-1]
     bounds = np.flatnonzero(change)
     return order, bounds[:-1], bounds[1:]
 
 
-class _Picked(EventBatch):
-    """A batch that reads the fields of some of its rows (the evidence's first and last)
-    from one Python list per field: ``describe`` asks a dozen fields of each row, and a
-    NumPy scalar per field and row was most of what evidence cost."""
+def _firsts(columns: list[np.ndarray], order: np.ndarray, starts: np.ndarray) -> list[list[Any]]:
+    """Each column's value at the first row of each run, as Python lists."""
+    at = order[starts]
+    return [column[at].tolist() for column in columns]
 
-    __slots__ = ("_at", "_lists", "_rows")
-    _at: dict[int, int]  # row -> its place in _rows
-    _lists: dict[str, list[Any]]
-    _rows: np.ndarray
 
-    def __init__(self, batch: EventBatch, rows: list[int]) -> None:
-        super().__init__(batch.columns, batch.strings)
-        object.__setattr__(self, "_rows", np.asarray(rows, dtype=np.intp))
-        object.__setattr__(self, "_at", {row: i for i, row in enumerate(rows)})
-        object.__setattr__(self, "_lists", {})
+class _ByItem(EventBatch):
+    """The batch, reading one field of one row with ``ndarray.item(row)``.
+
+    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
+    allocations for each field of each evidence line ``describe`` writes.
+    """
+
+    __slots__ = ()
 
     def value(self, field: str, row: int) -> Any:
-        at = self._at.get(row)
-        if at is None:
-            return super().value(field, row)
-        found = self._lists.get(field)
-        if found is None:
-            found = self._lists[field] = self.columns[field][self._rows].tolist()
-        return self._shown(field, found[at])
+        return self._shown(field, self.columns[field].item(row))
 
 
 class Nvlink(Stateful):
@@ -245,7 +247,7 @@ class Nvlink(Stateful):
         # Evidence joins its incident in the order it was read, so the incident opens
         # at its first evidence whichever way the events were cut into batches; each
         # incident it changed is one finding, in the order they were first changed.
-        lines = _Picked(batch, [row for evidence in self._due for row in evidence[1:3]])
+        lines = _ByItem(batch.columns, batch.strings)
         changed: dict[int, tuple[Incident, list[_Evidence]]] = {}
         for evidence in sorted(self._due, key=lambda evidence: evidence.first):
             incident = self._fold(lines, evidence)
@@ -274,10 +276,10 @@ class Nvlink(Stateful):
 
     def _learn(self, batch: EventBatch, rows: np.ndarray) -> None:
         """Note the PCI address of each UUID and index these rows pair with one."""
-        keys = np.stack([batch[c][rows] for c in ("node", "pci", "uuid", "gpu")])
+        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
         order, starts, _ = _runs_of(keys)
         strings, alias = batch.strings, self.alias
-        for node_id, pci_id, uuid_id, index in zip(*keys[:, order[starts]].tolist(), strict=True):
+        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
             node, pci = strings[node_id], strings[pci_id]
             for name in (
                 None if uuid_id < 0 else strings[uuid_id],
@@ -311,13 +313,13 @@ class Nvlink(Stateful):
         rows = rows[~np.isnan(ts[rows]) & ~np.isnan(value[rows])]  # undated: no rate
         if rows.size == 0:
             return
-        keys = np.stack([batch[c][rows] for c in _SERIES_COLUMNS])
+        keys = [batch[c][rows] for c in _SERIES_COLUMNS]
         order, starts, ends = _runs_of(keys, ts[rows])  # each group in time order
         rows = rows[order]
         strings = batch.strings
         names = []  # each group's series key
         for node_id, pci_id, uuid_id, index, k, link, source, detail in zip(
-            *keys[:, order[starts]].tolist(), strict=True
+            *_firsts(keys, order, starts), strict=True
         ):
             node = strings[node_id]
             gpu = self._gpu(
@@ -453,12 +455,12 @@ class Nvlink(Stateful):
 
     def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
-        keys = np.stack([batch[c][rows] for c in ("node", "pci", "uuid", "gpu")])
+        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
         order, starts, ends = _runs_of(keys)
         strings = batch.strings
         gpus: dict[tuple[str, str], int] = {}  # (node, GPU) -> its number here
         group = []  # each run's GPU number
-        for node_id, pci_id, uuid_id, index in zip(*keys[:, order[starts]].tolist(), strict=True):
+        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
             node = strings[node_id]
             gpu = self._gpu(
                 node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
@@ -475,9 +477,11 @@ class Nvlink(Stateful):
             if (m := _XID_LINK.search(batch.value("detail", last) or "")) is not None:
                 what += f" on link {m[1]}"
             first = int(members[0])
+            # one record's time is ``at`` it: the same Span as ``span``, without its masks
+            when = at(batch, first) if members.size == 1 else span(batch, members)
             self._due.append(
                 _Evidence(
-                    members, first, last, span(batch, members), node, gpu,
+                    members, first, last, when, node, gpu,
                     entry.severity, entry.action, what, what,
                 )
             )  # fmt: skip

@@ -55,6 +55,7 @@ from fleetwatch.catalog import XidEntry, xid, xid_catalog, xids_owned_by
 from fleetwatch.detectors.base import (
     IncidentBook,
     Span,
+    at,
     describe,
     expire,
     make_finding,
@@ -62,7 +63,7 @@ from fleetwatch.detectors.base import (
     span,
 )
 from fleetwatch.detectors.state import Stateful
-from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.events import KIND_ID, KINDS, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
 MEMORY_XIDS: Final = xids_owned_by("hbm_ecc")  # catalog/xid.toml: owner
@@ -85,6 +86,12 @@ _RECOVERY_ACTIONS: Final = {
     "node reboot required": (Severity.CRITICAL, Action.REBOOT_NODE, "reboot the node"),
 }
 _POD_ORDINAL: Final = re.compile(r"-(?:master|worker|launcher)?-?\d+$")
+# each kind's part here: 1 an Xid's record, 2 an SXid, 0 the rest (the extra last
+# entry answers kind -1); a lookup per row is cheaper than a comparison per kind
+_XID, _SXID = 1, 2
+_ROLE: Final = np.zeros(len(KINDS) + 1, dtype=np.int8)
+_ROLE[[KIND_ID["xid"], KIND_ID["gpu_lost"]]] = _XID
+_ROLE[KIND_ID["sxid"]] = _SXID
 
 
 @dataclass(frozen=True)
@@ -143,13 +150,16 @@ class XidCorrelation(Stateful):
     # -- reading ---------------------------------------------------------------------
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
         self._learn_workloads(batch)
+        role = _ROLE[batch["kind"]]
+        if not role.any():  # most batches: the samples that carry pod labels, no Xid
+            return []
+        batch = _ByItem(batch.columns, batch.strings)
         out: list[Finding] = []
-        xid_rows = np.flatnonzero((kind == KIND_ID["xid"]) | (kind == KIND_ID["gpu_lost"]))
+        xid_rows = np.flatnonzero(role == _XID)
         if xid_rows.size:
             out += self._xids(batch, xid_rows)
-        sxid_rows = np.flatnonzero(kind == KIND_ID["sxid"])
+        sxid_rows = np.flatnonzero(role == _SXID)
         if sxid_rows.size:
             out += self._sxids(batch, sxid_rows)
         return out
@@ -182,21 +192,19 @@ class XidCorrelation(Stateful):
         return (self.gpu, self.app, self.node, self.switch, self.rma, self.memory)
 
     def _learn_workloads(self, batch: EventBatch) -> None:
-        rows = np.flatnonzero((batch["pod"] >= 0) & (batch["pci"] >= 0))
+        labelled = batch["pod"] >= 0
+        labelled &= batch["pci"] >= 0
+        rows = np.flatnonzero(labelled)
         if rows.size == 0:
             return
-        keys = np.unique(
-            np.stack(
-                [
-                    batch["node"][rows],
-                    batch["pci"][rows],
-                    batch["pod"][rows],
-                    batch["namespace"][rows],
-                ]
-            ),
-            axis=1,
-        )
-        for node, pci, pod, namespace in keys.T.tolist():
+        # each distinct (node, GPU, pod, namespace) once, in the order of their ids: of
+        # two pods of one GPU in a batch, the later in that order is the GPU's
+        columns = [batch[name][rows] for name in ("node", "pci", "pod", "namespace")]
+        order, starts = _groups(columns)
+        firsts = order[starts[:-1]]
+        for node, pci, pod, namespace in zip(
+            *(column[firsts].tolist() for column in columns), strict=True
+        ):
             gpu = (batch.strings[node], batch.strings[pci])
             self.workload[gpu] = (batch.string(pod), batch.string(namespace))
             self.seen[gpu] = None
@@ -215,18 +223,21 @@ class XidCorrelation(Stateful):
     def _xids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         # gpu_lost has no code of its own: it is Xid 79's record.
         codes = np.where(batch["kind"][rows] == KIND_ID["gpu_lost"], 79, batch["code"][rows])
-        groups = np.stack([batch["node"][rows], batch["pci"][rows], codes])
-        keys, inverse = np.unique(groups, axis=1, return_inverse=True)
+        columns = [batch["node"][rows], batch["pci"][rows], codes]
         ts = batch["ts"][rows]
+        # runs of one GPU and code, split where its Xids are more than gap_s apart
+        order, starts = _groups(columns, ts, self.config.gap_s)
+        rows = rows[order]
+        firsts = order[starts[:-1]]
         runs: list[tuple[int, str, str | None, int, np.ndarray]] = []
-        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
-            in_group = inverse.ravel() == g
-            members = rows[in_group][np.argsort(ts[in_group], kind="stable")]
-            for start, end in segments(batch["ts"][members], self.config.gap_s):
-                part = members[start:end]
-                runs.append(
-                    (int(part[0]), batch.strings[node_id], batch.string(pci_id), int(code), part)
-                )
+        for start, end, node_id, pci_id, code in zip(
+            starts[:-1],
+            starts[1:],
+            *(column[firsts].tolist() for column in columns),
+            strict=True,
+        ):
+            part = rows[start:end]
+            runs.append((part.item(0), batch.strings[node_id], batch.string(pci_id), code, part))
         # In time order (rows are), so an Xid 45 meets the incident it follows.
         changed: dict[str, Finding] = {}
         for _, node, pci, code, part in sorted(runs, key=lambda run: run[0]):
@@ -237,8 +248,9 @@ class XidCorrelation(Stateful):
     def _xid_run(
         self, batch: EventBatch, part: np.ndarray, node: str, pci: str | None, code: int
     ) -> list[Finding]:
-        first, last = int(part[0]), int(part[-1])
-        when = span(batch, part)
+        first, last = part.item(0), part.item(-1)
+        # one record's time is ``at`` it: the same Span as ``span``, without its masks
+        when = at(batch, first) if part.size == 1 else span(batch, part)
         identity = {
             "node": node,
             "pci": pci,
@@ -325,14 +337,14 @@ class XidCorrelation(Stateful):
         when: Span,
     ) -> list[Finding]:
         node, pci = identity["node"], identity["pci"]
-        process = batch.value("process", int(part[0]))
+        process = batch.value("process", part.item(0))
         job, names = self._job(node, pci, process)
         incident, _ = self.app.touch(
             (job, code),
             when,
             part.size,
-            describe(batch, int(part[0])),
-            describe(batch, int(part[-1])),
+            describe(batch, part.item(0)),
+            describe(batch, part.item(-1)),
         )
         gpus = incident.attrs.setdefault("gpus", set())
         gpus.add((node, pci))
@@ -416,25 +428,29 @@ class XidCorrelation(Stateful):
         ]
 
     def _sxids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
-        keys, inverse = np.unique(
-            np.stack([batch["node"][rows], batch["pci"][rows], batch["code"][rows]]),
-            axis=1,
-            return_inverse=True,
-        )
+        columns = [batch["node"][rows], batch["pci"][rows], batch["code"][rows]]
+        # each switch and code, its records in time order
+        order, starts = _groups(columns, batch["ts"][rows], float("inf"))
+        rows = rows[order]
+        firsts = order[starts[:-1]]
         out: list[Finding] = []
-        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
-            members = rows[inverse.ravel() == g]
-            members = members[np.argsort(batch["ts"][members], kind="stable")]
+        for begin, end, node_id, pci_id, code in zip(
+            starts[:-1],
+            starts[1:],
+            *(column[firsts].tolist() for column in columns),
+            strict=True,
+        ):
+            members = rows[begin:end]
             fatal = bool((batch["severity"][members] == 3).any())
-            for start, end in segments(batch["ts"][members], self.config.gap_s):
-                part = members[start:end]
+            for start, stop in segments(batch["ts"][members], self.config.gap_s):
+                part = members[start:stop]
                 node, pci = batch.strings[node_id], batch.string(pci_id)
                 incident, _ = self.switch.touch(
-                    (node, pci, int(code)),
+                    (node, pci, code),
                     span(batch, part),
                     part.size,
-                    describe(batch, int(part[0])),
-                    describe(batch, int(part[-1])),
+                    describe(batch, part.item(0)),
+                    describe(batch, part.item(-1)),
                 )
                 incident.attrs["fatal"] = incident.attrs.get("fatal", False) or fatal
                 severity = Severity.ERROR if incident.attrs["fatal"] else Severity.WARNING
@@ -450,7 +466,44 @@ class XidCorrelation(Stateful):
                         severity,
                         Action.INSPECT_FABRIC,
                         summary,
-                        {"node": node, "pci": pci, "code": int(code)},
+                        {"node": node, "pci": pci, "code": code},
                     )
                 )
         return out
+
+
+def _groups(
+    columns: list[np.ndarray], ts: np.ndarray | None = None, gap_s: float = 0.0
+) -> tuple[np.ndarray, list[int]]:
+    """The order that sorts rows by ``columns`` (the first most significant, as signed
+    ids), then by ``ts`` (stable); and where each group of equal columns starts in it,
+    with the end last. With ``ts``, a group is also split where its times are more
+    than ``gap_s`` apart.
+
+    One sort over the batch, where ``np.unique(..., axis=1)`` and a mask per group
+    cost a few dozen allocations each.
+    """
+    keys = [*columns[::-1]] if ts is None else [ts, *columns[::-1]]
+    order = np.lexsort(keys)
+    if ts is None:
+        cut = np.zeros(order.size - 1, dtype=bool)
+    else:
+        ordered = ts[order]
+        cut = ordered[1:] - ordered[:-1] > gap_s
+    for column in columns:
+        ordered = column[order]
+        cut |= ordered[1:] != ordered[:-1]
+    return order, [0, *(np.flatnonzero(cut) + 1).tolist(), int(order.size)]
+
+
+class _ByItem(EventBatch):
+    """The batch, reading one field of one row with ``ndarray.item(row)``.
+
+    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
+    allocations for each field of each evidence line ``describe`` writes.
+    """
+
+    __slots__ = ()
+
+    def value(self, field: str, row: int) -> Any:
+        return self._shown(field, self.columns[field].item(row))
