@@ -207,7 +207,9 @@ class EventBatch:
 
     def value(self, field: str, row: int) -> Any:
         """One field of one event as a plain value (None when absent)."""
-        return self._shown(field, self.columns[field][row].item())
+        # item(row) reads the plain value from the array; column[row].item() would make
+        # a NumPy scalar first (allocations per field of every evidence line)
+        return self._shown(field, self.columns[field].item(row))
 
     def record(self, row: int) -> dict[str, Any]:
         """One event as a dict of its present fields."""

@@ -107,19 +107,6 @@ def _runs(batch: EventBatch, rows: np.ndarray, gap_s: float) -> list[int]:
     return [0, *(np.flatnonzero(cut) + 1).tolist(), int(rows.size)]
 
 
-class _ByItem(EventBatch):
-    """The batch, reading one field of one row with ``ndarray.item(row)``.
-
-    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
-    allocations for each field of each evidence line ``describe`` writes.
-    """
-
-    __slots__ = ()
-
-    def value(self, field: str, row: int) -> Any:
-        return self._shown(field, self.columns[field].item(row))
-
-
 class GspFault(Stateful):
     """See the module docstring."""
 
@@ -143,7 +130,6 @@ class GspFault(Stateful):
         rows = _rows_of_mine(batch)
         if rows.size == 0:
             return []
-        batch = _ByItem(batch.columns, batch.strings)
         rows = rows[np.argsort(batch["ts"][rows], kind="stable")]
         bounds = _runs(batch, rows, self.config.gap_s)
         changed: dict[str, Finding] = {}

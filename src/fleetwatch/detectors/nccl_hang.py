@@ -160,19 +160,6 @@ def _last_of_each(*columns: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
     return order.size - 1 - order[first]
 
 
-class _ByItem(EventBatch):
-    """The batch, reading one field of one row with ``ndarray.item(row)``.
-
-    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
-    allocations for each field of each record read and each evidence line.
-    """
-
-    __slots__ = ()
-
-    def value(self, field: str, row: int) -> Any:
-        return self._shown(field, self.columns[field].item(row))
-
-
 class NcclHang(Stateful):
     """See the module docstring."""
 
@@ -219,7 +206,6 @@ class NcclHang(Stateful):
         rows = np.flatnonzero(steps)
         if rows.size == 0:
             return []
-        batch = _ByItem(batch.columns, batch.strings)
         jobs = self._jobs(batch, rows)
         ranks = batch["rank"][rows]
         steps = steps[rows]

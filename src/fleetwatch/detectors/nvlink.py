@@ -188,19 +188,6 @@ def _firsts(columns: list[np.ndarray], order: np.ndarray, starts: np.ndarray) ->
     return [column[at].tolist() for column in columns]
 
 
-class _ByItem(EventBatch):
-    """The batch, reading one field of one row with ``ndarray.item(row)``.
-
-    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
-    allocations for each field of each evidence line ``describe`` writes.
-    """
-
-    __slots__ = ()
-
-    def value(self, field: str, row: int) -> Any:
-        return self._shown(field, self.columns[field].item(row))
-
-
 class Nvlink(Stateful):
     """See the module docstring."""
 
@@ -247,17 +234,16 @@ class Nvlink(Stateful):
         # Evidence joins its incident in the order it was read, so the incident opens
         # at its first evidence whichever way the events were cut into batches; each
         # incident it changed is one finding, in the order they were first changed.
-        lines = _ByItem(batch.columns, batch.strings)
         changed: dict[int, tuple[Incident, list[_Evidence]]] = {}
         for evidence in sorted(self._due, key=lambda evidence: evidence.first):
-            incident = self._fold(lines, evidence)
+            incident = self._fold(batch, evidence)
             if (found := changed.get(id(incident))) is None:
                 changed[id(incident)] = (incident, [evidence])
             else:
                 found[1].append(evidence)
         self._due.clear()
         for incident, pieces in changed.values():
-            self._add_lines(lines, incident, pieces)
+            self._add_lines(batch, incident, pieces)
         return [self._finding(incident) for incident, _ in changed.values()]
 
     def flush(self, now: float | None) -> list[Finding]:

@@ -154,7 +154,6 @@ class XidCorrelation(Stateful):
         role = _ROLE[batch["kind"]]
         if not role.any():  # most batches: the samples that carry pod labels, no Xid
             return []
-        batch = _ByItem(batch.columns, batch.strings)
         out: list[Finding] = []
         xid_rows = np.flatnonzero(role == _XID)
         if xid_rows.size:
@@ -494,16 +493,3 @@ def _groups(
         ordered = column[order]
         cut |= ordered[1:] != ordered[:-1]
     return order, [0, *(np.flatnonzero(cut) + 1).tolist(), int(order.size)]
-
-
-class _ByItem(EventBatch):
-    """The batch, reading one field of one row with ``ndarray.item(row)``.
-
-    Indexing first (``column[row].item()``) makes a NumPy scalar on the way, several
-    allocations for each field of each evidence line ``describe`` writes.
-    """
-
-    __slots__ = ()
-
-    def value(self, field: str, row: int) -> Any:
-        return self._shown(field, self.columns[field].item(row))
