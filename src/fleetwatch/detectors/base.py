@@ -390,6 +390,20 @@ def at(batch: EventBatch, row: int) -> Span:
     return Span(ts, ts, "wall" if clock == _WALL else "boot")
 
 
+def last_of_each(key: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Where each distinct key occurs last, in ascending key order (each entity's latest
+    row when rows are in read order).
+
+    A stable sort and one comparison: ``np.unique(key[::-1], return_index=True)`` gives
+    the same at nearly twice the allocations.
+    """
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    last = np.ones(key.size, dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=last[:-1])
+    return order[last]
+
+
 def runs(key: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Where each run of equal keys starts and ends in a sorted key array (an empty one
     is one empty run)."""

@@ -51,6 +51,7 @@ from fleetwatch.detectors.base import (
     describe,
     expire,
     expire_stamped,
+    last_of_each,
     make_finding,
     pack,
     runs,
@@ -121,8 +122,7 @@ class PcieAer(Stateful):
         out: dict[str, Finding] = {}
         links = np.flatnonzero((kind == _PCIE_LINK) & on_device & ~np.isnan(batch["value"]))
         if links.size:  # only each GPU's latest link state matters
-            _, last = np.unique(pack(batch["node"][links], pci[links])[::-1], return_index=True)
-            for row in links[::-1][last].tolist():
+            for row in links[last_of_each(pack(batch["node"][links], pci[links]))].tolist():
                 key = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.width[key] = float(batch["value"][row])
                 self.seen[key] = None

@@ -34,6 +34,7 @@ from fleetwatch.detectors.base import (
     describe,
     expire_stamped,
     kind_table,
+    last_of_each,
     make_finding,
     pack,
     span,
@@ -113,10 +114,9 @@ class PodEvicted(Stateful):
         if faults.size == 0:
             return
         # only each node's latest fault matters
-        nodes, last = np.unique(batch["node"][faults][::-1], return_index=True)
-        latest = faults[::-1][last]
+        latest = faults[last_of_each(batch["node"][faults])]
         for node_id, kind, code, when in zip(
-            nodes.tolist(),
+            batch["node"][latest].tolist(),
             batch["kind"][latest].tolist(),
             batch["code"][latest].tolist(),
             ts[latest].tolist(),
