@@ -227,21 +227,21 @@ class HbmEcc(Stateful):
             # a baseline is history, except volatile uncorrectable errors: this boot's
             rises[first_rows] = np.where(volatile_uncorrectable, vals[first_rows], 0.0)
         k = kind[rows]
-        hit = (
-            (_RISE_MATTERS[k] & (rises > 0))
-            | (_NONZERO_MATTERS[k] & (vals > 0))
-            | ((k == _REMAP_UNCORRECTABLE) & (vals >= self.config.uncorrectable_remap_limit))
-        )
+        hit = _RISE_MATTERS[k]
+        hit &= rises > 0
+        hit |= _NONZERO_MATTERS[k] & (vals > 0)
+        hit |= (k == _REMAP_UNCORRECTABLE) & (vals >= self.config.uncorrectable_remap_limit)
         hits = np.flatnonzero(hit)
         if hits.size == 0:
             return
         # judged by kind (in _HIT_KINDS' order), then by GPU (node and pci: the series
         # key's upper bits, by which rows are sorted), each GPU's rows in their order
-        gpus = series[hits] >> _COUNTER_BITS
+        gpus, kinds = series[hits] >> _COUNTER_BITS, k[hits]
+        present = set(kinds.tolist())
         for name in _HIT_KINDS:
-            of_kind = k[hits] == KIND_ID[name]
-            if not of_kind.any():
+            if KIND_ID[name] not in present:
                 continue
+            of_kind = kinds == KIND_ID[name]
             picked, gpu = hits[of_kind], gpus[of_kind]
             for start, end in zip(*runs(gpu), strict=True):
                 at = picked[start:end]
