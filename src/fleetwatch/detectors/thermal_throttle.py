@@ -157,26 +157,26 @@ class ThermalThrottle(Stateful):
         np.not_equal(window_of[1:], window_of[:-1], out=edges[1:-1])
         edges[starts] = True  # a GPU's first sample opens a piece too
         bounds = np.flatnonzero(edges)
-        piece_starts = bounds[:-1]
+        piece_starts, piece_ends = bounds[:-1], bounds[1:]
         gpu_of = np.searchsorted(starts, piece_starts, side="right") - 1
         thermal_of = np.add.reduceat(thermal, piece_starts)  # thermal samples per piece
-        # Floats are read one by one (item): a window's last time replaced just before
-        # is handed out again by CPython, where a tolist ahead would allocate them all.
-        for start, end, g, hits in zip(
-            piece_starts.tolist(),
-            bounds[1:].tolist(),
+        window_starts, last_ts = window_of[piece_starts], times[piece_ends - 1]
+        # Per piece, only small ints from tolist (shared objects) and floats read one by
+        # one (item): a window's last time replaced just before is handed out again by
+        # CPython, where a tolist ahead would allocate them all.
+        for i, g, samples, hits in zip(
+            range(piece_starts.size),  # not enumerate: zip then reuses its tuple
             gpu_of.tolist(),
+            (piece_ends - piece_starts).tolist(),
             thermal_of.tolist(),
             strict=True,
         ):
-            members = rows[start:end]
+            thermal_rows = None
+            if hits:
+                start, end = piece_starts.item(i), piece_ends.item(i)
+                thermal_rows = rows[start:end][thermal[start:end]]
             for finding in self._add(
-                batch,
-                keys[g],
-                window_of.item(start),
-                times.item(end - 1),
-                end - start,
-                members[thermal[start:end]] if hits else None,
+                batch, keys[g], window_starts.item(i), last_ts.item(i), samples, thermal_rows
             ):
                 out[finding.id] = finding
         return list(out.values())
