@@ -129,10 +129,17 @@ class PcieAer(Stateful):
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
+        # An incident's finding is built once, after its last AER record of the batch,
+        # not once per record: each would replace the one before. Keyed by id(): one
+        # entry per incident object, in the order they first reported.
+        reporting: dict[int, Incident] = {}
         for row in np.flatnonzero((kind == _AER) & on_device).tolist():
-            finding = self._aer(batch, row)
-            if finding is not None:
-                out[finding.id] = finding
+            incident = self._aer(batch, row)
+            if incident is not None:
+                reporting.setdefault(id(incident), incident)
+        for incident in reporting.values():
+            finding = self._finding(incident)
+            out[finding.id] = finding
         replays = np.flatnonzero((kind == _PCIE_REPLAY) & on_device & ~np.isnan(ts))
         if replays.size:
             for finding in self._replays(batch, replays):
@@ -159,7 +166,9 @@ class PcieAer(Stateful):
         for gpu in (*self.replays, *self.width, *self.generation):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
-    def _aer(self, batch: EventBatch, row: int) -> Finding | None:
+    def _aer(self, batch: EventBatch, row: int) -> Incident | None:
+        """Fold one AER record into its device's incident; the incident when it is one
+        to report (an uncorrected error, or enough corrected ones)."""
         node = batch.strings[batch["node"].item(row)]
         pci = batch.strings[batch["pci"].item(row)]
         ts = value_of(batch, "ts", row)
@@ -183,7 +192,7 @@ class PcieAer(Stateful):
             attrs["recovery_failed"] = True
         if attrs["uncorrected"] == 0 and attrs["corrected"] < self.config.corrected_per_window:
             return None
-        return self._finding(incident)
+        return incident
 
     def _replays(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         """Replays per minute of each GPU, sample to sample, against its link's limit."""
