@@ -135,7 +135,7 @@ class PodEvicted(Stateful):
         return len(self.book.open) + len(self.faults)
 
     def _evictions(self, batch: EventBatch, node: str, members: np.ndarray) -> Finding:
-        first, last = int(members[0]), int(members[-1])
+        first, last = members.item(0), members.item(-1)
         when = span(batch, members)
         incident, _ = self.book.touch(
             (node,),
