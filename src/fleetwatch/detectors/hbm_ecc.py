@@ -49,11 +49,13 @@ from fleetwatch.detectors.base import (
     IncidentBook,
     describe,
     expire_stamped,
+    kind_table,
     make_finding,
     pack,
     runs,
     shifted,
     span,
+    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
@@ -75,7 +77,27 @@ _VERDICTS: Final = {
     "remap_failure": (Severity.CRITICAL, Action.RMA_GPU),
     "remap_uncorrectable": (Severity.CRITICAL, Action.RMA_GPU),
 }
-_COUNTER_IDS: Final = np.asarray([KIND_ID[k] for k in _COUNTERS], dtype=np.int8)
+_IS_COUNTER: Final = kind_table(*_COUNTERS)
+_XID: Final = np.int8(KIND_ID["xid"])
+_MEMORY_XID_CODES: Final = np.asarray(sorted(MEMORY_XIDS), dtype=np.int64)
+_NO_STRING: Final = np.int32(-1)  # an absent string id, as the column's type
+# Which counters are hits when they rise, and which while they are above zero (the
+# uncorrectable remap count is judged against its limit instead).
+_RISE_MATTERS: Final = kind_table("ecc_uncorrected", "ecc_corrected")
+_NONZERO_MATTERS: Final = kind_table("remap_pending", "remap_failure")
+_REMAP_UNCORRECTABLE: Final = np.int8(KIND_ID["remap_uncorrectable"])
+# The order the hits of one batch are judged in.
+_HIT_KINDS: Final = (
+    "ecc_uncorrected",
+    "remap_pending",
+    "remap_failure",
+    "remap_uncorrectable",
+    "ecc_corrected",
+)
+
+
+_COUNTER_BITS: Final = np.int64(21)
+_THREE_BITS: Final = np.int64(3)  # the counter's share of a series key (``pack``)
 
 
 class _Evidence(NamedTuple):
@@ -124,13 +146,12 @@ class HbmEcc(Stateful):
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
-        pci = batch["pci"]
-        rows = np.flatnonzero(np.isin(kind, _COUNTER_IDS) & (pci >= 0))
+        rows = np.flatnonzero(_IS_COUNTER[kind] & (batch["pci"] > _NO_STRING))
         if rows.size:
             self._counters(batch, rows)
-        xid_rows = np.flatnonzero(
-            (kind == KIND_ID["xid"]) & np.isin(batch["code"], list(MEMORY_XIDS))
-        )
+        xid_rows = np.flatnonzero(kind == _XID)
+        if xid_rows.size:  # np.isin sorts: only on the few Xid rows
+            xid_rows = xid_rows[np.isin(batch["code"][xid_rows], _MEMORY_XID_CODES)]
         if xid_rows.size:
             self._xids(batch, xid_rows)
         if not self._due:
@@ -183,78 +204,92 @@ class HbmEcc(Stateful):
     def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
         kind = batch["kind"]
         # kind (< 64), scope (< 8) and source (< 8) share the third 21-bit column
-        counter = (
-            (kind[rows].astype(np.int64) << 6)
-            | (batch["scope"][rows].astype(np.int64) << 3)
-            | batch["source"][rows].astype(np.int64)
-        )
+        counter = kind[rows].astype(np.int64)
+        counter <<= _THREE_BITS
+        counter |= batch["scope"][rows]
+        counter <<= _THREE_BITS
+        counter |= batch["source"][rows]
         series = pack(batch["node"][rows], batch["pci"][rows], counter)
+        # each series is one (GPU, counter): ``series >> _COUNTER_BITS`` is its GPU
         order = np.lexsort((batch["ts"][rows], series))  # each series in time order
         rows, series = rows[order], series[order]
         vals, times = batch["value"][rows], batch["ts"][rows]
         starts, ends = runs(series)
         before = shifted(vals)
-        baseline = np.zeros(starts.size, dtype=bool)  # series seen for the first time
+        baseline = self._previous(batch, rows, starts, ends, before)
+        # a counter that went down was reset: the new value counts from zero
+        rises = np.where(vals >= before, vals - before, vals)
+        if baseline.any():
+            first_rows = starts[baseline]
+            volatile_uncorrectable = (kind[rows[first_rows]] == KIND_ID["ecc_uncorrected"]) & (
+                batch["scope"][rows[first_rows]] == SCOPE_ID["volatile"]
+            )
+            # a baseline is history, except volatile uncorrectable errors: this boot's
+            rises[first_rows] = np.where(volatile_uncorrectable, vals[first_rows], 0.0)
+        k = kind[rows]
+        hit = _RISE_MATTERS[k]
+        hit &= rises > 0
+        hit |= _NONZERO_MATTERS[k] & (vals > 0)
+        hit |= (k == _REMAP_UNCORRECTABLE) & (vals >= self.config.uncorrectable_remap_limit)
+        hits = np.flatnonzero(hit)
+        if hits.size == 0:
+            return
+        # judged by kind (in _HIT_KINDS' order), then by GPU (node and pci: the series
+        # key's upper bits, by which rows are sorted), each GPU's rows in their order
+        gpus, kinds = series[hits] >> _COUNTER_BITS, k[hits]
+        present = set(kinds.tolist())
+        for name in _HIT_KINDS:
+            if KIND_ID[name] not in present:
+                continue
+            of_kind = kinds == KIND_ID[name]
+            picked, gpu = hits[of_kind], gpus[of_kind]
+            for start, end in zip(*runs(gpu), strict=True):
+                at = picked[start:end]
+                members = rows[at]
+                node = batch.strings[batch["node"][members[0]]]
+                pci = batch.strings[batch["pci"][members[0]]]
+                self._judge(batch, name, members, vals[at], rises[at], times[at], node, pci)
+
+    def _previous(
+        self,
+        batch: EventBatch,
+        rows: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        before: np.ndarray,
+    ) -> np.ndarray:
+        """Put each series' value before this batch at its first sample in ``before``
+        and note its last sample; return which series are new (their first is a
+        baseline)."""
+        baseline = np.zeros(starts.size, dtype=bool)
         previous_values = np.full(starts.size, np.nan)
-        # one tolist per column, not a numpy scalar per series: small ints are shared
-        firsts, lasts = rows[starts], ends - 1
+        firsts, lasts = rows[starts], rows[ends - 1]
+        values, times = batch["value"][lasts], batch["ts"][lasts]
         strings = batch.strings
+        # One tolist per id column (small ints are shared), not a NumPy scalar per
+        # series. The floats are read one by one (item) as each entry is replaced: the
+        # entry's old floats are freed just before, and CPython hands them out again,
+        # where one tolist ahead of the loop would allocate them all.
         columns = zip(
+            range(starts.size),  # not enumerate: zip then reuses its tuple
             batch["node"][firsts].tolist(),
             batch["pci"][firsts].tolist(),
-            kind[firsts].tolist(),
+            batch["kind"][firsts].tolist(),
             batch["scope"][firsts].tolist(),
             batch["source"][firsts].tolist(),
-            vals[lasts].tolist(),
-            times[lasts].tolist(),
             strict=True,
         )
         last = self.last
-        for i, (node, pci, k, scope, source, value, when) in enumerate(columns):
+        for i, node, pci, k, scope, source in columns:
             key = (strings[node], strings[pci], k, scope, source)
             previous = last.get(key)
             if previous is None:
                 baseline[i] = True
             else:
                 previous_values[i] = previous[0]
-            last[key] = (value, when, None)
+            last[key] = (values.item(i), times.item(i), None)
         before[starts] = previous_values
-        # a counter that went down was reset: the new value counts from zero
-        rises = np.where(vals >= before, vals - before, vals)
-        first_rows = starts[baseline]
-        volatile_uncorrectable = (kind[rows[first_rows]] == KIND_ID["ecc_uncorrected"]) & (
-            batch["scope"][rows[first_rows]] == SCOPE_ID["volatile"]
-        )
-        # a baseline is history, except volatile uncorrectable errors: they are this boot's
-        rises[first_rows] = np.where(volatile_uncorrectable, vals[first_rows], 0.0)
-        k = kind[rows]
-        hits = (
-            ("ecc_uncorrected", rises > 0),
-            ("remap_pending", vals > 0),
-            ("remap_failure", vals > 0),
-            ("remap_uncorrectable", vals >= self.config.uncorrectable_remap_limit),
-            ("ecc_corrected", rises > 0),
-        )
-        for name, condition in hits:
-            mask = (k == KIND_ID[name]) & condition
-            if not mask.any():
-                continue
-            gpus = pack(batch["node"][rows[mask]], batch["pci"][rows[mask]])
-            _, inverse = np.unique(gpus, return_inverse=True)
-            for g in range(int(inverse.max()) + 1):
-                members = rows[mask][inverse.ravel() == g]
-                node = batch.strings[batch["node"][members[0]]]
-                pci = batch.strings[batch["pci"][members[0]]]
-                self._judge(
-                    batch,
-                    name,
-                    members,
-                    vals[mask][inverse.ravel() == g],
-                    rises[mask][inverse.ravel() == g],
-                    times[mask][inverse.ravel() == g],
-                    node,
-                    pci,
-                )
+        return baseline
 
     def _judge(
         self,
@@ -342,7 +377,7 @@ class HbmEcc(Stateful):
         if what not in whats:
             whats.append(what)
         for name in ("gpu", "uuid", "serial"):
-            value = batch.value(name, row)
+            value = value_of(batch, name, row)
             if value is not None:
                 attrs[name] = value
 

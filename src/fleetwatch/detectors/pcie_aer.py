@@ -51,11 +51,13 @@ from fleetwatch.detectors.base import (
     describe,
     expire,
     expire_stamped,
+    last_of_each,
     make_finding,
     pack,
     runs,
     shifted,
     span,
+    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
@@ -66,6 +68,10 @@ _RECOVERY_FAILED: Final = "device recovery failed"
 _BEHIND: Final = re.compile(r"behind it (\S+)")
 # GT/s per lane by PCIe generation: the link's data rate, relative to Gen 5.
 _GT_PER_LANE: Final = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
+_AER: Final = np.int8(KIND_ID["aer"])
+_PCIE_REPLAY: Final = np.int8(KIND_ID["pcie_replay"])
+_PCIE_LINK: Final = np.int8(KIND_ID["pcie_link"])
+_NO_STRING: Final = np.int32(-1)  # an absent string id, as the column's type
 _SEVERITY: Final = {
     SEVERITY_ID["corrected"]: Severity.WARNING,
     SEVERITY_ID["nonfatal"]: Severity.ERROR,
@@ -112,24 +118,29 @@ class PcieAer(Stateful):
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
+        on_device = pci > _NO_STRING
         out: dict[str, Finding] = {}
-        links = np.flatnonzero(
-            (kind == KIND_ID["pcie_link"]) & (pci >= 0) & ~np.isnan(batch["value"])
-        )
+        links = np.flatnonzero((kind == _PCIE_LINK) & on_device & ~np.isnan(batch["value"]))
         if links.size:  # only each GPU's latest link state matters
-            _, last = np.unique(pack(batch["node"][links], pci[links])[::-1], return_index=True)
-            for row in links[::-1][last].tolist():
+            for row in links[last_of_each(pack(batch["node"][links], pci[links]))].tolist():
                 key = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.width[key] = float(batch["value"][row])
                 self.seen[key] = None
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
-        for row in np.flatnonzero((kind == KIND_ID["aer"]) & (pci >= 0)).tolist():
-            finding = self._aer(batch, row)
-            if finding is not None:
-                out[finding.id] = finding
-        replays = np.flatnonzero((kind == KIND_ID["pcie_replay"]) & (pci >= 0) & ~np.isnan(ts))
+        # An incident's finding is built once, after its last AER record of the batch,
+        # not once per record: each would replace the one before. Keyed by id(): one
+        # entry per incident object, in the order they first reported.
+        reporting: dict[int, Incident] = {}
+        for row in np.flatnonzero((kind == _AER) & on_device).tolist():
+            incident = self._aer(batch, row)
+            if incident is not None:
+                reporting.setdefault(id(incident), incident)
+        for incident in reporting.values():
+            finding = self._finding(incident)
+            out[finding.id] = finding
+        replays = np.flatnonzero((kind == _PCIE_REPLAY) & on_device & ~np.isnan(ts))
         if replays.size:
             for finding in self._replays(batch, replays):
                 out[finding.id] = finding
@@ -155,22 +166,23 @@ class PcieAer(Stateful):
         for gpu in (*self.replays, *self.width, *self.generation):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
-    def _aer(self, batch: EventBatch, row: int) -> Finding | None:
-        node = batch.strings[batch["node"][row]]
-        pci = batch.strings[batch["pci"][row]]
-        raw_ts = float(batch["ts"][row])
-        ts = None if raw_ts != raw_ts else raw_ts
-        detail = batch.value("detail", row) or ""
+    def _aer(self, batch: EventBatch, row: int) -> Incident | None:
+        """Fold one AER record into its device's incident; the incident when it is one
+        to report (an uncorrected error, or enough corrected ones)."""
+        node = batch.strings[batch["node"].item(row)]
+        pci = batch.strings[batch["pci"].item(row)]
+        ts = value_of(batch, "ts", row)
+        detail = value_of(batch, "detail", row) or ""
         behind = _BEHIND.search(detail)
         if behind is not None:
             pci = behind[1]  # the record names the device behind the port
-        elif (_GPU.search(detail) or batch["uuid"][row] >= 0) and ts is not None:
+        elif (_GPU.search(detail) or batch["uuid"].item(row) >= 0) and ts is not None:
             self.last_gpu_error[node] = (ts, pci, None)
         else:
             recent = self.last_gpu_error.get(node)
             if recent is not None and ts is not None and abs(ts - recent[0]) <= self.config.burst_s:
                 pci = recent[1]  # the port above the GPU reported the GPU's error
-        severity = _SEVERITY.get(int(batch["severity"][row]), Severity.WARNING)
+        severity = _SEVERITY.get(batch["severity"].item(row), Severity.WARNING)
         incident, _ = self.book.touch((node, pci), at(batch, row), 1, describe(batch, row))
         attrs = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
@@ -180,7 +192,7 @@ class PcieAer(Stateful):
             attrs["recovery_failed"] = True
         if attrs["uncorrected"] == 0 and attrs["corrected"] < self.config.corrected_per_window:
             return None
-        return self._finding(incident)
+        return incident
 
     def _replays(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         """Replays per minute of each GPU, sample to sample, against its link's limit."""
@@ -190,30 +202,20 @@ class PcieAer(Stateful):
         vals, times = batch["value"][rows], batch["ts"][rows]
         starts, ends = runs(series)
         before, then = shifted(vals), shifted(times)
-        limits = np.empty(rows.size)
-        keys = []
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            row = int(rows[start])
-            key = (batch.strings[batch["node"][row]], batch.strings[batch["pci"][row]])
-            keys.append(key)
-            previous = self.replays.get(key)
-            if previous is not None:
-                before[start], then[start] = previous
-            self.replays[key] = (float(vals[end - 1]), float(times[end - 1]))
-            self.seen[key] = None
-            limits[start:end] = self._replay_limit(*key)
+        keys, limits = self._previous(batch, rows, starts, ends, before, then)
         # a counter that went down was reset: the new value counts from zero
         rise = np.where(vals >= before, vals - before, vals)
         minutes = (times - then) / 60.0
         rate = np.divide(rise, minutes, out=np.zeros_like(rise), where=minutes > 0)
-        over = rate > limits
+        # fmax passes over NaN, which is over no limit
+        over = np.flatnonzero(np.fmax.reduceat(rate, starts) > limits)
         out = []
-        for key, start, end in zip(keys, starts.tolist(), ends.tolist(), strict=True):
-            if not over[start:end].any():
-                continue
-            hit = rows[start:end][over[start:end]]
+        for series_index in over.tolist():
+            start, end = starts.item(series_index), ends.item(series_index)
+            limit = limits.item(series_index)
+            hit = rows[start:end][rate[start:end] > limit]
             incident, _ = self.book.touch(
-                key,
+                keys[series_index],
                 span(batch, hit),
                 int(hit.size),
                 describe(batch, int(hit[0])),
@@ -224,6 +226,44 @@ class PcieAer(Stateful):
             attrs["replays"] = max(attrs.get("replays", 0.0), float(rate[start:end].max()))
             out.append(self._finding(incident))
         return out
+
+    def _previous(
+        self,
+        batch: EventBatch,
+        rows: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        before: np.ndarray,
+        then: np.ndarray,
+    ) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Put each GPU's last replay sample before this batch at its first sample in
+        ``before`` and ``then``, and note its last; return each GPU's key and its
+        link's replay limit."""
+        firsts, lasts = rows[starts], rows[ends - 1]
+        values, times = batch["value"][lasts], batch["ts"][lasts]
+        limits = np.empty(starts.size)
+        keys = []
+        strings = batch.strings
+        # One tolist per id column, not a NumPy scalar per GPU. The floats are read one
+        # by one (item) as each entry is replaced: the entry's old floats are freed just
+        # before, and CPython hands them out again.
+        columns = zip(
+            range(starts.size),  # not enumerate: zip then reuses its tuple
+            starts.tolist(),
+            batch["node"][firsts].tolist(),
+            batch["pci"][firsts].tolist(),
+            strict=True,
+        )
+        for i, start, node, pci in columns:
+            key = (strings[node], strings[pci])
+            keys.append(key)
+            previous = self.replays.get(key)
+            if previous is not None:
+                before[start], then[start] = previous
+            self.replays[key] = (values.item(i), times.item(i))
+            self.seen[key] = None
+            limits[i] = self._replay_limit(*key)
+        return keys, limits
 
     def _replay_limit(self, node: str, pci: str) -> float:
         """The replay threshold for this link: scaled by lanes and rate from x16 Gen 5."""

@@ -33,16 +33,23 @@ from fleetwatch.detectors.base import (
     IncidentBook,
     describe,
     expire_stamped,
+    kind_table,
+    last_of_each,
     make_finding,
     pack,
-    segments,
     span,
+    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import CLOCK_ID, KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
-_FAULT_KINDS: Final = np.asarray([KIND_ID[k] for k in ("xid", "sxid", "gpu_lost")], np.int8)
+_IS_FAULT: Final = kind_table("xid", "sxid", "gpu_lost")
+_IS_EVICTION: Final = kind_table("pod_evicted", "node_not_ready")
+_XID: Final = KIND_ID["xid"]
+_SXID: Final = KIND_ID["sxid"]
+_POD_EVICTED: Final = np.int8(KIND_ID["pod_evicted"])
+_WALL: Final = np.int8(CLOCK_ID["wall"])
 _CONTROL_PLANE: Final = frozenset(
     {"TaintManagerEviction", "NodeControllerEviction", "NodeNotReady"}
 )
@@ -80,32 +87,42 @@ class PodEvicted(Stateful):
         self.faults: dict[str, tuple[float, str, float | None]] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind = batch["kind"]
-        ts = batch["ts"]
-        # a boot-clock fault (plain dmesg) cannot be placed next to an eviction's wall time
-        wall = batch["clock"] == CLOCK_ID["wall"]
-        faults = np.flatnonzero(np.isin(kind, _FAULT_KINDS) & ~np.isnan(ts) & wall)
-        if faults.size:
-            # only each node's latest fault matters
-            nodes, last = np.unique(batch["node"][faults][::-1], return_index=True)
-            for node_id, row in zip(nodes.tolist(), faults[::-1][last].tolist(), strict=True):
-                what = {
-                    "xid": f"Xid {batch.value('code', row)}",
-                    "sxid": f"SXid {batch.value('code', row)}",
-                }.get(batch.value("kind", row), "Xid 79 (fallen off the bus)")
-                self.faults[batch.strings[node_id]] = (float(ts[row]), what, None)
-        rows = np.flatnonzero(
-            (kind == KIND_ID["pod_evicted"]) | (kind == KIND_ID["node_not_ready"])
-        )
+        self._note_faults(batch)
+        rows = np.flatnonzero(_IS_EVICTION[batch["kind"]])
         if rows.size == 0:
             return []
-        out: list[Finding] = []
-        nodes, inverse = np.unique(batch["node"][rows], return_inverse=True)
-        for g, node_id in enumerate(nodes.tolist()):
-            members = rows[inverse.ravel() == g]
-            for start, end in segments(ts[members], self.config.window_s):
-                out.append(self._evictions(batch, batch.strings[node_id], members[start:end]))
-        return out
+        # each node's evictions in read order, cut where window_s passes without one
+        rows = rows[np.argsort(batch["node"][rows], kind="stable")]
+        nodes, ts = batch["node"][rows], batch["ts"][rows]
+        cuts = (
+            np.flatnonzero((nodes[1:] != nodes[:-1]) | (ts[1:] - ts[:-1] > self.config.window_s))
+            + 1
+        ).tolist()
+        starts, ends = [0, *cuts], [*cuts, rows.size]
+        return [
+            self._evictions(batch, batch.strings[node_id], rows[start:end])
+            for node_id, start, end in zip(nodes[starts].tolist(), starts, ends, strict=True)
+        ]
+
+    def _note_faults(self, batch: EventBatch) -> None:
+        """Remember each node's latest GPU fault: evictions soon after are its impact."""
+        ts = batch["ts"]
+        # a boot-clock fault (plain dmesg) cannot be placed next to an eviction's wall time
+        faults = np.flatnonzero(
+            _IS_FAULT[batch["kind"]] & (batch["clock"] == _WALL) & ~np.isnan(ts)
+        )
+        if faults.size == 0:
+            return
+        # only each node's latest fault matters
+        latest = faults[last_of_each(batch["node"][faults])]
+        for node_id, kind, code, when in zip(
+            batch["node"][latest].tolist(),
+            batch["kind"][latest].tolist(),
+            batch["code"][latest].tolist(),
+            ts[latest].tolist(),
+            strict=True,
+        ):
+            self.faults[batch.strings[node_id]] = (when, _fault_name(kind, code), None)
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
@@ -118,7 +135,7 @@ class PodEvicted(Stateful):
         return len(self.book.open) + len(self.faults)
 
     def _evictions(self, batch: EventBatch, node: str, members: np.ndarray) -> Finding:
-        first, last = int(members[0]), int(members[-1])
+        first, last = members.item(0), members.item(-1)
         when = span(batch, members)
         incident, _ = self.book.touch(
             (node,),
@@ -131,11 +148,11 @@ class PodEvicted(Stateful):
         labels = pack(batch["reason"][members], batch["detail"][members])
         _, first_of, counts = np.unique(labels, return_index=True, return_counts=True)
         for row, n in zip(members[first_of].tolist(), counts.tolist(), strict=True):
-            reason = batch.value("reason", row) or "Evicted"
-            detail = batch.value("detail", row)
+            reason = value_of(batch, "reason", row) or "Evicted"
+            detail = value_of(batch, "detail", row)
             label = f"{reason} ({detail})" if detail else reason
             reasons[label] = reasons.get(label, 0) + n
-        evicted = int((batch["kind"][members] == KIND_ID["pod_evicted"]).sum())
+        evicted = int(np.count_nonzero(batch["kind"][members] == _POD_EVICTED))
         incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + evicted
         fault = self.faults.get(node)
         if (
@@ -176,3 +193,13 @@ class PodEvicted(Stateful):
         return make_finding(
             self.name, incident, Severity.INFO, Action.NONE, summary, {"node": node}
         )
+
+
+def _fault_name(kind: int, code: int) -> str:
+    """How a finding names a GPU fault of kind id ``kind`` and Xid/SXid ``code``."""
+    shown = code if code >= 0 else None
+    if kind == _XID:
+        return f"Xid {shown}"
+    if kind == _SXID:
+        return f"SXid {shown}"
+    return "Xid 79 (fallen off the bus)"

@@ -48,16 +48,22 @@ from fleetwatch.detectors.base import (
     Span,
     describe,
     expire,
+    last_of_each,
     make_finding,
     pack,
     runs,
+    value_of,
 )
 from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
 
-_THERMAL_BITS: Final = 0x40 | 0x20
-_HW_SLOWDOWN: Final = 0x8
+# NumPy scalars: a Python int operand costs a conversion on every use with an array
+_THERMAL_BITS: Final = np.int64(0x40 | 0x20)
+_HW_SLOWDOWN: Final = np.int64(0x8)
+_CLOCK_EVENT: Final = np.int8(KIND_ID["clock_event"])
+_TEMPERATURE: Final = np.int8(KIND_ID["temperature"])
+_NO_STRING: Final = np.int32(-1)  # an absent string id, as the column's type
 
 
 @dataclass(frozen=True)
@@ -120,14 +126,11 @@ class ThermalThrottle(Stateful):
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
-        temps = np.flatnonzero((kind == KIND_ID["temperature"]) & (pci >= 0))
-        if temps.size:  # only each GPU's latest temperature matters
-            _, last = np.unique(pack(batch["node"][temps], pci[temps])[::-1], return_index=True)
-            for row in temps[::-1][last].tolist():
-                gpu = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
-                self.temperature[gpu] = float(batch["value"][row])
-                self.seen[gpu] = None
-        events = (kind == KIND_ID["clock_event"]) & (pci >= 0)
+        on_gpu = pci > _NO_STRING
+        temps = np.flatnonzero((kind == _TEMPERATURE) & on_gpu)
+        if temps.size:
+            self._note_temperatures(batch, temps)
+        events = (kind == _CLOCK_EVENT) & on_gpu
         untimed = np.flatnonzero(events & np.isnan(ts))
         out: dict[str, Finding] = {}
         if untimed.size:
@@ -137,42 +140,87 @@ class ThermalThrottle(Stateful):
         if rows.size == 0:
             return list(out.values())
         size = self.config.window_s
-        window_of = np.floor(ts[rows] / size) * size
+        # each GPU's samples in time order
         chunk = pack(batch["node"][rows], pci[rows])
         order = np.lexsort((ts[rows], chunk))
-        rows, chunk, window_of = rows[order], chunk[order], window_of[order]
-        reasons = batch["value"][rows].astype(np.int64)
+        rows, chunk = rows[order], chunk[order]
+        times = ts[rows]
+        window_of = np.floor(times / size) * size
         starts, ends = runs(chunk)
-        keys = []
-        hot = np.zeros(rows.size, dtype=bool)
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            first = int(rows[start])
-            key = (batch.strings[batch["node"][first]], batch.strings[pci[first]])
-            keys.append(key)
-            self.seen[key] = None
-            if key not in self.identity:
-                self.identity[key] = {
-                    "gpu": batch.value("gpu", first),
-                    "uuid": batch.value("uuid", first),
-                }
-            if self.temperature.get(key, 0.0) >= self.config.hot_c:
-                hot[start:end] = True
+        keys, hot = self._gpus(batch, rows, starts, ends)
         # HW slowdown counts as thermal only while the GPU is hot
-        thermal = ((reasons & _THERMAL_BITS) != 0) | (((reasons & _HW_SLOWDOWN) != 0) & hot)
+        reasons = batch["value"][rows].astype(np.int64)
+        thermal = (reasons & _THERMAL_BITS).astype(bool)
+        thermal |= (reasons & _HW_SLOWDOWN).astype(bool) & hot
         # a GPU's samples, in time order, split where the window changes
-        chunk_index = np.repeat(np.arange(starts.size), ends - starts)
-        window_index = ((window_of - window_of.min()) // size).astype(np.int64)
-        piece = pack(chunk_index, window_index)
-        piece_starts, piece_ends = runs(piece)
-        chunk_of = chunk_index[piece_starts]
-        for start, end, c in zip(
-            piece_starts.tolist(), piece_ends.tolist(), chunk_of.tolist(), strict=True
+        edges = np.ones(rows.size + 1, dtype=bool)
+        np.not_equal(window_of[1:], window_of[:-1], out=edges[1:-1])
+        edges[starts] = True  # a GPU's first sample opens a piece too
+        bounds = np.flatnonzero(edges)
+        piece_starts, piece_ends = bounds[:-1], bounds[1:]
+        gpu_of = np.searchsorted(starts, piece_starts, side="right") - 1
+        thermal_of = np.add.reduceat(thermal, piece_starts)  # thermal samples per piece
+        window_starts, last_ts = window_of[piece_starts], times[piece_ends - 1]
+        # Per piece, only small ints from tolist (shared objects) and floats read one by
+        # one (item): a window's last time replaced just before is handed out again by
+        # CPython, where a tolist ahead would allocate them all.
+        for i, g, samples, hits in zip(
+            range(piece_starts.size),  # not enumerate: zip then reuses its tuple
+            gpu_of.tolist(),
+            (piece_ends - piece_starts).tolist(),
+            thermal_of.tolist(),
+            strict=True,
         ):
+            thermal_rows = None
+            if hits:
+                start, end = piece_starts.item(i), piece_ends.item(i)
+                thermal_rows = rows[start:end][thermal[start:end]]
             for finding in self._add(
-                batch, keys[c], float(window_of[start]), rows[start:end], thermal[start:end]
+                batch, keys[g], window_starts.item(i), last_ts.item(i), samples, thermal_rows
             ):
                 out[finding.id] = finding
         return list(out.values())
+
+    def _note_temperatures(self, batch: EventBatch, rows: np.ndarray) -> None:
+        """Remember each GPU's latest temperature (HW slowdown is thermal while hot)."""
+        latest = rows[last_of_each(pack(batch["node"][rows], batch["pci"][rows]))]
+        strings, values = batch.strings, batch["value"][latest]
+        for i, node, pci in zip(
+            range(latest.size),  # not enumerate: zip then reuses its tuple
+            batch["node"][latest].tolist(),
+            batch["pci"][latest].tolist(),
+            strict=True,
+        ):
+            gpu = (strings[node], strings[pci])
+            self.temperature[gpu] = values.item(i)  # the float it replaces is reused
+            self.seen[gpu] = None
+
+    def _gpus(
+        self, batch: EventBatch, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    ) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Each GPU's key (its samples are ``rows[start:end]``), noted as seen and named;
+        and which samples are of a GPU that is hot."""
+        keys = []
+        hot = np.zeros(starts.size, dtype=bool)
+        strings = batch.strings
+        firsts = rows[starts]
+        for i, node, pci in zip(
+            range(starts.size),  # not enumerate: zip then reuses its tuple
+            batch["node"][firsts].tolist(),
+            batch["pci"][firsts].tolist(),
+            strict=True,
+        ):
+            key = (strings[node], strings[pci])
+            keys.append(key)
+            self.seen[key] = None
+            if key not in self.identity:
+                first = firsts.item(i)
+                self.identity[key] = {
+                    "gpu": value_of(batch, "gpu", first),
+                    "uuid": value_of(batch, "uuid", first),
+                }
+            hot[i] = self.temperature.get(key, 0.0) >= self.config.hot_c
+        return keys, np.repeat(hot, ends - starts)
 
     def flush(self, now: float | None) -> list[Finding]:
         out: dict[str, Finding] = {}
@@ -213,13 +261,10 @@ class ThermalThrottle(Stateful):
         findings = []
         for start, end in zip(*runs(pack(batch["node"][rows], batch["pci"][rows])), strict=True):
             members = rows[start:end]
-            key = (
-                batch.strings[batch["node"][members[0]]],
-                batch.strings[batch["pci"][members[0]]],
-            )
+            first = int(members[0])
+            key = (batch.strings[batch["node"][first]], batch.strings[batch["pci"][first]])
             self.identity.setdefault(
-                key,
-                {"gpu": batch.value("gpu", members[0]), "uuid": batch.value("uuid", members[0])},
+                key, {"gpu": value_of(batch, "gpu", first), "uuid": value_of(batch, "uuid", first)}
             )
             thermal = self._thermal(key, batch["value"][members].astype(np.int64))
             if thermal.sum() < self.config.min_fraction * members.size:
@@ -240,10 +285,12 @@ class ThermalThrottle(Stateful):
         batch: EventBatch,
         key: tuple[str, str],
         window_start: float,
-        members: np.ndarray,
-        thermal: np.ndarray,
+        last_ts: float,
+        samples: int,
+        hits: np.ndarray | None,
     ) -> list[Finding]:
-        """Count one GPU's samples of one window; close the window before it if open."""
+        """Count one GPU's samples of one window (``hits``: the thermal ones, None when
+        none is); close the window before it if open."""
         findings: list[Finding] = []
         window = self.windows.get(key)
         if window is not None and window.start != window_start:
@@ -251,11 +298,10 @@ class ThermalThrottle(Stateful):
             window = None
         if window is None:
             window = self.windows[key] = _Window(start=window_start)
-        window.samples += int(members.size)
+        window.samples += samples
         window.seen = None
-        window.last_ts = float(batch["ts"][members[-1]])
-        hits = members[thermal]
-        if hits.size:
+        window.last_ts = last_ts
+        if hits is not None:
             window.thermal += int(hits.size)
             window.first = window.first or describe(batch, int(hits[0]))
             window.last = describe(batch, int(hits[-1]))
