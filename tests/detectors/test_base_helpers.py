@@ -18,7 +18,6 @@ from fleetwatch.detectors.base import (
     pack,
     runs,
     segments,
-    value_of,
 )
 from fleetwatch.events import FIELDS, KIND_ID, KINDS, EventBatch
 
@@ -95,11 +94,13 @@ def a_batch() -> EventBatch:
     )
 
 
-def test_value_of_is_batch_value() -> None:
+def test_value_reads_what_indexing_reads() -> None:
+    # EventBatch.value reads with ndarray.item(row): the same as column[row].item()
     batch = a_batch()
     for row in range(len(batch)):
         for name in FIELDS:  # repr: the same type and value, -0.0 included
-            assert repr(value_of(batch, name, row)) == repr(batch.value(name, row))
+            indexed = batch._shown(name, batch.columns[name][row].item())
+            assert repr(batch.value(name, row)) == repr(indexed)
 
 
 def plain_describe(batch: EventBatch, row: int) -> str:

@@ -55,7 +55,6 @@ from fleetwatch.detectors.base import (
     runs,
     shifted,
     span,
-    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
@@ -377,7 +376,7 @@ class HbmEcc(Stateful):
         if what not in whats:
             whats.append(what)
         for name in ("gpu", "uuid", "serial"):
-            value = value_of(batch, name, row)
+            value = batch.value(name, row)
             if value is not None:
                 attrs[name] = value
 

@@ -57,7 +57,6 @@ from fleetwatch.detectors.base import (
     runs,
     shifted,
     span,
-    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, SEVERITY_ID, EventBatch
@@ -171,8 +170,8 @@ class PcieAer(Stateful):
         to report (an uncorrected error, or enough corrected ones)."""
         node = batch.strings[batch["node"].item(row)]
         pci = batch.strings[batch["pci"].item(row)]
-        ts = value_of(batch, "ts", row)
-        detail = value_of(batch, "detail", row) or ""
+        ts = batch.value("ts", row)
+        detail = batch.value("detail", row) or ""
         behind = _BEHIND.search(detail)
         if behind is not None:
             pci = behind[1]  # the record names the device behind the port

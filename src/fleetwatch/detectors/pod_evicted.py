@@ -38,7 +38,6 @@ from fleetwatch.detectors.base import (
     make_finding,
     pack,
     span,
-    value_of,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import CLOCK_ID, KIND_ID, EventBatch
@@ -148,8 +147,8 @@ class PodEvicted(Stateful):
         labels = pack(batch["reason"][members], batch["detail"][members])
         _, first_of, counts = np.unique(labels, return_index=True, return_counts=True)
         for row, n in zip(members[first_of].tolist(), counts.tolist(), strict=True):
-            reason = value_of(batch, "reason", row) or "Evicted"
-            detail = value_of(batch, "detail", row)
+            reason = batch.value("reason", row) or "Evicted"
+            detail = batch.value("detail", row)
             label = f"{reason} ({detail})" if detail else reason
             reasons[label] = reasons.get(label, 0) + n
         evicted = int(np.count_nonzero(batch["kind"][members] == _POD_EVICTED))

@@ -52,7 +52,6 @@ from fleetwatch.detectors.base import (
     make_finding,
     pack,
     runs,
-    value_of,
 )
 from fleetwatch.detectors.state import Stateful, register
 from fleetwatch.events import KIND_ID, EventBatch
@@ -216,8 +215,8 @@ class ThermalThrottle(Stateful):
             if key not in self.identity:
                 first = firsts.item(i)
                 self.identity[key] = {
-                    "gpu": value_of(batch, "gpu", first),
-                    "uuid": value_of(batch, "uuid", first),
+                    "gpu": batch.value("gpu", first),
+                    "uuid": batch.value("uuid", first),
                 }
             hot[i] = self.temperature.get(key, 0.0) >= self.config.hot_c
         return keys, np.repeat(hot, ends - starts)
@@ -264,7 +263,7 @@ class ThermalThrottle(Stateful):
             first = int(members[0])
             key = (batch.strings[batch["node"][first]], batch.strings[batch["pci"][first]])
             self.identity.setdefault(
-                key, {"gpu": value_of(batch, "gpu", first), "uuid": value_of(batch, "uuid", first)}
+                key, {"gpu": batch.value("gpu", first), "uuid": batch.value("uuid", first)}
             )
             thermal = self._thermal(key, batch["value"][members].astype(np.int64))
             if thermal.sum() < self.config.min_fraction * members.size:
