@@ -1,9 +1,10 @@
 """Replay: every input merged in time order, through the pattern library.
 
-All events of all inputs are read into one columnar set (``events.concat``), filtered
-(``--since``, ``--until``, ``--node``), sorted by time (events without a time keep
-their file order, last) and fed to the engine in batches of ``BATCH_SIZE``, exactly
-as a live stream would feed it.
+The order is the one sorting all events at once gives: boot-clock events first, then
+wall-clock events, each by time; events without a time last, in file order; events at
+the same time in file order, then line order. Events outside ``--since``/``--until``
+or of another node than ``--only-node`` are dropped, and the rest go to the engine in
+batches of ``BATCH_SIZE``, exactly as a live stream would feed them.
 
 Boot-clock stamps (plain dmesg) are seconds since that node booted. Where any line of
 the node carries both stamps (syslog or journal kernel lines with ``[ 1843.30]``
@@ -11,21 +12,50 @@ inside), the node's offset anchors its boot-clock events to wall time. Without a
 anchor they keep their order among themselves and sort before wall-clock events. The
 anchor is the node's latest; events from an earlier boot of the same node would need
 that boot's own anchor, which a boot-clock stamp cannot name.
+
+Memory holds the detectors' state and a bounded window of events, not the input, in
+two passes over the events (the inputs themselves are read once):
+
+1. **Spill.** Events are read in file order, a chunk of ``Limits.spill_events`` at a
+   time. Each chunk is cut by file, and a file's boot-clock events by node, each part
+   sorted and written to a temporary file (``spill.py``). A part that sorts after the
+   last one of its file (and node) extends that run; logs are written in time order,
+   so a file is most often one run.
+2. **Merge.** Only once every input is read are the anchors final: the earliest event
+   may be a boot-clock line of the last file, and a node's anchor may come from any
+   file. Then each run is read back a piece at a time, anchored, filtered, and the
+   runs are merged (``merge.py``) into the order above, ``Limits.fan_in`` at most at
+   once: more runs are first merged in groups into longer runs on disk.
+
+The trade-offs: the spill file takes about 150 bytes of disk (``$TMPDIR``) per event,
+twice over when there are more than ``fan_in`` runs, instead of as much again in
+memory; the string table (node names, GPU ids, details: distinct strings, not events)
+stays in memory, which keeps every batch the engine sees the same, ids and all, as
+the one-sort replay fed it. Anchoring a run of boot-clock events moves it by one
+offset, which keeps its order, but may make two close boot times equal; such ties are
+put back in read order before they are merged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from fleetwatch.config import build
 from fleetwatch.engine import Engine
-from fleetwatch.events import BATCH_SIZE, CLOCK_ID, EventBatch, concat
+from fleetwatch.events import BATCH_SIZE, CLOCK_ID, STRING_FIELDS, EventBatch
 from fleetwatch.findings import Finding
+from fleetwatch.merge import Keyed, join, join_events, merge
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
+from fleetwatch.spill import Run, SpillFile
+
+_WALL: Final = CLOCK_ID["wall"]
+_BOOT: Final = CLOCK_ID["boot"]
+_NOT_BOOT: Final = -2  # a run's node when its events are not on the boot clock
 
 
 @dataclass(frozen=True)
@@ -37,33 +67,256 @@ class Window:
     node: str | None = None
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How many events replay holds at once, besides the detectors' state."""
+
+    spill_events: int = 32768
+    """Events read before they are sorted and spilled (the largest holding)."""
+    piece_events: int = 1024
+    """Events read back from a run at a time; the merge holds one piece per run."""
+    fan_in: int = 32
+    """Runs merged at once; more are first merged into fewer, longer runs."""
+
+
 def anchor(events: EventBatch, anchors: dict[str, float]) -> None:
     """Turn boot-clock times into wall times for the nodes with an anchor (in place)."""
-    boot = events["clock"] == CLOCK_ID["boot"]
+    boot = events["clock"] == _BOOT
     for node, offset in anchors.items():
         ids = [i for i, s in enumerate(events.strings) if s == node]
         rows = boot & np.isin(events["node"], ids)
         events["ts"][rows] += offset
-        events["clock"][rows] = CLOCK_ID["wall"]
+        events["clock"][rows] = _WALL
 
 
 def select(events: EventBatch, window: Window) -> EventBatch:
-    """The events inside ``window``, in time order."""
+    """The events inside ``window``, in time order (all of them in memory: tests, bench)."""
+    node_ids = [i for i, s in enumerate(events.strings) if s == window.node]
+    rows = np.flatnonzero(_within(events, window, node_ids))
+    keyed = Keyed.of(events.take(rows), np.arange(len(rows), dtype=np.int64))
+    return keyed.sorted().events
+
+
+def _within(events: EventBatch, window: Window, node_ids: list[int]) -> npt.NDArray[np.bool_]:
+    """Which events ``window`` keeps; ``node_ids``: the string ids of ``window.node``."""
     keep = np.ones(len(events), dtype=bool)
     ts = events["ts"]
-    wall = events["clock"] == CLOCK_ID["wall"]
+    wall = events["clock"] == _WALL
     if window.since is not None:
         keep &= ~wall | (ts >= window.since)
     if window.until is not None:
         keep &= ~wall | (ts <= window.until)
     if window.node is not None:
-        ids = [i for i, s in enumerate(events.strings) if s == window.node]
-        keep &= np.isin(events["node"], ids)
-    rows = np.flatnonzero(keep)
-    # boot-clock first, then wall clock, each by time; no time: last, in file order
-    clock_rank = np.where(wall[rows], 1, np.where(np.isnan(ts[rows]), 2, 0))
-    order = np.lexsort((np.nan_to_num(ts[rows], nan=np.inf), clock_rank))
-    return events.take(rows[order])
+        keep &= np.isin(events["node"], node_ids)
+    return keep
+
+
+class _Strings:
+    """One string table for every event read, in the order strings are first seen.
+
+    The same table the one-sort replay built (``events.concat``), so the batches the
+    engine sees are the same down to their string ids.
+    """
+
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    def adopt(self, batch: EventBatch) -> EventBatch:
+        """``batch`` with its string ids turned into ids of this table."""
+        ids = []
+        for text in batch.strings:
+            found = self.ids.get(text)
+            if found is None:
+                found = self.ids[text] = len(self.table)
+                self.table.append(text)
+            ids.append(found)
+        remap = np.asarray([*ids, -1], dtype=np.int32)  # -1 (absent) stays -1
+        columns = {
+            name: remap[col] if name in STRING_FIELDS else col
+            for name, col in batch.columns.items()
+        }
+        return EventBatch(columns, ())  # the table is complete only once all is read
+
+
+def _spill_chunk(
+    chunk: Keyed, spill: SpillFile, open_runs: dict[tuple[int, int], Run], runs: list[Run]
+) -> None:
+    """Sort ``chunk`` by file (and node, for boot-clock events) and time; spill each part.
+
+    A boot-clock part is keyed by its boot times: its node's anchor moves them all by
+    one offset later, which keeps their order.
+    """
+    events = chunk.events
+    node = np.where(events["clock"] == _BOOT, events["node"], _NOT_BOOT).astype(np.int64)
+    file = events["file"].astype(np.int64)
+    order = np.lexsort((chunk.arrival, chunk.when, chunk.rank, node, file))
+    file, node = file[order], node[order]
+    starts = np.flatnonzero(np.r_[True, (file[1:] != file[:-1]) | (node[1:] != node[:-1])])
+    for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
+        part = chunk.take(order[start:end])
+        group = (int(file[start]), int(node[start]))
+        run = open_runs.get(group)
+        if run is None or run.last is None or run.last > part.key(0):
+            run = open_runs[group] = Run(group)  # this part goes back in time: a new run
+            runs.append(run)
+        run.segments.append(spill.write(part.events, part.arrival))
+        run.last = part.key(len(part) - 1)
+
+
+def _offsets(anchors: dict[str, float], strings: _Strings) -> npt.NDArray[np.float64]:
+    """Each node id's anchor (NaN: none), and a last NaN for the absent id -1."""
+    offsets = np.full(len(strings.table) + 1, np.nan)
+    for node, offset in anchors.items():
+        found = strings.ids.get(node)
+        if found is not None:
+            offsets[found] = offset
+    return offsets
+
+
+def _anchored(events: EventBatch, offsets: npt.NDArray[np.float64]) -> None:
+    """``anchor`` with the anchors by node id (in place): the same sums, in one pass."""
+    rows = np.flatnonzero(events["clock"] == _BOOT)
+    if not len(rows):
+        return
+    shift = offsets[events["node"][rows]]
+    known = ~np.isnan(shift)
+    rows = rows[known]
+    events["ts"][rows] += shift[known]
+    events["clock"][rows] = _WALL
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What reading a run back needs: the spill, the final strings, anchors and window."""
+
+    spill: SpillFile
+    strings: tuple[str, ...]
+    offsets: npt.NDArray[np.float64]
+    window: Window
+    node_ids: list[int]
+    piece_events: int
+
+    def pieces(self, run: Run) -> Iterator[Keyed]:
+        """``run``'s events, anchored and filtered, sorted, a piece at a time."""
+        node = run.group[1]
+        shifted = node != _NOT_BOOT and not np.isnan(self.offsets[node])
+        held: Keyed | None = None  # a shifted run's last equal times, until they end
+        for events, arrival in self.spill.pieces(run, self.piece_events, self.strings):
+            _anchored(events, self.offsets)
+            piece = Keyed.of(events, arrival)
+            piece = piece.where(_within(events, self.window, self.node_ids))
+            if not shifted:
+                yield piece
+                continue
+            # Boot times that differ by less than a rounding of their sum with the
+            # anchor become equal, and equal times go in read order: sort again, and
+            # keep the last time's events back, as the next piece may have more of it.
+            if held is not None:
+                piece = join([held, piece])
+            piece = piece.sorted()
+            if not len(piece):
+                continue
+            last = (piece.rank == piece.rank[-1]) & (piece.when == piece.when[-1])
+            held = piece.where(last)
+            yield piece.where(~last)
+        if held is not None:
+            yield held
+
+
+def _rechunk(pieces: Iterable[Keyed], size: int) -> Iterator[Keyed]:
+    """``pieces`` cut and joined into pieces of ``size`` events (the last: the rest)."""
+    parts: list[Keyed] = []
+    count = 0
+    for piece in pieces:
+        parts.append(piece)
+        count += len(piece)
+        if count < size:
+            continue
+        whole = join(parts)
+        full = count - count % size
+        for start in range(0, full, size):
+            yield whole.take(np.arange(start, start + size))
+        parts = [whole.take(np.arange(full, count))] if count > full else []
+        count -= full
+    if count:
+        yield join(parts)
+
+
+def _narrow(
+    runs: list[Run], reading: _Reading, fan_in: int, held: Callable[[int], None] | None
+) -> list[Run]:
+    """At most ``fan_in`` runs: groups of them merged into longer runs on disk."""
+    while len(runs) > fan_in:
+        longer: list[Run] = []
+        for at in range(0, len(runs), fan_in):
+            group = runs[at : at + fan_in]
+            if len(group) == 1:
+                longer.extend(group)
+                continue
+            merged = Run((-1, _NOT_BOOT))  # anchored and filtered already: read as is
+            streams = [reading.pieces(run) for run in group]
+            for piece in _rechunk(merge(streams, held), reading.piece_events):
+                merged.segments.append(reading.spill.write(piece.events, piece.arrival))
+            longer.append(merged)
+        runs = longer
+    return runs
+
+
+def replay_batches(
+    paths: Sequence[str],
+    options: ReadOptions | None = None,
+    window: Window | None = None,
+    stats: ReadStats | None = None,
+    progress: Callable[[int], None] | None = None,
+    limits: Limits = Limits(),
+    held: Callable[[int], None] | None = None,
+) -> Iterator[EventBatch]:
+    """The batches replay feeds the engine, in order.
+
+    ``held`` is told, each time it changes, how many events are held in memory by a
+    step of the way (the chunk being spilled, the merge's pieces): tests check that it
+    stays bounded whatever the input size.
+    """
+    stats = stats if stats is not None else ReadStats()
+    window = window or Window()
+    strings = _Strings()
+    with SpillFile() as spill:
+        runs: list[Run] = []
+        open_runs: dict[tuple[int, int], Run] = {}
+        chunk: list[EventBatch] = []
+        count = read = 0
+        for batch in read_paths(list(paths), options, stats):
+            if progress is not None:
+                progress(len(batch))
+            chunk.append(strings.adopt(batch))
+            count += len(batch)
+            if count >= limits.spill_events:
+                if held is not None:
+                    held(count)
+                arrival = np.arange(read, read + count, dtype=np.int64)
+                _spill_chunk(Keyed.of(join_events(chunk), arrival), spill, open_runs, runs)
+                chunk, read, count = [], read + count, 0
+        if count:
+            if held is not None:
+                held(count)
+            arrival = np.arange(read, read + count, dtype=np.int64)
+            _spill_chunk(Keyed.of(join_events(chunk), arrival), spill, open_runs, runs)
+        del chunk, open_runs
+        table = tuple(strings.table)
+        found = strings.ids.get(window.node) if window.node is not None else None
+        reading = _Reading(
+            spill,
+            table,
+            _offsets(stats.boot_anchors, strings),
+            window,
+            [] if found is None else [found],
+            limits.piece_events,
+        )
+        runs = _narrow(runs, reading, limits.fan_in, held)
+        streams = [reading.pieces(run) for run in runs]
+        for piece in _rechunk(merge(streams, held), BATCH_SIZE):
+            yield piece.events
 
 
 def replay(
@@ -75,16 +328,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
 ) -> list[Finding]:
     """The findings of ``paths``, most severe first."""
-    stats = stats if stats is not None else ReadStats()
-    batches = []
-    for batch in read_paths(list(paths), options, stats):
-        batches.append(batch)
-        if progress is not None:
-            progress(len(batch))
-    events = concat(batches)
-    anchor(events, stats.boot_anchors)
-    events = select(events, window or Window())
     engine = Engine(build(configs))
-    for start in range(0, len(events), BATCH_SIZE):
-        engine.process(events.take(slice(start, start + BATCH_SIZE)))
+    for batch in replay_batches(paths, options, window, stats, progress):
+        engine.process(batch)
     return engine.finish()
