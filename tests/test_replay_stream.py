@@ -21,6 +21,7 @@ from fleetwatch.config import build, load
 from fleetwatch.engine import Engine
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, EventBatch, concat
 from fleetwatch.merge import Keyed, merge
+from fleetwatch.records import to_records
 from fleetwatch.replay import Limits, Window, anchor, replay, replay_batches
 from fleetwatch.simulate import simulate
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
@@ -202,9 +203,7 @@ def test_simulated_fleets_stream_as_they_sorted(fleets: Path, limits: Limits) ->
         streamed = list(replay_batches(paths, OPTIONS, limits=limits))
         expected = one_sort(paths, Window())
         assert_same(streamed, expected)
-    assert replay([str(fleets)], load(None), OPTIONS) == findings(
-        one_sort([str(fleets)], Window())
-    )
+    assert replay([str(fleets)], load(None), OPTIONS) == findings(one_sort([str(fleets)], Window()))
 
 
 def test_every_reader_in_one_fleet_streams_as_it_sorted(mixed: Path) -> None:
@@ -283,7 +282,7 @@ def test_the_merge_holds_one_piece_per_stream() -> None:
         base = events.take(rows)
         base["ts"][:] = ts
         base["clock"][:] = CLOCK_ID["wall"]
-        keyed = Keyed.of(base, np.arange(n, dtype=np.int64) * 3 + offset)
+        keyed = Keyed.of(to_records(base, np.arange(n, dtype=np.int64) * 3 + offset))
         return [keyed.take(np.arange(a, min(a + piece, n))) for a in range(0, n, piece)]
 
     sizes: list[int] = []

@@ -28,7 +28,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from fleetwatch.events import CLOCK_ID, EventBatch
+from fleetwatch.events import CLOCK_ID
+from fleetwatch.records import Records, fields
 
 _WALL: Final = CLOCK_ID["wall"]
 
@@ -36,64 +37,63 @@ Key = tuple[int, float, int]
 """``(rank, when, arrival)`` of one event."""
 
 
+def sort_key(
+    clock: npt.NDArray[np.int8], ts: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+    """``rank`` and ``when`` of events with these clocks and times."""
+    rank = np.where(clock == _WALL, 1, np.where(np.isnan(ts), 2, 0)).astype(np.int8)
+    return rank, np.nan_to_num(ts, nan=np.inf)
+
+
 @dataclass(frozen=True, slots=True)
 class Keyed:
-    """Events with their sort keys, one array per part of the key."""
+    """Records (``records.py``) with their keys, one array per part of the key."""
 
-    events: EventBatch
+    rows: Records
     rank: npt.NDArray[np.int8]
     when: npt.NDArray[np.float64]
     arrival: npt.NDArray[np.int64]
 
     @classmethod
-    def of(cls, events: EventBatch, arrival: npt.NDArray[np.int64]) -> Keyed:
-        """``events`` keyed by their clock and time as they stand (anchor first)."""
-        ts = events["ts"]
-        rank = np.where(events["clock"] == _WALL, 1, np.where(np.isnan(ts), 2, 0))
-        return cls(events, rank.astype(np.int8), np.nan_to_num(ts, nan=np.inf), arrival)
+    def of(cls, rows: Records) -> Keyed:
+        """``rows`` keyed by their clock and time as they stand (anchor first)."""
+        named = fields(rows)
+        return cls(rows, *sort_key(named["clock"], named["ts"]), named["arrival"].copy())
 
     def __len__(self) -> int:
-        return len(self.arrival)
+        return len(self.rows)
 
     def key(self, row: int) -> Key:
         return (int(self.rank[row]), float(self.when[row]), int(self.arrival[row]))
 
-    def take(self, rows: npt.NDArray[np.intp]) -> Keyed:
-        """The events at ``rows``, in that order."""
-        return Keyed(self.events.take(rows), self.rank[rows], self.when[rows], self.arrival[rows])
+    def take(self, rows: npt.NDArray[np.intp] | slice) -> Keyed:
+        """The records at ``rows``, in that order (a slice: views, no copy)."""
+        return Keyed(self.rows[rows], self.rank[rows], self.when[rows], self.arrival[rows])
 
     def where(self, mask: npt.NDArray[np.bool_]) -> Keyed:
-        """The events ``mask`` marks."""
+        """The records ``mask`` marks."""
         return self.take(np.flatnonzero(mask))
 
     def sorted(self) -> Keyed:
-        """The same events in key order."""
+        """The same records in key order."""
         return self.take(np.lexsort((self.arrival, self.when, self.rank)))
 
-    def upto(self, key: Key) -> npt.NDArray[np.bool_]:
-        """Which events sort at or before ``key``."""
+    def upto(self, key: Key) -> int:
+        """How many records, from the first, sort at or before ``key`` (they are sorted)."""
         rank, when, arrival = key
-        upto: npt.NDArray[np.bool_] = (self.rank < rank) | (
+        upto = (self.rank < rank) | (
             (self.rank == rank)
             & ((self.when < when) | ((self.when == when) & (self.arrival <= arrival)))
         )
-        return upto
-
-
-def join_events(parts: Sequence[EventBatch]) -> EventBatch:
-    """Batches that share one string table, as one batch (ids need no remapping)."""
-    if len(parts) == 1:
-        return parts[0]
-    columns = {name: np.concatenate([p.columns[name] for p in parts]) for name in parts[0].columns}
-    return EventBatch(columns, parts[0].strings)
+        return int(np.count_nonzero(upto))
 
 
 def join(parts: Sequence[Keyed]) -> Keyed:
-    """Keyed pieces that share one string table, as one piece, in the order given."""
+    """Keyed pieces as one, in the order given."""
     if len(parts) == 1:
         return parts[0]
     return Keyed(
-        join_events([p.events for p in parts]),
+        np.concatenate([p.rows for p in parts]),
         np.concatenate([p.rank for p in parts]),
         np.concatenate([p.when for p in parts]),
         np.concatenate([p.arrival for p in parts]),
@@ -115,31 +115,35 @@ def merge(
         if first is not None:
             heads.append(first)
             sources.append(stream)
-    if held is not None:
-        held(sum(map(len, heads)))
+    # a stream's first and last held keys, kept as they change (a Python loop over
+    # the streams compares tuples only; arrays are touched where events go out)
+    firsts = [head.key(0) for head in heads]
+    lasts = [head.key(len(head) - 1) for head in heads]
     while heads:
-        lasts = [head.key(len(head) - 1) for head in heads]
-        bound = min(lasts)
-        out: list[Keyed] = []
-        for i, head in enumerate(heads):
-            if head.key(0) > bound:
-                continue  # nothing of this stream goes out yet
-            if lasts[i] <= bound:
-                out.append(head)  # all of it (the stream that set the bound)
-                continue
-            ready = head.upto(bound)
-            out.append(head.where(ready))
-            heads[i] = head.where(~ready)
-        yield join(out).sorted()
-        # the stream that set the bound handed out all it held: it reads on, or ends
-        drained = lasts.index(bound)
-        following = _next(sources[drained])
-        if following is None:
-            del heads[drained], sources[drained]
-        else:
-            heads[drained] = following
         if held is not None:
             held(sum(map(len, heads)))
+        bound = min(lasts)
+        drained = lasts.index(bound)
+        out: list[Keyed] = []
+        for i, head in enumerate(heads):
+            if firsts[i] > bound:
+                continue  # nothing of this stream goes out yet
+            if i == drained:
+                out.append(head)  # all of it: its last key is the bound
+                continue
+            ready = head.upto(bound)
+            out.append(head.take(slice(0, ready)))
+            heads[i] = head.take(slice(ready, None))
+            firsts[i] = heads[i].key(0)  # not empty: its last key is past the bound
+        yield out[0] if len(out) == 1 else join(out).sorted()
+        # the stream that set the bound handed out all it held: it reads on, or ends
+        following = _next(sources[drained])
+        if following is None:
+            del heads[drained], sources[drained], firsts[drained], lasts[drained]
+        else:
+            heads[drained] = following
+            firsts[drained] = following.key(0)
+            lasts[drained] = following.key(len(following) - 1)
 
 
 def _next(stream: Iterator[Keyed]) -> Keyed | None:

@@ -49,13 +49,16 @@ from fleetwatch.config import build
 from fleetwatch.engine import Engine
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, STRING_FIELDS, EventBatch
 from fleetwatch.findings import Finding
-from fleetwatch.merge import Keyed, join, join_events, merge
+from fleetwatch.merge import Keyed, join, merge, sort_key
+from fleetwatch.records import Records, fields, to_batch, to_records
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
 from fleetwatch.spill import Run, SpillFile
 
 _WALL: Final = CLOCK_ID["wall"]
 _BOOT: Final = CLOCK_ID["boot"]
 _NOT_BOOT: Final = -2  # a run's node when its events are not on the boot clock
+
+Mask = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,11 @@ def select(events: EventBatch, window: Window) -> EventBatch:
     """The events inside ``window``, in time order (all of them in memory: tests, bench)."""
     node_ids = [i for i, s in enumerate(events.strings) if s == window.node]
     rows = np.flatnonzero(_within(events, window, node_ids))
-    keyed = Keyed.of(events.take(rows), np.arange(len(rows), dtype=np.int64))
-    return keyed.sorted().events
+    rank, when = sort_key(events["clock"][rows], events["ts"][rows])
+    return events.take(rows[np.lexsort((when, rank))])  # stable: ties keep read order
 
 
-def _within(events: EventBatch, window: Window, node_ids: list[int]) -> npt.NDArray[np.bool_]:
+def _within(events: EventBatch | Records, window: Window, node_ids: list[int]) -> Mask:
     """Which events ``window`` keeps; ``node_ids``: the string ids of ``window.node``."""
     keep = np.ones(len(events), dtype=bool)
     ts = events["ts"]
@@ -147,9 +150,9 @@ def _spill_chunk(
     A boot-clock part is keyed by its boot times: its node's anchor moves them all by
     one offset later, which keeps their order.
     """
-    events = chunk.events
-    node = np.where(events["clock"] == _BOOT, events["node"], _NOT_BOOT).astype(np.int64)
-    file = events["file"].astype(np.int64)
+    named = fields(chunk.rows)
+    node = np.where(named["clock"] == _BOOT, named["node"], _NOT_BOOT).astype(np.int64)
+    file = named["file"].astype(np.int64)
     order = np.lexsort((chunk.arrival, chunk.when, chunk.rank, node, file))
     file, node = file[order], node[order]
     starts = np.flatnonzero(np.r_[True, (file[1:] != file[:-1]) | (node[1:] != node[:-1])])
@@ -160,7 +163,7 @@ def _spill_chunk(
         if run is None or run.last is None or run.last > part.key(0):
             run = open_runs[group] = Run(group)  # this part goes back in time: a new run
             runs.append(run)
-        run.segments.append(spill.write(part.events, part.arrival))
+        run.segments.append(spill.write(part.rows))
         run.last = part.key(len(part) - 1)
 
 
@@ -174,24 +177,24 @@ def _offsets(anchors: dict[str, float], strings: _Strings) -> npt.NDArray[np.flo
     return offsets
 
 
-def _anchored(events: EventBatch, offsets: npt.NDArray[np.float64]) -> None:
+def _anchored(rows: Records, offsets: npt.NDArray[np.float64]) -> None:
     """``anchor`` with the anchors by node id (in place): the same sums, in one pass."""
-    rows = np.flatnonzero(events["clock"] == _BOOT)
-    if not len(rows):
+    rows = fields(rows)
+    boot = np.flatnonzero(rows["clock"] == _BOOT)
+    if not len(boot):
         return
-    shift = offsets[events["node"][rows]]
+    shift = offsets[rows["node"][boot]]
     known = ~np.isnan(shift)
-    rows = rows[known]
-    events["ts"][rows] += shift[known]
-    events["clock"][rows] = _WALL
+    boot = boot[known]
+    rows["ts"][boot] += shift[known]
+    rows["clock"][boot] = _WALL
 
 
 @dataclass(frozen=True)
 class _Reading:
-    """What reading a run back needs: the spill, the final strings, anchors and window."""
+    """What reading a run back needs: the spill, anchors and window."""
 
     spill: SpillFile
-    strings: tuple[str, ...]
     offsets: npt.NDArray[np.float64]
     window: Window
     node_ids: list[int]
@@ -202,10 +205,9 @@ class _Reading:
         node = run.group[1]
         shifted = node != _NOT_BOOT and not np.isnan(self.offsets[node])
         held: Keyed | None = None  # a shifted run's last equal times, until they end
-        for events, arrival in self.spill.pieces(run, self.piece_events, self.strings):
-            _anchored(events, self.offsets)
-            piece = Keyed.of(events, arrival)
-            piece = piece.where(_within(events, self.window, self.node_ids))
+        for rows in self.spill.pieces(run, self.piece_events):
+            _anchored(rows, self.offsets)
+            piece = Keyed.of(rows[_within(fields(rows), self.window, self.node_ids)])
             if not shifted:
                 yield piece
                 continue
@@ -236,8 +238,8 @@ def _rechunk(pieces: Iterable[Keyed], size: int) -> Iterator[Keyed]:
         whole = join(parts)
         full = count - count % size
         for start in range(0, full, size):
-            yield whole.take(np.arange(start, start + size))
-        parts = [whole.take(np.arange(full, count))] if count > full else []
+            yield whole.take(slice(start, start + size))
+        parts = [whole.take(slice(full, count))] if count > full else []
         count -= full
     if count:
         yield join(parts)
@@ -257,7 +259,7 @@ def _narrow(
             merged = Run((-1, _NOT_BOOT))  # anchored and filtered already: read as is
             streams = [reading.pieces(run) for run in group]
             for piece in _rechunk(merge(streams, held), reading.piece_events):
-                merged.segments.append(reading.spill.write(piece.events, piece.arrival))
+                merged.segments.append(reading.spill.write(piece.rows))
             longer.append(merged)
         runs = longer
     return runs
@@ -284,39 +286,32 @@ def replay_batches(
     with SpillFile() as spill:
         runs: list[Run] = []
         open_runs: dict[tuple[int, int], Run] = {}
-        chunk: list[EventBatch] = []
+        chunk: list[Records] = []
         count = read = 0
         for batch in read_paths(list(paths), options, stats):
             if progress is not None:
                 progress(len(batch))
-            chunk.append(strings.adopt(batch))
+            arrival = np.arange(read + count, read + count + len(batch), dtype=np.int64)
+            chunk.append(to_records(strings.adopt(batch), arrival))
             count += len(batch)
             if count >= limits.spill_events:
                 if held is not None:
                     held(count)
-                arrival = np.arange(read, read + count, dtype=np.int64)
-                _spill_chunk(Keyed.of(join_events(chunk), arrival), spill, open_runs, runs)
+                _spill_chunk(Keyed.of(np.concatenate(chunk)), spill, open_runs, runs)
                 chunk, read, count = [], read + count, 0
         if count:
             if held is not None:
                 held(count)
-            arrival = np.arange(read, read + count, dtype=np.int64)
-            _spill_chunk(Keyed.of(join_events(chunk), arrival), spill, open_runs, runs)
+            _spill_chunk(Keyed.of(np.concatenate(chunk)), spill, open_runs, runs)
         del chunk, open_runs
-        table = tuple(strings.table)
         found = strings.ids.get(window.node) if window.node is not None else None
-        reading = _Reading(
-            spill,
-            table,
-            _offsets(stats.boot_anchors, strings),
-            window,
-            [] if found is None else [found],
-            limits.piece_events,
-        )
+        offsets = _offsets(stats.boot_anchors, strings)
+        node_ids = [] if found is None else [found]
+        reading = _Reading(spill, offsets, window, node_ids, limits.piece_events)
         runs = _narrow(runs, reading, limits.fan_in, held)
-        streams = [reading.pieces(run) for run in runs]
-        for piece in _rechunk(merge(streams, held), BATCH_SIZE):
-            yield piece.events
+        table = tuple(strings.table)
+        for piece in _rechunk(merge([reading.pieces(run) for run in runs], held), BATCH_SIZE):
+            yield to_batch(piece.rows, table)
 
 
 def replay(
@@ -329,6 +324,6 @@ def replay(
 ) -> list[Finding]:
     """The findings of ``paths``, most severe first."""
     engine = Engine(build(configs))
-    for batch in replay_batches(paths, options, window, stats, progress):
-        engine.process(batch)
+    for events in replay_batches(paths, options, window, stats, progress):
+        engine.process(events)
     return engine.finish()
