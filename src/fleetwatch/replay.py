@@ -59,6 +59,8 @@ _BOOT: Final = CLOCK_ID["boot"]
 _NOT_BOOT: Final = -2  # a run's node when its events are not on the boot clock
 
 Mask = npt.NDArray[np.bool_]
+Columns = EventBatch | npt.NDArray[Any]
+"""Events by field name: a batch, or records' ``fields``."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,8 @@ class Limits:
 
 def anchor(events: EventBatch, anchors: dict[str, float]) -> None:
     """Turn boot-clock times into wall times for the nodes with an anchor (in place)."""
-    boot = events["clock"] == _BOOT
-    for node, offset in anchors.items():
-        ids = [i for i, s in enumerate(events.strings) if s == node]
-        rows = boot & np.isin(events["node"], ids)
-        events["ts"][rows] += offset
-        events["clock"][rows] = _WALL
+    ids = {text: i for i, text in enumerate(events.strings)}
+    _anchored(events, _offsets(anchors, ids, len(events.strings)))
 
 
 def select(events: EventBatch, window: Window) -> EventBatch:
@@ -100,7 +98,7 @@ def select(events: EventBatch, window: Window) -> EventBatch:
     return events.take(rows[np.lexsort((when, rank))])  # stable: ties keep read order
 
 
-def _within(events: EventBatch | Records, window: Window, node_ids: list[int]) -> Mask:
+def _within(events: Columns, window: Window, node_ids: list[int]) -> Mask:
     """Which events ``window`` keeps; ``node_ids``: the string ids of ``window.node``."""
     keep = np.ones(len(events), dtype=bool)
     ts = events["ts"]
@@ -142,52 +140,82 @@ class _Strings:
         return EventBatch(columns, ())  # the table is complete only once all is read
 
 
-def _spill_chunk(
-    chunk: Keyed, spill: SpillFile, open_runs: dict[tuple[int, int], Run], runs: list[Run]
-) -> None:
-    """Sort ``chunk`` by file (and node, for boot-clock events) and time; spill each part.
+class _Runs:
+    """Step 1: the events as they are read, spilled in sorted runs (``runs``)."""
 
-    A boot-clock part is keyed by its boot times: its node's anchor moves them all by
-    one offset later, which keeps their order.
-    """
-    named = fields(chunk.rows)
-    node = np.where(named["clock"] == _BOOT, named["node"], _NOT_BOOT).astype(np.int64)
-    file = named["file"].astype(np.int64)
-    order = np.lexsort((chunk.arrival, chunk.when, chunk.rank, node, file))
-    file, node = file[order], node[order]
-    starts = np.flatnonzero(np.r_[True, (file[1:] != file[:-1]) | (node[1:] != node[:-1])])
-    for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
-        part = chunk.take(order[start:end])
-        group = (int(file[start]), int(node[start]))
-        run = open_runs.get(group)
-        if run is None or run.last is None or run.last > part.key(0):
-            run = open_runs[group] = Run(group)  # this part goes back in time: a new run
-            runs.append(run)
-        run.segments.append(spill.write(part.rows))
-        run.last = part.key(len(part) - 1)
+    def __init__(
+        self, spill: SpillFile, chunk_events: int, held: Callable[[int], None] | None
+    ) -> None:
+        self.spill = spill
+        self.runs: list[Run] = []
+        self._open: dict[tuple[int, int], Run] = {}  # by group: the run a part may extend
+        self._chunk: list[Records] = []
+        self._count = 0  # events in the chunk
+        self._read = 0  # events before it
+        self._chunk_events = chunk_events
+        self._held = held
+
+    def add(self, events: EventBatch) -> None:
+        """The next events read (string ids of the one table)."""
+        start = self._read + self._count
+        arrival = np.arange(start, start + len(events), dtype=np.int64)
+        self._chunk.append(to_records(events, arrival))
+        self._count += len(events)
+        if self._count >= self._chunk_events:
+            self.flush()
+
+    def flush(self) -> None:
+        """Sort the chunk by file (and node, for boot-clock events) and time; spill it.
+
+        A boot-clock part is keyed by its boot times: its node's anchor, known only
+        at the end, moves them all by one offset, which keeps their order.
+        """
+        if not self._count:
+            return
+        if self._held is not None:
+            self._held(self._count)
+        chunk = Keyed.of(np.concatenate(self._chunk))
+        self._read += self._count
+        self._chunk, self._count = [], 0
+        named = fields(chunk.rows)
+        node = np.where(named["clock"] == _BOOT, named["node"], _NOT_BOOT).astype(np.int64)
+        file = named["file"].astype(np.int64)
+        order = np.lexsort((chunk.arrival, chunk.when, chunk.rank, node, file))
+        file, node = file[order], node[order]
+        starts = np.flatnonzero(np.r_[True, (file[1:] != file[:-1]) | (node[1:] != node[:-1])])
+        for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
+            part = chunk.take(order[start:end])
+            group = (int(file[start]), int(node[start]))
+            run = self._open.get(group)
+            if run is None or run.last is None or run.last > part.key(0):
+                run = self._open[group] = Run(group)  # the part goes back in time
+                self.runs.append(run)
+            run.segments.append(self.spill.write(part.rows))
+            run.last = part.key(len(part) - 1)
 
 
-def _offsets(anchors: dict[str, float], strings: _Strings) -> npt.NDArray[np.float64]:
-    """Each node id's anchor (NaN: none), and a last NaN for the absent id -1."""
-    offsets = np.full(len(strings.table) + 1, np.nan)
+def _offsets(
+    anchors: dict[str, float], ids: dict[str, int], strings: int
+) -> npt.NDArray[np.float64]:
+    """The anchor of each string id that names a node (NaN: none; the last: id -1)."""
+    offsets = np.full(strings + 1, np.nan)
     for node, offset in anchors.items():
-        found = strings.ids.get(node)
+        found = ids.get(node)
         if found is not None:
             offsets[found] = offset
     return offsets
 
 
-def _anchored(rows: Records, offsets: npt.NDArray[np.float64]) -> None:
-    """``anchor`` with the anchors by node id (in place): the same sums, in one pass."""
-    rows = fields(rows)
-    boot = np.flatnonzero(rows["clock"] == _BOOT)
+def _anchored(events: Columns, offsets: npt.NDArray[np.float64]) -> None:
+    """Boot-clock times to wall times where the node's id has an offset (in place)."""
+    boot = np.flatnonzero(events["clock"] == _BOOT)
     if not len(boot):
         return
-    shift = offsets[rows["node"][boot]]
+    shift = offsets[events["node"][boot]]
     known = ~np.isnan(shift)
     boot = boot[known]
-    rows["ts"][boot] += shift[known]
-    rows["clock"][boot] = _WALL
+    events["ts"][boot] += shift[known]
+    events["clock"][boot] = _WALL
 
 
 @dataclass(frozen=True)
@@ -206,7 +234,7 @@ class _Reading:
         shifted = node != _NOT_BOOT and not np.isnan(self.offsets[node])
         held: Keyed | None = None  # a shifted run's last equal times, until they end
         for rows in self.spill.pieces(run, self.piece_events):
-            _anchored(rows, self.offsets)
+            _anchored(fields(rows), self.offsets)
             piece = Keyed.of(rows[_within(fields(rows), self.window, self.node_ids)])
             if not shifted:
                 yield piece
@@ -284,33 +312,21 @@ def replay_batches(
     window = window or Window()
     strings = _Strings()
     with SpillFile() as spill:
-        runs: list[Run] = []
-        open_runs: dict[tuple[int, int], Run] = {}
-        chunk: list[Records] = []
-        count = read = 0
+        spilled = _Runs(spill, limits.spill_events, held)
         for batch in read_paths(list(paths), options, stats):
             if progress is not None:
                 progress(len(batch))
-            arrival = np.arange(read + count, read + count + len(batch), dtype=np.int64)
-            chunk.append(to_records(strings.adopt(batch), arrival))
-            count += len(batch)
-            if count >= limits.spill_events:
-                if held is not None:
-                    held(count)
-                _spill_chunk(Keyed.of(np.concatenate(chunk)), spill, open_runs, runs)
-                chunk, read, count = [], read + count, 0
-        if count:
-            if held is not None:
-                held(count)
-            _spill_chunk(Keyed.of(np.concatenate(chunk)), spill, open_runs, runs)
-        del chunk, open_runs
+            spilled.add(strings.adopt(batch))
+        spilled.flush()
+        # step 2: every input read, the anchors and the string table are final
+        offsets = _offsets(stats.boot_anchors, strings.ids, len(strings.table))
         found = strings.ids.get(window.node) if window.node is not None else None
-        offsets = _offsets(stats.boot_anchors, strings)
         node_ids = [] if found is None else [found]
         reading = _Reading(spill, offsets, window, node_ids, limits.piece_events)
-        runs = _narrow(runs, reading, limits.fan_in, held)
+        runs = _narrow(spilled.runs, reading, limits.fan_in, held)
+        merged = merge([reading.pieces(run) for run in runs], held)
         table = tuple(strings.table)
-        for piece in _rechunk(merge([reading.pieces(run) for run in runs], held), BATCH_SIZE):
+        for piece in _rechunk(merged, BATCH_SIZE):
             yield to_batch(piece.rows, table)
 
 
