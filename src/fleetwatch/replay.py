@@ -235,7 +235,8 @@ class _Reading:
         held: Keyed | None = None  # a shifted run's last equal times, until they end
         for rows in self.spill.pieces(run, self.piece_events):
             _anchored(fields(rows), self.offsets)
-            piece = Keyed.of(rows[_within(fields(rows), self.window, self.node_ids)])
+            keep = _within(fields(rows), self.window, self.node_ids)
+            piece = Keyed.of(rows if keep.all() else rows[keep])
             if not shifted:
                 yield piece
                 continue
