@@ -10,9 +10,12 @@ that cut through ties.
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,6 +227,33 @@ def test_files_out_of_time_order_stream_as_they_sorted(tmp_path: Path) -> None:
     expected = one_sort(paths, Window())
     for limits in LIMITS[:2]:
         assert_same(list(replay_batches(paths, OPTIONS, limits=limits)), expected)
+
+
+def test_without_a_temporary_file_replay_holds_its_runs_in_memory(
+    incident: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [str(incident)]
+    expected = one_sort(paths, Window())
+
+    def no_directory(**_: object) -> None:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("tempfile.TemporaryFile", no_directory)
+        assert_same(list(replay_batches(paths, OPTIONS, limits=TINY)), expected)
+    writes = 0
+
+    def disk_full(fd: int, data: Any, offset: int) -> int:
+        nonlocal writes
+        writes += 1
+        if writes > 5:  # the first segments on disk, the rest in memory
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    real_pwrite = os.pwrite
+    monkeypatch.setattr("os.pwrite", disk_full)
+    assert_same(list(replay_batches(paths, OPTIONS, limits=TINY)), expected)
+    assert writes > 5
 
 
 WINDOWS = (

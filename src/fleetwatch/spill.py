@@ -10,11 +10,14 @@ A run is a list of *segments*: ``count`` records (``records.py``) at an ``offset
 the file, written as they are in memory, so reading one back is one system call.
 
 The file is a ``tempfile.TemporaryFile`` (under ``$TMPDIR``): unnamed, it goes when
-closed or when the process ends, however it ends.
+closed or when the process ends, however it ends. Where no temporary file can be made
+or written (no writable ``$TMPDIR``, a full disk), segments stay in memory instead: a
+replay that needs the memory it always needed beats one that stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,10 +31,11 @@ from fleetwatch.records import ROW, Records
 
 @dataclass(frozen=True)
 class Segment:
-    """``count`` records at byte ``offset`` of the spill file."""
+    """``count`` records at byte ``offset`` of the spill file, or ``held`` in memory."""
 
     offset: int
     count: int
+    held: Records | None = None
 
 
 @dataclass
@@ -52,7 +56,9 @@ class SpillFile:
     """A temporary file that records are appended to and read back from, by segment."""
 
     def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (close())
+        self._file: IO[bytes] | None = None
+        with contextlib.suppress(OSError):  # no temporary directory: segments in memory
+            self._file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (close())
         self._end = 0
 
     def __enter__(self) -> SpillFile:
@@ -62,14 +68,20 @@ class SpillFile:
         self.close()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def write(self, rows: Records) -> Segment:
         """Append ``rows`` as one segment."""
+        if self._file is None:
+            return Segment(-1, len(rows), rows.copy())
         data = np.ascontiguousarray(rows).view(np.uint8).data
         written = 0
-        while written < len(data):  # a raw write may take less than all of it
-            written += os.pwrite(self._file.fileno(), data[written:], self._end + written)
+        try:
+            while written < len(data):  # a raw write may take less than all of it
+                written += os.pwrite(self._file.fileno(), data[written:], self._end + written)
+        except OSError:  # a full disk: what is written stays readable, the rest in memory
+            return Segment(-1, len(rows), rows.copy())
         segment = Segment(self._end, len(rows))
         self._end += len(data)
         return segment
@@ -77,6 +89,10 @@ class SpillFile:
     def read(self, segment: Segment, start: int, count: int) -> Records:
         """Records ``start`` to ``start + count`` of ``segment`` (a writable array)."""
         count = max(0, min(count, segment.count - start))
+        if segment.held is not None:
+            return segment.held[start : start + count].copy()  # anchoring writes to it
+        if self._file is None:
+            raise ValueError("a segment on disk, but no spill file")
         rows = np.empty(count, dtype=ROW)
         data = rows.view(np.uint8).data
         offset = segment.offset + start * ROW.itemsize
