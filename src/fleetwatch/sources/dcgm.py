@@ -28,7 +28,7 @@ address would be given to every later event of that GPU).
 Speed: prometheus-client's parser costs ~40 µs a sample, almost all of it in the
 label block, which repeats for every metric of a GPU in every scrape. Each distinct
 ``name{labels}`` head is parsed once by that parser and remembered (a bounded
-cache); a line then costs the split of its value and time stamp.
+cache per file); a line then costs the split of its value and time stamp.
 """
 
 from __future__ import annotations
@@ -60,14 +60,22 @@ def is_blank(value: float) -> bool:
     )
 
 
-_HEADS: dict[str, tuple[str, dict[str, str]] | None] = {}
+_HEADS: Final = "dcgm heads"  # ctx.memo key: this file's parsed heads
 _MAX_HEADS: Final = 100_000
 _MAX_HEAD_CHARS: Final = 4096  # a real head is a few hundred: a torn megabyte is not kept
 
 
-def _series(head: str) -> tuple[str, dict[str, str]] | None:
-    """``name{labels}`` -> (name, labels), parsed by the Prometheus parser once."""
-    found = _HEADS.get(head, False)
+def _series(head: str, ctx: FileContext) -> tuple[str, dict[str, str]] | None:
+    """``name{labels}`` -> (name, labels), parsed by the Prometheus parser once per file.
+
+    Per file, not per process: a node's file repeats its few hundred heads every
+    scrape, and a replay of ten thousand node files then holds one node's heads at a
+    time, not the fleet's (memory that would grow with the input).
+    """
+    heads: dict[str, tuple[str, dict[str, str]] | None] | None = ctx.memo.get(_HEADS)
+    if heads is None:
+        heads = ctx.memo[_HEADS] = {}
+    found = heads.get(head, False)
     if found is not False:
         return found  # type: ignore[return-value]
     try:
@@ -76,9 +84,9 @@ def _series(head: str) -> tuple[str, dict[str, str]] | None:
     except (ValueError, IndexError, KeyError, TypeError):
         found = None
     if len(head) <= _MAX_HEAD_CHARS:
-        if len(_HEADS) >= _MAX_HEADS:
-            _HEADS.clear()
-        _HEADS[head] = found
+        if len(heads) >= _MAX_HEADS:
+            heads.clear()
+        heads[head] = found
     return found
 
 
@@ -91,7 +99,7 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
         head, rest = text[: end + 1], text[end + 1 :]
     else:  # a sample without labels: name value [time stamp]
         head, _, rest = text.partition(" ")
-    series = _series(head)
+    series = _series(head, ctx)
     fields = rest.split()
     if series is None or not 1 <= len(fields) <= 2:
         ctx.stats.bad(SOURCE, "malformed sample")
