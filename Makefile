@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
-	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
+	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay bench-latency \
 	bench-state gpu-check chaos fuzz clean
 
 install: $(STAMP)
@@ -94,6 +94,11 @@ verify: install
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install
 	$(BIN)/python bench/parse_throughput.py --lines 10000000
+
+# Replay and parse beside grep, with peak memory: a 10 M-line dmesg, a 2 M-line mixed
+# fleet, a 1 GB simulated fleet (tens of minutes; not part of CI).
+bench-replay: install
+	$(BIN)/python -m bench.replay_speed --dmesg-lines 10000000 --fleet-lines 2000000 --big-mb 1000
 
 # The readers against a million mutated records each, seeded from tests/data (minutes;
 # not part of CI: tests/sources/test_fuzz.py runs it small). Exit 1 on any crash.

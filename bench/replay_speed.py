@@ -1,0 +1,170 @@
+"""Replay and parse beside grep, on the same files, in one run: ``make bench-replay``.
+
+Three inputs, each generated once (seeded) under ``--work``:
+
+* ``dmesg``: a mixed kernel log of ``--dmesg-lines`` lines (``parse_throughput``: 95 %
+  a real healthy node's noise, 5 % GPU records);
+* ``fleet``: simulated node folders of every scenario (kernel logs, dcgm-exporter
+  scrapes, Kubernetes events, NCCL logs), ``--fleet-lines`` lines in all;
+* ``big``: one scenario's fleet grown to ``--big-mb`` megabytes.
+
+On each: ``LC_ALL=C grep -rcE`` for the records' words (what a person would type),
+``fleetwatch parse --output summary`` and ``fleetwatch replay --output jsonl``, each in
+a fresh process, start-up included, interleaved ``--repeat`` times (grep, parse,
+replay, grep, …) so that drift in the machine's load hits all alike. Reported: the
+median seconds, lines per second, the ratio to grep's median, and the peak resident
+memory of the process (its own ``ru_maxrss``, from ``os.wait4``; a forked child's peak
+counts what it was forked from, so about 30 MB, the measuring interpreter, is the floor:
+the inputs are generated in another process to keep it there).
+
+Usage: python -m bench.replay_speed [--dmesg-lines 10000000] [--fleet-lines 2000000]
+       [--big-mb 1000] [--repeat 3] [--work DIR] [--only dmesg,fleet,big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+FLEETWATCH = Path(sys.executable).parent / "fleetwatch"
+GREP_WORDS = "NVRM|Xid|SXid|AER|fallen off|NCCL|DCGM_|Evicted"
+LINES_PER_NODE = 2000  # simulate's default: a node's files hold about this many lines
+
+
+@dataclass(frozen=True)
+class Run:
+    """One command over one input: wall seconds and the peak resident memory (MB)."""
+
+    seconds: float
+    peak_mb: float
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run ``command`` with its output to a temporary file, measured."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        # GNU grep stops at the first match when its output is /dev/null: a real file
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):  # grep: 1 is "no match"
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def lines_in(path: Path) -> int:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    total = 0
+    for file in files:
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                total += chunk.count(b"\n")
+    return total
+
+
+def megabytes(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(f.stat().st_size for f in files) / 1e6
+
+
+def simulate(out: Path, scenario: str, nodes: int, seed: int = 1) -> None:
+    if not (out / "answer.json").exists():
+        command = [str(FLEETWATCH), "simulate", "--scenario", scenario, "--out", str(out)]
+        subprocess.run(
+            [*command, "--nodes", str(nodes), "--seed", str(seed)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def make_inputs(work: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """Generate what is missing (in this process: the measuring one starts children
+    from a small interpreter, since a child's peak memory counts what it was forked
+    from), and return where each input is."""
+    from bench.parse_throughput import generate as generate_dmesg
+    from fleetwatch.simulate import SCENARIOS
+
+    inputs: dict[str, Path] = {}
+    if "dmesg" in args.only:
+        dmesg = work / f"dmesg-{args.dmesg_lines}.log"
+        if not dmesg.exists():
+            generate_dmesg(dmesg, args.dmesg_lines, seed=1)
+        inputs["dmesg"] = dmesg
+    if "fleet" in args.only:
+        fleet = work / f"fleet-{args.fleet_lines}"
+        nodes = max(1, args.fleet_lines // (LINES_PER_NODE * len(SCENARIOS)))
+        for seed, scenario in enumerate(SCENARIOS, start=1):
+            simulate(fleet / scenario, scenario, nodes, seed)
+        inputs["fleet"] = fleet
+    if "big" in args.only:
+        big = work / f"big-{args.big_mb}mb"
+        probe = work / "probe"
+        simulate(probe, "xid79-fallen-off-bus", 4)
+        nodes = max(1, round(args.big_mb / (megabytes(probe) / 4)))
+        simulate(big, "xid79-fallen-off-bus", nodes)
+        inputs["big"] = big
+    return inputs
+
+
+def commands(path: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+    return {
+        "grep -rcE (LC_ALL=C)": (["grep", "-rcE", GREP_WORDS, str(path)], {"LC_ALL": "C"}),
+        "fleetwatch parse": ([str(FLEETWATCH), "parse", str(path), "--output", "summary"], None),
+        "fleetwatch replay": ([str(FLEETWATCH), "replay", str(path), "--output", "jsonl"], None),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dmesg-lines", type=int, default=10_000_000)
+    parser.add_argument("--fleet-lines", type=int, default=2_000_000)
+    parser.add_argument("--big-mb", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work", type=Path, help="keep (and reuse) the inputs here")
+    parser.add_argument("--only", default="dmesg,fleet,big")
+    parser.add_argument("-g", "--generate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.only = set(args.only.split(","))
+    work = args.work or Path(tempfile.mkdtemp(prefix="fleetwatch-bench-replay-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.generate:  # the child that generates: print where each input is
+        for name, path in make_inputs(work, args).items():
+            print(f"{name}\t{path}")
+        return
+    print(f"inputs under {work} (generated once) ...", flush=True)
+    generated = subprocess.run(
+        [sys.executable, "-m", "bench.replay_speed", *sys.argv[1:], "--work", str(work), "-g"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    inputs = {name: Path(path) for name, path in (ln.split("\t") for ln in generated.splitlines())}
+    print(f"medians of {args.repeat} interleaved runs, start-up included", flush=True)
+    header = f"{'input':6} {'lines':>11} {'MB':>7}  {'command':22} {'seconds':>8}"
+    print(header + f" {'lines/s':>12} {'x grep':>7} {'peak MB':>8}")
+    for name, path in inputs.items():
+        lines, size = lines_in(path), megabytes(path)
+        runs: dict[str, list[Run]] = {label: [] for label in commands(path)}
+        for _ in range(args.repeat):
+            for label, (command, env) in commands(path).items():
+                runs[label].append(measured(command, env))
+        grep = statistics.median(r.seconds for r in runs["grep -rcE (LC_ALL=C)"])
+        for label, done in runs.items():
+            seconds = statistics.median(r.seconds for r in done)
+            peak = max(r.peak_mb for r in done)
+            print(
+                f"{name:6} {lines:>11,} {size:>7.0f}  {label:22} {seconds:>8.2f}"
+                f" {lines / seconds:>12,.0f} {seconds / grep:>7.1f} {peak:>8.0f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
