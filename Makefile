@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
-	bench-state gpu-check chaos fuzz clean
+	bench-state gpu-check chaos fuzz fleet-demo clean
 
 install: $(STAMP)
 
@@ -99,6 +99,13 @@ bench-parse: install
 # not part of CI: tests/sources/test_fuzz.py runs it small). Exit 1 on any crash.
 fuzz: install
 	$(BIN)/python -m bench.fuzz --records 1000000
+
+# Fleet mode on this machine: redis-server on a free loopback port, 2 correlators,
+# 2 agents over examples/, the findings; everything stopped after (installs redis-server
+# when missing, as .ci/run does).
+fleet-demo: install
+	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m fleetwatch.fleet.demo
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
