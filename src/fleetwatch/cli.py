@@ -366,7 +366,7 @@ def watch_command(
     epilog=_epilog(
         "  fleetwatch findings                the open findings of fleetwatch-watch.db\n"
         "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db\n"
-        "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's, from its correlators"
+        "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's findings"
     ),
 )
 @click.option(
@@ -441,7 +441,7 @@ _REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told oth
     epilog=_epilog(
         "  fleetwatch agent --shards 16 /var/log/gpu-node-17/\n"
         "  fleetwatch agent --redis redis://10.0.0.5:6379/0 --shards 16 incident/\n"
-        "  fleetwatch agent --shards 16 --end          the input ended: close every window"
+        "  fleetwatch agent --shards 16 --end      the input ended: close every window"
     ),
 )
 @click.argument("paths", nargs=-1)

@@ -1,7 +1,7 @@
 """Fleet mode on a real redis-server: agents + correlators find what replay finds.
 
-(a) two agents and two correlators equal a single-process replay (ids, severity,
-    action, count); (b) a correlator killed with SIGKILL mid-run: its shards move when
+(a) two agents and two correlators equal a single-process replay (every field of
+    every finding: id, severity, action, count, evidence, summary); (b) a correlator killed with SIGKILL mid-run: its shards move when
     its lease expires, nothing is lost or doubled; (c) a worker paused between reading
     and committing, past its lease: its commit is refused and counted, and the result
     is still exact.
@@ -31,12 +31,13 @@ SHARDS = 8
 pytestmark = pytest.mark.slow
 
 
-def key(findings: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
-    return sorted((f["id"], f["severity"], f["action"], f["count"]) for f in findings)
+def key(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings as replay prints them (id, severity, action, count, evidence, summary…)."""
+    return sorted(findings, key=lambda f: str(f["id"]))
 
 
 @pytest.fixture(scope="module")
-def expected(fleet: dict[str, list[str]]) -> list[tuple[str, str, str, int]]:
+def expected(fleet: dict[str, list[str]]) -> list[dict[str, Any]]:
     found = replay(fleet["a"] + fleet["b"], config.load(None))
     assert len(found) >= 10  # the scenarios' faults, not an empty fleet
     return key([f.to_json() for f in found])
@@ -57,7 +58,7 @@ def no_doubles(ledger: Ledger) -> None:
 
 
 def test_two_agents_two_correlators_equal_replay(
-    redis_url: str, fleet: dict[str, list[str]], expected: list[tuple[str, str, str, int]]
+    redis_url: str, fleet: dict[str, list[str]], expected: list[dict[str, Any]]
 ) -> None:
     transport, ledger = RedisStreams(connect(redis_url)), Ledger(connect(redis_url))
     publish_paths(transport, fleet["a"], SHARDS, "a")
@@ -93,7 +94,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_a_killed_correlator_loses_and_doubles_nothing(
     redis_url: str,
     fleet: dict[str, list[str]],
-    expected: list[tuple[str, str, str, int]],
+    expected: list[dict[str, Any]],
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     transport, ledger = RedisStreams(connect(redis_url)), Ledger(connect(redis_url))
@@ -127,7 +128,7 @@ class Pausing(RedisStreams):
 
 
 def test_a_paused_workers_late_commit_is_refused(
-    redis_url: str, fleet: dict[str, list[str]], expected: list[tuple[str, str, str, int]]
+    redis_url: str, fleet: dict[str, list[str]], expected: list[dict[str, Any]]
 ) -> None:
     client = connect(redis_url)
     transport, ledger = RedisStreams(client), Ledger(client)

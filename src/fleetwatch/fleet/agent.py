@@ -1,9 +1,15 @@
 """A node agent: read inputs, publish their events to the shards that own them.
 
 This first agent reads files and folders as ``replay`` does (``read_paths``: formats
-from content, boot-clock stamps anchored, events in time order), splits them by
-family and shard (``shards.split``), and publishes each shard's events in entries of
-``BATCH_SIZE`` events, in time order, pipelined. Then it exits. Following live files
+from content, boot-clock stamps anchored, events in time order), cuts them into
+windows of ``BATCH_SIZE`` events as replay feeds its engine, splits each window by
+family and shard (``shards.split``) and publishes each part as one entry, pipelined.
+Then it exits.
+
+Why windows first: a detector folds a batch entity by entity, so a batch that spans
+the whole input (one shard's share of it) can order evidence and fold ties otherwise
+than replay's short batches; an entry cut from one short window keeps the findings
+equal to replay's, evidence and summaries included (``tests/fleet``). Following live files
 and sources (watch's inputs) is the next step.
 
 ``publish_end`` appends ``{"type": "end"}`` to every shard: the input of the whole
@@ -51,10 +57,10 @@ def publish_paths(
     events = select(events, Window())
     pending: list[tuple[int, dict[str, bytes]]] = []
     entries = 0
-    for family, shard, part in split(events, shards, cluster):
-        for start in range(0, len(part), BATCH_SIZE):
-            chunk = part.take(slice(start, start + BATCH_SIZE))
-            fields = {"family": family.encode(), "agent": agent.encode(), "batch": encode(chunk)}
+    for start in range(0, len(events), BATCH_SIZE):
+        window = events.take(slice(start, start + BATCH_SIZE))
+        for family, shard, part in split(window, shards, cluster):
+            fields = {"family": family.encode(), "agent": agent.encode(), "batch": encode(part)}
             pending.append((shard, fields))
             entries += 1
             if len(pending) >= PIPELINE:
