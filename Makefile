@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-latency \
-	bench-state gpu-check chaos fuzz fleet-demo clean
+	bench-state gpu-check chaos fuzz fleet-demo fleet-check clean
 
 install: $(STAMP)
 
@@ -106,6 +106,13 @@ fuzz: install
 fleet-demo: install
 	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m fleetwatch.fleet.demo
+
+# Fleet mode under failures: 2 agents over every simulated scenario, 3 correlators, one
+# killed, one paused past its lease, a fourth added; equal to replay, nothing lost or
+# doubled (exit 1 otherwise). ~15 s.
+fleet-check: install
+	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m fleetwatch.fleet.check
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
