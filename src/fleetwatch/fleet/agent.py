@@ -3,7 +3,8 @@
 This first agent reads files and folders as ``replay`` does (``read_paths``: formats
 from content, boot-clock stamps anchored, events in time order), cuts them into
 windows of ``BATCH_SIZE`` events as replay feeds its engine, splits each window by
-family and shard (``shards.split``) and publishes each part as one entry, pipelined.
+family and shard (``shards.split``, with the label samples thinned: ``thin``) and
+publishes each part as one entry, pipelined.
 Then it exits.
 
 Why windows first: a detector folds a batch entity by entity, so a batch that spans
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from fleetwatch.events import BATCH_SIZE, concat
 from fleetwatch.fleet.codec import encode
 from fleetwatch.fleet.shards import split
+from fleetwatch.fleet.thin import LabelFilter
 from fleetwatch.fleet.transport import Transport
 from fleetwatch.replay import Window, anchor, select
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
@@ -57,9 +59,10 @@ def publish_paths(
     events = select(events, Window())
     pending: list[tuple[int, dict[str, bytes]]] = []
     entries = 0
+    labels = LabelFilter()
     for start in range(0, len(events), BATCH_SIZE):
         window = events.take(slice(start, start + BATCH_SIZE))
-        for family, shard, part in split(window, shards, cluster):
+        for family, shard, part in split(window, shards, cluster, labels):
             fields = {"family": family.encode(), "agent": agent.encode(), "batch": encode(part)}
             pending.append((shard, fields))
             entries += 1

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KIND_ID, EventBatch
+from fleetwatch.fleet.thin import LabelFilter
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,20 @@ def shard_of(family: str, key: str, shards: int) -> int:
     return int.from_bytes(digest, "little") % shards
 
 
-def split(batch: EventBatch, shards: int, cluster: str) -> Iterator[tuple[str, int, EventBatch]]:
+def split(
+    batch: EventBatch, shards: int, cluster: str, labels: LabelFilter | None = None
+) -> Iterator[tuple[str, int, EventBatch]]:
     """(family, shard, its events) for every part of ``batch``, each in batch order.
 
     An event whose key field is absent (a counter with no node) goes by the key ""
-    of its family: one shard, so it is still seen, and never by two engines.
+    of its family: one shard, so it is still seen, and never by two engines. With
+    ``labels``, samples a family reads only for their labels go when they change
+    (``thin``).
     """
     for family, kinds in sorted(family_kinds().items()):
         wanted = np.isin(batch["kind"], [KIND_ID[k] for k in kinds])
+        if labels is not None:
+            wanted &= labels.keep(batch, family)
         if not wanted.any():
             continue
         field = FAMILY_KEY[family]
