@@ -12,7 +12,8 @@ Each loop the worker
    engines (one per family: ``shards.ROUTES``), and commits the result in one script
    (``Ledger.commit``): state and offset, changed findings, transitions. A refused
    commit means the lease was lost while working: the shard is dropped, its new owner
-   redoes the work from the last commit.
+   redoes the work from the last commit. What is committed is trimmed from the
+   stream: Redis holds only what is not yet applied.
 
 An entry ``{"type": "end"}`` says the input ended (``fleetwatch agent --end``): the
 shard's engines close every window, as ``replay`` does at the end of its files.
@@ -149,6 +150,7 @@ class Correlator:
             findings = [f.to_json() for f in work.changed.values()]
             if self.ledger.commit(shard, work.token, work.state(), findings, transitions):
                 work.changed.clear()
+                self.transport.trim(shard, work.offset)  # committed: never read again
                 applied += len(entries)
                 self.entries += len(entries)
             else:
