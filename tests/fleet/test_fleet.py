@@ -4,7 +4,8 @@
     every finding: id, severity, action, count, evidence, summary); (b) a correlator killed with SIGKILL mid-run: its shards move when
     its lease expires, nothing is lost or doubled; (c) a worker paused between reading
     and committing, past its lease: its commit is refused and counted, and the result
-    is still exact.
+    is still exact; (d) Redis killed and restarted (with its append-only file): the
+    correlator reconnects and nothing is lost.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from fleetwatch import config
 from fleetwatch.fleet.agent import publish_end, publish_paths
 from fleetwatch.fleet.correlate import Correlator, Settings
 from fleetwatch.fleet.ledger import Ledger
+from fleetwatch.fleet.local import free_port, start_redis
 from fleetwatch.fleet.transport import Entry, RedisStreams, connect
 from fleetwatch.replay import replay
 from tests.fleet.conftest import wait_for
@@ -156,3 +159,33 @@ def test_a_paused_workers_late_commit_is_refused(
             break
     assert key(ledger.findings()) == expected
     no_doubles(ledger)
+
+
+def test_a_correlator_rides_out_a_redis_restart(
+    tmp_path: Path,
+    fleet: dict[str, list[str]],
+    expected: list[dict[str, Any]],
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """Redis with an append-only file, killed and started again mid-run: the correlator
+    reconnects, retakes its shards from their last commit, and nothing is lost."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = start_redis(str(tmp_path), port, persistent=True)
+    try:
+        processes.append(correlator(url, "c1"))
+        transport, ledger = RedisStreams(connect(url)), Ledger(connect(url))
+        publish_paths(transport, fleet["a"], SHARDS, "a")
+        server.kill()  # while the correlator works on agent a's entries
+        server.wait()
+        server = start_redis(str(tmp_path), port, persistent=True)
+        transport, ledger = RedisStreams(connect(url)), Ledger(connect(url))
+        publish_paths(transport, fleet["b"], SHARDS, "b")
+        publish_end(transport, SHARDS)
+        wait_for(lambda: done(transport, ledger), what="every shard committed")
+        assert processes[0].poll() is None  # it did not die with Redis
+        assert key(ledger.findings()) == expected
+        no_doubles(ledger)
+    finally:
+        server.terminate()
+        server.wait()

@@ -25,12 +25,15 @@ owner starts at the last commit, and entries read since are read again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+import redis
 
 from fleetwatch.config import build
 from fleetwatch.engine import Engine
@@ -42,6 +45,10 @@ from fleetwatch.fleet.transport import BEGINNING, Entry, Transport
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig
 
 log = logging.getLogger("fleetwatch.correlate")
+
+REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
+_FIRST_PAUSE_S: Final = 0.1
+_LAST_PAUSE_S: Final = 2.0
 
 
 @dataclass
@@ -102,12 +109,31 @@ class Correlator:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, stop: Callable[[], bool]) -> None:
-        """Work until ``stop()`` says so; then commit nothing more and give shards back."""
+        """Work until ``stop()`` says so; then commit nothing more and give shards back.
+
+        Redis unreachable (down, restarting): every shard is let go (its lease cannot
+        be renewed, and a commit would be refused anyway), and the worker tries again
+        with a growing pause; once Redis answers it takes shards afresh from their
+        last commit. A Redis that keeps its data (AOF) thus loses nothing.
+        """
+        pause = _FIRST_PAUSE_S
         try:
             while not stop():
-                self.step(block_ms=self.settings.lease_ms // 3)
+                try:
+                    self.step(block_ms=self.settings.lease_ms // 3)
+                    pause = _FIRST_PAUSE_S
+                except REDIS_DOWN as exc:
+                    log.warning(
+                        "%s: redis unavailable (%s); again in %.1f s", self.name, exc, pause
+                    )
+                    self.owned.clear()
+                    deadline = time.monotonic() + pause
+                    while not stop() and time.monotonic() < deadline:
+                        time.sleep(0.05)  # nothing to wait on: Redis is what is down
+                    pause = min(pause * 2, _LAST_PAUSE_S)
         finally:
-            self.close()
+            with contextlib.suppress(*REDIS_DOWN):  # down: the leases expire by themselves
+                self.close()
 
     def step(self, block_ms: int = 0) -> int:
         """One loop: keep leases, balance, read and commit; return entries applied."""

@@ -37,32 +37,53 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str =
         time.sleep(0.02)
 
 
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """Start ``redis-server`` on a free loopback port; yield its URL; stop it."""
+def start_redis(folder: str, port: int, persistent: bool = False) -> subprocess.Popen[bytes]:
+    """``redis-server`` on ``127.0.0.1:port`` with its files in ``folder``; answering.
+
+    ``persistent``: an append-only file synced on every write, so a restart in the
+    same folder keeps everything (what a fleet's Redis should run with).
+    """
     server = shutil.which("redis-server")
     if server is None:
         raise NoRedisServer("redis-server is not installed (apt-get install -y redis-server)")
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += (
+        ["--appendonly", "yes", "--appendfsync", "always"]
+        if persistent
+        else [
+            "--appendonly",
+            "no",
+        ]
+    )
+    proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port)
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, 10, "redis-server to answer PING")
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        client.close()
+    return proc
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start ``redis-server`` on a free loopback port; yield its URL; stop it."""
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        command = [server, "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
-        proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-
-        def answers() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {proc.returncode}")
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
+        proc = start_redis(folder, port)
         try:
-            wait_for(answers, 10, "redis-server to answer PING")
-            yield url
+            yield f"redis://127.0.0.1:{port}/0"
         finally:
-            client.close()
             proc.terminate()
             proc.wait(10)

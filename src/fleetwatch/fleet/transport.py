@@ -105,6 +105,7 @@ class RedisStreams:
 
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` (``redis://host:port/db``); checked with a PING."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    # a read blocks for a third of a lease at most: 10 s is a Redis that hangs
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     client.ping()
     return client
