@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
-	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay bench-latency \
-	bench-state gpu-check chaos fuzz clean
+	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay \
+	bench-latency bench-state gpu-check chaos fuzz fleet-demo fleet-check clean
 
 install: $(STAMP)
 
@@ -104,6 +104,20 @@ bench-replay: install
 # not part of CI: tests/sources/test_fuzz.py runs it small). Exit 1 on any crash.
 fuzz: install
 	$(BIN)/python -m bench.fuzz --records 1000000
+
+# Fleet mode on this machine: redis-server on a free loopback port, 2 correlators,
+# 2 agents over examples/, the findings; everything stopped after (installs redis-server
+# when missing, as .ci/run does).
+fleet-demo: install
+	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m fleetwatch.fleet.demo
+
+# Fleet mode under failures: 2 agents over every simulated scenario, 3 correlators, one
+# killed, one paused past its lease, a fourth added; equal to replay, nothing lost or
+# doubled (exit 1 otherwise). ~15 s.
+fleet-check: install
+	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m fleetwatch.fleet.check
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

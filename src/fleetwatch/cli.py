@@ -365,12 +365,14 @@ def watch_command(
     name="findings",
     epilog=_epilog(
         "  fleetwatch findings                the open findings of fleetwatch-watch.db\n"
-        "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db"
+        "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db\n"
+        "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's findings"
     ),
 )
 @click.option(
     "--store", default="fleetwatch-watch.db", show_default=True, help="The watch store to read."
 )
+@click.option("--redis", "redis_url", help="Read a fleet's findings from this Redis instead.")
 @click.option("--all", "everything", is_flag=True, help="Resolved findings too.")
 @click.option(
     "--output",
@@ -379,16 +381,22 @@ def watch_command(
     help="table (default on a terminal), jsonl (default otherwise).",
 )
 @click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
-def findings_command(store: str, everything: bool, output: str | None, wide: bool) -> None:
-    """List the findings a watch keeps in its store (it may be running)."""
-    if not Path(store).is_file():  # opening would make an empty store: say so instead
-        _fail(f"no store at {store}")
-    try:
-        opened = Store(store)
-        rows = opened.findings(None if everything else "open")
-        opened.close()
-    except StoreError as exc:
-        _fail(str(exc))
+def findings_command(
+    store: str, redis_url: str | None, everything: bool, output: str | None, wide: bool
+) -> None:
+    """List the findings a watch keeps in its store (it may be running), or a fleet's."""
+    if redis_url is not None:
+        rows = _fleet_findings(redis_url, everything)
+        store = redis_url
+    else:
+        if not Path(store).is_file():  # opening would make an empty store: say so instead
+            _fail(f"no store at {store}")
+        try:
+            opened = Store(store)
+            rows = opened.findings(None if everything else "open")
+            opened.close()
+        except StoreError as exc:
+            _fail(str(exc))
     findings, unreadable = [], 0
     for row in rows:
         try:
@@ -403,6 +411,125 @@ def findings_command(store: str, everything: bool, output: str | None, wide: boo
     if unreadable:
         said += f"; {unreadable} unreadable"
     click.echo(said, err=True)
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    """What a Redis connection or a bad URL raises (redis is imported only for fleet mode)."""
+    import redis
+
+    return (OSError, ValueError, redis.RedisError)
+
+
+def _fleet_findings(url: str, everything: bool) -> list[dict[str, Any]]:
+    """The findings a fleet's correlators committed to the Redis at ``url``."""
+    from fleetwatch.fleet.ledger import Ledger
+    from fleetwatch.fleet.transport import connect
+
+    try:
+        rows = Ledger(connect(url)).findings()
+    except _redis_errors() as exc:
+        _fail(f"redis {url}: {exc}")
+    return [r for r in rows if everything or r.get("status", "open") == "open"]
+
+
+_REDIS_DEFAULT: Final = "redis://127.0.0.1:6379/0"
+_REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told otherwise)."
+
+
+@cli.command(
+    name="agent",
+    epilog=_epilog(
+        "  fleetwatch agent --shards 16 /var/log/gpu-node-17/\n"
+        "  fleetwatch agent --redis redis://10.0.0.5:6379/0 --shards 16 incident/\n"
+        "  fleetwatch agent --shards 16 --end      the input ended: close every window"
+    ),
+)
+@click.argument("paths", nargs=-1)
+@click.option("--redis", "redis_url", default=_REDIS_DEFAULT, show_default=True, help=_REDIS_HELP)
+@click.option("--shards", type=click.IntRange(1, 1 << 20), required=True, help="Shards (S).")
+@click.option("--name", help="This agent's name (default: the host name).")
+@click.option("--cluster", default="cluster", show_default=True, help="The cluster's name.")
+@click.option("--end", is_flag=True, help="Then tell every shard that the input ended.")
+def agent_command(
+    paths: tuple[str, ...], redis_url: str, shards: int, name: str | None, cluster: str, end: bool
+) -> None:
+    """Publish the events of files and folders to a fleet's shards, then exit."""
+    import socket
+
+    from fleetwatch.fleet.agent import publish_end, publish_paths
+    from fleetwatch.fleet.transport import RedisStreams, connect
+
+    if not paths and not end:
+        _fail("agent: give PATH... to publish, or --end")
+    try:
+        transport = RedisStreams(connect(redis_url))
+        if paths:
+            sent = publish_paths(transport, paths, shards, name or socket.gethostname(), cluster)
+            click.echo(
+                f"fleetwatch: {sent.stats.summary()}; published {sent.events:,} events "
+                f"in {sent.entries:,} entries",
+                err=True,
+            )
+        if end:
+            publish_end(transport, shards)
+    except InputError as exc:
+        _fail(str(exc))
+    except _redis_errors() as exc:
+        _fail(f"redis {redis_url}: {exc}")
+
+
+@cli.command(
+    name="correlate",
+    epilog=_epilog(
+        "  fleetwatch correlate --shards 16\n"
+        "  fleetwatch correlate --redis redis://10.0.0.5:6379/0 --shards 16 --worker c2",
+        exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or Redis error"),
+    ),
+)
+@click.option("--redis", "redis_url", default=_REDIS_DEFAULT, show_default=True, help=_REDIS_HELP)
+@click.option("--shards", type=click.IntRange(1, 1 << 20), required=True, help="Shards (S).")
+@click.option("--worker", help="This worker's name (default: host name and process id).")
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option(
+    "--lease-ms",
+    type=click.IntRange(300, 600_000),
+    default=5000,
+    show_default=True,
+    help="A shard lease's time to live: a dead worker's shards move after it.",
+)
+def correlate_command(
+    redis_url: str, shards: int, worker: str | None, config_path: str | None, lease_ms: int
+) -> None:
+    """Own a fair share of the fleet's shards and run the detectors on them."""
+    import os
+    import socket
+
+    from fleetwatch.fleet.correlate import Correlator, Settings
+    from fleetwatch.fleet.ledger import Ledger
+    from fleetwatch.fleet.transport import RedisStreams, connect
+
+    try:
+        configs = configuration.load(Path(config_path) if config_path else None)
+    except configuration.ConfigError as exc:
+        _fail(str(exc))
+    _log_to_stderr()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    name = worker or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        client = connect(redis_url)
+        correlator = Correlator(
+            name, RedisStreams(client), Ledger(client), configs, Settings(shards, lease_ms)
+        )
+        correlator.run(stop.is_set)
+    except _redis_errors() as exc:
+        _fail(f"redis {redis_url}: {exc}")
+    click.echo(
+        f"fleetwatch: correlator {name}: {correlator.entries:,} entries applied, "
+        f"{correlator.refused} commit(s) refused, {correlator.bad} bad entries",
+        err=True,
+    )
 
 
 def _log_to_stderr() -> None:

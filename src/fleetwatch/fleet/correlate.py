@@ -1,0 +1,241 @@
+"""A correlator: owns shards by lease, runs an engine per shard, commits per read.
+
+Each loop the worker
+
+1. says it is alive (``Ledger.heartbeat``) and learns how many workers are;
+2. renews the leases it holds; a lease it could not renew is gone (another worker
+   may own the shard by now), so it drops the shard and everything not committed;
+3. takes free shards up to its fair share, ``ceil(S / live workers)``, and gives back
+   shards above it, so a new worker gets work and a dead one's shards (its leases
+   expired) are taken by the living;
+4. reads each owned shard after its committed offset, feeds the entries to the shard's
+   engines (one per family: ``shards.ROUTES``), and commits the result in one script
+   (``Ledger.commit``): state and offset, changed findings, transitions. A refused
+   commit means the lease was lost while working: the shard is dropped, its new owner
+   redoes the work from the last commit. What is committed is trimmed from the
+   stream: Redis holds only what is not yet applied.
+
+An entry ``{"type": "end"}`` says the input ended (``fleetwatch agent --end``): the
+shard's engines close every window, as ``replay`` does at the end of its files.
+
+Taking a shard restores its state as committed: detectors (their JSON ``state()``),
+lifecycle and offset. So a worker killed anywhere loses nothing: its shards' next
+owner starts at the last commit, and entries read since are read again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import redis
+
+from fleetwatch.config import build
+from fleetwatch.engine import Engine
+from fleetwatch.findings import Finding
+from fleetwatch.fleet.codec import CodecError, decode
+from fleetwatch.fleet.ledger import Ledger
+from fleetwatch.fleet.shards import families
+from fleetwatch.fleet.transport import BEGINNING, Entry, Transport
+from fleetwatch.lifecycle import Lifecycle, LifecycleConfig
+
+log = logging.getLogger("fleetwatch.correlate")
+
+REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
+_FIRST_PAUSE_S: Final = 0.1
+_LAST_PAUSE_S: Final = 2.0
+
+
+@dataclass
+class Settings:
+    """How a correlator runs."""
+
+    shards: int
+    lease_ms: int = 5000
+    """A lease's time to live; renewed every loop, which is at most a third of it."""
+    read_count: int = 64
+    """Entries read per shard per loop, and committed together."""
+
+
+@dataclass
+class ShardWork:
+    """One owned shard: its lease token, engines, lifecycle and committed offset."""
+
+    token: str
+    offset: str
+    engines: dict[str, Engine]
+    lifecycle: Lifecycle
+    changed: dict[str, Finding] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "families": {
+                family: {d.name: d.state() for d in engine.detectors}
+                for family, engine in self.engines.items()
+            },
+            "lifecycle": self.lifecycle.state(),
+        }
+
+
+class Correlator:
+    """One worker of a fleet's correlators (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        ledger: Ledger,
+        configs: dict[str, Any],
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.transport = transport
+        self.ledger = ledger
+        self.configs = configs
+        self.settings = settings
+        self.clock = clock
+        self.owned: dict[int, ShardWork] = {}
+        self.refused = 0
+        self.bad = 0
+        self.entries = 0
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        """Work until ``stop()`` says so; then commit nothing more and give shards back.
+
+        Redis unreachable (down, restarting): every shard is let go (its lease cannot
+        be renewed, and a commit would be refused anyway), and the worker tries again
+        with a growing pause; once Redis answers it takes shards afresh from their
+        last commit. A Redis that keeps its data (AOF) thus loses nothing.
+        """
+        pause = _FIRST_PAUSE_S
+        try:
+            while not stop():
+                try:
+                    self.step(block_ms=self.settings.lease_ms // 3)
+                    pause = _FIRST_PAUSE_S
+                except REDIS_DOWN as exc:
+                    log.warning(
+                        "%s: redis unavailable (%s); again in %.1f s", self.name, exc, pause
+                    )
+                    self.owned.clear()
+                    deadline = time.monotonic() + pause
+                    while not stop() and time.monotonic() < deadline:
+                        time.sleep(0.05)  # nothing to wait on: Redis is what is down
+                    pause = min(pause * 2, _LAST_PAUSE_S)
+        finally:
+            with contextlib.suppress(*REDIS_DOWN):  # down: the leases expire by themselves
+                self.close()
+
+    def step(self, block_ms: int = 0) -> int:
+        """One loop: keep leases, balance, read and commit; return entries applied."""
+        self.balance()
+        return self.work(block_ms)
+
+    def balance(self) -> None:
+        lease = self.settings.lease_ms
+        alive = self.ledger.heartbeat(self.name, lease)
+        for shard in list(self.owned):
+            if not self.ledger.renew(shard, self.owned[shard].token, lease):
+                log.warning("%s: lost the lease of shard %d", self.name, shard)
+                del self.owned[shard]
+        share = math.ceil(self.settings.shards / max(alive, 1))
+        while len(self.owned) > share:  # give back the highest first (others take them)
+            shard = max(self.owned)
+            self.ledger.release(shard, self.owned.pop(shard).token)
+        if len(self.owned) >= share:
+            return
+        start = sum(self.name.encode()) % self.settings.shards  # spread first tries
+        for i in range(self.settings.shards):
+            shard = (start + i) % self.settings.shards
+            if shard in self.owned:
+                continue
+            token = Ledger.token(self.name)
+            if self.ledger.acquire(shard, token, lease):
+                self.owned[shard] = self._restore(shard, token)
+                if len(self.owned) >= share:
+                    return
+
+    def work(self, block_ms: int = 0) -> int:
+        offsets = {shard: w.offset for shard, w in self.owned.items()}
+        read = self.transport.read(offsets, self.settings.read_count, block_ms)
+        applied = 0
+        for shard, entries in read.items():
+            work = self.owned.get(shard)
+            if work is None or not entries:
+                continue
+            transitions = self._apply(work, entries)
+            findings = [f.to_json() for f in work.changed.values()]
+            if self.ledger.commit(shard, work.token, work.state(), findings, transitions):
+                work.changed.clear()
+                self.transport.trim(shard, work.offset)  # committed: never read again
+                applied += len(entries)
+                self.entries += len(entries)
+            else:
+                self.refused += 1
+                log.warning("%s: commit to shard %d refused (lease lost)", self.name, shard)
+                del self.owned[shard]
+        return applied
+
+    def close(self) -> None:
+        """Give every shard back (what is not committed is redone by the next owner)."""
+        for shard, work in self.owned.items():
+            self.ledger.release(shard, work.token)
+        self.owned.clear()
+        self.ledger.leave(self.name)
+
+    # -- one shard ---------------------------------------------------------------------------
+
+    def _restore(self, shard: int, token: str) -> ShardWork:
+        engines = {
+            family: Engine(build({n: c for n, c in self.configs.items() if n in names}))
+            for family, names in sorted(families().items())
+        }
+        lifecycle = Lifecycle(LifecycleConfig())
+        saved = self.ledger.load(shard)
+        if saved is None:
+            return ShardWork(token, BEGINNING, engines, lifecycle)
+        for family, states in saved.get("families", {}).items():
+            for detector in engines[family].detectors:
+                if detector.name in states:
+                    detector.restore(states[detector.name])
+        lifecycle.restore(saved.get("lifecycle", {}))
+        return ShardWork(token, str(saved["offset"]), engines, lifecycle)
+
+    def _apply(self, work: ShardWork, entries: list[Entry]) -> list[dict[str, Any]]:
+        """Feed ``entries`` to the shard's engines; return the transitions they made."""
+        now = self.clock()
+        changed: list[Finding] = []
+        for entry in entries:
+            work.offset = entry.id
+            if entry.fields.get(b"type") == b"end":
+                for engine in work.engines.values():
+                    before = dict(engine.findings)
+                    changed += [f for f in engine.finish() if before.get(f.id) != f]
+                continue
+            family = entry.fields.get(b"family", b"").decode()
+            target = work.engines.get(family)
+            try:
+                batch = decode(entry.fields.get(b"batch", b""))
+                if target is None:
+                    raise CodecError(f"unknown family {family!r}")
+            except CodecError as exc:
+                self.bad += 1
+                self.ledger.count_bad()
+                log.warning("%s: entry %s skipped: %s", self.name, entry.id, exc)
+                continue
+            changed += target.process(batch)
+        for engine in work.engines.values():
+            changed += engine.flush(now)
+        for finding in changed:
+            work.changed[finding.id] = finding
+        transitions = work.lifecycle.update(changed, now) + work.lifecycle.tick(now)
+        return [t.to_json() for t in transitions]
