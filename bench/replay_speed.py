@@ -35,7 +35,6 @@ from pathlib import Path
 
 FLEETWATCH = Path(sys.executable).parent / "fleetwatch"
 GREP_WORDS = "NVRM|Xid|SXid|AER|fallen off|NCCL|DCGM_|Evicted"
-LINES_PER_NODE = 2000  # simulate's default: a node's files hold about this many lines
 
 
 @dataclass(frozen=True)
@@ -97,16 +96,17 @@ def make_inputs(work: Path, args: argparse.Namespace) -> dict[str, Path]:
         if not dmesg.exists():
             generate_dmesg(dmesg, args.dmesg_lines, seed=1)
         inputs["dmesg"] = dmesg
+    probe = work / "probe"  # four nodes of one scenario: the size of a node's files
+    simulate(probe, "xid79-fallen-off-bus", 4)
     if "fleet" in args.only:
         fleet = work / f"fleet-{args.fleet_lines}"
-        nodes = max(1, args.fleet_lines // (LINES_PER_NODE * len(SCENARIOS)))
+        per_node = lines_in(probe) / 4
+        nodes = max(1, round(args.fleet_lines / (per_node * len(SCENARIOS))))
         for seed, scenario in enumerate(SCENARIOS, start=1):
             simulate(fleet / scenario, scenario, nodes, seed)
         inputs["fleet"] = fleet
     if "big" in args.only:
         big = work / f"big-{args.big_mb}mb"
-        probe = work / "probe"
-        simulate(probe, "xid79-fallen-off-bus", 4)
         nodes = max(1, round(args.big_mb / (megabytes(probe) / 4)))
         simulate(big, "xid79-fallen-off-bus", nodes)
         inputs["big"] = big
