@@ -6,7 +6,8 @@ scale: a node is about 1.2 MB of kernel log and DCGM scrapes, ~4,300 events). Ea
 memory is the child's own ``ru_maxrss`` (``os.wait4``), its time the wall clock from
 start to exit, interpreter start-up included. ``--before`` names another fleetwatch
 executable (another checkout's ``.venv/bin/fleetwatch``) to measure beside this one;
-the two must print the same findings, byte for byte, or the run fails.
+the two must print the same findings (id, detector, severity, action, summary, count
+and times; a field a later version adds is not a difference), or the run fails.
 
 Reported: medians of ``--repeat`` runs, interleaved (before, after, before, …) so that
 drift in the machine's load hits both alike.
@@ -18,6 +19,7 @@ Usage: python bench/replay_memory.py [--before /path/to/old/.venv/bin/fleetwatch
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -26,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 AFTER = Path(sys.executable).parent / "fleetwatch"  # this checkout's, in its venv
 
@@ -68,6 +71,18 @@ def replay(executable: Path, fleet: Path, out: Path) -> Run:
     return Run(usage.ru_maxrss / 1024, seconds, out.read_bytes())  # ru_maxrss: KiB
 
 
+# What makes two findings the same incident judged alike; a field a later version adds
+# (``clock``) is not a different finding.
+_SAME: Final = ("id", "detector", "severity", "action", "summary", "count", "first_ts", "last_ts")
+
+
+def _findings(output: bytes) -> tuple[tuple[object, ...], ...]:
+    return tuple(
+        tuple(found.get(key) for key in _SAME)
+        for found in map(json.loads, output.decode().splitlines())
+    )
+
+
 def size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
@@ -91,7 +106,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, executable in versions.items():
                 runs[name].append(replay(executable, fleet, root / f"{name}.out"))
-        outputs = {run.output for name in runs for run in runs[name]}
+        outputs = {_findings(run.output) for name in runs for run in runs[name]}
         if len(outputs) != 1:
             raise SystemExit(f"{fleet}: the findings differ between runs or versions")
         medians = {
