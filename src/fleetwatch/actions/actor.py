@@ -136,6 +136,7 @@ class Actor:
         pending = self.store.actions("pending")
         if not pending:
             return []
+        self.nodes |= self.store.nodes()  # as committed with the requests, by any writer
         since = now - self.breaker.config.window_s
         acted = {
             row.node
