@@ -275,6 +275,8 @@ class Watch:
                         self._apply(*self._queue.get_nowait())
                     with contextlib.suppress(StoreFull):  # no room: the next start reads it
                         self._commit()
+                        if self._pending:  # what acting just found (breaker_open) as well
+                            self._commit()
             finally:
                 if self.webhook is not None:
                     self.webhook.stop()
