@@ -290,7 +290,7 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
         "  fleetwatch watch --kmsg --nvml --metrics-port 9400\n"
         "  fleetwatch watch --follow /var/log/pods --kubeconfig ~/.kube/config\n"
         "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet\n"
-        "  fleetwatch watch --kmsg --act slurm   drain nodes (at most 2 an hour: [watch.breaker])",
+        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most",
         exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or store error"),
         env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts\n"
         "                             (another name: the config's webhook secret_env)",
