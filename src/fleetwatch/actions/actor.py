@@ -126,6 +126,8 @@ class Actor:
         for f in open_findings:
             if f.detector == DETECTOR and f.first_ts is not None:
                 self.opened_at = f.first_ts
+                if self.open_gauge is not None:
+                    self.open_gauge.set(1)
 
     def run(self, now: float, open_ids: Container[str]) -> list[Finding]:
         """Decide every pending request; return the ``breaker_open`` finding, if any."""
