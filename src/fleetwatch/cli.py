@@ -29,6 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from fleetwatch import config as configuration
+from fleetwatch.actions.actor import TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
@@ -288,7 +289,8 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
     epilog=_epilog(
         "  fleetwatch watch --kmsg --nvml --metrics-port 9400\n"
         "  fleetwatch watch --follow /var/log/pods --kubeconfig ~/.kube/config\n"
-        "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet",
+        "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet\n"
+        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most",
         exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or store error"),
         env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts\n"
         "                             (another name: the config's webhook secret_env)",
@@ -312,6 +314,11 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
     help="Record but do not announce: node=N,gpu=I,detector=D,until=ISO (repeatable).",
 )
 @click.option("--node", help="Node name for records that name none.")
+@click.option(
+    "--act",
+    type=click.Choice(TOOLS),
+    help="Take nodes out of service with this tool, through the breaker (default: dry run).",
+)
 @click.option("--quiet", is_flag=True, help="No console lines (other outputs still run).")
 def watch_command(
     config_path: str | None,
@@ -328,6 +335,7 @@ def watch_command(
     metrics_address: str,
     silence: tuple[str, ...],
     node: str | None,
+    act: str | None,
     quiet: bool,
 ) -> None:
     """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
@@ -343,6 +351,7 @@ def watch_command(
         "kubeconfig": kubeconfig,
         "webhook": webhook,
         "silences": [_silence(text) for text in silence],
+        "act": act,
     }
     if metrics_port is not None:
         overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)

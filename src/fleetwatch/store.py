@@ -8,7 +8,11 @@ It holds, written together in one transaction so that they never disagree:
   sequence, journal cursor, Kubernetes resourceVersion), as of the same events;
 * ``outbox``: announcements (new, escalated, resolved) not yet delivered to a sink
   that sends them away (the webhook); a row leaves when it was delivered;
-* ``meta``: small values, such as how many bytes of the JSONL output are committed.
+* ``meta``: small values, such as how many bytes of the JSONL output are committed;
+* ``actions``: one row per finding that asked to take a node out of service: written
+  ``pending`` with the transition, then decided by the breaker (``actions/``) and run,
+  so a restart neither repeats an action nor forgets what the breaker counted;
+* ``nodes``: every node the watch has read an event of (the breaker's "nodes seen").
 
 After ``kill -9`` the last commit is what there is: the detectors restart from their
 checkpoints and the sources from their positions, which describe the same moment, so
@@ -32,7 +36,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,10 +62,25 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-SCHEMA_VERSION: Final = 1
+ACTIONS_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS actions (
+    finding_id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    detector TEXT NOT NULL,
+    action TEXT NOT NULL,
+    gpu TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    requested REAL NOT NULL,
+    decided REAL
+);
+CREATE INDEX IF NOT EXISTS actions_by_outcome ON actions (outcome, decided);
+CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, first_seen REAL NOT NULL);
+"""
+SCHEMA_VERSION: Final = 2
 # version -> the script that brings a store of the version before it to it. A store of
 # version 0 is either new or written before versions were kept: both take SCHEMA.
-MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA}
+MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA, 2: ACTIONS_SCHEMA}
 # SQLite's primary result codes for "no room" and "the disk failed": worth a retry.
 _FULL_OR_IO: Final = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
 
@@ -84,6 +103,21 @@ class Announcement:
     created: float
 
 
+@dataclass(frozen=True)
+class ActionRow:
+    """One row of ``actions``: what a finding asked for and what became of it."""
+
+    finding_id: str
+    node: str
+    detector: str
+    action: str
+    gpu: str | None
+    outcome: str  # pending, acted, failed, held, would_act, would_hold, skipped
+    detail: str  # pending: the reason to give; decided: what happened
+    requested: float
+    decided: float | None
+
+
 @dataclass
 class Commit:
     """Everything one transaction writes."""
@@ -93,6 +127,8 @@ class Commit:
     positions: dict[str, Any]  # source -> position
     outbox: list[tuple[str, dict[str, Any]]]  # (sink, body)
     meta: dict[str, str]
+    actions: list[dict[str, Any]] = field(default_factory=list)  # requests: actions.actor.requests
+    nodes: list[str] = field(default_factory=list)  # nodes first seen since the last commit
 
 
 class Store:
@@ -208,6 +244,58 @@ class Store:
             self.db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(change.meta.items())
             )
+            # a finding asks once: a request for one already recorded is the same request
+            self.db.executemany(
+                "INSERT OR IGNORE INTO actions"
+                " (finding_id, node, detector, action, gpu, outcome, detail, requested)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [
+                    (
+                        a["finding_id"],
+                        a["node"],
+                        a["detector"],
+                        a["action"],
+                        a.get("gpu"),
+                        a.get("reason") or "",
+                        now,
+                    )
+                    for a in change.actions
+                ],
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO nodes (node, first_seen) VALUES (?, ?)",
+                [(node, now) for node in change.nodes],
+            )
+
+    # -- actions (see actions/) ----------------------------------------------------------
+
+    def actions(self, outcome: str | None = None, since: float | None = None) -> list[ActionRow]:
+        """Recorded action rows, oldest request first; ``since``: decided at or after."""
+        query = "SELECT * FROM actions WHERE 1"
+        args: list[Any] = []
+        if outcome is not None:
+            query += " AND outcome = ?"
+            args.append(outcome)
+        if since is not None:
+            query += " AND decided >= ?"
+            args.append(since)
+        rows = self.db.execute(query + " ORDER BY requested, finding_id", args)
+        return [ActionRow(*row) for row in rows]
+
+    def decide(self, finding_id: str, outcome: str, detail: str, when: float) -> None:
+        """Record what became of one action (raises as ``commit``)."""
+        try:
+            with self.db:
+                self.db.execute(
+                    "UPDATE actions SET outcome = ?, detail = ?, decided = ? WHERE finding_id = ?",
+                    (outcome, detail, when, finding_id),
+                )
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+    def nodes(self) -> set[str]:
+        """Every node the watch has read an event of."""
+        return {node for (node,) in self.db.execute("SELECT node FROM nodes")}
 
     def retain(self, retention_days: float, max_bytes: int) -> int:
         """Delete old resolved findings; return how many went (raises as ``commit``)."""

@@ -15,6 +15,11 @@ it are read exactly once more. A commit that finds no room (a full disk) keeps
 everything it would have written, cuts the JSONL back, says so once and is tried again
 with backoff; a store that went bad mid-run stops the watch with one line.
 
+A transition whose finding takes its node out of service commits an action request
+with it; after the commit the actor (``actions/actor.py``) decides it through the
+blast-radius breaker and, with ``--act slurm``, drains the node; without ``--act`` it
+only logs what it would do.
+
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
 """
@@ -36,9 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tenacity
 
 from fleetwatch import config as config_file
+from fleetwatch.actions.actor import TOOLS, Actor, requests
+from fleetwatch.actions.breaker import BreakerConfig
+from fleetwatch.actions.slurm import SlurmConfig
 from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
@@ -78,6 +87,8 @@ class WatchSettings:
     """Past this size the oldest resolved findings leave the store first."""
     node: str = ""
     """The node name for records that name none (default: from file names)."""
+    act: str = ""
+    """Act on findings with this tool ("slurm"); empty: dry run, log what it would do."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,8 @@ class WatchPlan:
     webhook: WebhookConfig | None = None
     silences: list[Silence] = field(default_factory=list)
     console: bool = True
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 def _backoff_runner(
@@ -163,6 +176,15 @@ class Watch:
             source.check()  # SourceError: one line, before any thread runs
         self.metrics = Metrics()
         self.metrics_port: int | None = None
+        self.actor = Actor(
+            self.store,
+            plan.breaker,
+            plan.settings.act,
+            plan.slurm,
+            self.metrics.registry,
+            self._say,
+        )
+        self.actor.resume_open(t.finding for t in self.lifecycle.open.values())
         self.jsonl = self._transition_log(plan.settings.jsonl)
         self.webhook: Webhook | None = None
         if plan.webhook is not None:
@@ -213,6 +235,7 @@ class Watch:
         for runner in runners:
             runner.start()
         self._say(self._banner())
+        self._act()  # what the last run committed and did not decide
         dirty = broken = False
         last_commit = last_tick = last_retain = time.monotonic()
         try:
@@ -252,6 +275,8 @@ class Watch:
                         self._apply(*self._queue.get_nowait())
                     with contextlib.suppress(StoreFull):  # no room: the next start reads it
                         self._commit()
+                        if self._pending:  # what acting just found (breaker_open) as well
+                            self._commit()
             finally:
                 if self.webhook is not None:
                     self.webhook.stop()
@@ -263,6 +288,8 @@ class Watch:
         """Feed one delivery to the engine; keep its transitions for the next commit."""
         for batch in batches:
             self.metrics.count_events(batch)
+            named = np.unique(batch["node"]).tolist()
+            self.actor.saw(s for s in map(batch.string, named) if s is not None)
             found = self.engine.process(batch)
             self.engine.findings.clear()  # the lifecycle keeps what is open
             self._changed.update((f.id, f) for f in found)
@@ -327,15 +354,25 @@ class Watch:
         checkpoints[LIFECYCLE_KEY] = self.lifecycle.state()
         announced = [t for t in transitions if t.announce]
         outbox = [(WEBHOOK, t.to_json()) for t in announced] if self.webhook else []
+        nodes = sorted(self.actor.unsaved)
         try:
             self.store.commit(
-                Commit(list(rows.values()), checkpoints, self.positions, outbox, meta)
+                Commit(
+                    list(rows.values()),
+                    checkpoints,
+                    self.positions,
+                    outbox,
+                    meta,
+                    requests(transitions),
+                    nodes,
+                )
             )
         except StoreError:
             if self.jsonl is not None:
                 self.jsonl.cut(committed_jsonl)  # its lines are written again next time
             raise
         self._pending, self._changed, self._moved = [], {}, False
+        self.actor.unsaved.difference_update(nodes)
         if self.webhook is not None and outbox:
             self.webhook.wake()
         if self.console is not None and announced:
@@ -353,6 +390,14 @@ class Watch:
         for source in self.sources:
             unreadable.update(source.stats.unreadable)
         self.metrics.count_unreadable(unreadable)
+        self._act()
+
+    def _act(self) -> None:
+        """Decide the committed action requests; a ``breaker_open`` finding commits next."""
+        now = time.time()
+        found = self.actor.run(now, self.lifecycle.open)
+        self._changed.update((f.id, f) for f in found)
+        self._pending += self.lifecycle.update(found, now)
 
     def _report_failures(self) -> None:
         while not self._failures.empty():
@@ -372,7 +417,18 @@ class Watch:
 
 
 _WATCH_KEYS = frozenset(
-    {"files", "metrics", "webhook", "silence", "kmsg", "nvml", "dcgm", "kubernetes"}
+    {
+        "files",
+        "metrics",
+        "webhook",
+        "silence",
+        "kmsg",
+        "nvml",
+        "dcgm",
+        "kubernetes",
+        "breaker",
+        "slurm",
+    }
 )
 
 
@@ -381,7 +437,7 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
 
     ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
     ``from_start``, ``kmsg``, ``nvml``, ``dcgm`` (URLs), ``kubeconfig``, ``metrics``
-    (MetricsSettings), ``webhook`` (a URL), ``silences``.
+    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name).
     Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
     """
     raw, where = config_file.read(path)
@@ -398,8 +454,13 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         WatchSettings, {k: v for k, v in plain.items() if k not in lifecycle_keys}, where, "watch"
     )
     settings = dataclasses.replace(
-        settings, **{k: overrides[k] for k in ("store", "jsonl", "node") if overrides.get(k)}
+        settings,
+        **{k: overrides[k] for k in ("store", "jsonl", "node", "act") if overrides.get(k)},
     )
+    if settings.act and settings.act not in TOOLS:
+        raise ConfigError(f"{where}: watch.act must be one of {', '.join(TOOLS)} or empty")
+    breaker = config_file.settings(BreakerConfig, table.get("breaker", {}), where, "watch.breaker")
+    slurm = config_file.settings(SlurmConfig, table.get("slurm", {}), where, "watch.slurm")
     files = [
         config_file.settings(FileSettings, entry, where, "watch.files")
         for entry in _array(table, "files", where)
@@ -469,7 +530,17 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
             f"{where}: nothing to watch: give --follow, --kmsg, --nvml, --dcgm, --kubeconfig"
             " or a [watch] source"
         )
-    return WatchPlan(settings, lifecycle, sources, detectors, metrics, webhook, silences)
+    return WatchPlan(
+        settings,
+        lifecycle,
+        sources,
+        detectors,
+        metrics,
+        webhook,
+        silences,
+        breaker=breaker,
+        slurm=slurm,
+    )
 
 
 def _env_seconds(name: str) -> float:

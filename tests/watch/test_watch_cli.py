@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetwatch.actions.breaker import BreakerConfig
+from fleetwatch.actions.slurm import SlurmConfig
 from fleetwatch.lifecycle import LifecycleConfig
 from fleetwatch.sinks.webhook import WebhookConfig
 from fleetwatch.sources.kmsg_live import KmsgSettings
@@ -194,6 +196,7 @@ def test_the_example_config_names_every_setting_and_loads(monkeypatch: pytest.Mo
     assert plan.silences[0].node == "gpu-node-17" and plan.silences[0].until == 1798675200.0
     text = example.read_text()
     for settings in (WatchSettings, LifecycleConfig, FileSettings, KmsgSettings, NvmlSettings,
-                     ScrapeSettings, KubeSettings, MetricsSettings, WebhookConfig):  # fmt: skip
+                     ScrapeSettings, KubeSettings, MetricsSettings, WebhookConfig, BreakerConfig,
+                     SlurmConfig):  # fmt: skip
         for field in dataclasses.fields(settings):
             assert f"\n{field.name} = " in text, f"examples/watch.toml lacks {field.name}"

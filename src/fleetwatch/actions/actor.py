@@ -1,0 +1,230 @@
+"""The actor: takes nodes out of service for the watch, through the breaker.
+
+The watch commits an action request (``Store`` table ``actions``, outcome ``pending``)
+in the same transaction as the transition that asked for it: a new or escalated finding
+whose action takes its node out of service (``Action.takes_out_of_service``), not
+silenced. After the commit, ``Actor.run`` decides each pending request:
+
+=============  ==========================================================================
+outcome        what happened
+=============  ==========================================================================
+``acted``      the breaker allowed it and the tool did it (``--act slurm``)
+``failed``     allowed, but the tool failed (the detail says why); it counts as acted
+``held``       the breaker held it back; a ``breaker_open`` finding names it
+``would_act``  dry run (the default): logged as what ``--act`` would do
+``would_hold`` dry run: logged as what the breaker would hold back
+``refused``    the node name is not a host name: nothing ran (see ``hostnames``)
+=============  ==========================================================================
+
+A request is decided once (its finding id is the key): a restart neither repeats it
+nor forgets it. The outcome is committed before the tool runs, so a crash in between
+loses that one drain rather than repeating it. Nothing here resumes a node.
+
+While the breaker holds requests back, one critical finding ``breaker_open`` (detector
+``breaker``, action ``investigate``) names them; it goes through the lifecycle like any
+other, so it is announced once and resolves when nothing more was held back for
+``resolve_after_s``. Metrics: ``fleetwatch_actions_total{outcome}`` and
+``fleetwatch_breaker_open`` (1 while the breaker holds actions back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as PromCounter
+
+from fleetwatch.actions.breaker import Breaker, BreakerConfig
+from fleetwatch.actions.slurm import Slurm, SlurmConfig, SlurmError, drain_argv, reason
+from fleetwatch.findings import Action, Finding, Severity, finding_id
+from fleetwatch.hostnames import is_host_name
+from fleetwatch.lifecycle import Transition
+from fleetwatch.sinks.one_line import one_line
+from fleetwatch.store import Store
+
+DETECTOR: Final = "breaker"
+"""The detector name of ``breaker_open`` findings."""
+TOOLS: Final = ("slurm",)
+"""What ``--act`` accepts."""
+OUTCOMES: Final = ("acted", "failed", "held", "would_act", "would_hold", "refused")
+_COUNTED: Final = {True: ("acted", "failed"), False: ("would_act",)}  # by acting or not
+SHOWN_HELD: Final = 20  # evidence lines naming held-back requests
+
+
+def requests(transitions: Iterable[Transition]) -> list[dict[str, str | None]]:
+    """The action requests of ``transitions`` (see the module docstring)."""
+    out: list[dict[str, str | None]] = []
+    for t in transitions:
+        f = t.finding
+        if t.kind == "resolved" or t.why_quiet == "silenced" or f.detector == DETECTOR:
+            continue
+        if f.node and f.action.takes_out_of_service:
+            gpu = f.pci or (None if f.gpu is None else str(f.gpu))
+            out.append(
+                {
+                    "finding_id": f.id,
+                    "node": f.node,
+                    "detector": f.detector,
+                    "action": str(f.action),
+                    "gpu": gpu,
+                    "reason": reason(f),
+                }
+            )
+    return out
+
+
+class Actor:
+    """Decides and runs the store's pending action requests."""
+
+    def __init__(
+        self,
+        store: Store,
+        breaker: BreakerConfig,
+        act: str = "",
+        slurm: SlurmConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        say: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if act and act not in TOOLS:
+            raise ValueError(f"unknown --act {act!r} (one of {', '.join(TOOLS)})")
+        self.store = store
+        self.breaker = Breaker(breaker)
+        self.acting = bool(act)
+        self.slurm = Slurm(slurm or SlurmConfig())
+        self.say = say or (lambda line, level: logging.getLogger(__name__).log(level, "%s", line))
+        self.nodes = store.nodes()  # every node seen, as committed
+        self.unsaved: set[str] = set()  # seen since the last commit
+        self.opened_at: float | None = None  # first_ts of the open breaker_open finding
+        self.outcomes: PromCounter | None = None
+        self.open_gauge: Gauge | None = None
+        if registry is not None:
+            self.outcomes = PromCounter(
+                "fleetwatch_actions",
+                "Action requests decided, by outcome (held: by the breaker).",
+                ["outcome"],
+                registry=registry,
+            )
+            for outcome in OUTCOMES:  # absent never stands for 0
+                self.outcomes.labels(outcome)
+            self.open_gauge = Gauge(
+                "fleetwatch_breaker_open",
+                "1 while the blast-radius breaker holds actions back.",
+                registry=registry,
+            )
+
+    def saw(self, nodes: Iterable[str]) -> None:
+        """Nodes read in events: the breaker's percentage is of these."""
+        for node in nodes:
+            if node not in self.nodes:
+                self.nodes.add(node)
+                self.unsaved.add(node)
+
+    def resume_open(self, open_findings: Iterable[Finding]) -> None:
+        """After a restart: continue the ``breaker_open`` finding the lifecycle holds open."""
+        for f in open_findings:
+            if f.detector == DETECTOR and f.first_ts is not None:
+                self.opened_at = f.first_ts
+                if self.open_gauge is not None:
+                    self.open_gauge.set(1)
+
+    def run(self, now: float, open_ids: Container[str]) -> list[Finding]:
+        """Decide every pending request; return the ``breaker_open`` finding, if any."""
+        if self.opened_at is not None and self._breaker_id() not in open_ids:
+            self.opened_at = None  # the lifecycle resolved it: the next hold opens a new one
+            if self.open_gauge is not None:
+                self.open_gauge.set(0)
+        pending = self.store.actions("pending")
+        if not pending:
+            return []
+        self.nodes |= self.store.nodes()  # as committed with the requests, by any writer
+        since = now - self.breaker.config.window_s
+        acted = {
+            row.node
+            for outcome in _COUNTED[self.acting]
+            for row in self.store.actions(outcome, since=since)
+        }
+        seen = len(self.nodes)
+        held = 0
+        for row in pending:
+            why = row.detail or f"fleetwatch {row.finding_id}"  # a pending row's detail: why
+            if not is_host_name(row.node):
+                self._decide(row.finding_id, "refused", "node name is not a host name", now)
+                self.say(f"not acting on {one_line(row.node)!r}: not a host name", logging.WARNING)
+            elif self.breaker.allows(row.node, acted, seen):
+                acted.add(row.node)
+                self._act(row.finding_id, row.node, why, now)
+            else:
+                held += 1
+                limit = self.breaker.limit(seen)
+                detail = (
+                    f"{len(acted)} of {limit} node(s) acted on in the last "
+                    f"{self.breaker.config.window_s:g} s ({seen} seen)"
+                )
+                outcome = "held" if self.acting else "would_hold"
+                self._decide(row.finding_id, outcome, detail, now)
+                verb = "held back" if self.acting else "dry run: would hold back"
+                self.say(
+                    f"breaker: {verb} {row.action} of {row.node} ({row.finding_id}): {detail}",
+                    logging.WARNING,
+                )
+        if not (held and self.acting):
+            return []
+        if self.opened_at is None:
+            self.opened_at = now
+        if self.open_gauge is not None:
+            self.open_gauge.set(1)
+        return [self._breaker_finding(now)]
+
+    def _act(self, fid: str, node: str, why: str, now: float) -> None:
+        if not self.acting:
+            argv = drain_argv(self.slurm.config, node, why)
+            self._decide(fid, "would_act", " ".join(argv[1:]), now)
+            self.say(f"dry run: would run {argv!r} (--act slurm does)", logging.INFO)
+            return
+        self._decide(fid, "acted", why, now)  # first: a crash after it never repeats the drain
+        try:
+            self.slurm.drain(node, why)
+        except (SlurmError, ValueError) as exc:
+            self._decide(fid, "failed", str(exc), now)
+            self.say(f"could not drain {node} ({fid}): {exc}", logging.ERROR)
+            return
+        self.say(f"drained {node}: {why}", logging.WARNING)
+
+    def _decide(self, fid: str, outcome: str, detail: str, now: float) -> None:
+        self.store.decide(fid, outcome, detail, now)
+        if self.outcomes is not None:
+            self.outcomes.labels(outcome).inc()
+
+    def _breaker_id(self) -> str:
+        return finding_id(DETECTOR, "breaker_open", self.opened_at)
+
+    def _breaker_finding(self, now: float) -> Finding:
+        assert self.opened_at is not None
+        held = self.store.actions("held", since=self.opened_at)
+        nodes = sorted({row.node for row in held})
+        shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
+        window = self.breaker.config.window_s
+        summary = (
+            f"breaker_open: held back {len(held)} action(s) on {len(nodes)} node(s) ({shown}):"
+            f" at most {self.breaker.limit(len(self.nodes))} node(s) per {window:g} s"
+            f" of {len(self.nodes)} seen"
+        )
+        evidence = tuple(
+            f"held back: {row.action} of {row.node} for {row.finding_id} ({row.detector})"
+            for row in held[:SHOWN_HELD]
+        )
+        return Finding(
+            id=self._breaker_id(),
+            detector=DETECTOR,
+            severity=Severity.CRITICAL,
+            action=Action.INVESTIGATE,
+            summary=one_line(summary),
+            first_ts=self.opened_at,
+            last_ts=now,
+            count=len(held),
+            clock="wall",
+            code=None,
+            evidence=evidence,
+        )
