@@ -155,7 +155,10 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
         stale += 1
     if stale:
         del buckets[:stale]
-    before = sum(n for _, n in buckets)
+    # a plain loop adds in the order ``sum`` does, without a generator per rise
+    before = 0.0
+    for bucket in buckets:
+        before += bucket[1]
     if buckets and t - buckets[-1][0] < _BUCKET_S:
         buckets[-1][1] += errors
     else:
@@ -335,8 +338,9 @@ class Nvlink(Stateful):
         rises = np.where(vals > before, vals - before, 0.0)
         rising = np.flatnonzero(rises > 0)
         bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
-        when, errors = times[rising].tolist(), rises[rising].tolist()
-        elapsed = (times - then)[rising].tolist()
+        # read as the loop goes: each float is freed before the next is made
+        when, errors = memoryview(times[rising]), memoryview(rises[rising])
+        elapsed = memoryview((times - then)[rising])
         lasts = zip(vals[ends - 1].tolist(), times[ends - 1].tolist(), strict=True)
         crossed: list[bool] = []  # for each rise, whether it crossed a line
         verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
