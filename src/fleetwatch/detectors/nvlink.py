@@ -54,6 +54,7 @@ Evidence
 from __future__ import annotations
 
 import re
+from operator import attrgetter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple
@@ -70,6 +71,7 @@ from fleetwatch.detectors.base import (
     at,
     describe,
     expire_stamped,
+    kind_table,
     make_finding,
     shifted,
     span,
@@ -80,8 +82,11 @@ from fleetwatch.findings import Action, Finding, Severity, strongest
 
 NVLINK_XIDS: Final = xids_owned_by("nvlink")  # catalog/xid.toml: owner
 _COUNTERS: Final = ("nvlink_crc", "nvlink_replay", "nvlink_recovery")
-# a lookup per row is cheaper than np.isin; the extra last entry answers kind -1
-_IS_COUNTER: Final = np.isin(np.arange(len(KINDS) + 1), [KIND_ID[k] for k in _COUNTERS])
+_IS_COUNTER: Final = kind_table(*_COUNTERS)
+_IS_XID: Final = kind_table("xid")
+# the column's own type: a Python int operand costs a conversion per use
+_NVLINK_CODES: Final = tuple(np.int64(code) for code in NVLINK_XIDS)
+_ZERO: Final = np.int32(0)  # ids and indices are this or more; absent is -1
 _NOUN: Final = {
     "nvlink_crc": "CRC errors",
     "nvlink_replay": "replays",
@@ -94,6 +99,7 @@ _ADVICE: Final = {
 _XID_LINK: Final = re.compile(r"\blink (\d{1,3})\b", re.IGNORECASE)
 # what makes a series: the GPU as the record names it, the counter, link and source
 _SERIES_COLUMNS: Final = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
+_FIRST_ROW: Final = attrgetter("first")
 _HOUR_S: Final = 3600.0
 _BUCKET_S: Final = 60.0
 
@@ -218,17 +224,24 @@ class Nvlink(Stateful):
         }
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind, code = batch["kind"], batch["code"]
+        kind = batch["kind"]
         counters = _IS_COUNTER[kind]
-        xids = np.zeros(len(batch), dtype=bool)
-        for nvlink_xid in NVLINK_XIDS:
-            xids |= code == nvlink_xid
-        xids &= kind == KIND_ID["xid"]
-        pci, other = batch["pci"] >= 0, (batch["uuid"] >= 0) | (batch["gpu"] >= 0)
-        if (learn := np.flatnonzero((counters | xids) & pci & other)).size:
-            self._learn(batch, learn)
-        rows = np.flatnonzero(counters & (pci | other))
-        if rows.size:
+        xids = _IS_XID[kind]
+        if xids.any():  # the codes are read only where there are Xids
+            nvlink = np.zeros_like(xids)
+            for code in _NVLINK_CODES:
+                nvlink |= batch["code"] == code
+            xids &= nvlink
+        pci, named = batch["pci"] >= _ZERO, batch["uuid"] >= _ZERO
+        named |= batch["gpu"] >= _ZERO
+        learn = counters | xids
+        learn &= pci
+        learn &= named
+        if (learn_rows := np.flatnonzero(learn)).size:
+            self._learn(batch, learn_rows)
+        named |= pci
+        named &= counters  # a counter sample that names its GPU somehow
+        if (rows := np.flatnonzero(named)).size:
             self._counters(batch, rows)
         if (xid_rows := np.flatnonzero(xids)).size:
             self._xids(batch, xid_rows)
@@ -237,17 +250,23 @@ class Nvlink(Stateful):
         # Evidence joins its incident in the order it was read, so the incident opens
         # at its first evidence whichever way the events were cut into batches; each
         # incident it changed is one finding, in the order they were first changed.
-        changed: dict[int, tuple[Incident, list[_Evidence]]] = {}
-        for evidence in sorted(self._due, key=lambda evidence: evidence.first):
+        self._due.sort(key=_FIRST_ROW)
+        changed: list[tuple[Incident, list[_Evidence]]] = []
+        latest: dict[tuple[str, str], int] = {}  # each GPU's latest incident in changed
+        for evidence in self._due:
             incident = self._fold(batch, evidence)
-            if (found := changed.get(id(incident))) is None:
-                changed[id(incident)] = (incident, [evidence])
+            at = latest.get(incident.key)
+            # a GPU's evidence far apart in time opens a new incident: the old one is
+            # still a finding of its own
+            if at is None or changed[at][0] is not incident:
+                latest[incident.key] = len(changed)
+                changed.append((incident, [evidence]))
             else:
-                found[1].append(evidence)
+                changed[at][1].append(evidence)
         self._due.clear()
-        for incident, pieces in changed.values():
+        for incident, pieces in changed:
             self._add_lines(batch, incident, pieces)
-        return [self._finding(incident) for incident, _ in changed.values()]
+        return [self._finding(incident) for incident, _ in changed]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
