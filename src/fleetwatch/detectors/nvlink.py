@@ -57,6 +57,7 @@ import re
 from operator import attrgetter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
@@ -137,6 +138,7 @@ class _Evidence(NamedTuple):
     action: Action
     topic: str  # what it is about: one line per link and counter, or the Xid
     what: str
+    of: str  # "xid" or "counters"
 
 
 class _Verdict(NamedTuple):
@@ -170,6 +172,12 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
     else:
         buckets.append([t, errors])
     return before
+
+
+@cache
+def _index_name(index: int | None) -> str:
+    """A GPU known only by its index, as this detector names it (one string each)."""
+    return f"GPU {index}"
 
 
 def _runs_of(
@@ -291,7 +299,7 @@ class Nvlink(Stateful):
             node, pci = strings[node_id], strings[pci_id]
             for name in (
                 None if uuid_id < 0 else strings[uuid_id],
-                None if index < 0 else f"GPU {index}",
+                None if index < 0 else _index_name(index),
             ):
                 if name is None:
                     continue
@@ -303,10 +311,10 @@ class Nvlink(Stateful):
         """The GPU's name in this detector: its PCI address where known."""
         if pci:
             return pci
-        for name in (uuid, None if index is None else f"GPU {index}"):
+        for name in (uuid, None if index is None else _index_name(index)):
             if name is not None and (found := self.alias.get((node, name))) is not None:
                 return found[0]
-        return uuid or f"GPU {index}"
+        return uuid or _index_name(index)
 
     # -- evidence ----------------------------------------------------------------------
 
@@ -360,10 +368,11 @@ class Nvlink(Stateful):
         # read as the loop goes: each float is freed before the next is made
         when, errors = memoryview(times[rising]), memoryview(rises[rising])
         elapsed = memoryview((times - then)[rising])
-        lasts = zip(vals[ends - 1].tolist(), times[ends - 1].tolist(), strict=True)
+        # each group's last sample, read as its entry is replaced (whose floats it reuses)
+        last_value, last_time = memoryview(vals[ends - 1]), memoryview(times[ends - 1])
         crossed: list[bool] = []  # for each rise, whether it crossed a line
         verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
-        for g, (name, (last_value, last_time)) in enumerate(zip(names, lasts, strict=True)):
+        for g, name in enumerate(names):
             previous = self.series.get(name)  # the earlier group's, where one came before
             buckets: list[list[float]] = [] if previous is None else previous[2]
             over: float | None = None if previous is None else previous[3]
@@ -373,7 +382,7 @@ class Nvlink(Stateful):
                 over, verdict = self._judge(name, samples, buckets, over, crossed)
                 if verdict is not None:
                     verdicts.append((name, verdict))
-            self.series[name] = (last_value, last_time, buckets, over, None)
+            self.series[name] = (last_value[g], last_time[g], buckets, over, None)
         if verdicts:
             hit = rising[np.asarray(crossed)]
             self._evidence(rows[hit], times[hit], verdicts)
@@ -407,7 +416,7 @@ class Nvlink(Stateful):
             self._due.append(
                 _Evidence(
                     rows[a:b], first, last, when, name[0], name[1],
-                    severity, action, topic, what,
+                    severity, action, topic, what, "counters",
                 )
             )  # fmt: skip
 
@@ -491,12 +500,12 @@ class Nvlink(Stateful):
             self._due.append(
                 _Evidence(
                     members, first, last, when, node, gpu,
-                    entry.severity, entry.action, what, what,
+                    entry.severity, entry.action, what, what, "xid",
                 )
             )  # fmt: skip
 
     def _fold(self, batch: EventBatch, evidence: _Evidence) -> Incident:
-        members, first, _, when, node, gpu, severity, action, topic, what = evidence
+        members, first, _, when, node, gpu, severity, action, topic, what, _ = evidence
         incident, _ = self.book.touch((node, gpu), when, int(members.size))
         attrs: dict[str, Any] = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
@@ -504,8 +513,10 @@ class Nvlink(Stateful):
         if (current := attrs.get("action", action)) is not action:
             action = strongest(current, action)
         attrs["action"] = action
-        attrs.setdefault("what", {})[topic] = what  # the latest word on each link
-        attrs["xid" if batch.value("kind", first) == "xid" else "counters"] = True
+        if (words := attrs.get("what")) is None:
+            words = attrs["what"] = {}
+        words[topic] = what  # the latest word on each link
+        attrs[evidence.of] = True
         for name in ("gpu", "uuid", "serial"):
             value = batch.value(name, first)
             if value is not None:
