@@ -395,30 +395,19 @@ class Nvlink(Stateful):
     ) -> None:
         """One piece of evidence per group and batch: its rows that crossed a line (in
         ``rows``, each group's after the one before)."""
-        sizes = [verdict.hits for _, verdict in verdicts]
-        upto = np.cumsum(sizes)
-        since = upto - sizes
-        ends = zip(
-            since.tolist(),
-            upto.tolist(),
-            rows[since].tolist(),
-            rows[upto - 1].tolist(),
-            times[since].tolist(),
-            times[upto - 1].tolist(),
-            strict=True,
-        )
-        for (name, verdict), (a, b, first, last, first_ts, last_ts) in zip(
-            verdicts, ends, strict=True
-        ):
-            _, severity, action, topic, what = verdict
+        begin = 0
+        for name, (hits, severity, action, topic, what) in verdicts:
+            end = begin + hits
             # counters come from nvidia-smi and DCGM, on the wall clock
+            first_ts, last_ts = times.item(begin), times.item(end - 1)
             when = Span(first_ts, last_ts, "wall") if first_ts == first_ts else UNTIMED
             self._due.append(
                 _Evidence(
-                    rows[a:b], first, last, when, name[0], name[1],
+                    rows[begin:end], rows.item(begin), rows.item(end - 1), when, name[0], name[1],
                     severity, action, topic, what, "counters",
                 )
             )  # fmt: skip
+            begin = end
 
     def _judge(
         self,
