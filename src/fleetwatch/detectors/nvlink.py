@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import re
 from operator import attrgetter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Final, NamedTuple
@@ -100,6 +100,7 @@ _ADVICE: Final = {
 _XID_LINK: Final = re.compile(r"\blink (\d{1,3})\b", re.IGNORECASE)
 # what makes a series: the GPU as the record names it, the counter, link and source
 _SERIES_COLUMNS: Final = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
+_GPU_COLUMNS: Final = _SERIES_COLUMNS[:4]  # the GPU as the record names it
 _FIRST_ROW: Final = attrgetter("first")
 _HOUR_S: Final = 3600.0
 _BUCKET_S: Final = 60.0
@@ -205,6 +206,38 @@ def _firsts(columns: list[np.ndarray], order: np.ndarray, starts: np.ndarray) ->
     return [column[at].tolist() for column in columns]
 
 
+class _Groups(NamedTuple):
+    """Rows grouped by key columns: sorted, where each group starts and ends, and each
+    column's value at each group's first row."""
+
+    rows: np.ndarray  # sorted by the key columns
+    order: np.ndarray  # where each sorted row was in the rows given
+    starts: np.ndarray
+    ends: np.ndarray
+    firsts: list[list[Any]]
+    undated: Sequence[tuple[int, ...]] = ()  # the GPU ids of samples left out
+
+
+def _grouped(
+    batch: EventBatch,
+    rows: np.ndarray,
+    columns: tuple[str, ...],
+    minor: np.ndarray | None = None,
+    undated: Sequence[tuple[int, ...]] = (),
+) -> _Groups:
+    """``rows`` grouped by the batch's ``columns`` (then by ``minor``, a column)."""
+    keys = [batch[c][rows] for c in columns]
+    if minor is None:
+        order, starts, ends = _runs_of(keys)
+    else:
+        order, starts, ends = _runs_of(keys, minor[rows])
+    return _Groups(rows[order], order, starts, ends, _firsts(keys, order, starts), undated)
+
+
+_NONE: Final = np.empty(0, dtype=np.intp)
+_NO_GROUPS: Final = _Groups(_NONE, _NONE, _NONE, _NONE, [[], [], [], [], [], [], [], []])
+
+
 class Nvlink(Stateful):
     """See the module docstring."""
 
@@ -242,17 +275,19 @@ class Nvlink(Stateful):
             xids &= nvlink
         pci, named = batch["pci"] >= _ZERO, batch["uuid"] >= _ZERO
         named |= batch["gpu"] >= _ZERO
-        learn = counters | xids
-        learn &= pci
-        learn &= named
-        if (learn_rows := np.flatnonzero(learn)).size:
-            self._learn(batch, learn_rows)
         named |= pci
         named &= counters  # a counter sample that names its GPU somehow
-        if (rows := np.flatnonzero(named)).size:
-            self._counters(batch, rows)
-        if (xid_rows := np.flatnonzero(xids)).size:
-            self._xids(batch, xid_rows)
+        rows, xid_rows = np.flatnonzero(named), np.flatnonzero(xids)
+        samples = self._samples(batch, rows) if rows.size else _NO_GROUPS
+        records = _grouped(batch, xid_rows, _GPU_COLUMNS) if xid_rows.size else _NO_GROUPS
+        # Every (node, address, UUID, index) the batch brings is the first row of a
+        # group (or an undated sample's): learning reads those, not every row.
+        pairs = {*zip(*samples.firsts[:4]), *zip(*records.firsts), *samples.undated}
+        self._learn(batch.strings, pairs)
+        if samples.starts.size:
+            self._counters(batch, samples)
+        if records.starts.size:
+            self._xids(batch, records)
         if not self._due:
             return []
         # Evidence joins its incident in the order it was read, so the incident opens
@@ -290,12 +325,26 @@ class Nvlink(Stateful):
 
     # -- which GPU -------------------------------------------------------------------
 
-    def _learn(self, batch: EventBatch, rows: np.ndarray) -> None:
-        """Note the PCI address of each UUID and index these rows pair with one."""
-        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
-        order, starts, _ = _runs_of(keys)
-        strings, alias = batch.strings, self.alias
-        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
+    def _samples(self, batch: EventBatch, rows: np.ndarray) -> _Groups:
+        """The counter samples ``rows`` grouped by series, each group in time order;
+        ``undated``: the GPU names of those without a time or value (no rate)."""
+        ts, value = batch["ts"], batch["value"]
+        dated = ~np.isnan(ts[rows])
+        dated &= ~np.isnan(value[rows])
+        undated: list[tuple[int, ...]] = []
+        if not dated.all():  # rare: nvidia-smi snapshots without a time
+            left = rows[~dated]
+            undated = [*zip(*(batch[c][left].tolist() for c in _GPU_COLUMNS))]
+            rows = rows[dated]
+        return _grouped(batch, rows, _SERIES_COLUMNS, ts, undated)
+
+    def _learn(self, strings: tuple[str, ...], pairs: Iterable[tuple[int, ...]]) -> None:
+        """Note the PCI address of each UUID and index that ``pairs`` (node, PCI, UUID
+        ids and index) pair with one, in the order of their ids."""
+        alias = self.alias
+        for node_id, pci_id, uuid_id, index in sorted(pairs):
+            if pci_id < 0:
+                continue
             node, pci = strings[node_id], strings[pci_id]
             for name in (
                 None if uuid_id < 0 else strings[uuid_id],
@@ -318,7 +367,7 @@ class Nvlink(Stateful):
 
     # -- evidence ----------------------------------------------------------------------
 
-    def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
+    def _counters(self, batch: EventBatch, samples: _Groups) -> None:
         """Every series' samples of this batch at once: baselines, rises, judgement.
 
         Differences are array work over the whole batch; Python runs once per series
@@ -326,16 +375,11 @@ class Nvlink(Stateful):
         counted in the order the samples came.
         """
         ts, value = batch["ts"], batch["value"]
-        rows = rows[~np.isnan(ts[rows]) & ~np.isnan(value[rows])]  # undated: no rate
-        if rows.size == 0:
-            return
-        keys = [batch[c][rows] for c in _SERIES_COLUMNS]
-        order, starts, ends = _runs_of(keys, ts[rows])  # each group in time order
-        rows = rows[order]
+        rows, starts, ends = samples.rows, samples.starts, samples.ends
         strings = batch.strings
         names = []  # each group's series key
         for node_id, pci_id, uuid_id, index, k, link, source, detail in zip(
-            *_firsts(keys, order, starts), strict=True
+            *samples.firsts, strict=True
         ):
             node = strings[node_id]
             gpu = self._gpu(
@@ -460,14 +504,13 @@ class Nvlink(Stateful):
             severity, action = Severity.ERROR, Action.DRAIN_NODE
         return over, _Verdict(hits, severity, action, f"{where} {noun}", what)
 
-    def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
+    def _xids(self, batch: EventBatch, records: _Groups) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
-        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
-        order, starts, ends = _runs_of(keys)
+        rows, order, starts, ends = records.rows, records.order, records.starts, records.ends
         strings = batch.strings
         gpus: dict[tuple[str, str], int] = {}  # (node, GPU) -> its number here
         group = []  # each run's GPU number
-        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
+        for node_id, pci_id, uuid_id, index in zip(*records.firsts, strict=True):
             node = strings[node_id]
             gpu = self._gpu(
                 node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
@@ -476,6 +519,7 @@ class Nvlink(Stateful):
         # each row's GPU, in the order the rows came
         gpu_of = np.empty(rows.size, dtype=np.intp)
         gpu_of[order] = np.repeat(group, ends - starts)
+        rows = np.sort(rows)  # as they came (``flatnonzero`` gave them in order)
         for (node, gpu), g in gpus.items():
             members = rows[gpu_of == g]
             last = int(members[-1])
