@@ -54,10 +54,10 @@ Evidence
 from __future__ import annotations
 
 import re
-from operator import attrgetter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter
 from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
@@ -78,7 +78,7 @@ from fleetwatch.detectors.base import (
     span,
 )
 from fleetwatch.detectors.state import Stateful
-from fleetwatch.events import KIND_ID, KINDS, SOURCES, EventBatch
+from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
 NVLINK_XIDS: Final = xids_owned_by("nvlink")  # catalog/xid.toml: owner
@@ -282,7 +282,11 @@ class Nvlink(Stateful):
         records = _grouped(batch, xid_rows, _GPU_COLUMNS) if xid_rows.size else _NO_GROUPS
         # Every (node, address, UUID, index) the batch brings is the first row of a
         # group (or an undated sample's): learning reads those, not every row.
-        pairs = {*zip(*samples.firsts[:4]), *zip(*records.firsts), *samples.undated}
+        pairs = {
+            *zip(*samples.firsts[:4], strict=True),
+            *zip(*records.firsts, strict=True),
+            *samples.undated,
+        }
         self._learn(batch.strings, pairs)
         if samples.starts.size:
             self._counters(batch, samples)
@@ -334,7 +338,7 @@ class Nvlink(Stateful):
         undated: list[tuple[int, ...]] = []
         if not dated.all():  # rare: nvidia-smi snapshots without a time
             left = rows[~dated]
-            undated = [*zip(*(batch[c][left].tolist() for c in _GPU_COLUMNS))]
+            undated = [*zip(*(batch[c][left].tolist() for c in _GPU_COLUMNS), strict=True)]
             rows = rows[dated]
         return _grouped(batch, rows, _SERIES_COLUMNS, ts, undated)
 
@@ -409,11 +413,11 @@ class Nvlink(Stateful):
         rises = np.where(vals > before, vals - before, 0.0)
         rising = np.flatnonzero(rises > 0)
         bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
-        # read as the loop goes: each float is freed before the next is made
-        when, errors = memoryview(times[rising]), memoryview(rises[rising])
-        elapsed = memoryview((times - then)[rising])
+        # memoryviews, read as the loop goes: each float is freed before the next is made
+        when, errors = times[rising].data, rises[rising].data
+        elapsed = (times - then)[rising].data
         # each group's last sample, read as its entry is replaced (whose floats it reuses)
-        last_value, last_time = memoryview(vals[ends - 1]), memoryview(times[ends - 1])
+        last_value, last_time = vals[ends - 1].data, times[ends - 1].data
         crossed: list[bool] = []  # for each rise, whether it crossed a line
         verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
         for g, name in enumerate(names):
@@ -422,8 +426,8 @@ class Nvlink(Stateful):
             over: float | None = None if previous is None else previous[3]
             begin, end = bounds[g], bounds[g + 1]
             if begin < end:
-                samples = zip(when[begin:end], errors[begin:end], elapsed[begin:end], strict=True)
-                over, verdict = self._judge(name, samples, buckets, over, crossed)
+                rises_of = zip(when[begin:end], errors[begin:end], elapsed[begin:end], strict=True)
+                over, verdict = self._judge(name, rises_of, buckets, over, crossed)
                 if verdict is not None:
                     verdicts.append((name, verdict))
             self.series[name] = (last_value[g], last_time[g], buckets, over, None)
