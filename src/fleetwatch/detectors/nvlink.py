@@ -164,10 +164,11 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
         stale += 1
     if stale:
         del buckets[:stale]
-    # a plain loop adds in the order ``sum`` does, without a generator per rise
-    before = 0.0
-    for bucket in buckets:
-        before += bucket[1]
+    # adds in the order ``sum`` does; by index, as an iterator is an allocation per rise
+    before, at = 0.0, 0
+    while at < len(buckets):
+        before += buckets[at][1]
+        at += 1
     if buckets and t - buckets[-1][0] < _BUCKET_S:
         buckets[-1][1] += errors
     else:
@@ -510,28 +511,25 @@ class Nvlink(Stateful):
 
     def _xids(self, batch: EventBatch, records: _Groups) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
-        rows, order, starts, ends = records.rows, records.order, records.starts, records.ends
-        strings = batch.strings
-        gpus: dict[tuple[str, str], int] = {}  # (node, GPU) -> its number here
-        group = []  # each run's GPU number
-        for node_id, pci_id, uuid_id, index in zip(*records.firsts, strict=True):
+        rows, strings = records.rows, batch.strings
+        bounds = zip(records.starts.tolist(), records.ends.tolist(), strict=True)
+        gpus: dict[tuple[str, str], list[np.ndarray]] = {}  # (node, GPU) -> its runs' rows
+        for (a, b), node_id, pci_id, uuid_id, index in zip(bounds, *records.firsts, strict=True):
             node = strings[node_id]
             gpu = self._gpu(
                 node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
             )
-            group.append(gpus.setdefault((node, gpu), len(gpus)))
-        # each row's GPU, in the order the rows came
-        gpu_of = np.empty(rows.size, dtype=np.intp)
-        gpu_of[order] = np.repeat(group, ends - starts)
-        rows = np.sort(rows)  # as they came (``flatnonzero`` gave them in order)
-        for (node, gpu), g in gpus.items():
-            members = rows[gpu_of == g]
-            last = int(members[-1])
-            entry = xid(int(batch["code"][last]))
+            gpus.setdefault((node, gpu), []).append(rows[a:b])
+        for (node, gpu), runs in gpus.items():
+            # a run's rows are in the order they came (the sort is stable); a GPU named
+            # two ways (address, UUID) has two runs to merge
+            members = runs[0] if len(runs) == 1 else np.sort(np.concatenate(runs))
+            last = members.item(-1)
+            entry = xid(batch["code"].item(last))
             what = f"Xid {entry.code} ({entry.name})"
             if (m := _XID_LINK.search(batch.value("detail", last) or "")) is not None:
                 what += f" on link {m[1]}"
-            first = int(members[0])
+            first = members.item(0)
             # one record's time is ``at`` it: the same Span as ``span``, without its masks
             when = at(batch, first) if members.size == 1 else span(batch, members)
             self._due.append(
