@@ -164,8 +164,13 @@ def test_an_undated_sample_and_an_xid_teach_the_gpu_address_for_the_same_batch()
         {"kind": "xid", "source": "kmsg", "node": "n1", "code": 74, "pci": pci, "gpu": 1,
          "clock": "wall", "ts": T0 + 130.0, "detail": "NVLink: fatal error detected on link 2"}
     )  # fmt: skip
+    builder.add(
+        {"kind": "xid", "source": "smi", "node": "n1", "code": 74, "gpu": 1,
+         "clock": "wall", "ts": T0 + 140.0}
+    )  # fmt: skip
     detector = Nvlink()
     found = detector.process(builder.seal())
-    # the UUID-only samples and the Xid are one GPU: the address, counters and Xid 74
-    assert [(f.pci, f.action) for f in found] == [(pci, Action.DRAIN_NODE)]
+    # the UUID-only samples and both Xids are one GPU: the address, counters and Xid 74
+    assert [(f.pci, f.action, f.count) for f in found] == [(pci, Action.DRAIN_NODE, 3)]
+    assert sum(" xid code=74" in line for line in found[0].evidence) == 2
     assert detector.alias[("n1", uuid)][0] == detector.alias[("n1", "GPU 1")][0] == pci
