@@ -415,8 +415,7 @@ class Nvlink(Stateful):
         rising = np.flatnonzero(rises > 0)
         bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
         # memoryviews, read as the loop goes: each float is freed before the next is made
-        when, errors = times[rising].data, rises[rising].data
-        elapsed = (times - then)[rising].data
+        risen = (times[rising].data, rises[rising].data, (times - then)[rising].data)
         # each group's last sample, read as its entry is replaced (whose floats it reuses)
         last_value, last_time = vals[ends - 1].data, times[ends - 1].data
         crossed: list[bool] = []  # for each rise, whether it crossed a line
@@ -427,8 +426,7 @@ class Nvlink(Stateful):
             over: float | None = None if previous is None else previous[3]
             begin, end = bounds[g], bounds[g + 1]
             if begin < end:
-                rises_of = zip(when[begin:end], errors[begin:end], elapsed[begin:end], strict=True)
-                over, verdict = self._judge(name, rises_of, buckets, over, crossed)
+                over, verdict = self._judge(name, range(begin, end), risen, buckets, over, crossed)
                 if verdict is not None:
                     verdicts.append((name, verdict))
             self.series[name] = (last_value[g], last_time[g], buckets, over, None)
@@ -461,14 +459,15 @@ class Nvlink(Stateful):
     def _judge(
         self,
         key: tuple[str, str, str, int, str, str],
-        samples: Iterable[tuple[float, float, float]],
+        which: range,
+        rises: tuple[memoryview, memoryview, memoryview],
         buckets: list[list[float]],
         over: float | None,
         crossed: list[bool],
     ) -> tuple[float | None, _Verdict | None]:
-        """Count one group's rises (time, errors, seconds since the sample before) into
-        its series' hour, in time order, and judge each against the lines; note in
-        ``crossed`` whether each crossed one.
+        """Count one group's rises (``which`` of ``rises``: time, errors, seconds since
+        the sample before) into its series' hour, in time order, and judge each against
+        the lines; note in ``crossed`` whether each crossed one.
 
         Returns since when the series has been over its warning line (None: it is not),
         and the verdict when a rise crossed a line: the worst one says what.
@@ -479,7 +478,12 @@ class Nvlink(Stateful):
         hits = 0
         worst_error = False
         worst = (0.0, 0.0, 0.0, 0.0, over)  # its time, errors, seconds, count, over since
-        for t, r, dt in samples:
+        when, errors, elapsed = rises
+        t: float
+        r: float
+        dt: float
+        for i in which:
+            t, r, dt = when[i], errors[i], elapsed[i]
             before = _count(buckets, t, r)
             count = before + r
             if before < limit:
