@@ -544,17 +544,20 @@ class Nvlink(Stateful):
             )  # fmt: skip
 
     def _fold(self, batch: EventBatch, evidence: _Evidence) -> Incident:
-        members, first, _, when, node, gpu, severity, action, topic, what, _ = evidence
-        incident, _ = self.book.touch((node, gpu), when, int(members.size))
+        # by attribute: unpacking a NamedTuple goes through an iterator
+        first, severity, action = evidence.first, evidence.severity, evidence.action
+        key = (evidence.node, evidence.gpu)
+        incident, _ = self.book.touch(key, evidence.when, evidence.members.size)
         attrs: dict[str, Any] = incident.attrs
-        attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
+        if (known := attrs.get("severity")) is None or severity > known:
+            attrs["severity"] = severity  # the worst
         # the rest of the actions rank alike: the first evidence's stays unless outranked
         if (current := attrs.get("action", action)) is not action:
             action = strongest(current, action)
         attrs["action"] = action
         if (words := attrs.get("what")) is None:
             words = attrs["what"] = {}
-        words[topic] = what  # the latest word on each link
+        words[evidence.topic] = evidence.what  # the latest word on each link
         attrs[evidence.of] = True
         for name in ("gpu", "uuid", "serial"):
             value = batch.value(name, first)
@@ -566,25 +569,22 @@ class Nvlink(Stateful):
         """Add each piece's first and last line to its incident, in order, as
         ``Incident.add`` does, describing only the lines it keeps: those that fill its
         head, and the last few of its tail."""
-        pieces = iter(evidence)
-        for piece in pieces:
-            if len(incident.head) >= EVIDENCE_HEAD:
-                rest = [piece, *pieces]
-                break
-            first, last = piece.first, piece.last
+        # by index: an iterator, a reversed view and a copy are each an allocation
+        head = 0  # the pieces whose lines fill the head
+        while head < len(evidence) and len(incident.head) < EVIDENCE_HEAD:
+            first, last = evidence[head].first, evidence[head].last
             incident.add(
                 UNTIMED,
                 0,
                 self._line(batch, first),
                 self._line(batch, last) if last != first else None,
             )
-        else:
-            return
+            head += 1
         kept: list[str] = []  # the newest first
         room = incident.tail.maxlen or 0
-        for piece in reversed(rest):
-            if len(kept) >= room:
-                break
+        at = len(evidence) - 1
+        while at >= head and len(kept) < room:
+            piece = evidence[at]
             kept.append(newest := self._line(batch, piece.last))
             if (
                 piece.last != piece.first
@@ -592,7 +592,10 @@ class Nvlink(Stateful):
                 and (line := self._line(batch, piece.first)) != newest
             ):
                 kept.append(line)  # a first line equal to the last is added once
-        incident.tail.extend(reversed(kept))
+            at -= 1
+        if kept:
+            kept.reverse()
+            incident.tail.extend(kept)
 
     @staticmethod
     def _line(batch: EventBatch, row: int) -> str:
