@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from operator import attrgetter
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -174,6 +174,23 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
     else:
         buckets.append([t, errors])
     return before
+
+
+@lru_cache(maxsize=1024)  # a few words per link and counter: one string each
+def _topic(kind: str, link: int, counter: str) -> tuple[str, str, str]:
+    """Where (a link, or all), what is counted, and both: a series' verdict's words."""
+    where = f"link {link}" if link >= 0 else "all links"
+    noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
+    return where, noun, f"{where} {noun}"
+
+
+@lru_cache(maxsize=256)  # Xid 74 lines of a flapping link repeat word for word
+def _xid_words(code: int, name: str, detail: str) -> str:
+    """What an Xid record says: its code, name and link."""
+    what = f"Xid {code} ({name})"
+    if (m := _XID_LINK.search(detail)) is not None:
+        what += f" on link {m[1]}"
+    return what
 
 
 @cache
@@ -346,20 +363,22 @@ class Nvlink(Stateful):
     def _learn(self, strings: tuple[str, ...], pairs: Iterable[tuple[int, ...]]) -> None:
         """Note the PCI address of each UUID and index that ``pairs`` (node, PCI, UUID
         ids and index) pair with one, in the order of their ids."""
-        alias = self.alias
         for node_id, pci_id, uuid_id, index in sorted(pairs):
             if pci_id < 0:
                 continue
             node, pci = strings[node_id], strings[pci_id]
-            for name in (
-                None if uuid_id < 0 else strings[uuid_id],
-                None if index < 0 else _index_name(index),
-            ):
-                if name is None:
-                    continue
-                known = alias.get((node, name))
-                if known is None or known[1] is not None or known[0] != pci:
-                    alias[node, name] = (pci, None)
+            # the UUID, then the index (written out: a loop over the two is an iterator)
+            if uuid_id >= 0:
+                self._pair(node, strings[uuid_id], pci)
+            if index >= 0:
+                self._pair(node, _index_name(index), pci)
+
+    def _pair(self, node: str, name: str, pci: str) -> None:
+        """Note that ``name`` (a UUID or "GPU <index>") on ``node`` is ``pci``; a known
+        pairing is left as it is unless a flush stamped it (it is seen again)."""
+        known = self.alias.get((node, name))
+        if known is None or known[1] is not None or known[0] != pci:
+            self.alias[node, name] = (pci, None)
 
     def _gpu(self, node: str, pci: str | None, uuid: str | None, index: int | None) -> str:
         """The GPU's name in this detector: its PCI address where known."""
@@ -500,9 +519,7 @@ class Nvlink(Stateful):
         if not hits:
             return over, None
         t, r, dt, count, since = worst
-        _, _, kind, link, _, counter = key
-        where = f"link {link}" if link >= 0 else "all links"
-        noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
+        where, noun, topic = _topic(key[2], key[3], key[5])
         what = f"{where}: {count:.0f} {noun} in the last hour (limit {limit:g})"
         severity, action = Severity.WARNING, Action.INSPECT_FABRIC
         if crc and dt > 0 and r / dt >= config.crc_drain_per_s:
@@ -511,7 +528,7 @@ class Nvlink(Stateful):
         if since is not None and t - since >= config.sustained_s:
             what += f", over it for {(t - since) / 60:.0f} min"
             severity, action = Severity.ERROR, Action.DRAIN_NODE
-        return over, _Verdict(hits, severity, action, f"{where} {noun}", what)
+        return over, _Verdict(hits, severity, action, topic, what)
 
     def _xids(self, batch: EventBatch, records: _Groups) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
@@ -530,9 +547,7 @@ class Nvlink(Stateful):
             members = runs[0] if len(runs) == 1 else np.sort(np.concatenate(runs))
             last = members.item(-1)
             entry = xid(batch["code"].item(last))
-            what = f"Xid {entry.code} ({entry.name})"
-            if (m := _XID_LINK.search(batch.value("detail", last) or "")) is not None:
-                what += f" on link {m[1]}"
+            what = _xid_words(entry.code, entry.name, batch.value("detail", last) or "")
             first = members.item(0)
             # one record's time is ``at`` it: the same Span as ``span``, without its masks
             when = at(batch, first) if members.size == 1 else span(batch, members)
