@@ -228,8 +228,7 @@ class _Groups(NamedTuple):
     """Rows grouped by key columns: sorted, where each group starts and ends, and each
     column's value at each group's first row."""
 
-    rows: np.ndarray  # sorted by the key columns
-    order: np.ndarray  # where each sorted row was in the rows given
+    rows: np.ndarray  # sorted by the key columns (stably: equal keys as they came)
     starts: np.ndarray
     ends: np.ndarray
     firsts: list[list[Any]]
@@ -249,11 +248,11 @@ def _grouped(
         order, starts, ends = _runs_of(keys)
     else:
         order, starts, ends = _runs_of(keys, minor[rows])
-    return _Groups(rows[order], order, starts, ends, _firsts(keys, order, starts), undated)
+    return _Groups(rows[order], starts, ends, _firsts(keys, order, starts), undated)
 
 
 _NONE: Final = np.empty(0, dtype=np.intp)
-_NO_GROUPS: Final = _Groups(_NONE, _NONE, _NONE, _NONE, [[], [], [], [], [], [], [], []])
+_NO_GROUPS: Final = _Groups(_NONE, _NONE, _NONE, [[], [], [], [], [], [], [], []])
 
 
 class Nvlink(Stateful):
