@@ -97,6 +97,9 @@ _ADVICE: Final = {
     Action.DRAIN_NODE: "drain the node, then inspect the link (NVSwitch, baseboard)",
     Action.INSPECT_FABRIC: "inspect the link (NVSwitch, baseboard)",
 }
+# a verdict's severity and action (reading an enum member off its class allocates)
+_WARN: Final = (Severity.WARNING, Action.INSPECT_FABRIC)
+_DRAIN: Final = (Severity.ERROR, Action.DRAIN_NODE)
 _XID_LINK: Final = re.compile(r"\blink (\d{1,3})\b", re.IGNORECASE)
 # what makes a series: the GPU as the record names it, the counter, link and source
 _SERIES_COLUMNS: Final = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
@@ -520,13 +523,13 @@ class Nvlink(Stateful):
         t, r, dt, count, since = worst
         where, noun, topic = _topic(key[2], key[3], key[5])
         what = f"{where}: {count:.0f} {noun} in the last hour (limit {limit:g})"
-        severity, action = Severity.WARNING, Action.INSPECT_FABRIC
+        severity, action = _WARN
         if crc and dt > 0 and r / dt >= config.crc_drain_per_s:
             what += f", {r / dt:.0f}/s"
-            severity, action = Severity.ERROR, Action.DRAIN_NODE
+            severity, action = _DRAIN
         if since is not None and t - since >= config.sustained_s:
             what += f", over it for {(t - since) / 60:.0f} min"
-            severity, action = Severity.ERROR, Action.DRAIN_NODE
+            severity, action = _DRAIN
         return over, _Verdict(hits, severity, action, topic, what)
 
     def _xids(self, batch: EventBatch, records: _Groups) -> None:
