@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -196,7 +196,7 @@ def _xid_words(code: int, name: str, detail: str) -> str:
     return what
 
 
-@cache
+@lru_cache(maxsize=1024)  # bounded: an index is whatever a record says
 def _index_name(index: int | None) -> str:
     """A GPU known only by its index, as this detector names it (one string each)."""
     return f"GPU {index}"
