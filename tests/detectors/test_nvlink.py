@@ -144,3 +144,33 @@ def _write(text: str) -> Path:
     folder.mkdir()
     (folder / "dcgm.prom").write_text(text)
     return folder
+
+
+def test_an_undated_sample_and_an_xid_teach_the_gpu_address_for_the_same_batch() -> None:
+    """Learning reads each group's first row, and the rows left out of the rates: a
+    sample without a time still pairs its UUID with an address, so the UUID-only
+    samples of the same batch are that GPU's (and so are Xid 74s naming its address)."""
+    from fleetwatch.events import BatchBuilder
+
+    uuid, pci = "GPU-2e2b6342-3996-51b9-5480-e20df571e09c", "00000008:01:00.0"
+    base = {"kind": "nvlink_recovery", "source": "smi", "node": "n1", "link": 2}
+    builder = BatchBuilder()
+    builder.add({**base, "pci": pci, "uuid": uuid, "value": 1.0})  # undated: no rate
+    for minute, value in enumerate([0.0, 0.0, 3.0]):
+        builder.add(
+            {**base, "clock": "wall", "ts": T0 + 60.0 * minute, "uuid": uuid, "value": value}
+        )
+    builder.add(
+        {"kind": "xid", "source": "kmsg", "node": "n1", "code": 74, "pci": pci, "gpu": 1,
+         "clock": "wall", "ts": T0 + 130.0, "detail": "NVLink: fatal error detected on link 2"}
+    )  # fmt: skip
+    builder.add(
+        {"kind": "xid", "source": "smi", "node": "n1", "code": 74, "gpu": 1,
+         "clock": "wall", "ts": T0 + 140.0}
+    )  # fmt: skip
+    detector = Nvlink()
+    found = detector.process(builder.seal())
+    # the UUID-only samples and both Xids are one GPU: the address, counters and Xid 74
+    assert [(f.pci, f.action, f.count) for f in found] == [(pci, Action.DRAIN_NODE, 3)]
+    assert sum(" xid code=74" in line for line in found[0].evidence) == 2
+    assert detector.alias[("n1", uuid)][0] == detector.alias[("n1", "GPU 1")][0] == pci

@@ -54,8 +54,10 @@ Evidence
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
@@ -70,18 +72,22 @@ from fleetwatch.detectors.base import (
     at,
     describe,
     expire_stamped,
+    kind_table,
     make_finding,
     shifted,
     span,
 )
 from fleetwatch.detectors.state import Stateful
-from fleetwatch.events import KIND_ID, KINDS, SOURCES, EventBatch
+from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
 NVLINK_XIDS: Final = xids_owned_by("nvlink")  # catalog/xid.toml: owner
 _COUNTERS: Final = ("nvlink_crc", "nvlink_replay", "nvlink_recovery")
-# a lookup per row is cheaper than np.isin; the extra last entry answers kind -1
-_IS_COUNTER: Final = np.isin(np.arange(len(KINDS) + 1), [KIND_ID[k] for k in _COUNTERS])
+_IS_COUNTER: Final = kind_table(*_COUNTERS)
+_IS_XID: Final = kind_table("xid")
+# the column's own type: a Python int operand costs a conversion per use
+_NVLINK_CODES: Final = tuple(np.int64(code) for code in NVLINK_XIDS)
+_ZERO: Final = np.int32(0)  # ids and indices are this or more; absent is -1
 _NOUN: Final = {
     "nvlink_crc": "CRC errors",
     "nvlink_replay": "replays",
@@ -91,9 +97,14 @@ _ADVICE: Final = {
     Action.DRAIN_NODE: "drain the node, then inspect the link (NVSwitch, baseboard)",
     Action.INSPECT_FABRIC: "inspect the link (NVSwitch, baseboard)",
 }
+# a verdict's severity and action (reading an enum member off its class allocates)
+_WARN: Final = (Severity.WARNING, Action.INSPECT_FABRIC)
+_DRAIN: Final = (Severity.ERROR, Action.DRAIN_NODE)
 _XID_LINK: Final = re.compile(r"\blink (\d{1,3})\b", re.IGNORECASE)
 # what makes a series: the GPU as the record names it, the counter, link and source
 _SERIES_COLUMNS: Final = ("node", "pci", "uuid", "gpu", "kind", "link", "source", "detail")
+_GPU_COLUMNS: Final = _SERIES_COLUMNS[:4]  # the GPU as the record names it
+_FIRST_ROW: Final = attrgetter("first")
 _HOUR_S: Final = 3600.0
 _BUCKET_S: Final = 60.0
 
@@ -131,6 +142,7 @@ class _Evidence(NamedTuple):
     action: Action
     topic: str  # what it is about: one line per link and counter, or the Xid
     what: str
+    of: str  # "xid" or "counters"
 
 
 class _Verdict(NamedTuple):
@@ -155,12 +167,39 @@ def _count(buckets: list[list[float]], t: float, errors: float) -> float:
         stale += 1
     if stale:
         del buckets[:stale]
-    before = sum(n for _, n in buckets)
+    # adds in the order ``sum`` does; by index, as an iterator is an allocation per rise
+    before, at = 0.0, 0
+    while at < len(buckets):
+        before += buckets[at][1]
+        at += 1
     if buckets and t - buckets[-1][0] < _BUCKET_S:
         buckets[-1][1] += errors
     else:
         buckets.append([t, errors])
     return before
+
+
+@lru_cache(maxsize=1024)  # a few words per link and counter: one string each
+def _topic(kind: str, link: int, counter: str) -> tuple[str, str, str]:
+    """Where (a link, or all), what is counted, and both: a series' verdict's words."""
+    where = f"link {link}" if link >= 0 else "all links"
+    noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
+    return where, noun, f"{where} {noun}"
+
+
+@lru_cache(maxsize=256)  # Xid 74 lines of a flapping link repeat word for word
+def _xid_words(code: int, name: str, detail: str) -> str:
+    """What an Xid record says: its code, name and link."""
+    what = f"Xid {code} ({name})"
+    if (m := _XID_LINK.search(detail)) is not None:
+        what += f" on link {m[1]}"
+    return what
+
+
+@lru_cache(maxsize=1024)  # bounded: an index is whatever a record says
+def _index_name(index: int | None) -> str:
+    """A GPU known only by its index, as this detector names it (one string each)."""
+    return f"GPU {index}"
 
 
 def _runs_of(
@@ -186,6 +225,37 @@ def _firsts(columns: list[np.ndarray], order: np.ndarray, starts: np.ndarray) ->
     """Each column's value at the first row of each run, as Python lists."""
     at = order[starts]
     return [column[at].tolist() for column in columns]
+
+
+class _Groups(NamedTuple):
+    """Rows grouped by key columns: sorted, where each group starts and ends, and each
+    column's value at each group's first row."""
+
+    rows: np.ndarray  # sorted by the key columns (stably: equal keys as they came)
+    starts: np.ndarray
+    ends: np.ndarray
+    firsts: list[list[Any]]
+    undated: Sequence[tuple[int, ...]] = ()  # the GPU ids of samples left out
+
+
+def _grouped(
+    batch: EventBatch,
+    rows: np.ndarray,
+    columns: tuple[str, ...],
+    minor: np.ndarray | None = None,
+    undated: Sequence[tuple[int, ...]] = (),
+) -> _Groups:
+    """``rows`` grouped by the batch's ``columns`` (then by ``minor``, a column)."""
+    keys = [batch[c][rows] for c in columns]
+    if minor is None:
+        order, starts, ends = _runs_of(keys)
+    else:
+        order, starts, ends = _runs_of(keys, minor[rows])
+    return _Groups(rows[order], starts, ends, _firsts(keys, order, starts), undated)
+
+
+_NONE: Final = np.empty(0, dtype=np.intp)
+_NO_GROUPS: Final = _Groups(_NONE, _NONE, _NONE, [[], [], [], [], [], [], [], []])
 
 
 class Nvlink(Stateful):
@@ -215,36 +285,55 @@ class Nvlink(Stateful):
         }
 
     def process(self, batch: EventBatch) -> list[Finding]:
-        kind, code = batch["kind"], batch["code"]
+        kind = batch["kind"]
         counters = _IS_COUNTER[kind]
-        xids = np.zeros(len(batch), dtype=bool)
-        for nvlink_xid in NVLINK_XIDS:
-            xids |= code == nvlink_xid
-        xids &= kind == KIND_ID["xid"]
-        pci, other = batch["pci"] >= 0, (batch["uuid"] >= 0) | (batch["gpu"] >= 0)
-        if (learn := np.flatnonzero((counters | xids) & pci & other)).size:
-            self._learn(batch, learn)
-        rows = np.flatnonzero(counters & (pci | other))
-        if rows.size:
-            self._counters(batch, rows)
-        if (xid_rows := np.flatnonzero(xids)).size:
-            self._xids(batch, xid_rows)
+        xids = _IS_XID[kind]
+        if xids.any():  # the codes are read only where there are Xids
+            nvlink = np.zeros_like(xids)
+            for code in _NVLINK_CODES:
+                nvlink |= batch["code"] == code
+            xids &= nvlink
+        pci, named = batch["pci"] >= _ZERO, batch["uuid"] >= _ZERO
+        named |= batch["gpu"] >= _ZERO
+        named |= pci
+        named &= counters  # a counter sample that names its GPU somehow
+        rows, xid_rows = np.flatnonzero(named), np.flatnonzero(xids)
+        samples = self._samples(batch, rows) if rows.size else _NO_GROUPS
+        records = _grouped(batch, xid_rows, _GPU_COLUMNS) if xid_rows.size else _NO_GROUPS
+        # Every (node, address, UUID, index) the batch brings is the first row of a
+        # group (or an undated sample's): learning reads those, not every row.
+        pairs = {
+            *zip(*samples.firsts[:4], strict=True),
+            *zip(*records.firsts, strict=True),
+            *samples.undated,
+        }
+        self._learn(batch.strings, pairs)
+        if samples.starts.size:
+            self._counters(batch, samples)
+        if records.starts.size:
+            self._xids(batch, records)
         if not self._due:
             return []
         # Evidence joins its incident in the order it was read, so the incident opens
         # at its first evidence whichever way the events were cut into batches; each
         # incident it changed is one finding, in the order they were first changed.
-        changed: dict[int, tuple[Incident, list[_Evidence]]] = {}
-        for evidence in sorted(self._due, key=lambda evidence: evidence.first):
+        self._due.sort(key=_FIRST_ROW)
+        changed: list[tuple[Incident, list[_Evidence]]] = []
+        latest: dict[tuple[str, str], int] = {}  # each GPU's latest incident in changed
+        for evidence in self._due:
             incident = self._fold(batch, evidence)
-            if (found := changed.get(id(incident))) is None:
-                changed[id(incident)] = (incident, [evidence])
+            at = latest.get(incident.key)
+            # a GPU's evidence far apart in time opens a new incident: the old one is
+            # still a finding of its own
+            if at is None or changed[at][0] is not incident:
+                latest[incident.key] = len(changed)
+                changed.append((incident, [evidence]))
             else:
-                found[1].append(evidence)
+                changed[at][1].append(evidence)
         self._due.clear()
-        for incident, pieces in changed.values():
+        for incident, pieces in changed:
             self._add_lines(batch, incident, pieces)
-        return [self._finding(incident) for incident, _ in changed.values()]
+        return [self._finding(incident) for incident, _ in changed]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
@@ -260,35 +349,51 @@ class Nvlink(Stateful):
 
     # -- which GPU -------------------------------------------------------------------
 
-    def _learn(self, batch: EventBatch, rows: np.ndarray) -> None:
-        """Note the PCI address of each UUID and index these rows pair with one."""
-        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
-        order, starts, _ = _runs_of(keys)
-        strings, alias = batch.strings, self.alias
-        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
+    def _samples(self, batch: EventBatch, rows: np.ndarray) -> _Groups:
+        """The counter samples ``rows`` grouped by series, each group in time order;
+        ``undated``: the GPU names of those without a time or value (no rate)."""
+        ts, value = batch["ts"], batch["value"]
+        dated = ~np.isnan(ts[rows])
+        dated &= ~np.isnan(value[rows])
+        undated: list[tuple[int, ...]] = []
+        if not dated.all():  # rare: nvidia-smi snapshots without a time
+            left = rows[~dated]
+            undated = [*zip(*(batch[c][left].tolist() for c in _GPU_COLUMNS), strict=True)]
+            rows = rows[dated]
+        return _grouped(batch, rows, _SERIES_COLUMNS, ts, undated)
+
+    def _learn(self, strings: tuple[str, ...], pairs: Iterable[tuple[int, ...]]) -> None:
+        """Note the PCI address of each UUID and index that ``pairs`` (node, PCI, UUID
+        ids and index) pair with one, in the order of their ids."""
+        for node_id, pci_id, uuid_id, index in sorted(pairs):
+            if pci_id < 0:
+                continue
             node, pci = strings[node_id], strings[pci_id]
-            for name in (
-                None if uuid_id < 0 else strings[uuid_id],
-                None if index < 0 else f"GPU {index}",
-            ):
-                if name is None:
-                    continue
-                known = alias.get((node, name))
-                if known is None or known[1] is not None or known[0] != pci:
-                    alias[node, name] = (pci, None)
+            # the UUID, then the index (written out: a loop over the two is an iterator)
+            if uuid_id >= 0:
+                self._pair(node, strings[uuid_id], pci)
+            if index >= 0:
+                self._pair(node, _index_name(index), pci)
+
+    def _pair(self, node: str, name: str, pci: str) -> None:
+        """Note that ``name`` (a UUID or "GPU <index>") on ``node`` is ``pci``; a known
+        pairing is left as it is unless a flush stamped it (it is seen again)."""
+        known = self.alias.get((node, name))
+        if known is None or known[1] is not None or known[0] != pci:
+            self.alias[node, name] = (pci, None)
 
     def _gpu(self, node: str, pci: str | None, uuid: str | None, index: int | None) -> str:
         """The GPU's name in this detector: its PCI address where known."""
         if pci:
             return pci
-        for name in (uuid, None if index is None else f"GPU {index}"):
+        for name in (uuid, None if index is None else _index_name(index)):
             if name is not None and (found := self.alias.get((node, name))) is not None:
                 return found[0]
-        return uuid or f"GPU {index}"
+        return uuid or _index_name(index)
 
     # -- evidence ----------------------------------------------------------------------
 
-    def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
+    def _counters(self, batch: EventBatch, samples: _Groups) -> None:
         """Every series' samples of this batch at once: baselines, rises, judgement.
 
         Differences are array work over the whole batch; Python runs once per series
@@ -296,16 +401,11 @@ class Nvlink(Stateful):
         counted in the order the samples came.
         """
         ts, value = batch["ts"], batch["value"]
-        rows = rows[~np.isnan(ts[rows]) & ~np.isnan(value[rows])]  # undated: no rate
-        if rows.size == 0:
-            return
-        keys = [batch[c][rows] for c in _SERIES_COLUMNS]
-        order, starts, ends = _runs_of(keys, ts[rows])  # each group in time order
-        rows = rows[order]
+        rows, starts, ends = samples.rows, samples.starts, samples.ends
         strings = batch.strings
         names = []  # each group's series key
         for node_id, pci_id, uuid_id, index, k, link, source, detail in zip(
-            *_firsts(keys, order, starts), strict=True
+            *samples.firsts, strict=True
         ):
             node = strings[node_id]
             gpu = self._gpu(
@@ -335,22 +435,22 @@ class Nvlink(Stateful):
         rises = np.where(vals > before, vals - before, 0.0)
         rising = np.flatnonzero(rises > 0)
         bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
-        when, errors = times[rising].tolist(), rises[rising].tolist()
-        elapsed = (times - then)[rising].tolist()
-        lasts = zip(vals[ends - 1].tolist(), times[ends - 1].tolist(), strict=True)
+        # memoryviews, read as the loop goes: each float is freed before the next is made
+        risen = (times[rising].data, rises[rising].data, (times - then)[rising].data)
+        # each group's last sample, read as its entry is replaced (whose floats it reuses)
+        last_value, last_time = vals[ends - 1].data, times[ends - 1].data
         crossed: list[bool] = []  # for each rise, whether it crossed a line
         verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
-        for g, (name, (last_value, last_time)) in enumerate(zip(names, lasts, strict=True)):
+        for g, name in enumerate(names):
             previous = self.series.get(name)  # the earlier group's, where one came before
             buckets: list[list[float]] = [] if previous is None else previous[2]
             over: float | None = None if previous is None else previous[3]
             begin, end = bounds[g], bounds[g + 1]
             if begin < end:
-                samples = zip(when[begin:end], errors[begin:end], elapsed[begin:end], strict=True)
-                over, verdict = self._judge(name, samples, buckets, over, crossed)
+                over, verdict = self._judge(name, range(begin, end), risen, buckets, over, crossed)
                 if verdict is not None:
                     verdicts.append((name, verdict))
-            self.series[name] = (last_value, last_time, buckets, over, None)
+            self.series[name] = (last_value[g], last_time[g], buckets, over, None)
         if verdicts:
             hit = rising[np.asarray(crossed)]
             self._evidence(rows[hit], times[hit], verdicts)
@@ -363,42 +463,32 @@ class Nvlink(Stateful):
     ) -> None:
         """One piece of evidence per group and batch: its rows that crossed a line (in
         ``rows``, each group's after the one before)."""
-        sizes = [verdict.hits for _, verdict in verdicts]
-        upto = np.cumsum(sizes)
-        since = upto - sizes
-        ends = zip(
-            since.tolist(),
-            upto.tolist(),
-            rows[since].tolist(),
-            rows[upto - 1].tolist(),
-            times[since].tolist(),
-            times[upto - 1].tolist(),
-            strict=True,
-        )
-        for (name, verdict), (a, b, first, last, first_ts, last_ts) in zip(
-            verdicts, ends, strict=True
-        ):
-            _, severity, action, topic, what = verdict
+        begin = 0
+        for name, (hits, severity, action, topic, what) in verdicts:
+            end = begin + hits
             # counters come from nvidia-smi and DCGM, on the wall clock
+            first_ts, last_ts = times.item(begin), times.item(end - 1)
             when = Span(first_ts, last_ts, "wall") if first_ts == first_ts else UNTIMED
             self._due.append(
                 _Evidence(
-                    rows[a:b], first, last, when, name[0], name[1],
-                    severity, action, topic, what,
+                    rows[begin:end], rows.item(begin), rows.item(end - 1), when, name[0], name[1],
+                    severity, action, topic, what, "counters",
                 )
             )  # fmt: skip
+            begin = end
 
     def _judge(
         self,
         key: tuple[str, str, str, int, str, str],
-        samples: Iterable[tuple[float, float, float]],
+        which: range,
+        rises: tuple[memoryview, memoryview, memoryview],
         buckets: list[list[float]],
         over: float | None,
         crossed: list[bool],
     ) -> tuple[float | None, _Verdict | None]:
-        """Count one group's rises (time, errors, seconds since the sample before) into
-        its series' hour, in time order, and judge each against the lines; note in
-        ``crossed`` whether each crossed one.
+        """Count one group's rises (``which`` of ``rises``: time, errors, seconds since
+        the sample before) into its series' hour, in time order, and judge each against
+        the lines; note in ``crossed`` whether each crossed one.
 
         Returns since when the series has been over its warning line (None: it is not),
         and the verdict when a rise crossed a line: the worst one says what.
@@ -409,7 +499,12 @@ class Nvlink(Stateful):
         hits = 0
         worst_error = False
         worst = (0.0, 0.0, 0.0, 0.0, over)  # its time, errors, seconds, count, over since
-        for t, r, dt in samples:
+        when, errors, elapsed = rises
+        t: float
+        r: float
+        dt: float
+        for i in which:
+            t, r, dt = when[i], errors[i], elapsed[i]
             before = _count(buckets, t, r)
             count = before + r
             if before < limit:
@@ -426,63 +521,61 @@ class Nvlink(Stateful):
         if not hits:
             return over, None
         t, r, dt, count, since = worst
-        _, _, kind, link, _, counter = key
-        where = f"link {link}" if link >= 0 else "all links"
-        noun = _NOUN[kind] if not counter else f"CRC errors ({counter})"
+        where, noun, topic = _topic(key[2], key[3], key[5])
         what = f"{where}: {count:.0f} {noun} in the last hour (limit {limit:g})"
-        severity, action = Severity.WARNING, Action.INSPECT_FABRIC
+        severity, action = _WARN
         if crc and dt > 0 and r / dt >= config.crc_drain_per_s:
             what += f", {r / dt:.0f}/s"
-            severity, action = Severity.ERROR, Action.DRAIN_NODE
+            severity, action = _DRAIN
         if since is not None and t - since >= config.sustained_s:
             what += f", over it for {(t - since) / 60:.0f} min"
-            severity, action = Severity.ERROR, Action.DRAIN_NODE
-        return over, _Verdict(hits, severity, action, f"{where} {noun}", what)
+            severity, action = _DRAIN
+        return over, _Verdict(hits, severity, action, topic, what)
 
-    def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
+    def _xids(self, batch: EventBatch, records: _Groups) -> None:
         """One piece of evidence per GPU and batch: its Xid 74 records."""
-        keys = [batch[c][rows] for c in ("node", "pci", "uuid", "gpu")]
-        order, starts, ends = _runs_of(keys)
-        strings = batch.strings
-        gpus: dict[tuple[str, str], int] = {}  # (node, GPU) -> its number here
-        group = []  # each run's GPU number
-        for node_id, pci_id, uuid_id, index in zip(*_firsts(keys, order, starts), strict=True):
+        rows, strings = records.rows, batch.strings
+        bounds = zip(records.starts.tolist(), records.ends.tolist(), strict=True)
+        gpus: dict[tuple[str, str], list[np.ndarray]] = {}  # (node, GPU) -> its runs' rows
+        for (a, b), node_id, pci_id, uuid_id, index in zip(bounds, *records.firsts, strict=True):
             node = strings[node_id]
             gpu = self._gpu(
                 node, batch.string(pci_id), batch.string(uuid_id), None if index < 0 else index
             )
-            group.append(gpus.setdefault((node, gpu), len(gpus)))
-        # each row's GPU, in the order the rows came
-        gpu_of = np.empty(rows.size, dtype=np.intp)
-        gpu_of[order] = np.repeat(group, ends - starts)
-        for (node, gpu), g in gpus.items():
-            members = rows[gpu_of == g]
-            last = int(members[-1])
-            entry = xid(int(batch["code"][last]))
-            what = f"Xid {entry.code} ({entry.name})"
-            if (m := _XID_LINK.search(batch.value("detail", last) or "")) is not None:
-                what += f" on link {m[1]}"
-            first = int(members[0])
+            gpus.setdefault((node, gpu), []).append(rows[a:b])
+        for (node, gpu), runs in gpus.items():
+            # a run's rows are in the order they came (the sort is stable); a GPU named
+            # two ways (address, UUID) has two runs to merge
+            members = runs[0] if len(runs) == 1 else np.sort(np.concatenate(runs))
+            last = members.item(-1)
+            entry = xid(batch["code"].item(last))
+            what = _xid_words(entry.code, entry.name, batch.value("detail", last) or "")
+            first = members.item(0)
             # one record's time is ``at`` it: the same Span as ``span``, without its masks
             when = at(batch, first) if members.size == 1 else span(batch, members)
             self._due.append(
                 _Evidence(
                     members, first, last, when, node, gpu,
-                    entry.severity, entry.action, what, what,
+                    entry.severity, entry.action, what, what, "xid",
                 )
             )  # fmt: skip
 
     def _fold(self, batch: EventBatch, evidence: _Evidence) -> Incident:
-        members, first, _, when, node, gpu, severity, action, topic, what = evidence
-        incident, _ = self.book.touch((node, gpu), when, int(members.size))
+        # by attribute: unpacking a NamedTuple goes through an iterator
+        first, severity, action = evidence.first, evidence.severity, evidence.action
+        key = (evidence.node, evidence.gpu)
+        incident, _ = self.book.touch(key, evidence.when, evidence.members.size)
         attrs: dict[str, Any] = incident.attrs
-        attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
+        if (known := attrs.get("severity")) is None or severity > known:
+            attrs["severity"] = severity  # the worst
         # the rest of the actions rank alike: the first evidence's stays unless outranked
         if (current := attrs.get("action", action)) is not action:
             action = strongest(current, action)
         attrs["action"] = action
-        attrs.setdefault("what", {})[topic] = what  # the latest word on each link
-        attrs["xid" if batch.value("kind", first) == "xid" else "counters"] = True
+        if (words := attrs.get("what")) is None:
+            words = attrs["what"] = {}
+        words[evidence.topic] = evidence.what  # the latest word on each link
+        attrs[evidence.of] = True
         for name in ("gpu", "uuid", "serial"):
             value = batch.value(name, first)
             if value is not None:
@@ -493,25 +586,22 @@ class Nvlink(Stateful):
         """Add each piece's first and last line to its incident, in order, as
         ``Incident.add`` does, describing only the lines it keeps: those that fill its
         head, and the last few of its tail."""
-        pieces = iter(evidence)
-        for piece in pieces:
-            if len(incident.head) >= EVIDENCE_HEAD:
-                rest = [piece, *pieces]
-                break
-            first, last = piece.first, piece.last
+        # by index: an iterator, a reversed view and a copy are each an allocation
+        head = 0  # the pieces whose lines fill the head
+        while head < len(evidence) and len(incident.head) < EVIDENCE_HEAD:
+            first, last = evidence[head].first, evidence[head].last
             incident.add(
                 UNTIMED,
                 0,
                 self._line(batch, first),
                 self._line(batch, last) if last != first else None,
             )
-        else:
-            return
+            head += 1
         kept: list[str] = []  # the newest first
         room = incident.tail.maxlen or 0
-        for piece in reversed(rest):
-            if len(kept) >= room:
-                break
+        at = len(evidence) - 1
+        while at >= head and len(kept) < room:
+            piece = evidence[at]
             kept.append(newest := self._line(batch, piece.last))
             if (
                 piece.last != piece.first
@@ -519,7 +609,10 @@ class Nvlink(Stateful):
                 and (line := self._line(batch, piece.first)) != newest
             ):
                 kept.append(line)  # a first line equal to the last is added once
-        incident.tail.extend(reversed(kept))
+            at -= 1
+        if kept:
+            kept.reverse()
+            incident.tail.extend(kept)
 
     @staticmethod
     def _line(batch: EventBatch, row: int) -> str:
