@@ -155,6 +155,7 @@ class Incident:
     attrs: dict[str, Any] = field(default_factory=dict)
     opened_ts: float | None = None  # the id's time: earlier evidence folded in later keeps it
     seen: float | None = None  # the flush clock when it last changed; None: since the last flush
+    finding_id: str | None = None  # its finding's id, made once (a hash of key and opened_ts)
 
     def __post_init__(self) -> None:
         if self.opened_ts is None:
@@ -435,9 +436,12 @@ def make_finding(
     Its id comes from the incident's key, not from the names shown, so an incident
     that grows (one GPU, then the whole job) stays one finding.
     """
-    label = "|".join(str(part) for part in incident.key)
+    made = incident.finding_id
+    if made is None:  # the key and opened_ts never change: hash them once
+        label = "|".join(str(part) for part in incident.key)
+        made = incident.finding_id = finding_id(detector, label, incident.opened_ts)
     return Finding(
-        id=finding_id(detector, label, incident.opened_ts),
+        id=made,
         detector=detector,
         severity=severity,
         action=action,
