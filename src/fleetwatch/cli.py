@@ -33,7 +33,7 @@ from fleetwatch.actions.actor import TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
-from fleetwatch.findings import Finding, Severity
+from fleetwatch.findings import Finding, Severity, report_order
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
 from fleetwatch.simulate import SCENARIOS, simulate
@@ -412,7 +412,7 @@ def findings_command(
             findings.append(Finding.from_json(row))
         except (KeyError, TypeError, ValueError):  # a row this version cannot read
             unreadable += 1
-    findings.sort(key=lambda f: (-f.severity, f.first_ts or 0.0, f.id))
+    findings.sort(key=report_order)
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
     write(findings, fmt, sys.stdout, wide=wide)
     which = "" if everything else "open "

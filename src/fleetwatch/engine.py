@@ -18,7 +18,7 @@ import numpy as np
 
 from fleetwatch.detectors.base import Detector
 from fleetwatch.events import KIND_ID, EventBatch
-from fleetwatch.findings import Finding
+from fleetwatch.findings import Finding, report_order
 
 FLUSH_EVERY_S = 10.0
 """``flush`` sweeps the detectors at most this often (of its clock): a sweep walks every
@@ -85,10 +85,7 @@ class Engine:
         """Close all windows; every finding, most severe first, then oldest first."""
         for detector in self.detectors:
             self._keep(detector.flush(now))
-        return sorted(
-            self.findings.values(),
-            key=lambda f: (-f.severity, f.first_ts if f.first_ts is not None else 0.0, f.id),
-        )
+        return sorted(self.findings.values(), key=report_order)
 
     def _keep(self, findings: list[Finding]) -> None:
         for finding in findings:

@@ -94,6 +94,13 @@ def finding_id(detector: str, entity: str, first_ts: float | None) -> str:
     return f"{detector}-{digest[:16]}"
 
 
+def report_order(finding: Finding) -> tuple[int, float, str]:
+    """How findings are listed: most severe first, then oldest first (untimed as 0),
+    then by id, so the same findings always list alike."""
+    first = finding.first_ts if finding.first_ts is not None else 0.0
+    return (-finding.severity, first, finding.id)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One incident a detector found (see the module docstring)."""
