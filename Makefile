@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-bench lint typecheck ci-full verify bench bench-allocs-check \
+.PHONY: install demo test test-e2e test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay \
 	bench-latency bench-state gpu-check chaos fuzz fleet-demo fleet-check clean
 
@@ -25,9 +25,15 @@ demo: install
 		$(BIN)/fleetwatch replay "$$incident" --output table || exit $$?; \
 	done
 
-# Every test but the benchmark gates' end-to-end ones (those are test-bench).
+# Every test but the benchmark gates' end-to-end ones (test-bench) and those against
+# real Prometheus, Alertmanager and Chromium (test-e2e).
 test: install
-	$(BIN)/python -m pytest -m "not bench"
+	$(BIN)/python -m pytest -m "not bench and not e2e"
+
+# Against real servers and a real browser on loopback, started and stopped by the tests
+# (.ci/run installs them; each test skips, saying why, where one is missing).
+test-e2e: install
+	$(BIN)/python -m pytest -m e2e
 
 # The benchmark gates' end-to-end tests: they measure in fresh processes and under
 # callgrind (minutes); .ci/run runs them after ci-full.
@@ -89,7 +95,7 @@ gpu-check: install
 verify: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
-	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow and not bench"
+	HYPOTHESIS_PROFILE=quick $(BIN)/python -m pytest -x -m "not slow and not bench and not e2e"
 
 # Parse throughput on a generated 10 M-line kernel log, beside grep (minutes; not part of CI).
 bench-parse: install
