@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-e2e test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay \
-	bench-latency bench-fleet bench-state gpu-check chaos fuzz fleet-demo fleet-check clean
+	bench-latency bench-fleet bench-state gpu-check chaos fuzz fleet-demo fleet-check install-check \
+	clean
 
 install: $(STAMP)
 
@@ -50,6 +51,12 @@ typecheck: install
 # The hard gate: the tests (not the benchmark gates' own: test-bench), the linters,
 # the type checker and gate 1.
 ci-full: test lint typecheck bench-allocs-check
+
+# A user's install, for real: a fresh venv in a temporary folder, `pip install .` with no
+# extras, wheels only and CC=/bin/false; then replay (with and without hyperscan) and
+# watch --nvml's one-line hint. It downloads, so it is not in `make test`; .ci/run runs it.
+install-check:
+	$(PYTHON) scripts/install_check.py
 
 # Every benchmark: allocations and time per event, each in a fresh process.
 bench: install

@@ -27,8 +27,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from fleetwatch import config as configuration
+from fleetwatch import extras
+from fleetwatch.actions.actor import DETECTOR as BREAKER
 from fleetwatch.actions.actor import TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
@@ -40,17 +43,18 @@ from fleetwatch.simulate import SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.one_line import one_line
+from fleetwatch.sinks.table import when
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.sources.live import SourceError
-from fleetwatch.store import Store, StoreError
+from fleetwatch.store import SilenceRow, Store, StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
-from fleetwatch.watch import MetricsSettings, Watch, load_plan
 
 _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
 
   fleetwatch replay PATH...      the faults in collected logs (files, folders)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
+  fleetwatch silence --node N --for 2h --reason WHY   quiet a node in a running watch
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
 
@@ -64,6 +68,14 @@ def _fail(message: str) -> NoReturn:
 
 
 _EXITS: Final = ("0  done", "2  a usage or input error (one line on stderr)")
+
+
+def _require(what: str, *modules: str) -> None:
+    """The optional libraries ``what`` needs, or one line naming the extra, exit 2."""
+    try:
+        extras.require(what, *modules)
+    except extras.MissingExtra as exc:
+        _fail(str(exc))
 
 
 def _epilog(examples: str, exits: tuple[str, ...] = _EXITS, env: str = "") -> str:
@@ -339,6 +351,16 @@ def watch_command(
     quiet: bool,
 ) -> None:
     """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
+    what, modules = ["fleetwatch watch"], ["tenacity", "urllib3"]
+    if nvml:
+        what.append("--nvml")
+        modules.append("pynvml")
+    if kubeconfig:
+        what.append("--kubeconfig")
+        modules.append("kubernetes")
+    _require(" ".join(what), *modules)
+    from fleetwatch.watch import MetricsSettings, Watch, load_plan  # needs fleetwatch[watch]
+
     overrides: dict[str, Any] = {
         "store": store,
         "jsonl": jsonl,
@@ -422,6 +444,141 @@ def findings_command(
     click.echo(said, err=True)
 
 
+_SPAN: Final = re.compile(r"(\d{1,9})\s*([smhdw])")
+
+
+@cli.command(
+    name="silence",
+    epilog=_epilog(
+        "  fleetwatch silence --node gpu-node-7 --for 2h --reason 'GPU 3 swap, ticket 4711'\n"
+        "  fleetwatch silence --node gpu-node-7 --gpu 3 --detector thermal_throttle \\\n"
+        "      --for 1d --reason 'fan replaced, watching' --store /var/lib/fleetwatch/w.db\n"
+        "  fleetwatch silence --list\n"
+        "  fleetwatch silence --remove 3",
+        exits=(_EXITS[0], "2  a usage or store error, or no silence of that id (one line)"),
+    ),
+)
+@click.option(
+    "--store", default="fleetwatch-watch.db", show_default=True, help="The watch's store."
+)
+@click.option("--node", help="Silence this node's findings.")
+@click.option("--gpu", type=click.IntRange(0, 2**31 - 1), help="Only this GPU (index) of --node.")
+@click.option("--detector", help="Only this detector's findings (fleetwatch detectors).")
+@click.option("--for", "duration", metavar="SPAN", help="How long it holds: 30m, 2h, 1d, 1w.")
+@click.option("--reason", help="Why: shown by --list and in the watch's log.")
+@click.option("--list", "listing", is_flag=True, help="List the silences that hold now.")
+@click.option("--remove", type=int, metavar="ID", help="End the silence of this id now.")
+@click.option(
+    "--output",
+    type=click.Choice(["table", "jsonl"]),
+    default=None,
+    help="--list: table (default on a terminal), jsonl (default otherwise).",
+)
+def silence_command(
+    store: str,
+    node: str | None,
+    gpu: int | None,
+    detector: str | None,
+    duration: str | None,
+    reason: str | None,
+    listing: bool,
+    remove: int | None,
+    output: str | None,
+) -> None:
+    """Record but do not announce what matches, for a while, in a running watch too.
+
+    A watch using the store reads its silences every second: one added here holds
+    within a second, without a restart, and ends by itself after --for.
+    """
+    adding = any(v is not None for v in (node, gpu, detector, duration, reason))
+    if listing + (remove is not None) + adding > 1:
+        _fail("silence: give --list, --remove ID, or a silence to add (--node ... --for ...)")
+    if not Path(store).is_file():  # opening would make an empty store no watch reads
+        _fail(f"no store at {store}")
+    try:
+        opened = Store(store)
+        try:
+            if listing:
+                _list_silences(opened.silences(time.time()), output, store)
+            elif remove is not None:
+                if not opened.remove_silence(remove):
+                    _fail(f"no silence {remove} in {store}")
+                click.echo(f"silence {remove} removed from {one_line(store)}")
+            else:
+                _add_silence(opened, store, node, gpu, detector, duration, reason)
+        finally:
+            opened.close()
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _add_silence(
+    store: Store,
+    path: str,
+    node: str | None,
+    gpu: int | None,
+    detector: str | None,
+    duration: str | None,
+    reason: str | None,
+) -> None:
+    if gpu is not None and node is None:
+        _fail("silence: --gpu is a GPU index on one node: give --node too")
+    if node is None and detector is None:
+        _fail(
+            "silence: give --list, --remove ID, or what to silence: "
+            "--node N [--gpu G] [--detector D] --for 2h --reason WHY"
+        )
+    if node is not None and not node.strip():
+        _fail("silence: --node is empty")
+    known = [*REGISTRY, BREAKER]
+    if detector is not None and detector not in known:
+        _fail(f"silence: no detector {detector!r} (one of: {', '.join(known)})")
+    if duration is None:
+        _fail("silence: --for is needed (30m, 2h, 1d, 1w): a silence ends by itself")
+    span = _SPAN.fullmatch(duration.strip().lower())
+    if span is None or int(span[1]) == 0:
+        _fail(f"silence: --for {duration!r} is no span such as 30m, 2h, 1d or 1w")
+    if not (reason or "").strip():
+        _fail("silence: --reason is needed: whoever sees the silence will ask why")
+    assert reason is not None
+    until = time.time() + int(span[1]) * _UNIT_S[span[2]]
+    silence_id = store.add_silence(node, gpu, detector, until, reason, _user())
+    matched = {"node": node, "gpu": gpu, "detector": detector}
+    where = " ".join(f"{k}={v}" for k, v in matched.items() if v is not None)
+    click.echo(one_line(f"silence {silence_id}: {where} until {when(until, 'wall')} UTC in {path}"))
+
+
+def _user() -> str:
+    """Who added a silence, as the system knows them (empty when it does not)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return ""
+
+
+def _list_silences(rows: list[SilenceRow], output: str | None, store: str) -> None:
+    fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
+    elif rows:
+        table = Table(box=None)
+        for column in ("id", "node", "gpu", "detector", "until (UTC)", "by"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("reason", overflow="fold")  # the one column that wraps
+        for row in rows:
+            cells = (row.node, row.gpu, row.detector, when(row.until, "wall"), row.author)
+            table.add_row(
+                str(row.id),
+                *(Text(one_line("-" if c is None else str(c))) for c in cells),
+                Text(one_line(row.reason)),
+            )
+        Console().print(table)
+    click.echo(f"fleetwatch: {len(rows)} silence(s) holding in {one_line(store)}", err=True)
+
+
 def _redis_errors() -> tuple[type[Exception], ...]:
     """What a Redis connection or a bad URL raises (redis is imported only for fleet mode)."""
     import redis
@@ -431,6 +588,7 @@ def _redis_errors() -> tuple[type[Exception], ...]:
 
 def _fleet_findings(url: str, everything: bool) -> list[dict[str, Any]]:
     """The findings a fleet's correlators committed to the Redis at ``url``."""
+    _require("fleetwatch findings --redis", "redis")
     from fleetwatch.fleet.ledger import Ledger
     from fleetwatch.fleet.transport import connect
 
@@ -463,6 +621,7 @@ def agent_command(
     paths: tuple[str, ...], redis_url: str, shards: int, name: str | None, cluster: str, end: bool
 ) -> None:
     """Publish the events of files and folders to a fleet's shards, then exit."""
+    _require("fleetwatch agent", "redis")
     import socket
 
     from fleetwatch.fleet.agent import publish_end, publish_paths
@@ -510,6 +669,7 @@ def correlate_command(
     redis_url: str, shards: int, worker: str | None, config_path: str | None, lease_ms: int
 ) -> None:
     """Own a fair share of the fleet's shards and run the detectors on them."""
+    _require("fleetwatch correlate", "redis")
     import os
     import socket
 

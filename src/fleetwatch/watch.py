@@ -22,6 +22,11 @@ only logs what it would do.
 
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
+
+Silences come from the config file and the command line (for this run), and from the
+store's ``silences`` table, which ``fleetwatch silence`` writes from another process:
+the watch reads that table again every second, so a silence added or removed there
+holds from the next second on, without a restart, and ends at its ``until``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ from fleetwatch.findings import Finding
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition
 from fleetwatch.sinks.console import ConsoleSink
 from fleetwatch.sinks.metrics import Metrics
+from fleetwatch.sinks.one_line import one_line
+from fleetwatch.sinks.table import when
 from fleetwatch.sinks.transition_log import TransitionLog
 from fleetwatch.sinks.webhook import SINK as WEBHOOK
 from fleetwatch.sinks.webhook import Webhook, WebhookConfig
@@ -64,7 +71,7 @@ from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
-from fleetwatch.store import Commit, Store, StoreError, StoreFull
+from fleetwatch.store import Commit, SilenceRow, Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr, with time)
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
@@ -158,6 +165,7 @@ class Watch:
         self.store = Store(plan.settings.store)
         self.engine = Engine(build(plan.detectors))
         self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
+        self._stored_silences: dict[int, SilenceRow] = {}  # the store's, as last read
         saved = self.store.checkpoints()
         try:
             for detector in self.engine.detectors:
@@ -235,6 +243,7 @@ class Watch:
         for runner in runners:
             runner.start()
         self._say(self._banner())
+        self._read_silences(time.time())
         self._act()  # what the last run committed and did not decide
         dirty = broken = False
         last_commit = last_tick = last_retain = time.monotonic()
@@ -304,11 +313,28 @@ class Watch:
         The detectors age their state on this clock, not on the events' stamps (a
         boot-clock dmesg and an old backlog are both read now).
         """
+        self._read_silences(wall)
         found = self.engine.flush(wall)
         self.engine.findings.clear()  # the lifecycle keeps what is open
         self._changed.update((f.id, f) for f in found)
         self._pending += self.lifecycle.update(found, wall)
         self._pending += self.lifecycle.tick(wall)
+
+    def _read_silences(self, wall: float) -> None:
+        """The store's silences, as ``fleetwatch silence`` left them, beside the plan's."""
+        rows = {row.id: row for row in self.store.silences(wall)}
+        if rows.keys() == self._stored_silences.keys():
+            return
+        for row in rows.values():
+            if row.id not in self._stored_silences:
+                self._say(f"silence {row.id} holds: {_described(row)}")
+        for gone in self._stored_silences.keys() - rows.keys():
+            self._say(f"silence {gone} ended")
+        self._stored_silences = rows
+        self.lifecycle.silences = [
+            *self.plan.silences,
+            *(Silence(r.node, r.gpu, r.detector, r.until) for r in rows.values()),
+        ]
 
     def _try_commit(self, now: float) -> bool:
         """Commit; on a full disk, keep it all for a later try (True: committed)."""
@@ -541,6 +567,13 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         breaker=breaker,
         slurm=slurm,
     )
+
+
+def _described(row: SilenceRow) -> str:
+    """What a stored silence matches, until when, and why: one line, escaped."""
+    fields = {"node": row.node, "gpu": row.gpu, "detector": row.detector}
+    matched = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    return one_line(f"{matched} until {when(row.until, 'wall')} UTC ({row.reason}; {row.author})")
 
 
 def _env_seconds(name: str) -> float:
