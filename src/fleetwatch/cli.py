@@ -54,7 +54,7 @@ _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
   fleetwatch replay PATH...      the faults in collected logs (files, folders)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
-  fleetwatch silence --node N --for 2h --reason WHY   quiet a node in a running watch
+  fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
 
@@ -450,9 +450,9 @@ _SPAN: Final = re.compile(r"(\d{1,9})\s*([smhdw])")
 @cli.command(
     name="silence",
     epilog=_epilog(
-        "  fleetwatch silence --node gpu-node-7 --for 2h --reason 'GPU 3 swap, ticket 4711'\n"
+        "  fleetwatch silence --node gpu-node-7 --for 2h --reason 'GPU swap, #4711'\n"
         "  fleetwatch silence --node gpu-node-7 --gpu 3 --detector thermal_throttle \\\n"
-        "      --for 1d --reason 'fan replaced, watching' --store /var/lib/fleetwatch/w.db\n"
+        "      --for 1d --reason 'fan replaced' --store /var/lib/fleetwatch/w.db\n"
         "  fleetwatch silence --list\n"
         "  fleetwatch silence --remove 3",
         exits=(_EXITS[0], "2  a usage or store error, or no silence of that id (one line)"),
