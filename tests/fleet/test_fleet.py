@@ -152,7 +152,8 @@ def test_a_paused_workers_late_commit_is_refused(
 
     slow.during = pause_past_the_lease
     paused.work()
-    assert paused.refused >= 1 and ledger.counter("refused") == paused.refused
+    # (on a loaded machine ``other`` may also lose a 300 ms lease now and then)
+    assert paused.refused >= 1 and ledger.counter("refused") >= paused.refused
     assert not paused.owned  # it dropped the shards whose commit was refused
     for _ in range(10_000):
         if other.step() == 0 and done(transport, ledger):

@@ -68,7 +68,8 @@ class Settings:
     read_count: int = 64
     """Entries read per shard per loop."""
     commit_ms: int = 250
-    """A shard that is behind commits at least this often (one caught up: at once)."""
+    """A shard that is behind commits at least this often (one caught up: at once),
+    and at least every third of a lease."""
 
 
 @dataclass
@@ -189,7 +190,8 @@ class Correlator:
         pending = any(w.applied for w in self.owned.values())
         read = self.transport.read(offsets, count, 0 if pending else block_ms)
         now = time.monotonic()
-        due = self.settings.commit_ms / 1000
+        # well inside a lease, which is renewed once a loop
+        due = min(self.settings.commit_ms, self.settings.lease_ms // 3) / 1000
         committed = 0
         for shard, work in list(self.owned.items()):
             entries = read.get(shard, [])
