@@ -302,7 +302,9 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
         "  fleetwatch watch --kmsg --nvml --metrics-port 9400\n"
         "  fleetwatch watch --follow /var/log/pods --kubeconfig ~/.kube/config\n"
         "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet\n"
-        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most",
+        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most\n"
+        "  fleetwatch watch --kmsg --kube-conditions --act kubernetes\n"
+        "                                        node conditions; cordon and taint",
         exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or store error"),
         env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts\n"
         "                             (another name: the config's webhook secret_env)",
@@ -314,7 +316,14 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
 @click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
 @click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML.")
 @click.option("--dcgm", multiple=True, help="Scrape this dcgm-exporter URL (repeatable).")
-@click.option("--kubeconfig", help="Watch Kubernetes Events with this kubeconfig.")
+@click.option(
+    "--kubeconfig", help="Watch Kubernetes Events with this kubeconfig (--kube-conditions too)."
+)
+@click.option(
+    "--kube-conditions",
+    is_flag=True,
+    help="Write findings as node conditions and Events (--kubeconfig, else $KUBECONFIG).",
+)
 @click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
 @click.option("--jsonl", help="Append each transition to this JSONL file.")
 @click.option("--webhook", help="POST announced findings to this URL (signed).")
@@ -340,6 +349,7 @@ def watch_command(
     nvml: bool,
     dcgm: tuple[str, ...],
     kubeconfig: str | None,
+    kube_conditions: bool,
     store: str | None,
     jsonl: str | None,
     webhook: str | None,
@@ -371,6 +381,7 @@ def watch_command(
         "nvml": nvml,
         "dcgm": dcgm,
         "kubeconfig": kubeconfig,
+        "kube_conditions": kube_conditions,
         "webhook": webhook,
         "silences": [_silence(text) for text in silence],
         "act": act,

@@ -17,8 +17,13 @@ with backoff; a store that went bad mid-run stops the watch with one line.
 
 A transition whose finding takes its node out of service commits an action request
 with it; after the commit the actor (``actions/actor.py``) decides it through the
-blast-radius breaker and, with ``--act slurm``, drains the node; without ``--act`` it
-only logs what it would do.
+blast-radius breaker and, with ``--act slurm``, drains the node (``--act kubernetes``:
+cordons and taints it); without ``--act`` it only logs what it would do.
+
+With a Kubernetes API for nodes (``--kube-conditions``, ``[watch.kube_nodes]``, or
+``--act kubernetes``), committed transitions also become node conditions and Events
+(``actions/kube_nodes.py``), written on the writer's own thread: reporting, not acting,
+so not through the breaker.
 
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
@@ -52,6 +57,8 @@ import tenacity
 from fleetwatch import config as config_file
 from fleetwatch.actions.actor import TOOLS, Actor, requests
 from fleetwatch.actions.breaker import BreakerConfig
+from fleetwatch.actions.kube_api import KubeConfigError
+from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.actions.slurm import SlurmConfig
 from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
@@ -95,7 +102,7 @@ class WatchSettings:
     node: str = ""
     """The node name for records that name none (default: from file names)."""
     act: str = ""
-    """Act on findings with this tool ("slurm"); empty: dry run, log what it would do."""
+    """Act on findings with this tool ("slurm", "kubernetes"); empty: dry run, log only."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class WatchPlan:
     console: bool = True
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    kube_nodes: KubeNodeSettings | None = None  # None: no node conditions, Events, taints
 
 
 def _backoff_runner(
@@ -184,6 +192,13 @@ class Watch:
             source.check()  # SourceError: one line, before any thread runs
         self.metrics = Metrics()
         self.metrics_port: int | None = None
+        self.kube: KubeNodes | None = None
+        if plan.kube_nodes is not None:
+            instance = plan.settings.node or socket.gethostname()
+            try:
+                self.kube = KubeNodes(plan.kube_nodes, instance, self.metrics.registry, self._say)
+            except KubeConfigError as exc:
+                raise ConfigError(str(exc)) from exc
         self.actor = Actor(
             self.store,
             plan.breaker,
@@ -191,6 +206,7 @@ class Watch:
             plan.slurm,
             self.metrics.registry,
             self._say,
+            self.kube,
         )
         self.actor.resume_open(t.finding for t in self.lifecycle.open.values())
         self.jsonl = self._transition_log(plan.settings.jsonl)
@@ -242,6 +258,8 @@ class Watch:
         ]
         for runner in runners:
             runner.start()
+        if self.kube is not None:
+            self.kube.start(t.finding for t in self.lifecycle.open.values())
         self._say(self._banner())
         self._read_silences(time.time())
         self._act()  # what the last run committed and did not decide
@@ -287,6 +305,11 @@ class Watch:
                         if self._pending:  # what acting just found (breaker_open) as well
                             self._commit()
             finally:
+                if self.kube is not None:
+                    self.kube.stop()  # what it was handed, one more try each
+                    if not broken:
+                        with contextlib.suppress(StoreError):  # the next start sees "acted"
+                            self.actor.settle(time.time())
                 if self.webhook is not None:
                     self.webhook.stop()
                 if self.jsonl is not None:
@@ -319,6 +342,7 @@ class Watch:
         self._changed.update((f.id, f) for f in found)
         self._pending += self.lifecycle.update(found, wall)
         self._pending += self.lifecycle.tick(wall)
+        self.actor.settle(wall)  # take-outs the Kubernetes writer gave up
 
     def _read_silences(self, wall: float) -> None:
         """The store's silences, as ``fleetwatch silence`` left them, beside the plan's."""
@@ -401,6 +425,8 @@ class Watch:
         self.actor.unsaved.difference_update(nodes)
         if self.webhook is not None and outbox:
             self.webhook.wake()
+        if self.kube is not None:
+            self.kube.report(transitions)
         if self.console is not None and announced:
             self.console.announce(announced)
         for t in announced:
@@ -454,6 +480,7 @@ _WATCH_KEYS = frozenset(
         "kubernetes",
         "breaker",
         "slurm",
+        "kube_nodes",
     }
 )
 
@@ -463,7 +490,8 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
 
     ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
     ``from_start``, ``kmsg``, ``nvml``, ``dcgm`` (URLs), ``kubeconfig``, ``metrics``
-    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name).
+    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name),
+    ``kube_conditions`` (write node conditions and Events, with ``kubeconfig``).
     Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
     """
     raw, where = config_file.read(path)
@@ -487,6 +515,16 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         raise ConfigError(f"{where}: watch.act must be one of {', '.join(TOOLS)} or empty")
     breaker = config_file.settings(BreakerConfig, table.get("breaker", {}), where, "watch.breaker")
     slurm = config_file.settings(SlurmConfig, table.get("slurm", {}), where, "watch.slurm")
+    kube_nodes = None
+    wanted = overrides.get("kube_conditions") or settings.act == "kubernetes"
+    if "kube_nodes" in table or wanted:
+        kube_nodes = config_file.settings(
+            KubeNodeSettings, table.get("kube_nodes", {}), where, "watch.kube_nodes"
+        )
+        if overrides.get("kubeconfig"):
+            kube_nodes = dataclasses.replace(kube_nodes, kubeconfig=overrides["kubeconfig"])
+        if overrides.get("kube_conditions"):
+            kube_nodes = dataclasses.replace(kube_nodes, conditions=True)
     files = [
         config_file.settings(FileSettings, entry, where, "watch.files")
         for entry in _array(table, "files", where)
@@ -566,6 +604,7 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         silences,
         breaker=breaker,
         slurm=slurm,
+        kube_nodes=kube_nodes,
     )
 
 
