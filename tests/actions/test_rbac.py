@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML, the kubernetes client's
+import yaml  # PyYAML, the kubernetes client's
 
 from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.events import EventBatch

@@ -57,7 +57,7 @@ class NodeApi:
 
     def __init__(self, kubeconfig: str = "", in_cluster: bool = False, timeout_s: float = 10.0):
         from kubernetes import client, config  # imported only where it is wanted
-        from yaml import YAMLError  # type: ignore[import-untyped]  # the client's, PyYAML
+        from yaml import YAMLError  # the client's, PyYAML
 
         configuration = client.Configuration()  # its own: the Events watch has the default
         try:
