@@ -17,7 +17,9 @@ def batch(*events: dict[str, object]) -> EventBatch:
     return builder.seal()
 
 
-def xid(ts: float, node: str = "n1", pci: str | None = "0000:3b:00.0", **more: object) -> dict:
+def xid(
+    ts: float, node: str = "n1", pci: str | None = "0000:3b:00.0", **more: object
+) -> dict[str, object]:
     return {"kind": "xid", "ts": ts, "node": node, "pci": pci, "code": 79, **more}
 
 
