@@ -1,4 +1,4 @@
-"""Inputs for the report's tests: a fleet whose names are hostile HTML, and incidents.
+"""Inputs and a shared check for the report's tests: hostile names, incidents, rows.
 
 Node names come from input: a dcgm-exporter ``Hostname`` label can hold anything, a
 folder name anything but ``/``. Each hostile node here has one Xid 79 finding of its
@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from fleetwatch.findings import Finding
+from fleetwatch.sinks import report
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
+ABOUT = report.About(inputs=("logs/",), generated="2026-12-02 10:00:00 UTC", version="0.1.0")
 
 # dcgm-exporter Hostname labels: markup, attribute breakouts, a closing </svg>, a
 # javascript: URL, a bidi override and a terminal escape
@@ -97,3 +102,35 @@ def incidents_of(findings: list[Finding]) -> list[dict[str, Any]]:
             "summary": "a second incident whose root is not in this report",
         },
     ]
+
+
+def affected(findings: list[Finding]) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
+    """The GPUs and the nodes (findings naming no GPU) of ``findings``, by clock.
+
+    A GPU is named by its PCI address; a finding that gives only a UUID or an index
+    names the GPU of another finding of its node that gives it with an address.
+    """
+    gpus, nodes = set(), set()
+    for f in findings:
+        if f.node is None or f.clock is None:
+            continue
+        if f.pci is None and f.uuid is None and f.gpu is None:
+            nodes.add((f.clock, f.node))
+            continue
+        same = [
+            g.pci
+            for g in findings
+            if (g.node, g.clock) == (f.node, f.clock)
+            and g.pci is not None
+            and (
+                (f.uuid is not None and g.uuid == f.uuid) or (f.gpu is not None and g.gpu == f.gpu)
+            )
+        ]
+        if f.pci is not None:
+            key = f"pci:{f.pci}"
+        elif same:
+            key = f"pci:{same[0]}"
+        else:
+            key = f"uuid:{f.uuid}" if f.uuid is not None else f"gpu:{f.gpu}"
+        gpus.add((f.clock, f.node, key))
+    return gpus, nodes

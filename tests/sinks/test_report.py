@@ -26,15 +26,16 @@ from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import ReadStats
 from tests.sinks.report_inputs import (
+    ABOUT,
+    EXAMPLES,
     HOSTILE_FOLDER,
     HOSTILE_SUMMARY,
+    ROOT,
+    affected,
     hostile_fleet,
     incidents_of,
 )
 
-ROOT = Path(__file__).parents[2]
-EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
-ABOUT = report.About(inputs=("logs/",), generated="2026-12-02 10:00:00 UTC", version="0.1.0")
 VOID = {"meta", "link", "br", "img", "input", "hr", "area", "base", "col", "embed", "wbr"}
 
 
@@ -119,38 +120,6 @@ def assert_loads_nothing(page: Page) -> None:
 
 def gpu_rows(page: Page) -> list[tuple[str, str, str]]:
     return [(a["data-clock"], a["data-node"], a["data-gpu"]) for a in page.all("g", data_row="gpu")]
-
-
-def affected(findings: list[Finding]) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
-    """The GPUs and the nodes (findings naming no GPU) of ``findings``, by clock.
-
-    A GPU is named by its PCI address; a finding that gives only a UUID or an index
-    names the GPU of another finding of its node that gives it with an address.
-    """
-    gpus, nodes = set(), set()
-    for f in findings:
-        if f.node is None or f.clock is None:
-            continue
-        if f.pci is None and f.uuid is None and f.gpu is None:
-            nodes.add((f.clock, f.node))
-            continue
-        same = [
-            g.pci
-            for g in findings
-            if (g.node, g.clock) == (f.node, f.clock)
-            and g.pci is not None
-            and (
-                (f.uuid is not None and g.uuid == f.uuid) or (f.gpu is not None and g.gpu == f.gpu)
-            )
-        ]
-        if f.pci is not None:
-            key = f"pci:{f.pci}"
-        elif same:
-            key = f"pci:{same[0]}"
-        else:
-            key = f"uuid:{f.uuid}" if f.uuid is not None else f"gpu:{f.gpu}"
-        gpus.add((f.clock, f.node, key))
-    return gpus, nodes
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

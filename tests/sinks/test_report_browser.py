@@ -34,8 +34,7 @@ from fleetwatch.sinks import report
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import ReadStats
-from tests.sinks.report_inputs import hostile_fleet, incidents_of
-from tests.sinks.test_report import ABOUT, EXAMPLES, affected
+from tests.sinks.report_inputs import ABOUT, EXAMPLES, affected, hostile_fleet, incidents_of
 
 pytestmark = pytest.mark.e2e
 

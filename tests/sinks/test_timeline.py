@@ -36,10 +36,10 @@ def test_each_timed_event_is_counted_once_by_place_kind_and_time() -> None:
     other = Place("wall", "n1", "0000:18:00.0", None, None, None, None)
     sensor = Place("wall", "n1", None, None, 3, None, None)
     assert got == {
-        ((gpu, "xid"), 100.0625, 3),  # the middle of the 1/8 s bucket
-        ((gpu, "xid"), 101.0625, 1),
-        ((other, "xid"), 100.0625, 1),
-        ((sensor, "temperature"), 100.0625, 1),
+        ((gpu, "xid"), 100.0078125, 3),  # the middle of the 1/64 s bucket
+        ((gpu, "xid"), 101.0078125, 1),
+        ((other, "xid"), 100.0078125, 1),
+        ((sensor, "temperature"), 100.0078125, 1),
     }
     assert (timeline.events, timeline.untimed) == (6, 0)
 

@@ -63,7 +63,7 @@ class Counts:
 class Timeline:
     """Counts of events by ``(Place, kind)`` and time bucket; feed it with ``add``."""
 
-    def __init__(self, max_entries: int = 1 << 20, finest_s: float = 0.125) -> None:
+    def __init__(self, max_entries: int = 1 << 20, finest_s: float = 1 / 64) -> None:
         if max_entries < 2 or not finest_s > 0:
             raise ValueError("a timeline needs max_entries >= 2 and finest_s > 0")
         self.max_entries = max_entries
