@@ -291,6 +291,19 @@ def test_a_hundred_affected_nodes_stay_under_five_megabytes() -> None:
     assert len(text.encode()) < 5_000_000, len(text.encode())  # 3.7 MB when written
 
 
+def test_a_finding_at_a_forged_time_is_listed_not_drawn() -> None:
+    """A stamp in the year 10^292 is input too: the page is made, the span left out."""
+    forged = Finding(
+        "xid_correlation-00000000000000ff", "xid_correlation", Severity.CRITICAL,
+        Action.REBOOT_NODE, "Xid 79", 1e300, 1e300, clock="wall", node="n1", pci="0000:3b:00.0",
+    )  # fmt: skip
+    page = parse(report.render([forged], [], Timeline(), ReadStats(), ABOUT))
+    assert page.errors == [] and len(gpu_rows(page)) == 1
+    spans = [r for r in page.all("rect", **{"class": "span sev-critical"}) if "x" in r]
+    assert spans == []  # the legend's swatch is the one such rect
+    assert len(page.all("article", id="finding-1")) == 1
+
+
 def test_the_command_writes_the_page(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     example = ROOT / "examples" / "xid79-fallen-off-bus"

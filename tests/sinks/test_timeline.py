@@ -76,11 +76,3 @@ def test_memory_is_bounded_buckets_widen_and_no_event_is_lost() -> None:
     for t, n in zip(counts.ts, counts.count, strict=True):
         got[int(np.floor(t / timeline.width_s))] += int(n)
     assert got == expected
-
-
-def test_counts_of_some_keys() -> None:
-    timeline = Timeline()
-    timeline.add(batch(xid(1.0, node="a"), xid(1.0, node="b"), xid(2.0, node="b")))
-    picked = timeline.counts(lambda place, kind: place.node == "b")
-    assert int(picked.count.sum()) == 2
-    assert {timeline.keys[k][0].node for k in picked.key} == {"b"}

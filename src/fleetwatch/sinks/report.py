@@ -54,6 +54,8 @@ CSP: Final = (
     "base-uri 'none'; form-action 'none'"
 )
 """The page's Content-Security-Policy: no request of any kind, only its own stylesheet."""
+if "</style" in CSS.lower():  # our own file, but a stray end tag would cut the page's style
+    raise ValueError("report.css must not hold </style")
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,6 @@ def write(path: Path, page: str) -> None:
 
 
 def _head(count: int) -> str:
-    assert "</style" not in CSS.lower()  # our own file; a stray end tag would cut it
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{shown(CSP)}">\n'
@@ -223,9 +224,8 @@ class _Incidents:
                 effect_ids = []
             root = numbers.get(root_id) if isinstance(root_id, str) else None
             effects = [numbers[e] for e in effect_ids if isinstance(e, str) and e in numbers]
-            missing = [
-                str(e) for e in [root_id, *effect_ids] if not (isinstance(e, str) and e in numbers)
-            ]
+            named = [root_id, *effect_ids] if root_id is not None else effect_ids
+            missing = [str(e) for e in named if not (isinstance(e, str) and e in numbers)]
             incident = _Incident(n, data, root, effects, missing)
             self.all.append(incident)
             if root is not None:

@@ -25,15 +25,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from fleetwatch.events import KIND_ID, KINDS
 from fleetwatch.findings import Finding, Severity
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
-from fleetwatch.sinks.timeline import Place, Timeline
+from fleetwatch.sinks.timeline import FARTHEST_S, Place, Timeline
 
 # The geometry, in pixels.
 WIDTH: Final = 1240
@@ -266,22 +267,24 @@ def _place_events(
         row = row_of(place)
         if row is not None:
             key_rows[k], key_kinds[k] = number_of_row[id(row)], KIND_ID[kind_name]
-    counts = timeline.counts(lambda place, _: row_of(place) is not None)
-    row_ids, kinds = key_rows[counts.key], key_kinds[counts.key]
+    counts = timeline.counts()
+    drawn = key_rows[counts.key] >= 0
+    row_ids, kinds = key_rows[counts.key][drawn], key_kinds[counts.key][drawn]
+    times, numbers = counts.ts[drawn], counts.count[drawn]
     section_of_row = np.asarray([n for n, s in enumerate(sections) for _ in s.rows], np.int64)
     section_ids = section_of_row[row_ids] if len(rows) else np.zeros(0, np.int64)
     for n, section in enumerate(sections):
-        _fix_range(section, findings, counts.ts[section_ids == n])
+        _fix_range(section, findings, times[section_ids == n])
     # fewer, wider bins when there are many (row, kind) pairs: the page stays small
     pairs = len(np.unique(row_ids * len(KINDS) + kinds))
     bins = max(8, min(_MOST_BINS, _MARK_BUDGET // max(pairs, 1)))
     starts = np.asarray([s.start for s in sections] or [0.0])[section_ids]
     ends = np.asarray([s.end for s in sections] or [1.0])[section_ids]
-    slot = np.floor((counts.ts - starts) / (ends - starts) * bins)
+    slot = np.floor((times - starts) / (ends - starts) * bins)
     slot = np.clip(slot, -1, bins).astype(np.int64) + 1  # 0: before the range; bins + 1: after
     code = (row_ids * len(KINDS) + kinds) * (bins + 2) + slot
     unique, inverse = np.unique(code, return_inverse=True)
-    summed = np.bincount(inverse.reshape(-1), weights=counts.count, minlength=len(unique))
+    summed = np.bincount(inverse.reshape(-1), weights=numbers, minlength=len(unique))
     outside = 0
     for value, n in zip(unique.tolist(), summed.astype(np.int64).tolist(), strict=True):
         rest, where = divmod(value, bins + 2)
@@ -301,18 +304,22 @@ def _place_events(
             row.kinds = sorted({kind for kind, _, _ in row.marks})
             for kind, _, n in row.marks:
                 section.peaks[kind] = max(section.peaks.get(kind, 0), n)
-    return Drawn(int(counts.count.sum()), outside)
+    return Drawn(int(numbers.sum()), outside)
 
 
 def times_of(f: Finding) -> tuple[float, float] | None:
-    """A finding's span on its own clock (None: it has no time)."""
+    """A finding's span on its own clock (None: it has no time, or one of a forged stamp)."""
     if f.first_ts is None:
         return None
     last = f.last_ts if f.last_ts is not None else f.first_ts
+    if not (abs(f.first_ts) < FARTHEST_S and abs(last) < FARTHEST_S):
+        return None
     return f.first_ts, max(last, f.first_ts)
 
 
-def _fix_range(section: _Section, findings: Sequence[Finding], times: Any) -> None:
+def _fix_range(
+    section: _Section, findings: Sequence[Finding], times: npt.NDArray[np.float64]
+) -> None:
     """The section's range: its findings, and around them the events there are, up to
     a quarter of the findings' span (two minutes at least) either side."""
     spans = [t for row in section.rows for i in row.findings if (t := times_of(findings[i]))]

@@ -17,7 +17,6 @@ on an axis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,7 +26,8 @@ import numpy.typing as npt
 from fleetwatch.events import CLOCK_ID, CLOCKS, KINDS, EventBatch
 
 _NONE: Final = CLOCK_ID["none"]
-_FARTHEST_S: Final = 1e13  # ~ year 318,000: past it a time is a forged stamp, not a time
+FARTHEST_S: Final = 1e13
+"""~ Year 318,000: a time farther from 0 is a forged stamp, with no place on an axis."""
 
 Ints = npt.NDArray[np.int64]
 
@@ -86,7 +86,7 @@ class Timeline:
         """Count the events of ``batch``."""
         self.events += len(batch)
         ts = batch["ts"]
-        timed = (batch["clock"] != _NONE) & (np.abs(ts) < _FARTHEST_S)  # NaN compares false
+        timed = (batch["clock"] != _NONE) & (np.abs(ts) < FARTHEST_S)  # NaN compares false
         rows = np.flatnonzero(timed)
         self.untimed += len(batch) - len(rows)
         if not len(rows):
@@ -138,15 +138,11 @@ class Timeline:
                 self._key, np.floor_divide(self._bucket, 2), self._count
             )
 
-    def counts(self, keep: Callable[[Place, str], bool] | None = None) -> Counts:
-        """The counts so far, of the keys ``keep`` accepts (all without it)."""
+    def counts(self) -> Counts:
+        """The counts so far."""
         self._settle()
-        rows: slice | npt.NDArray[np.bool_] = slice(None)
-        if keep is not None:
-            wanted = np.fromiter((keep(*k) for k in self.keys), bool, len(self.keys))
-            rows = wanted[self._key] if len(self.keys) else slice(0)
-        middles = (self._bucket[rows] + 0.5).astype(np.float64) * self.width_s
-        return Counts(self._key[rows], middles, self._count[rows])
+        middles = (self._bucket + 0.5).astype(np.float64) * self.width_s
+        return Counts(self._key, middles, self._count)
 
 
 def _dense_rows(columns: Ints) -> Ints:
