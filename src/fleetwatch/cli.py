@@ -18,7 +18,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -40,10 +41,11 @@ from fleetwatch.findings import Finding, Severity, report_order
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
 from fleetwatch.simulate import SCENARIOS, simulate
-from fleetwatch.sinks import FORMATS, write
+from fleetwatch.sinks import FORMATS, report, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
+from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.sources.live import SourceError
 from fleetwatch.store import SilenceRow, Store, StoreError
@@ -52,6 +54,7 @@ from fleetwatch.timestamps import TimeZoneError, parse_zone
 _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
 
   fleetwatch replay PATH...      the faults in collected logs (files, folders)
+  fleetwatch report PATH...      the same, as one HTML page (--out FILE)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
   fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
@@ -249,29 +252,12 @@ def replay_command(
             "replay --node is now --only-node (it keeps only that node's events); "
             "parse and watch --node name the node of records that name none"
         )
-    try:
-        configs = configuration.load(Path(config_path) if config_path else None)
-    except configuration.ConfigError as exc:
-        _fail(str(exc))
+    configs = _load_config(config_path)
     options = _read_options(None, year, zone)
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
-    with Progress(
-        TextColumn("reading"),
-        BarColumn(),
-        TextColumn("{task.completed:,} events"),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task("read", total=None)
-        try:
-            findings = replay(
-                paths, configs, options, window, stats, progress=lambda n: bar.advance(task, n)
-            )
-        except InputError as exc:
-            _fail(str(exc))
+    findings = _replay_showing_progress(paths, configs, options, window, stats)
     guessed: list[Finding] = []
     if fmt in ("drain-list", "slurm"):  # a node named after a file is no node to drain
         guessed = [f for f in findings if f.node in stats.file_nodes]
@@ -285,6 +271,114 @@ def replay_command(
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _load_config(config_path: str | None) -> dict[str, Any]:
+    try:
+        return configuration.load(Path(config_path) if config_path else None)
+    except configuration.ConfigError as exc:
+        _fail(str(exc))
+
+
+def _replay_showing_progress(
+    paths: tuple[str, ...],
+    configs: dict[str, Any],
+    options: ReadOptions,
+    window: Window,
+    stats: ReadStats,
+    observe: Callable[[EventBatch], None] | None = None,
+) -> list[Finding]:
+    """``replay``, with a bar on stderr while it reads (on a terminal)."""
+    with Progress(
+        TextColumn("reading"),
+        BarColumn(),
+        TextColumn("{task.completed:,} events"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("read", total=None)
+        try:
+            return replay(
+                paths,
+                configs,
+                options,
+                window,
+                stats,
+                progress=lambda n: bar.advance(task, n),
+                observe=observe,
+            )
+        except InputError as exc:
+            _fail(str(exc))
+
+
+@cli.command(
+    name="report",
+    epilog=_epilog(
+        "  fleetwatch report logs/ --out report.html              every node folder under logs/\n"
+        "  fleetwatch report logs/ --since 2h --out last-2h.html  only the last two hours"
+    ),
+)
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The HTML file to write (one file: it loads nothing, runs no script).",
+)
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option(
+    "--since", help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
+@click.option(
+    "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
+@click.option("--only-node", help="Only this node's events.")
+@click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
+@click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+def report_command(
+    paths: tuple[str, ...],
+    out: str,
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    only_node: str | None,
+    year: int | None,
+    zone: str | None,
+) -> None:
+    """Write one HTML page of what replay finds: a timeline of the affected GPUs,
+    the incidents, every finding with its evidence (files, folders, .gz, - for stdin)."""
+    configs = _load_config(config_path)
+    options = _read_options(None, year, zone)
+    window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
+    stats = ReadStats()
+    timeline = Timeline()
+    findings = _replay_showing_progress(paths, configs, options, window, stats, timeline.add)
+    incidents: list[dict[str, Any]] = []  # the incidents pass is wired in here once merged
+    scope = [
+        f"{name} {when(moment, 'wall')} UTC"
+        for name, moment in (("since", window.since), ("until", window.until))
+        if moment is not None
+    ]
+    if only_node is not None:
+        scope.append(f"only node {only_node}")
+    about = report.About(
+        inputs=paths,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        version=version("fleetwatch"),
+        scope=tuple(scope),
+    )
+    page = report.render(findings, incidents, timeline, stats, about)
+    try:
+        report.write(Path(out), page)
+    except OSError as exc:
+        _fail(f"--out {out}: {exc.strerror or exc}")
+    _say_file_nodes(stats)
+    click.echo(
+        f"fleetwatch: {stats.summary()}; {len(findings)} finding(s); "
+        f"wrote {one_line(out)} ({len(page.encode()):,} bytes)",
+        err=True,
+    )
 
 
 def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> str:
