@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -55,7 +56,8 @@ class FakeAlertmanager:
     """Answers POST /api/v2/alerts with the next status of ``statuses`` (then 200)."""
 
     def __init__(self, statuses: tuple[int, ...] = ()) -> None:
-        self.posts: list[list[dict[str, Any]]] = []
+        self.posts: list[list[dict[str, Any]]] = []  # taken
+        self.tried: list[list[dict[str, Any]]] = []  # every POST, taken or not
         self.statuses = list(statuses)
         outer = self
 
@@ -63,6 +65,7 @@ class FakeAlertmanager:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 status = outer.statuses.pop(0) if outer.statuses else 200
+                outer.tried.append(json.loads(body))
                 if status == 200 and self.path == API_PATH:
                     outer.posts.append(json.loads(body))
                 self.send_response(status if self.path == API_PATH else 404)
@@ -223,17 +226,22 @@ def test_an_escalation_to_other_labels_fires_the_new_alert_and_ends_the_old(
     assert fired["startsAt"] == first["startsAt"]  # the same incident, from its start
 
 
-def test_a_failed_post_is_retried_with_backoff(tmp_path: Path) -> None:
+def test_a_failed_post_is_retried_with_backoff_and_an_end_still_ahead(tmp_path: Path) -> None:
     am = FakeAlertmanager(statuses=(503,))
     store = tmp_path / "w.db"
     queue(store, Transition("new", XID, True))
-    sink = running(store, am.url)
+    clock = itertools.count(1_800_000_000, 1000).__next__  # each reading 1000 s later
+    sink = Alertmanager(AlertmanagerConfig(urls=(am.url,), ends_after_s=240.0), store, (), clock)
+    sink.start()
     try:
         wait_for(lambda: sink.delivered == 1, what="the retried delivery")
     finally:
         sink.stop()
         am.close()
-    assert sink.failed_attempts == 1 and len(am.alerts()) == 1
+    assert sink.failed_attempts == 1
+    (refused,), (taken,) = am.tried[:2]  # (then re-posts: this clock runs fast)
+    # written afresh for the retry: its end is 240 s past the retry, not past the first try
+    assert epoch(taken["endsAt"]) - epoch(refused["endsAt"]) >= 1000
 
 
 def test_a_refused_post_goes_to_the_dead_letter_file_and_the_alert_is_still_resent(

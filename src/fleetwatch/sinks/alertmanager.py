@@ -167,7 +167,7 @@ class Alertmanager:
         self.dead_letter = dead if dead.is_absolute() else store_path.parent / dead
         self.endpoints = [endpoint(url) for url in config.urls]
         self.http = urllib3.PoolManager(retries=False, timeout=config.timeout_s)
-        self.delivered = 0  # transitions posted
+        self.delivered = 0  # outbox rows delivered
         self.resent = 0  # re-post requests that one Alertmanager took
         self.failed_attempts = 0  # requests an Alertmanager did not take
         self.dead = 0  # requests given up
@@ -209,9 +209,10 @@ class Alertmanager:
         finally:
             outbox.close()
 
-    def _apply(self, items: list[Announcement]) -> list[dict[str, Any]]:
-        """What to post for these transitions; ``active`` follows them."""
-        posted: list[dict[str, Any]] = []
+    def _apply(self, items: list[Announcement]) -> list[tuple[Alert, float | None]]:
+        """What to post for these transitions (each alert with its end, None while open);
+        ``active`` follows them."""
+        posted: list[tuple[Alert, float | None]] = []
         for item in items:
             finding = Finding.from_json(item.body)
             told = "quiet" not in item.body  # announced: not silenced, not flapping
@@ -220,16 +221,16 @@ class Alertmanager:
                 continue  # never posted and not to be
             if item.body.get("transition") == "resolved":
                 alert = before or Alert.of(finding, item.created)
-                posted.append(alert.body(ends_at=item.created))
+                posted.append((alert, item.created))
                 self.active.pop(finding.id, None)
                 continue
             alert = Alert.of(finding, item.created)
             if before is not None:
                 alert = Alert(alert.labels, alert.annotations, before.starts_at)
                 if before.labels != alert.labels:  # another alert now: the old one ends
-                    posted.append(before.body(ends_at=item.created))
+                    posted.append((before, item.created))
             self.active[finding.id] = alert
-            posted.append(alert.body(ends_at=self.clock() + self.config.ends_after_s))
+            posted.append((alert, None))
         return posted
 
     def _resend(self, now: float) -> None:
@@ -244,9 +245,16 @@ class Alertmanager:
                 return
             self.resent += 1
 
-    def _deliver(self, posted: list[dict[str, Any]], transitions: int) -> bool:
-        """Deliver or dead-letter ``posted``; False only when stopping first."""
-        body = json.dumps(posted).encode()
+    def _bodies(self, posted: list[tuple[Alert, float | None]]) -> list[dict[str, Any]]:
+        """The alerts as posted now: an open one ends ``ends_after_s`` from now."""
+        later = self.clock() + self.config.ends_after_s
+        return [alert.body(later if ends is None else ends) for alert, ends in posted]
+
+    def _deliver(self, posted: list[tuple[Alert, float | None]], transitions: int) -> bool:
+        """Deliver or dead-letter ``posted``; False only when stopping first.
+
+        Each try is written afresh: after a long outage an open alert still ends in the
+        future, not at a time the outage has passed."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retry),
             wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
@@ -255,7 +263,7 @@ class Alertmanager:
             reraise=True,
         )
         try:
-            retrying(self._post, body)
+            retrying(lambda: self._post(json.dumps(self._bodies(posted)).encode()))
         except _Retry as exc:
             if self._stop.is_set():
                 return False
@@ -297,8 +305,9 @@ class Alertmanager:
             return
         raise (_Retry if retry else _Refused)("; ".join(why))
 
-    def _bury(self, posted: list[dict[str, Any]], why: str) -> None:
-        record: dict[str, Any] = {"failed": why, "at": self.clock(), "alerts": posted}
+    def _bury(self, posted: list[tuple[Alert, float | None]], why: str) -> None:
+        alerts = self._bodies(posted)
+        record: dict[str, Any] = {"failed": why, "at": self.clock(), "alerts": alerts}
         with self.dead_letter.open("a", encoding="utf-8") as out:
             out.write(json.dumps(record, sort_keys=True) + "\n")
         self.dead += 1
