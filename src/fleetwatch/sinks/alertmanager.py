@@ -45,6 +45,7 @@ import tenacity
 import urllib3
 
 from fleetwatch.findings import Finding
+from fleetwatch.sinks.metrics import label  # one line, valid UTF-8: Alertmanager refuses less
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.store import Announcement, Outbox
 
@@ -53,8 +54,6 @@ SINK: Final = "alertmanager"
 ALERTNAME: Final = "FleetwatchFinding"
 API_PATH: Final = "/api/v2/alerts"
 RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
-MAX_LABEL_CHARS: Final = 256
-"""A label value from input longer than this is cut."""
 EVIDENCE_LINES: Final = 10
 """Evidence lines in the ``evidence`` annotation."""
 BATCH: Final = 100
@@ -92,11 +91,6 @@ def timestamp(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _value(value: object) -> str:
-    text = one_line(str(value))  # valid UTF-8 on one line: Alertmanager refuses less
-    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
-
-
 @dataclass(frozen=True)
 class Alert:
     """One alert as posted: its labels and annotations, and when it started."""
@@ -118,7 +112,7 @@ class Alert:
             "finding_id": finding.id,
         }
         labels = {"alertname": ALERTNAME} | {
-            k: _value(v) for k, v in named.items() if v is not None and v != ""
+            k: label(v) for k, v in named.items() if v is not None and v != ""
         }
         annotations = {"summary": one_line(finding.summary)}
         if finding.evidence:
