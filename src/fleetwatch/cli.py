@@ -421,6 +421,11 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
 @click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
 @click.option("--jsonl", help="Append each transition to this JSONL file.")
 @click.option("--webhook", help="POST announced findings to this URL (signed).")
+@click.option(
+    "--alertmanager",
+    multiple=True,
+    help="Post open findings as alerts to this Alertmanager (http://host:9093; each peer).",
+)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True)
 @click.option(
@@ -447,6 +452,7 @@ def watch_command(
     store: str | None,
     jsonl: str | None,
     webhook: str | None,
+    alertmanager: tuple[str, ...],
     metrics_port: int | None,
     metrics_address: str,
     silence: tuple[str, ...],
@@ -477,6 +483,7 @@ def watch_command(
         "kubeconfig": kubeconfig,
         "kube_conditions": kube_conditions,
         "webhook": webhook,
+        "alertmanager": alertmanager,
         "silences": [_silence(text) for text in silence],
         "act": act,
     }

@@ -6,7 +6,7 @@ report into transitions (``lifecycle.py``), and commits, in one SQLite transacti
 (``store.py``): the findings, every detector's state, every source's position, and
 the announcements the webhook still has to send. Only then does anyone hear of it:
 the JSONL file (exactly once: its committed length is part of the commit), the
-console, the webhook (at least once, from the outbox) and ``/metrics``.
+console, the webhook and Alertmanager (at least once, from the outbox) and ``/metrics``.
 
 A commit happens as soon as there is a transition to tell, else at most every
 ``commit_interval_s`` while events flow. After ``kill -9`` the next start restores
@@ -45,7 +45,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,9 +64,11 @@ from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
-from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition
+from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition, entity
+from fleetwatch.sinks.alertmanager import SINK as ALERTMANAGER
+from fleetwatch.sinks.alertmanager import Alertmanager, AlertmanagerConfig
 from fleetwatch.sinks.console import ConsoleSink
-from fleetwatch.sinks.metrics import Metrics
+from fleetwatch.sinks.metrics import MAX_FINDING_SERIES, Metrics
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
 from fleetwatch.sinks.transition_log import TransitionLog
@@ -113,6 +115,8 @@ class MetricsSettings:
     """The address to bind (loopback by default)."""
     port: int = 9108
     """The port."""
+    max_finding_series: int = MAX_FINDING_SERIES
+    """At most this many ``fleetwatch_finding`` series, the most severe first."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class WatchPlan:
     detectors: dict[str, Any]
     metrics: MetricsSettings | None = None
     webhook: WebhookConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
     silences: list[Silence] = field(default_factory=list)
     console: bool = True
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
@@ -190,7 +195,11 @@ class Watch:
         self.sources = plan.sources(self.positions)
         for source in self.sources:
             source.check()  # SourceError: one line, before any thread runs
-        self.metrics = Metrics()
+        self.metrics = Metrics(
+            plan.metrics.max_finding_series if plan.metrics else MAX_FINDING_SERIES
+        )
+        for detector in self.engine.detectors:  # absent never stands for 0
+            self.metrics.detector_seconds.labels(detector.name)
         self.metrics_port: int | None = None
         self.kube: KubeNodes | None = None
         if plan.kube_nodes is not None:
@@ -214,6 +223,11 @@ class Watch:
         if plan.webhook is not None:
             secret = os.environ[plan.webhook.secret_env].encode()
             self.webhook = Webhook(plan.webhook, self.store.path, secret)
+        self.alertmanager: Alertmanager | None = None
+        if plan.alertmanager is not None:
+            self.alertmanager = Alertmanager(
+                plan.alertmanager, self.store.path, _announced_open(self.lifecycle, time.time())
+            )
         self.console = ConsoleSink() if plan.console else None
         self._queue: queue.Queue[tuple[str, list[EventBatch], Any]] = queue.Queue(maxsize=256)
         self._failures: queue.Queue[tuple[str, str]] = queue.Queue()
@@ -252,6 +266,8 @@ class Watch:
             )
         if self.webhook is not None:
             self.webhook.start()
+        if self.alertmanager is not None:
+            self.alertmanager.start()
         self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
         runners = [
             _backoff_runner(s, self._deliver_from(s.name), stop, self._failed) for s in self.sources
@@ -312,6 +328,8 @@ class Watch:
                             self.actor.settle(time.time())
                 if self.webhook is not None:
                     self.webhook.stop()
+                if self.alertmanager is not None:
+                    self.alertmanager.stop()
                 if self.jsonl is not None:
                     self.jsonl.close()
                 self.store.close()
@@ -404,6 +422,8 @@ class Watch:
         checkpoints[LIFECYCLE_KEY] = self.lifecycle.state()
         announced = [t for t in transitions if t.announce]
         outbox = [(WEBHOOK, t.to_json()) for t in announced] if self.webhook else []
+        if self.alertmanager is not None:  # it follows what it posted, quiet or not
+            outbox += [(ALERTMANAGER, t.to_json()) for t in transitions]
         nodes = sorted(self.actor.unsaved)
         try:
             self.store.commit(
@@ -427,6 +447,8 @@ class Watch:
             self.webhook.wake()
         if self.kube is not None:
             self.kube.report(transitions)
+        if self.alertmanager is not None and transitions:
+            self.alertmanager.wake()
         if self.console is not None and announced:
             self.console.announce(announced)
         for t in announced:
@@ -473,6 +495,7 @@ _WATCH_KEYS = frozenset(
         "files",
         "metrics",
         "webhook",
+        "alertmanager",
         "silence",
         "kmsg",
         "nvml",
@@ -490,8 +513,9 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
 
     ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
     ``from_start``, ``kmsg``, ``nvml``, ``dcgm`` (URLs), ``kubeconfig``, ``metrics``
-    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name),
-    ``kube_conditions`` (write node conditions and Events, with ``kubeconfig``).
+    (MetricsSettings), ``webhook`` (a URL), ``alertmanager`` (URLs), ``silences``,
+    ``act`` (a tool name), ``kube_conditions`` (write node conditions and Events, with
+    ``kubeconfig``).
     Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
     """
     raw, where = config_file.read(path)
@@ -536,8 +560,13 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         if not entry.path:
             raise ConfigError(f"{where}: watch.files needs a path")
     metrics = overrides.get("metrics")
-    if metrics is None and "metrics" in table:
-        metrics = config_file.settings(MetricsSettings, table["metrics"], where, "watch.metrics")
+    if "metrics" in table:
+        configured = config_file.settings(MetricsSettings, table["metrics"], where, "watch.metrics")
+        metrics = (
+            configured
+            if metrics is None
+            else dataclasses.replace(configured, address=metrics.address, port=metrics.port)
+        )
     webhook = None
     if "webhook" in table or overrides.get("webhook"):
         webhook = config_file.settings(
@@ -551,6 +580,7 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
             raise ConfigError(
                 f"the webhook signs what it sends: set {webhook.secret_env} to a secret"
             )
+    alertmanager = _alertmanager(table, overrides.get("alertmanager", ()), where)
     silences = [_silence(entry, where) for entry in _array(table, "silence", where)]
     silences += overrides.get("silences", [])
     options = ReadOptions(node=settings.node or None)
@@ -601,6 +631,7 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         detectors,
         metrics,
         webhook,
+        alertmanager,
         silences,
         breaker=breaker,
         slurm=slurm,
@@ -627,6 +658,45 @@ def _array(table: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigError(f"{where}: watch.{key} must be an array of tables ([[watch.{key}]])")
     return value
+
+
+def _alertmanager(
+    table: dict[str, Any], urls: Iterable[str], where: str
+) -> AlertmanagerConfig | None:
+    """``[watch.alertmanager]`` with the command line's URLs (which replace its ``urls``)."""
+    if "alertmanager" not in table and not urls:
+        return None
+    section = table.get("alertmanager", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [watch.alertmanager] must be a table")
+    section = dict(section)
+    listed = section.pop("urls", [])
+    if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
+        raise ConfigError(f"{where}: watch.alertmanager.urls must be a list of URLs")
+    config = config_file.settings(AlertmanagerConfig, section, where, "watch.alertmanager")
+    config = dataclasses.replace(config, urls=tuple(urls) or tuple(listed))
+    if not config.urls:
+        raise ConfigError(f"{where}: watch.alertmanager needs urls (or --alertmanager URL)")
+    for url in config.urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: watch.alertmanager.urls: {url!r} is not an http(s) URL")
+    if config.ends_after_s <= config.resend_s:
+        raise ConfigError(
+            f"{where}: watch.alertmanager.ends_after_s ({config.ends_after_s:g}) must be more"
+            f" than resend_s ({config.resend_s:g}), or open alerts end between posts"
+        )
+    return config
+
+
+def _announced_open(lifecycle: Lifecycle, now: float) -> list[Finding]:
+    """The open findings an announcement would tell now: not silenced, not flapping."""
+    flapping = lifecycle.config.flap_threshold
+    return [
+        t.finding
+        for t in lifecycle.open.values()
+        if not any(s.matches(t.finding, now) for s in lifecycle.silences)
+        and len(lifecycle.openings.get(entity(t.finding), ())) < flapping
+    ]
 
 
 def _silence(entry: dict[str, Any], where: str) -> Silence:
