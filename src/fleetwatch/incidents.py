@@ -326,10 +326,10 @@ def _time_order(f: Finding) -> tuple[bool, float, str]:
 
 def _apply(rule: Rule, pool: list[Finding], claimed: set[str], rules: Rules) -> list[Incident]:
     """The incidents of one rule over the findings no earlier rule claimed."""
-    rank = {name: i for i, name in enumerate(rule.root_detectors)}
+    priority = {name: i for i, name in enumerate(rule.root_detectors)}
     candidates = sorted(
         (f for f in pool if f.id not in claimed and _can_root(rule, f, rules)),
-        key=lambda f: (f.first_ts is None, f.first_ts or 0.0, rank[f.detector], f.id),
+        key=lambda f: (f.first_ts is None, f.first_ts or 0.0, priority[f.detector], f.id),
     )
     # Pass 1, in time order: a candidate an earlier root links to is that root's effect.
     roots: list[Finding] = []
