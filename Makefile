@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-e2e test-bench lint typecheck ci-full verify bench bench-allocs-check \
 	bench-delta-check bench-baseline bench-check bench-instructions-check bench-parse bench-replay \
-	bench-latency bench-state gpu-check chaos fuzz fleet-demo fleet-check clean
+	bench-latency bench-fleet bench-state gpu-check chaos fuzz fleet-demo fleet-check install-check \
+	clean
 
 install: $(STAMP)
 
@@ -51,6 +52,12 @@ typecheck: install
 # the type checker and gate 1.
 ci-full: test lint typecheck bench-allocs-check
 
+# A user's install, for real: a fresh venv in a temporary folder, `pip install .` with no
+# extras, wheels only and CC=/bin/false; then replay (with and without hyperscan) and
+# watch --nvml's one-line hint. It downloads, so it is not in `make test`; .ci/run runs it.
+install-check:
+	$(PYTHON) scripts/install_check.py
+
 # Every benchmark: allocations and time per event, each in a fresh process.
 bench: install
 	$(BIN)/python -m bench.gate table
@@ -78,6 +85,12 @@ bench-check: bench-allocs-check bench-delta-check
 bench-latency: install
 	$(BIN)/python -m bench.watch_latency --findings 200
 	$(BIN)/python -m bench.watch_latency --record fatal-aer --findings 20 --gap 1
+
+# Fleet mode: events/s through one and two correlators, publish -> transition latency,
+# state per shard, on a throwaway loopback redis-server (minutes; not part of CI).
+bench-fleet: install
+	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m bench.fleet_speed
 
 # Bytes of detector state per 10,000 live GPUs and jobs, with and without forgetting.
 bench-state: install

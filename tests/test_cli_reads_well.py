@@ -20,7 +20,9 @@ from fleetwatch.store import Commit, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
-COMMANDS = ("parse", "replay", "watch", "findings", "simulate", "explain", "detectors")
+COMMANDS = (
+    "parse", "replay", "watch", "findings", "silence", "simulate", "explain", "detectors"
+)  # fmt: skip
 
 
 def fleetwatch(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:

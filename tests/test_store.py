@@ -74,3 +74,41 @@ def test_a_store_that_cannot_be_opened_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_text("plain text, not SQLite " * 100)
     with pytest.raises(StoreError, match="cannot open store"):
         Store(tmp_path / "not-a-db")
+
+
+def test_silences_hold_until_their_end_and_can_be_removed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "w.db")
+    first = store.add_silence("gpu-node-7", 3, None, 2000.0, "fan swap", "ops")
+    second = store.add_silence(None, None, "thermal_throttle", 1000.0, "HVAC work", "ops")
+    assert [s.id for s in store.silences(999.0)] == [first, second]
+    assert [s.id for s in store.silences(1000.0)] == [first]  # ended at its until
+    (row,) = store.silences(1500.0)
+    assert (row.node, row.gpu, row.detector, row.reason, row.author) == (
+        "gpu-node-7", 3, None, "fan swap", "ops"
+    )  # fmt: skip
+    assert store.remove_silence(first) and not store.remove_silence(first)
+    assert [s.id for s in store.silences(0.0)] == [second]
+    # retention takes silences that ended long ago, like resolved findings
+    young = store.add_silence("gpu-node-8", None, None, time.time() - 86400, "ended", "ops")
+    store.retain(retention_days=30, max_bytes=1 << 30)
+    assert [s.id for s in store.silences(0.0)] == [young]
+    store.close()
+
+
+def test_a_version_2_store_gains_silences_and_keeps_what_it_held(tmp_path: Path) -> None:
+    from fleetwatch.store import ACTIONS_SCHEMA, SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA + ACTIONS_SCHEMA)
+        db.execute(
+            "INSERT INTO findings VALUES ('x-1', 'x', 'error', 'open', 'n1', 1.0, 1.0, '{}')"
+        )
+        db.execute("INSERT INTO nodes VALUES ('n1', 1.0)")
+        db.execute("PRAGMA user_version = 2")
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert len(store.findings()) == 1 and store.nodes() == {"n1"}
+    assert store.silences(0.0) == []
+    assert store.add_silence("n1", None, None, 10.0, "why", "") == 1
+    store.close()

@@ -18,7 +18,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -27,8 +28,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from fleetwatch import config as configuration
+from fleetwatch import extras
+from fleetwatch.actions.actor import DETECTOR as BREAKER
 from fleetwatch.actions.actor import TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
@@ -38,21 +42,24 @@ from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
-from fleetwatch.sinks import FORMATS, write
+from fleetwatch.sinks import FORMATS, report, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
 from fleetwatch.sinks.one_line import one_line
+from fleetwatch.sinks.table import when
+from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
 from fleetwatch.sources.live import SourceError
-from fleetwatch.store import Store, StoreError
+from fleetwatch.store import SilenceRow, Store, StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
-from fleetwatch.watch import MetricsSettings, Watch, load_plan
 
 _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
 
   fleetwatch replay PATH...      the faults in collected logs (files, folders)
+  fleetwatch report PATH...      the same, as one HTML page (--out FILE)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
+  fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
 
@@ -66,6 +73,14 @@ def _fail(message: str) -> NoReturn:
 
 
 _EXITS: Final = ("0  done", "2  a usage or input error (one line on stderr)")
+
+
+def _require(what: str, *modules: str) -> None:
+    """The optional libraries ``what`` needs, or one line naming the extra, exit 2."""
+    try:
+        extras.require(what, *modules)
+    except extras.MissingExtra as exc:
+        _fail(str(exc))
 
 
 def _epilog(examples: str, exits: tuple[str, ...] = _EXITS, env: str = "") -> str:
@@ -241,29 +256,12 @@ def replay_command(
             "replay --node is now --only-node (it keeps only that node's events); "
             "parse and watch --node name the node of records that name none"
         )
-    try:
-        configs = configuration.load(Path(config_path) if config_path else None)
-    except configuration.ConfigError as exc:
-        _fail(str(exc))
+    configs = _load_config(config_path)
     options = _read_options(None, year, zone)
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
-    with Progress(
-        TextColumn("reading"),
-        BarColumn(),
-        TextColumn("{task.completed:,} events"),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task("read", total=None)
-        try:
-            findings = replay(
-                paths, configs, options, window, stats, progress=lambda n: bar.advance(task, n)
-            )
-        except InputError as exc:
-            _fail(str(exc))
+    findings = _replay_showing_progress(paths, configs, options, window, stats)
     guessed: list[Finding] = []
     if fmt in INCIDENT_FORMATS:
         write_incidents(link(findings), fmt, sys.stdout)
@@ -283,6 +281,115 @@ def replay_command(
         sys.exit(1)
 
 
+def _load_config(config_path: str | None) -> dict[str, Any]:
+    try:
+        return configuration.load(Path(config_path) if config_path else None)
+    except configuration.ConfigError as exc:
+        _fail(str(exc))
+
+
+def _replay_showing_progress(
+    paths: tuple[str, ...],
+    configs: dict[str, Any],
+    options: ReadOptions,
+    window: Window,
+    stats: ReadStats,
+    observe: Callable[[EventBatch], None] | None = None,
+) -> list[Finding]:
+    """``replay``, with a bar on stderr while it reads (on a terminal)."""
+    with Progress(
+        TextColumn("reading"),
+        BarColumn(),
+        TextColumn("{task.completed:,} events"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("read", total=None)
+        try:
+            return replay(
+                paths,
+                configs,
+                options,
+                window,
+                stats,
+                progress=lambda n: bar.advance(task, n),
+                observe=observe,
+            )
+        except InputError as exc:
+            _fail(str(exc))
+
+
+@cli.command(
+    name="report",
+    epilog=_epilog(
+        "  fleetwatch report logs/ --out report.html              every node folder under logs/\n"
+        "  fleetwatch report logs/ --since 2h --out last-2h.html  only the last two hours"
+    ),
+)
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The HTML file to write (one file: it loads nothing, runs no script).",
+)
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option(
+    "--since", help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
+@click.option(
+    "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
+)
+@click.option("--only-node", help="Only this node's events.")
+@click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
+@click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+def report_command(
+    paths: tuple[str, ...],
+    out: str,
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    only_node: str | None,
+    year: int | None,
+    zone: str | None,
+) -> None:
+    """Write one HTML page of what replay finds: a timeline of the affected GPUs,
+    the incidents, every finding with its evidence (files, folders, .gz, - for stdin)."""
+    configs = _load_config(config_path)
+    options = _read_options(None, year, zone)
+    window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
+    stats = ReadStats()
+    timeline = Timeline()
+    findings = _replay_showing_progress(paths, configs, options, window, stats, timeline.add)
+    # the incidents that link findings (each finding is listed on the page anyway)
+    incidents = [incident.to_json() for incident in link(findings) if incident.effects]
+    scope = [
+        f"{name} {when(moment, 'wall')} UTC"
+        for name, moment in (("since", window.since), ("until", window.until))
+        if moment is not None
+    ]
+    if only_node is not None:
+        scope.append(f"only node {only_node}")
+    about = report.About(
+        inputs=paths,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        version=version("fleetwatch"),
+        scope=tuple(scope),
+    )
+    page = report.render(findings, incidents, timeline, stats, about)
+    try:
+        report.write(Path(out), page)
+    except OSError as exc:
+        _fail(f"--out {out}: {exc.strerror or exc}")
+    _say_file_nodes(stats)
+    click.echo(
+        f"fleetwatch: {stats.summary()}; {len(findings)} finding(s); "
+        f"wrote {one_line(out)} ({len(page.encode()):,} bytes)",
+        err=True,
+    )
+
+
 def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> str:
     """One line: how many findings ``fmt`` left out, and their nodes, escaped."""
     nodes = list(dict.fromkeys(one_line(f.node or "") for f in findings))
@@ -298,7 +405,9 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
         "  fleetwatch watch --kmsg --nvml --metrics-port 9400\n"
         "  fleetwatch watch --follow /var/log/pods --kubeconfig ~/.kube/config\n"
         "  fleetwatch watch --config /etc/fleetwatch/watch.toml --quiet\n"
-        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most",
+        "  fleetwatch watch --kmsg --act slurm   drain nodes, 2 an hour at most\n"
+        "  fleetwatch watch --kmsg --kube-conditions --act kubernetes\n"
+        "                                        node conditions; cordon and taint",
         exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config or store error"),
         env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts\n"
         "                             (another name: the config's webhook secret_env)",
@@ -310,7 +419,14 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
 @click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
 @click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML.")
 @click.option("--dcgm", multiple=True, help="Scrape this dcgm-exporter URL (repeatable).")
-@click.option("--kubeconfig", help="Watch Kubernetes Events with this kubeconfig.")
+@click.option(
+    "--kubeconfig", help="Watch Kubernetes Events with this kubeconfig (--kube-conditions too)."
+)
+@click.option(
+    "--kube-conditions",
+    is_flag=True,
+    help="Write findings as node conditions and Events (--kubeconfig, else $KUBECONFIG).",
+)
 @click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
 @click.option("--jsonl", help="Append each transition to this JSONL file.")
 @click.option("--webhook", help="POST announced findings to this URL (signed).")
@@ -336,6 +452,7 @@ def watch_command(
     nvml: bool,
     dcgm: tuple[str, ...],
     kubeconfig: str | None,
+    kube_conditions: bool,
     store: str | None,
     jsonl: str | None,
     webhook: str | None,
@@ -347,6 +464,16 @@ def watch_command(
     quiet: bool,
 ) -> None:
     """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
+    what, modules = ["fleetwatch watch"], ["tenacity", "urllib3"]
+    if nvml:
+        what.append("--nvml")
+        modules.append("pynvml")
+    if kubeconfig:
+        what.append("--kubeconfig")
+        modules.append("kubernetes")
+    _require(" ".join(what), *modules)
+    from fleetwatch.watch import MetricsSettings, Watch, load_plan  # needs fleetwatch[watch]
+
     overrides: dict[str, Any] = {
         "store": store,
         "jsonl": jsonl,
@@ -357,6 +484,7 @@ def watch_command(
         "nvml": nvml,
         "dcgm": dcgm,
         "kubeconfig": kubeconfig,
+        "kube_conditions": kube_conditions,
         "webhook": webhook,
         "silences": [_silence(text) for text in silence],
         "act": act,
@@ -435,6 +563,141 @@ def findings_command(
     click.echo(said, err=True)
 
 
+_SPAN: Final = re.compile(r"(\d{1,9})\s*([smhdw])")
+
+
+@cli.command(
+    name="silence",
+    epilog=_epilog(
+        "  fleetwatch silence --node gpu-node-7 --for 2h --reason 'GPU swap, #4711'\n"
+        "  fleetwatch silence --node gpu-node-7 --gpu 3 --detector thermal_throttle \\\n"
+        "      --for 1d --reason 'fan replaced' --store /var/lib/fleetwatch/w.db\n"
+        "  fleetwatch silence --list\n"
+        "  fleetwatch silence --remove 3",
+        exits=(_EXITS[0], "2  a usage or store error, or no silence of that id (one line)"),
+    ),
+)
+@click.option(
+    "--store", default="fleetwatch-watch.db", show_default=True, help="The watch's store."
+)
+@click.option("--node", help="Silence this node's findings.")
+@click.option("--gpu", type=click.IntRange(0, 2**31 - 1), help="Only this GPU (index) of --node.")
+@click.option("--detector", help="Only this detector's findings (fleetwatch detectors).")
+@click.option("--for", "duration", metavar="SPAN", help="How long it holds: 30m, 2h, 1d, 1w.")
+@click.option("--reason", help="Why: shown by --list and in the watch's log.")
+@click.option("--list", "listing", is_flag=True, help="List the silences that hold now.")
+@click.option("--remove", type=int, metavar="ID", help="End the silence of this id now.")
+@click.option(
+    "--output",
+    type=click.Choice(["table", "jsonl"]),
+    default=None,
+    help="--list: table (default on a terminal), jsonl (default otherwise).",
+)
+def silence_command(
+    store: str,
+    node: str | None,
+    gpu: int | None,
+    detector: str | None,
+    duration: str | None,
+    reason: str | None,
+    listing: bool,
+    remove: int | None,
+    output: str | None,
+) -> None:
+    """Record but do not announce what matches, for a while, in a running watch too.
+
+    A watch using the store reads its silences every second: one added here holds
+    within a second, without a restart, and ends by itself after --for.
+    """
+    adding = any(v is not None for v in (node, gpu, detector, duration, reason))
+    if listing + (remove is not None) + adding > 1:
+        _fail("silence: give --list, --remove ID, or a silence to add (--node ... --for ...)")
+    if not Path(store).is_file():  # opening would make an empty store no watch reads
+        _fail(f"no store at {store}")
+    try:
+        opened = Store(store)
+        try:
+            if listing:
+                _list_silences(opened.silences(time.time()), output, store)
+            elif remove is not None:
+                if not opened.remove_silence(remove):
+                    _fail(f"no silence {remove} in {store}")
+                click.echo(f"silence {remove} removed from {one_line(store)}")
+            else:
+                _add_silence(opened, store, node, gpu, detector, duration, reason)
+        finally:
+            opened.close()
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _add_silence(
+    store: Store,
+    path: str,
+    node: str | None,
+    gpu: int | None,
+    detector: str | None,
+    duration: str | None,
+    reason: str | None,
+) -> None:
+    if gpu is not None and node is None:
+        _fail("silence: --gpu is a GPU index on one node: give --node too")
+    if node is None and detector is None:
+        _fail(
+            "silence: give --list, --remove ID, or what to silence: "
+            "--node N [--gpu G] [--detector D] --for 2h --reason WHY"
+        )
+    if node is not None and not node.strip():
+        _fail("silence: --node is empty")
+    known = [*REGISTRY, BREAKER]
+    if detector is not None and detector not in known:
+        _fail(f"silence: no detector {detector!r} (one of: {', '.join(known)})")
+    if duration is None:
+        _fail("silence: --for is needed (30m, 2h, 1d, 1w): a silence ends by itself")
+    span = _SPAN.fullmatch(duration.strip().lower())
+    if span is None or int(span[1]) == 0:
+        _fail(f"silence: --for {duration!r} is no span such as 30m, 2h, 1d or 1w")
+    if not (reason or "").strip():
+        _fail("silence: --reason is needed: whoever sees the silence will ask why")
+    assert reason is not None
+    until = time.time() + int(span[1]) * _UNIT_S[span[2]]
+    silence_id = store.add_silence(node, gpu, detector, until, reason, _user())
+    matched = {"node": node, "gpu": gpu, "detector": detector}
+    where = " ".join(f"{k}={v}" for k, v in matched.items() if v is not None)
+    click.echo(one_line(f"silence {silence_id}: {where} until {when(until, 'wall')} UTC in {path}"))
+
+
+def _user() -> str:
+    """Who added a silence, as the system knows them (empty when it does not)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return ""
+
+
+def _list_silences(rows: list[SilenceRow], output: str | None, store: str) -> None:
+    fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
+    elif rows:
+        table = Table(box=None)
+        for column in ("id", "node", "gpu", "detector", "until (UTC)", "by"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("reason", overflow="fold")  # the one column that wraps
+        for row in rows:
+            cells = (row.node, row.gpu, row.detector, when(row.until, "wall"), row.author)
+            table.add_row(
+                str(row.id),
+                *(Text(one_line("-" if c is None else str(c))) for c in cells),
+                Text(one_line(row.reason)),
+            )
+        Console().print(table)
+    click.echo(f"fleetwatch: {len(rows)} silence(s) holding in {one_line(store)}", err=True)
+
+
 def _redis_errors() -> tuple[type[Exception], ...]:
     """What a Redis connection or a bad URL raises (redis is imported only for fleet mode)."""
     import redis
@@ -444,6 +707,7 @@ def _redis_errors() -> tuple[type[Exception], ...]:
 
 def _fleet_findings(url: str, everything: bool) -> list[dict[str, Any]]:
     """The findings a fleet's correlators committed to the Redis at ``url``."""
+    _require("fleetwatch findings --redis", "redis")
     from fleetwatch.fleet.ledger import Ledger
     from fleetwatch.fleet.transport import connect
 
@@ -476,6 +740,7 @@ def agent_command(
     paths: tuple[str, ...], redis_url: str, shards: int, name: str | None, cluster: str, end: bool
 ) -> None:
     """Publish the events of files and folders to a fleet's shards, then exit."""
+    _require("fleetwatch agent", "redis")
     import socket
 
     from fleetwatch.fleet.agent import publish_end, publish_paths
@@ -523,6 +788,7 @@ def correlate_command(
     redis_url: str, shards: int, worker: str | None, config_path: str | None, lease_ms: int
 ) -> None:
     """Own a fair share of the fleet's shards and run the detectors on them."""
+    _require("fleetwatch correlate", "redis")
     import os
     import socket
 

@@ -338,9 +338,13 @@ def replay(
     window: Window | None = None,
     stats: ReadStats | None = None,
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[EventBatch], None] | None = None,
 ) -> list[Finding]:
-    """The findings of ``paths``, most severe first."""
+    """The findings of ``paths``, most severe first; ``observe`` sees each batch the
+    engine sees (the report's timeline counts them)."""
     engine = Engine(build(configs))
     for events in replay_batches(paths, options, window, stats, progress):
         engine.process(events)
+        if observe is not None:
+            observe(events)
     return engine.finish()

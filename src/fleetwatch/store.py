@@ -12,7 +12,10 @@ It holds, written together in one transaction so that they never disagree:
 * ``actions``: one row per finding that asked to take a node out of service: written
   ``pending`` with the transition, then decided by the breaker (``actions/``) and run,
   so a restart neither repeats an action nor forgets what the breaker counted;
-* ``nodes``: every node the watch has read an event of (the breaker's "nodes seen").
+* ``nodes``: every node the watch has read an event of (the breaker's "nodes seen");
+* ``silences``: what ``fleetwatch silence`` added (node, GPU, detector, until when, and
+  why): a running watch reads them again every second, so one takes hold without a
+  restart; each ends at its ``until``.
 
 After ``kill -9`` the last commit is what there is: the detectors restart from their
 checkpoints and the sources from their positions, which describe the same moment, so
@@ -20,7 +23,7 @@ the events after it are read exactly once more and nothing before it again.
 
 Retention: resolved findings older than ``retention_days`` are deleted, and while the
 file is larger than ``max_bytes`` the oldest resolved findings go first. Open findings
-are never deleted.
+are never deleted. Silences that ended more than ``retention_days`` ago go too.
 
 Opening checks the file (``PRAGMA quick_check``) and its schema version
 (``PRAGMA user_version``): a damaged file, or one a newer fleetwatch wrote, is a
@@ -77,10 +80,23 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_by_outcome ON actions (outcome, decided);
 CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, first_seen REAL NOT NULL);
 """
-SCHEMA_VERSION: Final = 2
+SILENCES_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node TEXT,
+    gpu INTEGER,
+    detector TEXT,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_by_until ON silences (until);
+"""
+SCHEMA_VERSION: Final = 3
 # version -> the script that brings a store of the version before it to it. A store of
 # version 0 is either new or written before versions were kept: both take SCHEMA.
-MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA, 2: ACTIONS_SCHEMA}
+MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA, 2: ACTIONS_SCHEMA, 3: SILENCES_SCHEMA}
 # SQLite's primary result codes for "no room" and "the disk failed": worth a retry.
 _FULL_OR_IO: Final = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
 
@@ -116,6 +132,20 @@ class ActionRow:
     detail: str  # pending: the reason to give; decided: what happened
     requested: float
     decided: float | None
+
+
+@dataclass(frozen=True)
+class SilenceRow:
+    """One row of ``silences``: what not to announce, until when, who said so and why."""
+
+    id: int
+    node: str | None
+    gpu: int | None
+    detector: str | None
+    until: float  # epoch seconds: the silence ends then
+    reason: str
+    author: str
+    created: float
 
 
 @dataclass
@@ -297,6 +327,51 @@ class Store:
         """Every node the watch has read an event of."""
         return {node for (node,) in self.db.execute("SELECT node FROM nodes")}
 
+    # -- silences (fleetwatch silence writes them; a running watch reads them) ---------
+
+    def add_silence(
+        self,
+        node: str | None,
+        gpu: int | None,
+        detector: str | None,
+        until: float,
+        reason: str,
+        author: str,
+    ) -> int:
+        """Record a silence; return its id (raises as ``commit``)."""
+        try:
+            with self.db:
+                cursor = self.db.execute(
+                    "INSERT INTO silences (node, gpu, detector, until, reason, author, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (node, gpu, detector, until, reason, author, time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table has one
+        return cursor.lastrowid
+
+    def silences(self, now: float) -> list[SilenceRow]:
+        """The silences that have not ended at ``now``, oldest first (raises as ``commit``)."""
+        try:
+            rows = self.db.execute(
+                "SELECT id, node, gpu, detector, until, reason, author, created"
+                " FROM silences WHERE until > ? ORDER BY id",
+                (now,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        return [SilenceRow(*row) for row in rows]
+
+    def remove_silence(self, silence_id: int) -> bool:
+        """End a silence now by deleting it; False when there is none of that id."""
+        try:
+            with self.db:
+                gone = self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        return gone.rowcount > 0
+
     def retain(self, retention_days: float, max_bytes: int) -> int:
         """Delete old resolved findings; return how many went (raises as ``commit``)."""
         try:
@@ -310,6 +385,7 @@ class Store:
             gone = self.db.execute(
                 "DELETE FROM findings WHERE status = 'resolved' AND updated < ?", (cutoff,)
             ).rowcount
+            self.db.execute("DELETE FROM silences WHERE until < ?", (cutoff,))
         while self._bytes() > max_bytes:
             with self.db:
                 removed = self.db.execute(

@@ -23,11 +23,21 @@ incidents`` lists them from the store.
 
 A transition whose finding takes its node out of service commits an action request
 with it; after the commit the actor (``actions/actor.py``) decides it through the
-blast-radius breaker and, with ``--act slurm``, drains the node; without ``--act`` it
-only logs what it would do.
+blast-radius breaker and, with ``--act slurm``, drains the node (``--act kubernetes``:
+cordons and taints it); without ``--act`` it only logs what it would do.
+
+With a Kubernetes API for nodes (``--kube-conditions``, ``[watch.kube_nodes]``, or
+``--act kubernetes``), committed transitions also become node conditions and Events
+(``actions/kube_nodes.py``), written on the writer's own thread: reporting, not acting,
+so not through the breaker.
 
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
+
+Silences come from the config file and the command line (for this run), and from the
+store's ``silences`` table, which ``fleetwatch silence`` writes from another process:
+the watch reads that table again every second, so a silence added or removed there
+holds from the next second on, without a restart, and ends at its ``until``.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ import tenacity
 from fleetwatch import config as config_file
 from fleetwatch.actions.actor import TOOLS, Actor, requests
 from fleetwatch.actions.breaker import BreakerConfig
+from fleetwatch.actions.kube_api import KubeConfigError
+from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.actions.slurm import SlurmConfig
 from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
@@ -62,6 +74,8 @@ from fleetwatch.incidents import Tracker
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition
 from fleetwatch.sinks.console import ConsoleSink
 from fleetwatch.sinks.metrics import Metrics
+from fleetwatch.sinks.one_line import one_line
+from fleetwatch.sinks.table import when
 from fleetwatch.sinks.transition_log import TransitionLog
 from fleetwatch.sinks.webhook import SINK as WEBHOOK
 from fleetwatch.sinks.webhook import Webhook, WebhookConfig
@@ -71,7 +85,7 @@ from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
-from fleetwatch.store import Commit, Store, StoreError, StoreFull
+from fleetwatch.store import Commit, SilenceRow, Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr, with time)
 LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
@@ -95,7 +109,7 @@ class WatchSettings:
     node: str = ""
     """The node name for records that name none (default: from file names)."""
     act: str = ""
-    """Act on findings with this tool ("slurm"); empty: dry run, log what it would do."""
+    """Act on findings with this tool ("slurm", "kubernetes"); empty: dry run, log only."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ class WatchPlan:
     console: bool = True
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    kube_nodes: KubeNodeSettings | None = None  # None: no node conditions, Events, taints
 
 
 def _backoff_runner(
@@ -165,6 +180,7 @@ class Watch:
         self.store = Store(plan.settings.store)
         self.engine = Engine(build(plan.detectors))
         self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
+        self._stored_silences: dict[int, SilenceRow] = {}  # the store's, as last read
         saved = self.store.checkpoints()
         try:
             for detector in self.engine.detectors:
@@ -183,6 +199,13 @@ class Watch:
             source.check()  # SourceError: one line, before any thread runs
         self.metrics = Metrics()
         self.metrics_port: int | None = None
+        self.kube: KubeNodes | None = None
+        if plan.kube_nodes is not None:
+            instance = plan.settings.node or socket.gethostname()
+            try:
+                self.kube = KubeNodes(plan.kube_nodes, instance, self.metrics.registry, self._say)
+            except KubeConfigError as exc:
+                raise ConfigError(str(exc)) from exc
         self.actor = Actor(
             self.store,
             plan.breaker,
@@ -190,6 +213,7 @@ class Watch:
             plan.slurm,
             self.metrics.registry,
             self._say,
+            self.kube,
         )
         self.actor.resume_open(t.finding for t in self.lifecycle.open.values())
         self.incidents = Tracker()
@@ -243,7 +267,10 @@ class Watch:
         ]
         for runner in runners:
             runner.start()
+        if self.kube is not None:
+            self.kube.start(t.finding for t in self.lifecycle.open.values())
         self._say(self._banner())
+        self._read_silences(time.time())
         self._act()  # what the last run committed and did not decide
         dirty = broken = False
         last_commit = last_tick = last_retain = time.monotonic()
@@ -287,6 +314,11 @@ class Watch:
                         if self._pending:  # what acting just found (breaker_open) as well
                             self._commit()
             finally:
+                if self.kube is not None:
+                    self.kube.stop()  # what it was handed, one more try each
+                    if not broken:
+                        with contextlib.suppress(StoreError):  # the next start sees "acted"
+                            self.actor.settle(time.time())
                 if self.webhook is not None:
                     self.webhook.stop()
                 if self.jsonl is not None:
@@ -313,11 +345,29 @@ class Watch:
         The detectors age their state on this clock, not on the events' stamps (a
         boot-clock dmesg and an old backlog are both read now).
         """
+        self._read_silences(wall)
         found = self.engine.flush(wall)
         self.engine.findings.clear()  # the lifecycle keeps what is open
         self._changed.update((f.id, f) for f in found)
         self._pending += self.lifecycle.update(found, wall)
         self._pending += self.lifecycle.tick(wall)
+        self.actor.settle(wall)  # take-outs the Kubernetes writer gave up
+
+    def _read_silences(self, wall: float) -> None:
+        """The store's silences, as ``fleetwatch silence`` left them, beside the plan's."""
+        rows = {row.id: row for row in self.store.silences(wall)}
+        if rows.keys() == self._stored_silences.keys():
+            return
+        for row in rows.values():
+            if row.id not in self._stored_silences:
+                self._say(f"silence {row.id} holds: {_described(row)}")
+        for gone in self._stored_silences.keys() - rows.keys():
+            self._say(f"silence {gone} ended")
+        self._stored_silences = rows
+        self.lifecycle.silences = [
+            *self.plan.silences,
+            *(Silence(r.node, r.gpu, r.detector, r.until) for r in rows.values()),
+        ]
 
     def _try_commit(self, now: float) -> bool:
         """Commit; on a full disk, keep it all for a later try (True: committed)."""
@@ -384,6 +434,8 @@ class Watch:
         self.actor.unsaved.difference_update(nodes)
         if self.webhook is not None and outbox:
             self.webhook.wake()
+        if self.kube is not None:
+            self.kube.report(transitions)
         if self.console is not None and announced:
             self.console.announce(announced)
         for t in announced:
@@ -449,6 +501,7 @@ _WATCH_KEYS = frozenset(
         "kubernetes",
         "breaker",
         "slurm",
+        "kube_nodes",
     }
 )
 
@@ -458,7 +511,8 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
 
     ``overrides``: ``store``, ``jsonl``, ``node`` (strings), ``follow`` (paths),
     ``from_start``, ``kmsg``, ``nvml``, ``dcgm`` (URLs), ``kubeconfig``, ``metrics``
-    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name).
+    (MetricsSettings), ``webhook`` (a URL), ``silences``, ``act`` (a tool name),
+    ``kube_conditions`` (write node conditions and Events, with ``kubeconfig``).
     Raises ``ConfigError`` (one line) for anything wrong, before a thread starts.
     """
     raw, where = config_file.read(path)
@@ -482,6 +536,16 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         raise ConfigError(f"{where}: watch.act must be one of {', '.join(TOOLS)} or empty")
     breaker = config_file.settings(BreakerConfig, table.get("breaker", {}), where, "watch.breaker")
     slurm = config_file.settings(SlurmConfig, table.get("slurm", {}), where, "watch.slurm")
+    kube_nodes = None
+    wanted = overrides.get("kube_conditions") or settings.act == "kubernetes"
+    if "kube_nodes" in table or wanted:
+        kube_nodes = config_file.settings(
+            KubeNodeSettings, table.get("kube_nodes", {}), where, "watch.kube_nodes"
+        )
+        if overrides.get("kubeconfig"):
+            kube_nodes = dataclasses.replace(kube_nodes, kubeconfig=overrides["kubeconfig"])
+        if overrides.get("kube_conditions"):
+            kube_nodes = dataclasses.replace(kube_nodes, conditions=True)
     files = [
         config_file.settings(FileSettings, entry, where, "watch.files")
         for entry in _array(table, "files", where)
@@ -561,7 +625,15 @@ def load_plan(path: Path | None, overrides: dict[str, Any]) -> WatchPlan:
         silences,
         breaker=breaker,
         slurm=slurm,
+        kube_nodes=kube_nodes,
     )
+
+
+def _described(row: SilenceRow) -> str:
+    """What a stored silence matches, until when, and why: one line, escaped."""
+    fields = {"node": row.node, "gpu": row.gpu, "detector": row.detector}
+    matched = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    return one_line(f"{matched} until {when(row.until, 'wall')} UTC ({row.reason}; {row.author})")
 
 
 def _env_seconds(name: str) -> float:

@@ -152,7 +152,8 @@ def test_a_paused_workers_late_commit_is_refused(
 
     slow.during = pause_past_the_lease
     paused.work()
-    assert paused.refused >= 1 and ledger.counter("refused") == paused.refused
+    # (on a loaded machine ``other`` may also lose a 300 ms lease now and then)
+    assert paused.refused >= 1 and ledger.counter("refused") >= paused.refused
     assert not paused.owned  # it dropped the shards whose commit was refused
     for _ in range(10_000):
         if other.step() == 0 and done(transport, ledger):
@@ -189,3 +190,32 @@ def test_a_correlator_rides_out_a_redis_restart(
     finally:
         server.terminate()
         server.wait()
+
+
+def test_a_shard_behind_commits_on_its_interval_and_one_caught_up_at_once(
+    redis_url: str, fleet: dict[str, list[str]]
+) -> None:
+    client = connect(redis_url)
+    transport, ledger = RedisStreams(client), Ledger(client)
+    publish_paths(transport, fleet["a"], 1, "a")
+    commits: list[str] = []
+    commit = ledger.commit
+
+    def counted(shard: int, token: str, state: dict[str, Any], *rest: Any) -> bool:
+        commits.append(state["offset"])
+        return commit(shard, token, state, *rest)
+
+    ledger.commit = counted  # type: ignore[method-assign,assignment]
+    hour = 3_600_000
+    worker = Correlator("w", transport, ledger, config.load(None), Settings(1, 60_000, 4, hour))
+    worker.balance()
+    assert worker.work() == 0 and ledger.load(0) is None  # behind: applied, not committed
+    for _ in range(10_000):
+        if worker.work():
+            break
+    assert commits == [transport.last(0)]  # one commit, once caught up
+    saved = ledger.load(0)
+    assert saved is not None and saved["offset"] == transport.last(0)
+
+    publish_end(transport, 1)  # a quiet shard's new entry is committed by the next read
+    assert worker.work() == 1 and commits[-1] == transport.last(0)

@@ -1,4 +1,4 @@
-"""A Kubernetes API server on loopback that speaks the Events list and watch protocol.
+"""A Kubernetes API server on loopback that speaks the Events and Node protocols.
 
 No real API server can run here, so this one serves what the official client asks of
 one: ``GET /api/v1/events`` lists (an ``EventList`` with its ``resourceVersion``), and
@@ -6,6 +6,11 @@ with ``watch=true`` streams chunked JSON lines (``{"type": "ADDED", "object": â€
 from a ``resourceVersion`` on. A version older than the last compaction is answered
 the way the real server answers it: a watch ``ERROR`` event with a ``Status`` of code
 410 (Gone, "too old resource version").
+
+For the node agent (``fake_kube_nodes``) it also serves ``GET /api/v1/nodes/{name}``,
+``PATCH /api/v1/nodes/{name}`` and ``PATCH /api/v1/nodes/{name}/status`` (strategic
+merge, JSON merge and JSON patch, as the real server tells them apart by
+Content-Type), and ``POST /api/v1/namespaces/{ns}/events``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.sources.fake_kube_nodes import FakeNodes
+
 
 class FakeApiServer:
     def __init__(self) -> None:
@@ -27,6 +34,8 @@ class FakeApiServer:
         self.gone = 0
         self._changed = threading.Condition()
         self._generation = 0  # bumped to end every open watch
+        self.nodes = FakeNodes()
+        self.event_reads: list[str] = []  # the paths of Events lists and watches
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,19 +45,28 @@ class FakeApiServer:
                 url = urlparse(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if url.path != "/api/v1/events":
-                    self.send_error(404)
+                    api.nodes.handle(self, "GET")
                     return
+                api.event_reads.append(self.path)
                 if query.get("watch") in ("true", "1", "True"):
                     api.watch(self, query)
                 else:
                     api.list(self)
+
+            def do_PATCH(self) -> None:
+                api.nodes.handle(self, "PATCH")
+
+            def do_POST(self) -> None:
+                api.nodes.handle(self, "POST")
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()  # a short poll: close() returns at once
 
     @property
     def url(self) -> str:

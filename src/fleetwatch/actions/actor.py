@@ -8,13 +8,20 @@ silenced. After the commit, ``Actor.run`` decides each pending request:
 =============  ==========================================================================
 outcome        what happened
 =============  ==========================================================================
-``acted``      the breaker allowed it and the tool did it (``--act slurm``)
+``acted``      the breaker allowed it and the tool did it (``--act slurm``), or was
+               handed it (``--act kubernetes``: the writer's thread does it, with retries)
 ``failed``     allowed, but the tool failed (the detail says why); it counts as acted
 ``held``       the breaker held it back; a ``breaker_open`` finding names it
 ``would_act``  dry run (the default): logged as what ``--act`` would do
 ``would_hold`` dry run: logged as what the breaker would hold back
-``refused``    the node name is not a host name: nothing ran (see ``hostnames``)
+``refused``    the node name is not a host name (see ``hostnames``), or with
+               ``--act kubernetes`` not a Kubernetes node name: nothing ran
 =============  ==========================================================================
+
+``--act kubernetes`` cordons and/or taints the node (``kubernetes``) through the node
+writer (``kube_nodes``); a take-out it gives up comes back through ``settle`` and is
+recorded ``failed``. A dry run logs what Slurm would run and, when a Kubernetes API is
+configured, what Kubernetes would do.
 
 A request is decided once (its finding id is the key): a restart neither repeats it
 nor forgets it. The outcome is committed before the tool runs, so a crash in between
@@ -37,16 +44,18 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
 
 from fleetwatch.actions.breaker import Breaker, BreakerConfig
+from fleetwatch.actions.kube_api import is_node_name
+from fleetwatch.actions.kube_nodes import KubeNodes
 from fleetwatch.actions.slurm import Slurm, SlurmConfig, SlurmError, drain_argv, reason
 from fleetwatch.findings import Action, Finding, Severity, finding_id
 from fleetwatch.hostnames import is_host_name
 from fleetwatch.lifecycle import Transition
 from fleetwatch.sinks.one_line import one_line
-from fleetwatch.store import Store
+from fleetwatch.store import ActionRow, Store
 
 DETECTOR: Final = "breaker"
 """The detector name of ``breaker_open`` findings."""
-TOOLS: Final = ("slurm",)
+TOOLS: Final = ("slurm", "kubernetes")
 """What ``--act`` accepts."""
 OUTCOMES: Final = ("acted", "failed", "held", "would_act", "would_hold", "refused")
 _COUNTED: Final = {True: ("acted", "failed"), False: ("would_act",)}  # by acting or not
@@ -86,12 +95,17 @@ class Actor:
         slurm: SlurmConfig | None = None,
         registry: CollectorRegistry | None = None,
         say: Callable[[str, int], None] | None = None,
+        kube: KubeNodes | None = None,
     ) -> None:
         if act and act not in TOOLS:
             raise ValueError(f"unknown --act {act!r} (one of {', '.join(TOOLS)})")
+        if act == "kubernetes" and kube is None:
+            raise ValueError("--act kubernetes needs a Kubernetes API (a kube_nodes writer)")
         self.store = store
         self.breaker = Breaker(breaker)
+        self.act = act
         self.acting = bool(act)
+        self.kube = kube
         self.slurm = Slurm(slurm or SlurmConfig())
         self.say = say or (lambda line, level: logging.getLogger(__name__).log(level, "%s", line))
         self.nodes = store.nodes()  # every node seen, as committed
@@ -129,8 +143,14 @@ class Actor:
                 if self.open_gauge is not None:
                     self.open_gauge.set(1)
 
+    def settle(self, now: float) -> None:
+        """Record ``failed`` the take-outs the Kubernetes writer gave up."""
+        for fid, why in self.kube.failures() if self.kube is not None else ():
+            self._decide(fid, "failed", why, now)
+
     def run(self, now: float, open_ids: Container[str]) -> list[Finding]:
         """Decide every pending request; return the ``breaker_open`` finding, if any."""
+        self.settle(now)
         if self.opened_at is not None and self._breaker_id() not in open_ids:
             self.opened_at = None  # the lifecycle resolved it: the next hold opens a new one
             if self.open_gauge is not None:
@@ -149,12 +169,13 @@ class Actor:
         held = 0
         for row in pending:
             why = row.detail or f"fleetwatch {row.finding_id}"  # a pending row's detail: why
-            if not is_host_name(row.node):
-                self._decide(row.finding_id, "refused", "node name is not a host name", now)
-                self.say(f"not acting on {one_line(row.node)!r}: not a host name", logging.WARNING)
+            refusal = self._refusal(row.node)
+            if refusal:
+                self._decide(row.finding_id, "refused", f"node name is not {refusal}", now)
+                self.say(f"not acting on {one_line(row.node)!r}: not {refusal}", logging.WARNING)
             elif self.breaker.allows(row.node, acted, seen):
                 acted.add(row.node)
-                self._act(row.finding_id, row.node, why, now)
+                self._act(row, why, now)
             else:
                 held += 1
                 limit = self.breaker.limit(seen)
@@ -177,13 +198,31 @@ class Actor:
             self.open_gauge.set(1)
         return [self._breaker_finding(now)]
 
-    def _act(self, fid: str, node: str, why: str, now: float) -> None:
+    def _refusal(self, node: str) -> str:
+        """What ``node`` is not and must be for the tool ("" when it is fit)."""
+        if not is_host_name(node):
+            return "a host name"
+        if self.act == "kubernetes" and not is_node_name(node):
+            return "a Kubernetes node name"
+        return ""
+
+    def _act(self, row: ActionRow, why: str, now: float) -> None:
+        fid, node = row.finding_id, row.node
         if not self.acting:
             argv = drain_argv(self.slurm.config, node, why)
-            self._decide(fid, "would_act", " ".join(argv[1:]), now)
+            detail = " ".join(argv[1:])
             self.say(f"dry run: would run {argv!r} (--act slurm does)", logging.INFO)
+            if self.kube is not None:
+                plan = self.kube.would(node, row.detector, Action(row.action))
+                detail += f"; kubernetes: {plan}"
+                self.say(f"dry run: would {plan} (--act kubernetes does)", logging.INFO)
+            self._decide(fid, "would_act", detail, now)
             return
         self._decide(fid, "acted", why, now)  # first: a crash after it never repeats the drain
+        if self.act == "kubernetes":
+            assert self.kube is not None  # checked in __init__
+            self.kube.take_out(fid, node, row.detector, Action(row.action))
+            return
         try:
             self.slurm.drain(node, why)
         except (SlurmError, ValueError) as exc:

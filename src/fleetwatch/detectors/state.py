@@ -17,6 +17,7 @@ from typing import Any
 from fleetwatch.findings import Action, Severity
 
 _TYPES: dict[str, type] = {}
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a registered dataclass's field names, cached
 
 
 class StateError(ValueError):
@@ -31,29 +32,66 @@ def register(cls: type) -> type:
     return cls
 
 
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+"""Types that are their own JSON (exactly these: an ``IntEnum`` is an int, but tagged)."""
+
+
+def _items(values: Any) -> list[Any]:
+    # the plain test inline: most of a state is numbers and strings, and a call per
+    # value was most of a correlator's commit (fleet/correlate.py)
+    return [v if type(v) in _PLAIN else dump(v) for v in values]
+
+
+_DUMPERS: dict[type, Any] = {
+    list: _items,
+    tuple: lambda v: {"$tuple": _items(v)},
+    set: lambda v: {"$set": sorted(_items(v), key=repr)},
+    frozenset: lambda v: {"$set": sorted(_items(v), key=repr)},
+    deque: lambda v: {"$deque": _items(v), "maxlen": v.maxlen},
+    dict: lambda v: {"$dict": [_items(pair) for pair in v.items()]},
+    Severity: lambda v: {"$severity": v.name},
+    Action: lambda v: {"$action": v.value},
+}
+"""Exact type -> its tagged form; subclasses and dataclasses go the slow way."""
+
+
 def dump(value: Any) -> Any:
     """``value`` as data ``json.dumps`` can write."""
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)
+    if kind in _PLAIN:
         return value
+    dumper = _DUMPERS.get(kind)
+    if dumper is not None:
+        return dumper(value)
+    if _TYPES.get(kind.__name__) is kind:
+        return _dump_dataclass(value)
+    return _dump_other(value)
+
+
+def _dump_dataclass(value: Any) -> Any:
+    names = _FIELDS.get(type(value))
+    if names is None:
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    fields = {}
+    for name in names:
+        v = getattr(value, name)
+        fields[name] = v if type(v) in _PLAIN else dump(v)
+    return {"$type": type(value).__name__, "fields": fields}
+
+
+def _dump_other(value: Any) -> Any:
+    """Subclasses of the types above, and registered dataclasses."""
     if isinstance(value, Severity):
         return {"$severity": value.name}
     if isinstance(value, Action):
         return {"$action": value.value}
-    if isinstance(value, int | float):
+    if isinstance(value, bool | str | int | float):
         return value
-    if isinstance(value, list):
-        return [dump(v) for v in value]
-    if isinstance(value, tuple):
-        return {"$tuple": [dump(v) for v in value]}
-    if isinstance(value, set | frozenset):
-        return {"$set": sorted((dump(v) for v in value), key=repr)}
-    if isinstance(value, deque):
-        return {"$deque": [dump(v) for v in value], "maxlen": value.maxlen}
-    if isinstance(value, dict):
-        return {"$dict": [[dump(k), dump(v)] for k, v in value.items()]}
+    for base, dumper in _DUMPERS.items():
+        if isinstance(value, base):
+            return dumper(value)
     if dataclasses.is_dataclass(value) and type(value).__name__ in _TYPES:
-        fields = {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"$type": type(value).__name__, "fields": fields}
+        return _dump_dataclass(value)
     raise StateError(f"cannot save a {type(value).__name__} in detector state")
 
 

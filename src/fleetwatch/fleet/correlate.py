@@ -8,12 +8,19 @@ Each loop the worker
 3. takes free shards up to its fair share, ``ceil(S / live workers)``, and gives back
    shards above it, so a new worker gets work and a dead one's shards (its leases
    expired) are taken by the living;
-4. reads each owned shard after its committed offset, feeds the entries to the shard's
+4. reads each owned shard after what it has applied, feeds the entries to the shard's
    engines (one per family: ``shards.ROUTES``), and commits the result in one script
    (``Ledger.commit``): state and offset, changed findings, transitions. A refused
    commit means the lease was lost while working: the shard is dropped, its new owner
    redoes the work from the last commit. What is committed is trimmed from the
    stream: Redis holds only what is not yet applied.
+
+When a shard is caught up (a read gave it fewer entries than asked), it commits at
+once, so a quiet fleet's transitions leave within one read. A shard that is behind
+commits every ``commit_ms`` instead of after every read: a commit writes the shard's
+whole detector state, which costs as much as applying the entries (a profile: 46 %
+of a backlogged correlator's time), so a backlog drains several times faster. Nothing
+leaves before its commit, so this changes when a transition is told, not whether.
 
 An entry ``{"type": "end"}`` says the input ended (``fleetwatch agent --end``): the
 shard's engines close every window, as ``replay`` does at the end of its files.
@@ -59,7 +66,10 @@ class Settings:
     lease_ms: int = 5000
     """A lease's time to live; renewed every loop, which is at most a third of it."""
     read_count: int = 64
-    """Entries read per shard per loop, and committed together."""
+    """Entries read per shard per loop."""
+    commit_ms: int = 250
+    """A shard that is behind commits at least this often (one caught up: at once),
+    and at least every third of a lease."""
 
 
 @dataclass
@@ -71,6 +81,10 @@ class ShardWork:
     engines: dict[str, Engine]
     lifecycle: Lifecycle
     changed: dict[str, Finding] = field(default_factory=dict)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    applied: int = 0
+    """Entries applied since the last commit."""
+    committed_at: float = field(default_factory=time.monotonic)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -150,7 +164,10 @@ class Correlator:
         share = math.ceil(self.settings.shards / max(alive, 1))
         while len(self.owned) > share:  # give back the highest first (others take them)
             shard = max(self.owned)
-            self.ledger.release(shard, self.owned.pop(shard).token)
+            if self.owned[shard].applied:
+                self._commit(shard, self.owned[shard])
+            if shard in self.owned:  # a refused commit dropped it already
+                self.ledger.release(shard, self.owned.pop(shard).token)
         if len(self.owned) >= share:
             return
         start = sum(self.name.encode()) % self.settings.shards  # spread first tries
@@ -165,28 +182,48 @@ class Correlator:
                     return
 
     def work(self, block_ms: int = 0) -> int:
+        """Read and apply every owned shard's new entries; commit the shards that are
+        caught up or due; return the entries committed."""
+        count = self.settings.read_count
         offsets = {shard: w.offset for shard, w in self.owned.items()}
-        read = self.transport.read(offsets, self.settings.read_count, block_ms)
-        applied = 0
-        for shard, entries in read.items():
-            work = self.owned.get(shard)
-            if work is None or not entries:
-                continue
-            transitions = self._apply(work, entries)
-            findings = [f.to_json() for f in work.changed.values()]
-            if self.ledger.commit(shard, work.token, work.state(), findings, transitions):
-                work.changed.clear()
-                self.transport.trim(shard, work.offset)  # committed: never read again
-                applied += len(entries)
-                self.entries += len(entries)
-            else:
-                self.refused += 1
-                log.warning("%s: commit to shard %d refused (lease lost)", self.name, shard)
-                del self.owned[shard]
+        # a shard with work not yet committed must not wait in a blocking read
+        pending = any(w.applied for w in self.owned.values())
+        read = self.transport.read(offsets, count, 0 if pending else block_ms)
+        now = time.monotonic()
+        # well inside a lease, which is renewed once a loop
+        due = min(self.settings.commit_ms, self.settings.lease_ms // 3) / 1000
+        committed = 0
+        for shard, work in list(self.owned.items()):
+            entries = read.get(shard, [])
+            if entries:
+                work.transitions += self._apply(work, entries)
+                work.applied += len(entries)
+            behind = len(entries) >= count
+            if work.applied and (not behind or now - work.committed_at >= due):
+                committed += self._commit(shard, work)
+        return committed
+
+    def _commit(self, shard: int, work: ShardWork) -> int:
+        """Commit what ``work`` applied since its last commit; return its entries."""
+        findings = [f.to_json() for f in work.changed.values()]
+        if not self.ledger.commit(shard, work.token, work.state(), findings, work.transitions):
+            self.refused += 1
+            log.warning("%s: commit to shard %d refused (lease lost)", self.name, shard)
+            del self.owned[shard]
+            return 0
+        self.transport.trim(shard, work.offset)  # committed: never read again
+        applied, work.applied = work.applied, 0
+        work.changed.clear()
+        work.transitions = []
+        work.committed_at = time.monotonic()
+        self.entries += applied
         return applied
 
     def close(self) -> None:
-        """Give every shard back (what is not committed is redone by the next owner)."""
+        """Commit what was applied, then give every shard back."""
+        for shard, work in list(self.owned.items()):
+            if work.applied:
+                self._commit(shard, work)
         for shard, work in self.owned.items():
             self.ledger.release(shard, work.token)
         self.owned.clear()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder
+from fleetwatch.extras import hint
 from fleetwatch.sources import k8s
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
 from fleetwatch.sources.live import Deliver, SourceError
@@ -67,7 +68,10 @@ class KubeSource:
 
     def check(self) -> None:
         """The kubeconfig (or the pod's service account) must load: a retry won't make it."""
-        from kubernetes import config  # imported only where it is wanted
+        try:
+            from kubernetes import config  # imported only where it is wanted
+        except ImportError as exc:
+            raise SourceError(hint("fleetwatch watch --kubeconfig", {"kubernetes"})) from exc
 
         try:
             self._load_config(config)

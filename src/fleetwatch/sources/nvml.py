@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
+from fleetwatch.extras import hint
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import ReadStats
 from fleetwatch.sources.live import Deliver, SourceError
@@ -104,8 +105,8 @@ class NvmlSource:
         try:
             nvml = self._module()
             nvml.nvmlInit()
-        except ImportError as exc:
-            raise SourceError(f"--nvml: nvidia-ml-py is not installed ({exc})") from exc
+        except ImportError as exc:  # nvidia-ml-py is not installed
+            raise SourceError(hint("fleetwatch watch --nvml", {"watch"})) from exc
         except Exception as exc:  # NVMLError and its many subclasses
             raise SourceError(f"--nvml: NVML cannot start here ({exc})") from exc
         nvml.nvmlShutdown()

@@ -1,0 +1,265 @@
+"""Fleet mode's speed: events/s through correlators, latency to the output stream, memory.
+
+``python -m bench.fleet_speed`` (``make bench-fleet``) starts a throwaway
+``redis-server`` on loopback and measures, in one run:
+
+* **Throughput.** A simulated fleet (``bench.fleet_events``: every GPU's scrape, kernel
+  records, evictions and NCCL jobs, a fixed share faulty) is cut into windows and split
+  by family and shard exactly as ``fleetwatch agent`` does (``shards.split`` with the
+  thin feed), so the correlators get what agents would send. With one correlator,
+  then two, each in its own process and owning its fair share already, the entries
+  are published and the clock runs until every shard has committed its newest entry.
+  events/s = events published / that time. Publishing is part of it (an agent's
+  cost; it is also reported alone).
+* **Latency.** One correlator idle on its shards; one entry at a time holding one
+  Xid 79 of a new node (a new finding each time) is published, and the time until its
+  ``new`` transition is in the output stream (``XREAD BLOCK``) is its latency.
+  Agents read files and exit today (they do not yet follow files), so this is from
+  an agent's publish, not from a line appended at the node: add the agent's read.
+* **Memory per shard.** The committed state's bytes per shard (``MEMORY USAGE`` of its
+  key) and the correlator's peak RSS, after the throughput run.
+
+Medians of ``--repeats`` runs, interleaved (1 worker, 2 workers, 1, 2, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from bench.fleet_events import GPUS_PER_NODE, START, fleet, make_batch, nccl_hang, nccl_init
+from fleetwatch import config
+from fleetwatch.events import BATCH_SIZE, EventBatch, concat
+from fleetwatch.fleet.codec import encode
+from fleetwatch.fleet.correlate import Correlator, Settings
+from fleetwatch.fleet.ledger import Ledger
+from fleetwatch.fleet.local import redis_server, wait_for
+from fleetwatch.fleet.shards import split
+from fleetwatch.fleet.thin import LabelFilter
+from fleetwatch.fleet.transport import BEGINNING, RedisStreams, connect
+
+SCRAPE_S = 30.0
+LEASE_MS = 5000
+PIPELINE = 64
+
+
+@dataclass
+class Entries:
+    """What agents would publish: (shard, fields) entries and how many events they hold."""
+
+    items: list[tuple[int, dict[str, bytes]]]
+    events: int
+
+
+def agent_entries(gpus: int, scrapes: int, shards: int) -> Entries:
+    """The simulated fleet's events, windowed and split as ``fleetwatch agent`` does."""
+    live = np.arange(gpus)
+    jobs = np.arange(max(1, gpus // 8))
+    parts: list[EventBatch] = [nccl_init(jobs)]
+    for step in range(scrapes):
+        parts.append(fleet(live, START + step * SCRAPE_S, step))
+    parts.append(nccl_hang(jobs, START + scrapes * SCRAPE_S))
+    events = concat(parts)
+    labels = LabelFilter()
+    items: list[tuple[int, dict[str, bytes]]] = []
+    sent = 0
+    for start in range(0, len(events), BATCH_SIZE):
+        window = events.take(slice(start, start + BATCH_SIZE))
+        for family, shard, part in split(window, shards, "cluster", labels):
+            items.append((shard, {"family": family.encode(), "batch": encode(part)}))
+            sent += len(part)
+    return Entries(items, sent)
+
+
+def publish(transport: RedisStreams, items: list[tuple[int, dict[str, bytes]]]) -> None:
+    for start in range(0, len(items), PIPELINE):
+        transport.publish(items[start : start + PIPELINE])
+
+
+def committed(transport: RedisStreams, ledger: Ledger, shards: int) -> bool:
+    """Every shard committed up to its newest entry."""
+    for shard in range(shards):
+        saved = ledger.load(shard)
+        if transport.last(shard) != (saved["offset"] if saved else BEGINNING):
+            return False
+    return True
+
+
+def _worker(url: str, name: str, shards: int, stop: Any, peak_kb: Any) -> None:
+    """A correlator in its own process (as ``fleetwatch correlate`` runs it)."""
+    client = connect(url)
+    worker = Correlator(
+        name,
+        RedisStreams(client),
+        Ledger(client),
+        config.load(None),
+        Settings(shards, LEASE_MS),
+    )
+    worker.run(stop.is_set)
+    peak_kb.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Workers:
+    """``n`` correlator processes on one Redis, started and stopped together."""
+
+    def __init__(self, url: str, n: int, shards: int) -> None:
+        ctx = mp.get_context("fork")
+        self.stop = ctx.Event()
+        self.peaks = [ctx.Value("q", 0) for _ in range(n)]
+        self.procs = [
+            ctx.Process(target=_worker, args=(url, f"w{i}", shards, self.stop, self.peaks[i]))
+            for i in range(n)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def close(self) -> int:
+        """Stop them; return the largest peak RSS (kB)."""
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(30)
+        return max(int(p.value) for p in self.peaks)
+
+
+def balanced(ledger: Ledger, workers: int, shards: int) -> Callable[[], bool]:
+    """Every shard owned, each worker holding its fair share."""
+
+    def check() -> bool:
+        owners = [ledger.owner(s) for s in range(shards)]
+        if any(o is None for o in owners):
+            return False
+        per = {o.split("/")[0] for o in owners if o}
+        return len(per) == workers
+
+    return check
+
+
+def throughput(entries: Entries, workers: int, shards: int) -> tuple[float, float, int, float]:
+    """(events/s, publish seconds, peak RSS kB, state bytes per shard) for one run."""
+    with redis_server() as url:
+        client = connect(url)
+        transport, ledger = RedisStreams(client), Ledger(client)
+        pool = Workers(url, workers, shards)
+        try:
+            wait_for(balanced(ledger, workers, shards), 60, "the workers to share the shards")
+            started = time.perf_counter()
+            publish(transport, entries.items)
+            published = time.perf_counter() - started
+            wait_for(lambda: committed(transport, ledger, shards), 600, "every commit")
+            elapsed = time.perf_counter() - started
+        finally:
+            peak = pool.close()
+        sizes = [client.memory_usage(ledger.key("state", s)) or 0 for s in range(shards)]
+        return entries.events / elapsed, published, peak, statistics.mean(sizes)
+
+
+def xid79(node: int, t: float) -> EventBatch:
+    """One Xid 79 of GPU 0 of ``node``, as the kernel reader gives it."""
+    name = f"latency-node-{node:05d}"
+    return make_batch(
+        1,
+        kind="xid",
+        ts=t,
+        clock="wall",
+        source="kmsg",
+        file=f"/var/log/fleet/{name}/kern.log",
+        line=1,
+        node=name,
+        pci="0000:3b:00.0",
+        gpu=0,
+        code=79,
+        pid=4242,
+        detail="GPU has fallen off the bus.",
+    )
+
+
+def latency(samples: int, shards: int) -> list[float]:
+    """Seconds from publishing one Xid 79 to its ``new`` transition, each sample."""
+    out: list[float] = []
+    with redis_server() as url:
+        client = connect(url)
+        transport, ledger = RedisStreams(client), Ledger(client)
+        pool = Workers(url, 1, shards)
+        reader: Any = redis.Redis.from_url(url)
+        try:
+            wait_for(balanced(ledger, 1, shards), 60, "the worker to own every shard")
+            last = "$"
+            for i in range(samples):
+                batch = xid79(i, START + i)
+                items = [
+                    (shard, {"family": family.encode(), "batch": encode(part)})
+                    for family, shard, part in split(batch, shards, "cluster")
+                ]
+                started = time.perf_counter()
+                transport.publish(items)
+                while True:
+                    reply = reader.xread({ledger.key("out"): last}, block=10_000)
+                    if not reply:
+                        raise TimeoutError("no transition within 10 s")
+                    last = reply[0][1][-1][0]
+                    told = [json.loads(f[b"transition"]) for _, f in reply[0][1]]
+                    if any(t["transition"] == "new" for t in told):
+                        break
+                out.append(time.perf_counter() - started)
+        finally:
+            pool.close()
+            reader.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpus", type=int, default=8000, help="GPUs of the simulated fleet")
+    parser.add_argument("--scrapes", type=int, default=8, help="scrapes of every GPU")
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency", type=int, default=200, help="latency samples")
+    args = parser.parse_args()
+    if args.gpus <= 0 or args.gpus % GPUS_PER_NODE or args.scrapes <= 0 or args.shards <= 0:
+        parser.error("--gpus a positive multiple of 8; --scrapes and --shards positive")
+
+    built = time.perf_counter()
+    entries = agent_entries(args.gpus, args.scrapes, args.shards)
+    print(
+        f"fleet: {args.gpus:,} GPUs, {args.scrapes} scrapes: {entries.events:,} events in "
+        f"{len(entries.items):,} entries over {args.shards} shards "
+        f"(built in {time.perf_counter() - built:.1f} s)"
+    )
+    runs: dict[int, list[tuple[float, float, int, float]]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for workers in (1, 2):
+            runs[workers].append(throughput(entries, workers, args.shards))
+    for workers, got in runs.items():
+        rate = statistics.median(r[0] for r in got)
+        print(
+            f"{workers} correlator(s): {rate:,.0f} events/s (median of {len(got)}; "
+            f"publish alone {statistics.median(r[1] for r in got):.2f} s), "
+            f"peak RSS {max(r[2] for r in got) / 1024:.0f} MB per worker, "
+            f"state {statistics.median(r[3] for r in got) / 1024:.1f} KiB per shard"
+        )
+    speedup = statistics.median(r[0] for r in runs[2]) / statistics.median(r[0] for r in runs[1])
+    print(f"two correlators / one: {speedup:.2f}x (this machine has 2 cores, Redis shares them)")
+    if args.latency:
+        times = sorted(latency(args.latency, args.shards))
+        p50 = times[len(times) // 2]
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print(
+            f"latency, publish -> new transition: p50 {p50 * 1000:.1f} ms, "
+            f"p99 {p99 * 1000:.1f} ms, worst {times[-1] * 1000:.1f} ms ({len(times)} samples)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
