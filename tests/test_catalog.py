@@ -11,6 +11,7 @@ from fleetwatch.catalog import (
     months,
     smi_query_columns,
 )
+from fleetwatch.incidents import shipped_rules
 from fleetwatch.pci import normalize_pci, pci_from_nccl_bus_id
 from fleetwatch.sources.dcgm import is_blank
 
@@ -24,6 +25,7 @@ def test_every_catalog_file_loads() -> None:
     assert dcgm_metrics()["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"].scope == "volatile"
     assert smi_query_columns()["pcie.link.width.current"].link == "width"
     assert months()["mär"] == 3 and months()["déc"] == 12 and months()["окт"] == 10
+    assert shipped_rules().rules[0].name == "hardware_then_nccl"
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,20 @@ def test_the_table_shows_names_as_written_never_as_markup(
     assert f"{len(names) + 1} finding(s)" in table
 
 
+def test_incidents_keep_names_as_data_and_their_summaries_on_one_line(
+    fleet: tuple[Path, list[tuple[str, str]]],
+) -> None:
+    root, names = fleet
+    printed = [json.loads(line) for line in replay(root, "incidents").stdout.splitlines()]
+    assert sorted(i["nodes"][0] for i in printed) == sorted([n for n, _ in names] + [VALID])
+    for incident in printed:  # the JSON keeps the name; the paragraph escapes it
+        assert incident["summary"].isprintable()
+        assert one_line(incident["nodes"][0]) in incident["summary"]
+    table = replay(root, "incidents-table").stdout
+    for _, shown in names:
+        assert shown in table
+
+
 def test_the_real_command_piped_to_sh(tmp_path: Path) -> None:
     """``fleetwatch replay DIR --output slurm | sh`` with the installed command."""
     root = tmp_path / "input"

@@ -38,11 +38,13 @@ from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Finding, Severity, report_order
+from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
-from fleetwatch.simulate import SCENARIOS, simulate
+from fleetwatch.simulate import ALL_SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, report, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
+from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
 from fleetwatch.sinks.timeline import Timeline
@@ -205,16 +207,18 @@ def _moment(
         "  fleetwatch replay logs/                  every node folder under logs/\n"
         "  fleetwatch replay logs/ --since 2h       only the last two hours\n"
         "  fleetwatch replay logs/ --output slurm   scontrol lines to drain the nodes\n"
-        "  fleetwatch replay logs/ --fail-on error  exit 1 when a finding is that bad",
+        "  fleetwatch replay logs/ --fail-on error  exit 1 when a finding is that bad\n"
+        "  fleetwatch replay logs/ --output incidents-table   what caused what",
         exits=(_EXITS[0], "1  a finding at or above --fail-on", _EXITS[1]),
     ),
 )
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--output",
-    type=click.Choice(FORMATS),
+    type=click.Choice([*FORMATS, *INCIDENT_FORMATS]),
     default=None,
-    help="table (default on a terminal), jsonl (default otherwise), drain-list, slurm.",
+    help="table (default on a terminal), jsonl (default otherwise), drain-list, slurm; "
+    "incidents: findings linked cause -> effect, one JSON object a line; incidents-table.",
 )
 @click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
@@ -259,9 +263,13 @@ def replay_command(
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
     findings = _replay_showing_progress(paths, configs, options, window, stats)
     guessed: list[Finding] = []
-    if fmt in ("drain-list", "slurm"):  # a node named after a file is no node to drain
+    if fmt in INCIDENT_FORMATS:
+        write_incidents(link(findings), fmt, sys.stdout)
+    elif fmt in ("drain-list", "slurm"):  # a node named after a file is no node to drain
         guessed = [f for f in findings if f.node in stats.file_nodes]
-    left_out = write([f for f in findings if f not in guessed], fmt, sys.stdout, wide=wide)
+    left_out = []
+    if fmt not in INCIDENT_FORMATS:
+        left_out = write([f for f in findings if f not in guessed], fmt, sys.stdout, wide=wide)
     sys.stdout.flush()
     if left_out:
         click.echo(_left_out(left_out, fmt, NOT_A_HOST_NAME), err=True)
@@ -354,7 +362,8 @@ def report_command(
     stats = ReadStats()
     timeline = Timeline()
     findings = _replay_showing_progress(paths, configs, options, window, stats, timeline.add)
-    incidents: list[dict[str, Any]] = []  # the incidents pass is wired in here once merged
+    # the incidents that link findings (each finding is listed on the page anyway)
+    incidents = [incident.to_json() for incident in link(findings) if incident.effects]
     scope = [
         f"{name} {when(moment, 'wall')} UTC"
         for name, moment in (("since", window.since), ("until", window.until))
@@ -509,7 +518,8 @@ def watch_command(
     epilog=_epilog(
         "  fleetwatch findings                the open findings of fleetwatch-watch.db\n"
         "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db\n"
-        "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's findings"
+        "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's findings\n"
+        "  fleetwatch findings --output incidents-table   what caused what"
     ),
 )
 @click.option(
@@ -519,9 +529,10 @@ def watch_command(
 @click.option("--all", "everything", is_flag=True, help="Resolved findings too.")
 @click.option(
     "--output",
-    type=click.Choice(["table", "jsonl"]),
+    type=click.Choice(["table", "jsonl", *INCIDENT_FORMATS]),
     default=None,
-    help="table (default on a terminal), jsonl (default otherwise).",
+    help="table (default on a terminal), jsonl (default otherwise); incidents: the "
+    "findings linked cause -> effect, one JSON object a line; incidents-table.",
 )
 @click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
 def findings_command(
@@ -548,7 +559,10 @@ def findings_command(
             unreadable += 1
     findings.sort(key=report_order)
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
-    write(findings, fmt, sys.stdout, wide=wide)
+    if fmt in INCIDENT_FORMATS:
+        write_incidents(link(findings), fmt, sys.stdout)
+    else:
+        write(findings, fmt, sys.stdout, wide=wide)
     which = "" if everything else "open "
     said = f"fleetwatch: {len(findings)} {which}finding(s) in {one_line(store)}"
     if unreadable:
@@ -852,10 +866,10 @@ def _silence(text: str) -> Silence:
 )
 @click.option(
     "--scenario",
-    type=click.Choice(list(SCENARIOS)),
+    type=click.Choice(list(ALL_SCENARIOS)),
     metavar="NAME",
     required=True,
-    help="One of: " + ", ".join(SCENARIOS) + ".",
+    help="One of: " + ", ".join(ALL_SCENARIOS) + ".",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--seed", type=int, default=1, show_default=True)
@@ -876,6 +890,12 @@ def simulate_command(scenario: str, out: str, seed: int, nodes: int, lines_per_n
             f"{k}={v}" for k, v in dataclasses.asdict(expected).items() if v is not None
         )
         click.echo(f"  {where}")
+    for incident in answer.incidents:
+        effects = ",".join(e.detector for e in incident.effects)
+        click.echo(
+            f"  incident rule={incident.rule} root={incident.root.detector} "
+            f"effects={effects} action={incident.action}"
+        )
 
 
 @cli.command(epilog=_epilog("  fleetwatch explain xid 79"))

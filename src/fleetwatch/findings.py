@@ -11,6 +11,10 @@ the node booted, from a plain dmesg with no anchor). A finding on the wall clock
 also folded boot-clock events keeps their times apart in ``boot_first_ts`` and
 ``boot_last_ts``; the two clocks are never mixed.
 
+A finding about a job whose ranks or GPUs ran on several nodes names them all in
+``nodes`` (``node`` is then the culprit's, or absent): what links it to a fault of
+one of those nodes (``incidents.py``).
+
 ``Action`` order: when several actions apply, the strongest wins (``rma_gpu`` >
 ``reboot_node`` > ``drain_node`` > ``reset_gpu`` > the rest) and the summary names
 the others.
@@ -128,6 +132,7 @@ class Finding:
     rank: int | None = None
     code: int | None = None
     evidence: tuple[str, ...] = field(default_factory=tuple)
+    nodes: tuple[str, ...] | None = None  # every node a job's finding spans, when several
 
     def to_json(self) -> dict[str, Any]:
         """The finding as the JSON object ``--output jsonl`` prints (nulls left out)."""
@@ -135,6 +140,8 @@ class Finding:
         data["severity"] = str(self.severity)
         data["action"] = str(self.action)
         data["evidence"] = list(self.evidence)
+        if self.nodes is not None:
+            data["nodes"] = list(self.nodes)
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
@@ -144,4 +151,6 @@ class Finding:
         known["severity"] = Severity.parse(data["severity"])
         known["action"] = Action(data["action"])
         known["evidence"] = tuple(data.get("evidence", ()))
+        if data.get("nodes") is not None:
+            known["nodes"] = tuple(data["nodes"])
         return cls(**known)

@@ -8,11 +8,17 @@ each as a folder of per-node folders, in the real line formats the readers read:
 * ``<node>/dcgm.prom``: dcgm-exporter scrapes every ``SCRAPE_S`` seconds, each sample
   with its time stamp, healthy values (a GPU under load sits at its power cap, 0x4);
 * ``cluster/events.jsonl``: a Kubernetes event watch stream;
-* ``job/rank-N.log``: NCCL / PyTorch logs of a training job.
+* ``job/rank-N.log``: NCCL / PyTorch logs of a training job;
+* ``<job>/rank-N.log``: a named job's logs as the container runtime keeps them (CRI:
+  each line behind its UTC time stamp, as under ``/var/log/pods``), for the scenarios
+  where NCCL times must line up with kernel times whatever the local time zone.
 
 One scenario injects one fault and writes ``answer.json`` beside the logs: the
 findings replay must report (detector, node, GPU, rank, action), and the nodes that
-must stay clean. Same scenario, seed and size: the same bytes.
+must stay clean. The combined scenarios (a GPU fault that hangs a job, an application
+fault with its NCCL errors, each beside an unrelated hang) also say which incidents
+must link them (``incidents.py``): the root, its effects and the action, and the
+findings that must stay alone. Same scenario, seed and size: the same bytes.
 """
 
 from __future__ import annotations
@@ -88,13 +94,26 @@ class Expected:
 
 
 @dataclass
+class ExpectedIncident:
+    """An incident ``--output incidents`` must report: its rule, root, effects, action."""
+
+    rule: str
+    root: Expected
+    effects: list[Expected]
+    action: str
+
+
+@dataclass
 class Answer:
-    """What a scenario injected: the findings to report and the nodes to leave alone."""
+    """What a scenario injected: the findings to report and the nodes to leave alone;
+    the incidents that link findings, and the findings nothing may link."""
 
     scenario: str
     seed: int
     expected: list[Expected] = field(default_factory=list)
     clean_nodes: list[str] = field(default_factory=list)
+    incidents: list[ExpectedIncident] = field(default_factory=list)
+    alone: list[Expected] = field(default_factory=list)
 
 
 class Fleet:
@@ -125,6 +144,8 @@ class Fleet:
         self.pods: dict[str, str] = {}  # node -> pod running on all its GPUs
         self.k8s: list[tuple[float, dict[str, Any]]] = []
         self.rank_logs: dict[int, list[str]] = {}
+        self.job_logs: dict[str, dict[int, list[str]]] = {}  # job -> rank -> CRI lines
+        self.job_nodes: set[str] = set()  # where the named jobs' ranks run
 
     def kern(self, node: str, t: float, message: str) -> None:
         """Add a kernel message at time ``t``."""
@@ -140,7 +161,8 @@ class Fleet:
         ranks = {line.split(":", 1)[0] for lines in self.rank_logs.values() for line in lines[:1]}
         dcgm = {node for node, _, _ in self.dcgm_overrides}
         kernel = {node for node, messages in self.kernel.items() if messages}
-        return (hosts | ranks | dcgm | kernel | set(self.pods)) & set(self.nodes)
+        jobs = self.job_nodes
+        return (hosts | ranks | dcgm | kernel | jobs | set(self.pods)) & set(self.nodes)
 
     def pick_node(self) -> str:
         return self.rng.choice(self.nodes)
@@ -166,6 +188,10 @@ class Fleet:
             (self.out / "job").mkdir(exist_ok=True)
             for rank, lines in self.rank_logs.items():
                 (self.out / "job" / f"rank-{rank}.log").write_text("\n".join(lines) + "\n")
+        for job, ranks in self.job_logs.items():
+            (self.out / job).mkdir(exist_ok=True)
+            for rank, cri in ranks.items():
+                (self.out / job / f"rank-{rank}.log").write_text("\n".join(cri) + "\n")
 
     def _write_kernel(self, node: str, path: Path) -> None:
         rng = random.Random(f"{node}-noise")
@@ -516,6 +542,139 @@ def eviction_storm(fleet: Fleet, answer: Answer) -> None:
     answer.expected.append(Expected("pod_evicted", node, "investigate"))
 
 
+# --- combined scenarios: findings that are one incident ---------------------------------
+
+
+def _cri(t: float, text: str) -> str:
+    """A container log line as the runtime writes it: UTC time, stream, ``F``, text."""
+    return f"{datetime.fromtimestamp(t, UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}000Z stderr F {text}"
+
+
+def _start_job(fleet: Fleet, job: str, nodes: list[str], t: float) -> dict[int, Gpu]:
+    """A job with one rank on every GPU of ``nodes``: each rank's ``Init COMPLETE``."""
+    ranks = {r: gpu for r, gpu in enumerate(g for n in nodes for g in fleet.gpus[n])}
+    comm = fleet.rng.getrandbits(60)
+    logs = fleet.job_logs.setdefault(job, {})
+    for rank, gpu in ranks.items():
+        bus = gpu.pci[5:7].lstrip("0") + "000"
+        logs[rank] = [
+            _cri(
+                t + rank * 0.001,
+                f"{gpu.node}:{7000 + rank}:{7000 + rank} [{gpu.index}] NCCL INFO comm "
+                f"0x55d{rank:05x} rank {rank} nranks {len(ranks)} cudaDev {gpu.index} "
+                f"nvmlDev {gpu.index} busId {bus} commId {comm:#x} - Init COMPLETE",
+            )
+        ]
+    fleet.job_nodes.update(nodes)
+    return ranks
+
+
+def _timed_out(fleet: Fleet, job: str, rank: int, t: float, seq: int, completed: int) -> None:
+    """Rank ``rank``'s watchdog fires on collective ``seq``; it last completed ``completed``."""
+    glog = datetime.fromtimestamp(t, UTC)
+    stamp = f"{glog.month}{glog:%d %H:%M:%S}.{glog.microsecond:06d}000"
+    fleet.job_logs[job][rank] += [
+        _cri(
+            t,
+            f"[rank{rank}]:[E{stamp} ProcessGroupNCCL.cpp:632] [Rank {rank}] Watchdog caught "
+            f"collective operation timeout: WorkNCCL(SeqNum={seq}, OpType=ALLREDUCE, "
+            "NumelIn=262144000, NumelOut=262144000, Timeout(ms)=600000) ran for 600043 "
+            "milliseconds before timing out.",
+        ),
+        _cri(
+            t + 0.001,
+            f"[rank{rank}]:[E{stamp} ProcessGroupNCCL.cpp:2303] [PG ID 0 PG GUID 0(default_pg) "
+            f"Rank {rank}]  failure detected by watchdog at work sequence id: {seq} PG status: "
+            f"last enqueued work: {seq}, last completed work: {completed}",
+        ),
+    ]
+
+
+def _unrelated_hang(fleet: Fleet, answer: Answer, job: str, nodes: list[str], t: float) -> None:
+    """A decoy: another job on other nodes, one of its ranks a straggler, at about the
+    same time. Its hang is its own: nothing may link it to the fault."""
+    if not nodes:
+        return
+    ranks = _start_job(fleet, job, nodes, START + 90)
+    seq = fleet.rng.randrange(1000, 90000)
+    straggler = fleet.rng.randrange(len(ranks))
+    for rank in ranks:
+        lag = 1 if rank == straggler else 0
+        _timed_out(fleet, job, rank, t + rank * 0.01, seq - lag, seq - 1 - lag)
+    gpu = ranks[straggler]
+    decoy = Expected("nccl_hang", gpu.node, "restart_job", gpu.pci, straggler, job)
+    answer.expected.append(decoy)
+    answer.alone.append(decoy)
+
+
+def xid79_hangs_nccl_job(fleet: Fleet, answer: Answer) -> None:
+    """A GPU falls off the bus under a rank of a training job; the job's other ranks
+    time out 10 minutes later (that rank never answers); the node's pods are evicted.
+    One incident: the Xid 79 is the root, the hang and the evictions its effects, and
+    the node goes (reboot_node), not just the job restarted. Beside it, another job on
+    other nodes hangs on its own straggler."""
+    job_nodes = fleet.rng.sample(fleet.nodes, min(2, len(fleet.nodes)))
+    ranks = _start_job(fleet, "train-llama", job_nodes, START + 60)
+    lost = fleet.rng.randrange(len(ranks))
+    gpu = ranks[lost]
+    node = gpu.node
+    t = START + fleet.rng.uniform(300, 600)
+    _identity(fleet, gpu, t)
+    _xid(fleet, gpu, t, 79, "GPU has fallen off the bus.")
+    fleet.kern(node, t, f"NVRM: GPU {gpu.pci}: GPU has fallen off the bus.")
+    fleet.dcgm_overrides[node, gpu.index, "DCGM_FI_DEV_XID_ERRORS"] = lambda s: 79 if s >= t else 0
+    seq = fleet.rng.randrange(1000, 90000)
+    for rank in ranks:
+        if rank != lost:  # the lost GPU's rank is stuck in its kernel: it never reports
+            _timed_out(fleet, "train-llama", rank, t + 600 + rank * 0.01, seq, seq - 1)
+    for k, pod in enumerate((f"train-llama-{job_nodes.index(node)}", "node-exporter-x7k2p")):
+        at = t + 660 + 20 * k
+        message = f"Marking for deletion Pod ml/{pod} from Node {node}"
+        event = _k8s_event("NodeControllerEviction", message, "Node", node, None, at, None, 300 + k)
+        fleet.k8s.append((at, event))
+    root = Expected("xid_correlation", node, "reboot_node", gpu.pci)
+    hang = Expected("nccl_hang", node, "restart_job", gpu.pci, lost, "train-llama")
+    evicted = Expected("pod_evicted", node, "none")
+    answer.expected += [root, hang, evicted]
+    answer.incidents.append(
+        ExpectedIncident("hardware_then_nccl", root, [hang, evicted], "reboot_node")
+    )
+    others = [n for n in fleet.nodes if n not in job_nodes]
+    _unrelated_hang(fleet, answer, "eval-sweep", others, t + 630)
+
+
+def app_xid31_nccl_job(fleet: Fleet, answer: Answer) -> None:
+    """A job's own bug: Xid 31 (MMU fault) on half the GPUs of each of its nodes at once,
+    whose ranks die; the job's other ranks time out 10 minutes later. One incident: the
+    application Xid is the root, the NCCL hang its effect, fix_application the action.
+    Beside it, another job on other nodes hangs on its own straggler."""
+    job_nodes = fleet.rng.sample(fleet.nodes, min(2, len(fleet.nodes)))
+    for i, node in enumerate(job_nodes):
+        fleet.pods[node] = f"llm-pretrain-{i}"
+    ranks = _start_job(fleet, "llm-pretrain", job_nodes, START + 60)
+    t = START + fleet.rng.uniform(300, 600)
+    seq = fleet.rng.randrange(1000, 90000)
+    for rank, gpu in ranks.items():
+        if gpu.index < 4:
+            _xid(
+                fleet,
+                gpu,
+                t + rank * 0.05,
+                31,
+                "channel 0x00000008, intr 00000000. MMU Fault: ENGINE GRAPHICS GPC3 "
+                "GPCCLIENT_T1_2 faulted @ 0x7f2b_10000000. Fault is of type FAULT_PDE "
+                "ACCESS_TYPE_VIRT_WRITE",
+            )
+        else:
+            _timed_out(fleet, "llm-pretrain", rank, t + 600 + rank * 0.01, seq, seq - 1)
+    root = Expected("xid_correlation", None, "fix_application", job="ml/llm-pretrain")
+    hang = Expected("nccl_hang", None, "restart_job", job="llm-pretrain")
+    answer.expected += [root, hang]
+    answer.incidents.append(ExpectedIncident("application_xid", root, [hang], "fix_application"))
+    others = [n for n in fleet.nodes if n not in job_nodes]
+    _unrelated_hang(fleet, answer, "eval-grid", others, t + 630)
+
+
 def healthy(fleet: Fleet, answer: Answer) -> None:
     # A normal day: pods come and go, one pod is evicted for using too much disk.
     for k in range(6):
@@ -567,19 +726,29 @@ SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
     "eviction-storm": eviction_storm,
     "healthy": healthy,
 }
+"""One fault each: also the benchmarks' workload (``bench/harness.py``) and the fleet
+check's fleet (``fleet/check.py``), whose ceilings and answers are measured on them."""
+
+INCIDENT_SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
+    "xid79-hangs-nccl-job": xid79_hangs_nccl_job,
+    "app-xid31-nccl-job": app_xid31_nccl_job,
+}
+"""A fault and what followed from it, beside an unrelated hang: incidents' answer keys."""
+
+ALL_SCENARIOS: Final = {**SCENARIOS, **INCIDENT_SCENARIOS}
 
 
 def simulate(
     scenario: str, out: Path, seed: int = 1, nodes: int = 4, lines_per_node: int = 2000
 ) -> Answer:
     """Write the fleet of ``scenario`` under ``out``; return (and write) its answer."""
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+    if scenario not in ALL_SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r} (one of {', '.join(ALL_SCENARIOS)})")
     if nodes < 1:
         raise ValueError("--nodes must be at least 1")
     fleet = Fleet(out, nodes, seed, lines_per_node)
     answer = Answer(scenario, seed)
-    SCENARIOS[scenario](fleet, answer)
+    ALL_SCENARIOS[scenario](fleet, answer)
     answer.clean_nodes = sorted(set(fleet.nodes) - fleet.touched())
     out.mkdir(parents=True, exist_ok=True)
     fleet.write()

@@ -15,6 +15,12 @@ it are read exactly once more. A commit that finds no room (a full disk) keeps
 everything it would have written, cuts the JSONL back, says so once and is tried again
 with backoff; a store that went bad mid-run stops the watch with one line.
 
+After each commit that had transitions, the open findings are linked into incidents
+again (``incidents.Tracker``): an incident that links several findings is logged when
+it is new, when it grew (a finding joined it, or its severity or action rose) and when
+it resolved. Incidents are recomputed, not stored: ``fleetwatch findings --output
+incidents`` lists them from the store.
+
 A transition whose finding takes its node out of service commits an action request
 with it; after the commit the actor (``actions/actor.py``) decides it through the
 blast-radius breaker and, with ``--act slurm``, drains the node (``--act kubernetes``:
@@ -64,6 +70,7 @@ from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
+from fleetwatch.incidents import Tracker
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition, entity
 from fleetwatch.sinks.alertmanager import SINK as ALERTMANAGER
 from fleetwatch.sinks.alertmanager import Alertmanager, AlertmanagerConfig
@@ -218,6 +225,8 @@ class Watch:
             self.kube,
         )
         self.actor.resume_open(t.finding for t in self.lifecycle.open.values())
+        self.incidents = Tracker()
+        self.incidents.update(t.finding for t in self.lifecycle.open.values())  # told before
         self.jsonl = self._transition_log(plan.settings.jsonl)
         self.webhook: Webhook | None = None
         if plan.webhook is not None:
@@ -454,6 +463,8 @@ class Watch:
         for t in announced:
             self.metrics.announcements.labels(t.kind).inc()
         self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
+        if transitions:
+            self._tell_incidents()
         for name in ran:
             seconds = self.engine.seconds[name]
             self.metrics.detector_seconds.labels(name).inc(
@@ -472,6 +483,16 @@ class Watch:
         found = self.actor.run(now, self.lifecycle.open)
         self._changed.update((f.id, f) for f in found)
         self._pending += self.lifecycle.update(found, now)
+
+    def _tell_incidents(self) -> None:
+        """Log how the incidents of the open findings changed (summaries are escaped)."""
+        for change in self.incidents.update(t.finding for t in self.lifecycle.open.values()):
+            incident = change.incident
+            self._say(
+                f"incident {incident.incident_id} {change.kind} ({incident.rule}, "
+                f"{len(incident.findings)} findings, {incident.action}): {incident.summary}",
+                logging.WARNING if change.kind != "resolved" else logging.INFO,
+            )
 
     def _report_failures(self) -> None:
         while not self._failures.empty():

@@ -311,6 +311,9 @@ def test_the_command_writes_the_page(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     page = parse(out.read_text())
     assert page.errors == [] and len(gpu_rows(page)) == 1
+    # the incidents pass: the Xid 79 the root of the AER and the evictions, one incident
+    assert len(page.all("li", id="incident-1")) == 1 and page.all("li", id="incident-2") == []
+    assert "First, Xid 79 (GPU has fallen off the bus)" in "".join(page.text)
     assert done.stderr.endswith(f"3 finding(s); wrote {out} ({out.stat().st_size:,} bytes)\n")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left
 

@@ -29,6 +29,8 @@ Pattern
 
     The finding is an error, ``restart_job``; it names the culprit with its node and
     GPU when the logs tell, so the operator can take that GPU out before restarting.
+    A job whose ranks ran on several nodes names them in ``nodes``, so that a GPU
+    fault on one of them can be linked to the hang (``incidents.py``).
 
 Lifetime
     A job is forgotten once it has had no record for ``forget_job_after_s`` (default
@@ -402,6 +404,8 @@ class NcclHang(Stateful):
         nodes = {r.get("node") for r in job.ranks.values()} - {None}
         if len(nodes) == 1:  # the whole job on one node: that node, culprit or not
             entity["node"] = nodes.pop()
+        elif nodes:  # where its ranks ran: what links the hang to a fault of one of them
+            entity["nodes"] = tuple(sorted(nodes))
         if culprit is not None:
             identity = job.ranks.get(culprit, {})
             entity.update({k: v for k, v in identity.items() if v is not None})

@@ -358,6 +358,8 @@ class XidCorrelation(Stateful):
             entity = {k: v for k, v in names.items() if k != "node"}
             if len(nodes) == 1:
                 entity["node"] = node
+            else:  # the job's nodes: what links its NCCL errors to it (``incidents.py``)
+                entity["nodes"] = tuple(sorted(nodes))
             where = f"{len(gpus)} GPUs" + (f" on {len(nodes)} nodes" if len(nodes) > 1 else "")
             summary = (
                 f"Xid {code} ({entry.name}) on {where} of {job} at once: "
