@@ -64,7 +64,13 @@ from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
-from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition
+from fleetwatch.lifecycle import (
+    LIFECYCLE_KEY,
+    Lifecycle,
+    LifecycleConfig,
+    Silence,
+    Transition,
+)
 from fleetwatch.sinks.console import ConsoleSink
 from fleetwatch.sinks.metrics import Metrics
 from fleetwatch.sinks.one_line import one_line
@@ -81,7 +87,6 @@ from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
 from fleetwatch.store import Commit, SilenceRow, Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr, with time)
-LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
 RETAIN_EVERY_S = 600.0
 
 
