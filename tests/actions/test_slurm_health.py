@@ -1,16 +1,14 @@
-"""``fleetwatch slurm-health`` as slurmd runs it: a real process, a fake scontrol on disk.
+"""``fleetwatch slurm-health``, run after run over one store, with a fake scontrol on disk.
 
-Against a real slurmctld + slurmd: ``test_slurm_real.py``.
+Against a real slurmctld + slurmd, in real processes: ``test_slurm_real.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,24 +19,27 @@ from tests.actions.fake_scontrol import FakeScontrol
 from tests.sources.test_quiet_tail import FATAL_AER
 from tests.watch.test_watch_trust import xid79
 
-pytestmark = pytest.mark.slow  # real processes
-
 NOISE = "2024-06-04T10:29:40+00:00 {host} kernel: usb 1-1: new high-speed USB device\n"
 
 
-def health(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """One run, as slurmd makes it: a fresh process over the same store."""
-    return subprocess.run(
-        [sys.executable, "-m", "fleetwatch", "slurm-health", "--store", str(tmp_path / "h.db"),
-         "--config", str(tmp_path / "fw.toml"), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def health(tmp_path: Path, *args: str, env: dict[str, str | None] | None = None) -> Ran:
+    """One run over the same store, as slurmd makes them (in this process: the real
+    processes run in ``test_slurm_real.py``, slurmd's own included)."""
+    done = CliRunner().invoke(
+        cli,
+        ["slurm-health", "--store", str(tmp_path / "h.db"), "--config", str(tmp_path / "fw.toml"),
+         *args],
+        env={"SLURMD_NODENAME": None, **(env or {})},  # None: not set
     )  # fmt: skip
+    assert done.exception is None or isinstance(done.exception, SystemExit), done.exception
+    return Ran(done.exit_code, done.stdout, done.stderr)
 
 
 @pytest.fixture
@@ -93,13 +94,10 @@ def test_healthy_exits_0_and_each_run_reads_only_what_came_after_the_last(
     assert (first.returncode, first.stdout) == (0, "gpu-node-7: healthy\n"), first.stderr
     with log.open("a") as out:
         out.write(NOISE.format(host="gpu-node-7"))
-    quiet = health(tmp_path, *args)
-    assert (quiet.returncode, quiet.stdout) == (0, "gpu-node-7: healthy\n"), quiet.stderr
-    assert "read 1 file(s), 1 lines, 0 events" in quiet.stderr
-    with log.open("a") as out:
         out.write(FATAL_AER.replace("[ ", "2024-06-04T10:30:00+00:00 gpu-node-7 kernel: [ "))
     noted = health(tmp_path, *args)  # a record held at the end is read in the same run
     assert noted.returncode == 0, noted.stderr
+    assert "read 1 file(s), 5 lines, 1 events" in noted.stderr  # the new lines alone
     assert "gpu-node-7: open, not draining: pcie_aer-" in noted.stdout
     assert "(critical, inspect_pcie, gpu 10003:01:00.0)" in noted.stdout
     with log.open("a") as out:
