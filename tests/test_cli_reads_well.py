@@ -21,7 +21,8 @@ from fleetwatch.store import Commit, Store
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
 COMMANDS = (
-    "parse", "replay", "watch", "findings", "silence", "simulate", "explain", "detectors"
+    "parse", "replay", "watch", "findings", "silence", "slurm-health", "simulate", "explain",
+    "detectors",
 )  # fmt: skip
 
 

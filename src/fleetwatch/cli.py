@@ -32,12 +32,14 @@ from rich.text import Text
 
 from fleetwatch import config as configuration
 from fleetwatch import extras
+from fleetwatch.actions import slurm_health
 from fleetwatch.actions.actor import DETECTOR as BREAKER
 from fleetwatch.actions.actor import TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Finding, Severity, report_order
+from fleetwatch.hostnames import is_host_name
 from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
@@ -59,6 +61,7 @@ _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
   fleetwatch report PATH...      the same, as one HTML page (--out FILE)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
+  fleetwatch slurm-health       Slurm's health check: drains on a GPU fault
   fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
@@ -511,6 +514,119 @@ def watch_command(
         running.run(stop)
     except (OSError, StoreError) as exc:  # the metrics port is taken; the store went bad
         _fail(str(exc))
+
+
+_HEALTH: Final = {  # what became of an unhealthy finding's drain, by action outcome
+    "acted": "drained",
+    "failed": "drain failed",
+    "held": "held back by the breaker",
+    "would_act": "dry run: would drain (--act slurm drains)",
+    "would_hold": "dry run: the breaker would hold the drain back",
+    "refused": "not drained",
+    "pending": "not decided",
+}
+
+
+@cli.command(
+    name="slurm-health",
+    epilog=_epilog(
+        "  fleetwatch slurm-health --kmsg              a dry run: what it would drain\n"
+        "  fleetwatch slurm-health --kmsg --act slurm  drains this node on a fault\n"
+        "  fleetwatch slurm-health --follow /var/log/kern.log --store /tmp/health.db",
+        exits=(
+            "0  healthy: no open finding takes this node out of service",
+            "1  unhealthy: one does (drained, held back, or a dry run would drain);",
+            "   slurmd logs it with what was printed, and does nothing else",
+            "2  a usage, config, store or source error (one line on stderr)",
+        ),
+        env="  SLURMD_NODENAME  this node's Slurm name (slurmd sets it; --node wins)\n"
+        "  SLURM_CONF       the slurm.conf that scontrol reads",
+    ),
+)
+@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
+@click.option("--follow", multiple=True, help="A log file or folder to read (repeatable).")
+@click.option("--from-start", is_flag=True, help="First run: read what files already hold.")
+@click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
+@click.option(
+    "--store",
+    default=slurm_health.DEFAULT_STORE,
+    show_default=True,
+    help="Where it keeps its place, findings and drains between runs.",
+)
+@click.option(
+    "--node", help="This node's Slurm name (default: $SLURMD_NODENAME, else the host name)."
+)
+@click.option(
+    "--act",
+    type=click.Choice(["slurm"]),
+    help="Drain this node with scontrol, through the breaker (default: dry run).",
+)
+def slurm_health_command(
+    config_path: str | None,
+    follow: tuple[str, ...],
+    from_start: bool,
+    kmsg: bool,
+    store: str,
+    node: str | None,
+    act: str | None,
+) -> None:
+    """Slurm's HealthCheckProgram: read what is new, drain this node on a GPU fault."""
+    import os
+    import socket
+
+    name = node or os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".", 1)[0]
+    if not is_host_name(name):
+        _fail(f"slurm-health: node name {name!r} is not a host name")
+
+    def say(line: str, level: int) -> None:
+        click.echo(f"fleetwatch: {one_line(line)}", err=True)
+
+    try:
+        check = slurm_health.load(
+            Path(config_path) if config_path else None,
+            name,
+            store,
+            follow,
+            kmsg,
+            from_start,
+            act == "slurm",
+        )
+        verdict = slurm_health.run(check, say)
+    except (configuration.ConfigError, StoreError, SourceError) as exc:
+        _fail(str(exc))
+    for finding, row in verdict.unhealthy:
+        outcome = _HEALTH.get(row.outcome, row.outcome) if row else "not drained"
+        if row and row.outcome in ("failed", "held", "would_hold", "refused"):
+            outcome += f" ({row.detail})"
+        click.echo(one_line(f"{name}: unhealthy: {_health_line(finding)}: {outcome}"))
+    for finding in verdict.silenced:
+        click.echo(one_line(f"{name}: silenced: {_health_line(finding)}"))
+    for finding in verdict.noted:
+        click.echo(one_line(f"{name}: open, not draining: {_health_line(finding)}"))
+    if verdict.elsewhere:  # a shared log: its other nodes are not this one's to drain
+        others = sorted({one_line(f.node or "") for f in verdict.elsewhere})
+        click.echo(
+            f"fleetwatch: {len(verdict.elsewhere)} open finding(s) name other nodes, "
+            f"never drained from here: {', '.join(others[:10])}",
+            err=True,
+        )
+    for source, why in verdict.failed.items():
+        click.echo(one_line(f"fleetwatch: error: could not read {source}: {why}"), err=True)
+    if verdict.healthy:
+        click.echo(f"{name}: healthy")
+    click.echo(f"fleetwatch: {verdict.stats.summary()}", err=True)
+    if not verdict.healthy:
+        sys.exit(1)
+    if verdict.failed:
+        sys.exit(2)
+
+
+def _health_line(finding: Finding) -> str:
+    """``<id> (<severity>, <action>, gpu <i> <pci>): <summary>``."""
+    what = [str(finding.severity), str(finding.action)]
+    if finding.gpu is not None or finding.pci:
+        what.append(" ".join(str(x) for x in ("gpu", finding.gpu, finding.pci) if x is not None))
+    return f"{finding.id} ({', '.join(what)}): {finding.summary}"
 
 
 @cli.command(

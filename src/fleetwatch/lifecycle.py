@@ -23,6 +23,9 @@ from typing import Any
 
 from fleetwatch.findings import Finding
 
+LIFECYCLE_KEY = "$lifecycle"
+"""The store's checkpoint row of the lifecycle's state, beside the detectors'."""
+
 
 @dataclass(frozen=True)
 class LifecycleConfig:

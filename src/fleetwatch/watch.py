@@ -71,7 +71,14 @@ from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
 from fleetwatch.incidents import Tracker
-from fleetwatch.lifecycle import Lifecycle, LifecycleConfig, Silence, Transition, entity
+from fleetwatch.lifecycle import (
+    LIFECYCLE_KEY,
+    Lifecycle,
+    LifecycleConfig,
+    Silence,
+    Transition,
+    entity,
+)
 from fleetwatch.sinks.alertmanager import SINK as ALERTMANAGER
 from fleetwatch.sinks.alertmanager import Alertmanager, AlertmanagerConfig
 from fleetwatch.sinks.console import ConsoleSink
@@ -90,7 +97,6 @@ from fleetwatch.sources.scrape import ScrapeSettings, ScrapeSource
 from fleetwatch.store import Commit, SilenceRow, Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr, with time)
-LIFECYCLE_KEY = "$lifecycle"  # its checkpoint row, beside the detectors'
 RETAIN_EVERY_S = 600.0
 
 

@@ -99,8 +99,10 @@ def _wait(check: Callable[[], object], timeout: float, what: str, cluster: Clust
 
 
 @contextmanager
-def running(folder: Path) -> Iterator[Cluster]:
-    """Start munged, slurmctld and slurmd in ``folder``; stop them on the way out."""
+def running(folder: Path, extra: str = "") -> Iterator[Cluster]:
+    """Start munged, slurmctld and slurmd in ``folder``; stop them on the way out.
+
+    ``extra``: more slurm.conf lines (``HealthCheckProgram=...``)."""
     folder.mkdir(mode=0o755)  # munged wants its socket's folders searchable by all
     for sub in ("munge", "state", "spool"):
         (folder / sub).mkdir(mode=0o755)
@@ -109,7 +111,7 @@ def running(folder: Path) -> Iterator[Cluster]:
     key.chmod(0o400)
     host = socket.gethostname().split(".")[0]
     cluster = Cluster(folder)
-    cluster.conf.write_text(_conf(folder, host))
+    cluster.conf.write_text(_conf(folder, host) + extra)
     sbin = "/usr/sbin"
     munge = folder / "munge"
     commands = [

@@ -140,13 +140,37 @@ def test_a_dry_run_logs_what_it_would_do_and_runs_nothing(tmp_path: Path) -> Non
     fake = FakeScontrol(tmp_path / "bin")
     store = Store(tmp_path / "w.db")
     a = actor(store, fake, act="")
-    ask(store, [fault(n) for n in NODES[:3]])
-    assert a.run(T0, set()) == []  # nothing was held back from acting: no finding
+    ask(store, [fault(n) for n in NODES[:2]])
+    assert a.run(T0, set()) == []  # within the breaker's limit: no breaker_open
     assert fake.calls() == []
-    assert [r.outcome for r in store.actions()] == ["would_act", "would_act", "would_hold"]
+    assert [r.outcome for r in store.actions()] == ["would_act", "would_act"]
     said = a.said  # type: ignore[attr-defined]
     assert any("dry run: would run" in line and "nodename=gpu-node-00" in line for line in said)
-    assert any("dry run: would hold back" in line for line in said)
+
+
+def test_a_dry_run_reports_the_breaker_open_it_would_cause(tmp_path: Path) -> None:
+    # Someone trying the dry run on a flood must see that the breaker would trip.
+    fake = FakeScontrol(tmp_path / "bin")
+    store = Store(tmp_path / "w.db")
+    registry = CollectorRegistry()
+    a = Actor(store, BreakerConfig(), "", SlurmConfig(scontrol=str(fake.path)), registry)
+    ask(store, [fault(n) for n in NODES])
+    (breaker,) = a.run(T0, set())
+    assert fake.calls() == []
+    outcomes = [r.outcome for r in store.actions()]
+    assert outcomes.count("would_act") == 2 and outcomes.count("would_hold") == 48
+    assert breaker.detector == "breaker" and breaker.severity == Severity.CRITICAL
+    assert breaker.summary.startswith(
+        "breaker_open (dry run): would hold back 48 action(s) on 48 node(s) (gpu-node-02, "
+    )
+    assert breaker.evidence[0] == (
+        "would hold back: drain_node of gpu-node-02 for xid_correlation-gpu-node-02-0"
+        " (xid_correlation)"
+    )
+    assert registry.get_sample_value("fleetwatch_breaker_open") == 1
+    ask(store, [fault(NODES[2], n=1)])  # more in the same window: the same finding, grown
+    (grown,) = a.run(T0 + 5, {breaker.id})
+    assert grown.id == breaker.id and grown.count == 49
 
 
 def test_what_is_not_acted_on(tmp_path: Path) -> None:

@@ -24,7 +24,13 @@ import pytest
 
 from fleetwatch.events import EventBatch, concat
 from fleetwatch.sources import ReadOptions
-from fleetwatch.sources.kmsg_live import BOOT_ID, KmsgSettings, KmsgSource, kmsg_record
+from fleetwatch.sources.kmsg_live import (
+    BOOT_ID,
+    RECORD_BYTES,
+    KmsgSettings,
+    KmsgSource,
+    kmsg_record,
+)
 from tests.watch.live import wait_for
 
 pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`
@@ -282,3 +288,74 @@ def test_without_the_device_journalctl_follows_from_its_cursor(tmp_path: Path) -
     assert source.via == "journal"
     assert xids(got)[0][0] == 79
     assert positions[-1] == {"cursor": "s=9a1c;i=1f2;b=3e4d;m=6de4;t=61f0;x=1a2b"}
+
+
+def padded(sequence: int, message: str) -> bytes:
+    """One record of exactly RECORD_BYTES (its KEY=value line pads it): a FIFO holding
+    several hands them out one a read, as the device does, without a writer waiting."""
+    micros = int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1e6)
+    record = f"4,{sequence},{micros},-;{message}\n SUBSYSTEM=pci\n".encode()
+    return record + b" PAD=" + b"x" * (RECORD_BYTES - len(record) - 6) + b"\n"
+
+
+def read_once(source: KmsgSource) -> tuple[list[EventBatch], list[Any]]:
+    got: list[EventBatch] = []
+    positions: list[Any] = []
+
+    def deliver(batches: list[EventBatch], position: Any) -> None:
+        got.extend(batches)
+        positions.append(position)
+
+    source.run(deliver, threading.Event())  # never stopped: it returns by itself
+    return got, positions
+
+
+def test_once_reads_this_boots_records_then_only_the_new_ones_and_returns(
+    kmsg: StandInKmsg,
+) -> None:
+    # slurm-health: a first run reads the whole boot (as any run after a reboot does)
+    boot = BOOT_ID.read_text().strip()
+    for sequence in (5, 6, 7):
+        os.write(kmsg.fd, padded(sequence, xid79(sequence)))
+    settings = KmsgSettings(device=str(kmsg.path))
+    got, positions = read_once(KmsgSource(settings, "n", ReadOptions(), None, once=True))
+    assert xids(got) == [(79, 5), (79, 6), (79, 7)]
+    assert positions[-1] == {"boot_id": boot, "seq": 7}
+    for sequence in (5, 6, 7, 8):  # a new reader gets the ring buffer from its oldest record
+        os.write(kmsg.fd, padded(sequence, xid79(sequence)))
+    again, _ = read_once(KmsgSource(settings, "n", ReadOptions(), positions[-1], once=True))
+    assert xids(again) == [(79, 8)]
+
+
+def test_once_reads_the_journal_to_its_end_without_following_it(tmp_path: Path) -> None:
+    # A stand-in journalctl that gives each entry a cursor, prints those after the one
+    # it is given, and exits, as journalctl -k does without -f.
+    journal = DATA / "journal.json"
+    fake = tmp_path / "journalctl"
+    fake.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "if '-f' in sys.argv or not {'-k', '-o', 'json'} <= set(sys.argv):\n"
+        "    sys.exit(64)\n"
+        "out = []\n"
+        f"for i, line in enumerate(open({str(journal)!r}).read().splitlines()):\n"
+        "    entry = json.loads(line) if line.endswith('}') else None\n"
+        "    if isinstance(entry, dict):\n"
+        "        entry['__CURSOR'] = f'c{i}'\n"
+        "        line = json.dumps(entry)\n"
+        "    out.append((f'c{i}', line))\n"
+        "after = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--after-cursor=')]\n"
+        "if after:\n"
+        "    out = out[[c for c, _ in out].index(after[0]) + 1:]\n"
+        "print('\\n'.join(line for _, line in out))\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    settings = KmsgSettings(device=str(tmp_path / "no-kmsg"), journalctl=str(fake))
+    source = KmsgSource(settings, "n", ReadOptions(), None, once=True)
+    got, positions = read_once(source)
+    assert source.via == "journal"
+    assert xids(got)[0][0] == 79  # the first entry: read, as this boot's whole journal is
+    assert positions[-1] == {"cursor": "c6"}  # the last entry (a cut one follows: no cursor)
+    again = KmsgSource(settings, "n", ReadOptions(), positions[-1], once=True)
+    assert xids(read_once(again)[0]) == []  # after its cursor: only the cut entry, again
+    assert again.stats.unreadable.total() == 1

@@ -69,13 +69,19 @@ def test_a_flood_drains_two_nodes_holds_the_rest_and_a_restart_keeps_the_count(
 def test_without_act_the_watch_only_says_what_it_would_do(tmp_path: Path) -> None:
     fake = FakeScontrol(tmp_path / "bin")
     (tmp_path / "kern.log").write_text("")
+    jsonl = tmp_path / "f.jsonl"
     w = start(tmp_path, fake)
     try:
         with (tmp_path / "kern.log").open("a") as out:
-            out.write(xid79("gpu-node-1", "0000:41:00.0"))
-        wait_for(lambda: any("dry run: would run" in line for line in w.lines),
-                 what="the dry run's line")  # fmt: skip
+            out.writelines(xid79(f"gpu-node-{i}", "0000:41:00.0") for i in (1, 2, 3))
+        wait_for(lambda: [i for i, _ in transitions(jsonl) if i.startswith("breaker-")],
+                 what="the breaker_open a dry run reports")  # fmt: skip
     finally:
         assert w.stop() == 0
+    assert any("dry run: would run" in line for line in w.lines)
     assert fake.calls() == []
-    assert outcomes(tmp_path / "w.db") == {"gpu-node-1": "would_act"}
+    assert sorted(outcomes(tmp_path / "w.db").values()) == ["would_act", "would_act", "would_hold"]
+    (breaker,) = [
+        r for r in map(json.loads, jsonl.read_text().splitlines()) if r["detector"] == "breaker"
+    ]
+    assert breaker["summary"].startswith("breaker_open (dry run): would hold back 1 action(s)")

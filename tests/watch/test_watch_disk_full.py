@@ -80,6 +80,7 @@ def test_a_full_disk_keeps_what_was_read_and_a_restart_with_room_goes_on(
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     told = Counter((r["id"], r["transition"]) for r in records)
     expected = replay([str(logs)], load(None), ReadOptions())
-    assert {k for k, _ in told} == {f.id for f in expected}
+    # 300 nodes of Xid 79s: the dry run's breaker_open too (a replay has no breaker)
+    assert {k for k, _ in told if not k.startswith("breaker-")} == {f.id for f in expected}
     assert max(told.values()) == 1  # none twice
     assert os.path.getsize(jsonl) == sum(len(line) + 1 for line in jsonl.read_bytes().splitlines())

@@ -30,8 +30,10 @@ loses that one drain rather than repeating it. Nothing here resumes a node.
 While the breaker holds requests back, one critical finding ``breaker_open`` (detector
 ``breaker``, action ``investigate``) names them; it goes through the lifecycle like any
 other, so it is announced once and resolves when nothing more was held back for
-``resolve_after_s``. Metrics: ``fleetwatch_actions_total{outcome}`` and
-``fleetwatch_breaker_open`` (1 while the breaker holds actions back).
+``resolve_after_s``. A dry run reports it too, its summary starting ``breaker_open
+(dry run): would hold back``, so that trying a dry run shows where the breaker trips.
+Metrics: ``fleetwatch_actions_total{outcome}`` and ``fleetwatch_breaker_open`` (1 while
+the breaker holds actions back, or in a dry run would).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class Actor:
                 self.outcomes.labels(outcome)
             self.open_gauge = Gauge(
                 "fleetwatch_breaker_open",
-                "1 while the blast-radius breaker holds actions back.",
+                "1 while the blast-radius breaker holds actions back (a dry run: would hold).",
                 registry=registry,
             )
 
@@ -190,7 +192,7 @@ class Actor:
                     f"breaker: {verb} {row.action} of {row.node} ({row.finding_id}): {detail}",
                     logging.WARNING,
                 )
-        if not (held and self.acting):
+        if not held:
             return []
         if self.opened_at is None:
             self.opened_at = now
@@ -241,17 +243,19 @@ class Actor:
 
     def _breaker_finding(self, now: float) -> Finding:
         assert self.opened_at is not None
-        held = self.store.actions("held", since=self.opened_at)
+        held = self.store.actions("held" if self.acting else "would_hold", since=self.opened_at)
         nodes = sorted({row.node for row in held})
         shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
         window = self.breaker.config.window_s
+        verb = "held back" if self.acting else "would hold back"
         summary = (
-            f"breaker_open: held back {len(held)} action(s) on {len(nodes)} node(s) ({shown}):"
+            f"breaker_open{'' if self.acting else ' (dry run)'}: {verb} {len(held)} action(s)"
+            f" on {len(nodes)} node(s) ({shown}):"
             f" at most {self.breaker.limit(len(self.nodes))} node(s) per {window:g} s"
             f" of {len(self.nodes)} seen"
         )
         evidence = tuple(
-            f"held back: {row.action} of {row.node} for {row.finding_id} ({row.detector})"
+            f"{verb}: {row.action} of {row.node} for {row.finding_id} ({row.detector})"
             for row in held[:SHOWN_HELD]
         )
         return Finding(

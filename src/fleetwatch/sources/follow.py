@@ -156,6 +156,12 @@ class Follower:
         # with the time it left, to read a held record once no file came
         self._left: dict[str, tuple[LineStream, float]] = {}
 
+    def holding(self) -> bool:
+        """Whether a record is held for lines that may continue it (read once quiet)."""
+        return any(f.stream.held for f in self._open.values()) or any(
+            stream.held for stream, _ in self._left.values()
+        )
+
     def positions(self) -> dict[str, FilePosition]:
         """Each followed file's position, by path (what the store keeps)."""
         return {str(f.path): f.position() for f in self._open.values()}

@@ -17,6 +17,12 @@ knows, and the position is the journal cursor (``--after-cursor``).
 
 On the very first start (no position) both begin at the end: history is for replay.
 
+Built with ``once=True`` (``fleetwatch slurm-health``) it reads what the log holds past
+its position and returns: the device until no record is left, ``journalctl -k`` without
+``-f`` to its end. Its very first run reads this boot's whole kernel log, as every run
+after a reboot does (a health check's first run is often at boot, on a node whose
+``/var/lib`` starts empty; the boot's early faults are the node's health).
+
 A record that may go on (an AER report spans several kernel records) is held until
 the next record shows it ended, or the log has been quiet for ``quiet_s``. The
 position saved is that of the last record read *before* the ones held, so a restart
@@ -103,9 +109,17 @@ def kmsg_record(raw: bytes) -> tuple[int, float, str] | None:
 class KmsgSource:
     """Reads the kernel log as it is written."""
 
-    def __init__(self, settings: KmsgSettings, node: str, options: ReadOptions, saved: Any) -> None:
+    def __init__(
+        self,
+        settings: KmsgSettings,
+        node: str,
+        options: ReadOptions,
+        saved: Any,
+        once: bool = False,
+    ) -> None:
         self.name = "kmsg"
         self.settings = settings
+        self.once = once  # read what is there, then return (see the module docstring)
         self.node = node
         self.options = options
         self.stats = ReadStats()
@@ -148,7 +162,7 @@ class KmsgSource:
     def _device(self, fd: int, deliver: Deliver, stop: threading.Event) -> None:
         boot = BOOT_ID.read_text().strip() if BOOT_ID.exists() else "unknown"
         after = self.saved.get("seq", -1) if self.saved.get("boot_id") == boot else -1
-        if not self.saved:  # first start: from now on
+        if not self.saved and not self.once:  # first start: from now on
             try:
                 os.lseek(fd, 0, os.SEEK_END)
             except OSError as exc:
@@ -190,6 +204,8 @@ class KmsgSource:
                 grew = time.monotonic()
             elif stream.held and time.monotonic() - grew >= self.settings.quiet_s:
                 stream.flush()
+            elif self.once and not stream.held:
+                return  # nothing left to read, nothing held
             else:
                 continue
             seq = held.read_up_to(stream.held)
@@ -201,9 +217,13 @@ class KmsgSource:
     # -- journalctl -k -f -------------------------------------------------------------
 
     def _journal(self, deliver: Deliver, stop: threading.Event) -> None:
-        command = [self.settings.journalctl, "-k", "-f", "-o", "json", "--no-pager"]
+        command = [self.settings.journalctl, "-k", "-o", "json", "--no-pager"]
+        command += [] if self.once else ["-f"]  # once: to the end (-k is this boot)
         cursor = self.saved.get("cursor")
-        command += [f"--after-cursor={cursor}"] if cursor else ["--lines=0"]
+        if cursor:
+            command.append(f"--after-cursor={cursor}")
+        elif not self.once:
+            command.append("--lines=0")
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert child.stdout is not None
         stream = self._stream()
@@ -219,6 +239,10 @@ class KmsgSource:
                         self._deliver_journal(stream, held, deliver)
                     continue
                 chunk = os.read(child.stdout.fileno(), 1 << 16)
+                if not chunk and self.once and child.wait() == 0:
+                    stream.flush()  # the journal's end: nothing more comes to continue a record
+                    self._deliver_journal(stream, held, deliver)
+                    return
                 if not chunk:
                     raise RuntimeError(f"journalctl exited ({child.wait()})")
                 pending += chunk

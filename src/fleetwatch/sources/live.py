@@ -8,6 +8,10 @@ A source that raises is restarted with backoff by the watch; the others go on. W
 no retry can fix (a file that cannot appear, no NVML, no kubeconfig) ``check`` says at
 start, as a ``SourceError``: one line, before any thread runs.
 
+Built with ``once=True`` (``FileSource``, ``KmsgSource``), a source reads what is there
+from its position, waits out a record held at the end for ``quiet_s``, and returns:
+one run of ``fleetwatch slurm-health``.
+
 The sources: ``FileSource`` (here: log files and folders, ``follow.py``), ``KmsgSource``
 (``kmsg_live.py``), ``NvmlSource`` (``nvml.py``), ``ScrapeSource`` (``scrape.py``) and
 ``KubeSource`` (``kube_watch.py``).
@@ -65,9 +69,12 @@ class FileSettings:
 class FileSource:
     """Follows a file or a folder (``follow.Follower``)."""
 
-    def __init__(self, settings: FileSettings, options: ReadOptions, saved: Any) -> None:
+    def __init__(
+        self, settings: FileSettings, options: ReadOptions, saved: Any, once: bool = False
+    ) -> None:
         self.name = f"file:{settings.path}"
         self.settings = settings
+        self.once = once  # read what the files hold now, then return (slurm-health)
         self.options = options
         self.stats = ReadStats()
         self._positions = {k: FilePosition.from_json(v) for k, v in (saved or {}).items()}
@@ -96,6 +103,8 @@ class FileSource:
                 if batches or now != last:
                     deliver(batches, now)
                     last = now
+                if self.once and not follower.holding():
+                    return
                 stop.wait(self.settings.poll_s)
         finally:
             follower.close()
