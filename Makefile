@@ -26,8 +26,8 @@ demo: install
 		$(BIN)/fleetwatch replay "$$incident" --output table || exit $$?; \
 	done
 
-# Every test but the benchmark gates' end-to-end ones (test-bench) and those against
-# real Prometheus, Alertmanager and Chromium (test-e2e).
+# Every test but the benchmark gates' end-to-end ones (test-bench) and the long runs
+# against real Prometheus, Alertmanager, Chromium and Redis (test-e2e).
 test: install
 	$(BIN)/python -m pytest -m "not bench and not e2e"
 

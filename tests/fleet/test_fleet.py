@@ -31,7 +31,9 @@ from fleetwatch.replay import replay
 from tests.fleet.conftest import wait_for
 
 SHARDS = 8
-pytestmark = pytest.mark.slow
+# minutes of real processes against a real redis-server: make test-e2e (CI runs it);
+# make test keeps the fleet's fast tests (codec, shards, the CLI, incidents)
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def key(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
