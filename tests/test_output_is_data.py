@@ -53,6 +53,8 @@ SYSLOG_HOSTS = [
     ("gpu-b`touch${IFS}X`", "gpu-b`touch${IFS}X`"),
     ("gpu-c;touch${IFS}X", "gpu-c;touch${IFS}X"),
     ("gpu-f|touch${IFS}X", "gpu-f|touch${IFS}X"),
+    ("ALL", "ALL"),  # a host name, but Slurm's nodename=ALL is every node (any case)
+    ("all", "all"),
 ]
 # A Prometheus label value can hold anything, a newline written as \n.
 DCGM_HOSTNAMES = [
@@ -62,6 +64,7 @@ DCGM_HOSTNAMES = [
     ("gpu-d\ntouch X", "gpu-d\\ntouch X"),
     ("[bold]x[/bold]", "[bold]x[/bold]"),
     ("[/bold]y", "[/bold]y"),  # a closing tag with no opening one: a markup error in rich
+    ("All", "All"),
 ]
 
 
@@ -147,8 +150,8 @@ def test_slurm_piped_to_sh_runs_nothing_from_a_node_name(
     # the others are left out and named, escaped, in one line on stderr
     (report,) = [line for line in done.stderr.splitlines() if "not in the slurm output" in line]
     head = f"fleetwatch: {len(names)} finding(s) not in the slurm output: "
-    assert report.startswith(head + "node name is not a host name (") and report.endswith(")")
-    listed = report[len(head + "node name is not a host name (") : -1].split(", ")
+    assert report.startswith(head + "node name is not a Slurm node name (") and report.endswith(")")
+    listed = report[len(head + "node name is not a Slurm node name (") : -1].split(", ")
     assert sorted(listed) == sorted(shown for _, shown in names)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from fleetwatch.actions.actor import Actor, requests
@@ -48,11 +49,11 @@ def actor(store: Store, fake: FakeScontrol, act: str = "slurm", **kw: float) -> 
 
 
 def drained(fake: FakeScontrol) -> list[str]:
-    return [call[1].removeprefix("nodename=") for call in fake.calls()]
+    return [call[1].removeprefix("nodename=") for call in fake.updates()]
 
 
 def test_a_flood_on_50_nodes_acts_on_the_limit_and_reports_the_rest(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     ask(store, [fault(n) for n in NODES])
     a = actor(store, fake)
@@ -64,14 +65,14 @@ def test_a_flood_on_50_nodes_acts_on_the_limit_and_reports_the_rest(tmp_path: Pa
     assert breaker.detector == "breaker" and breaker.severity == Severity.CRITICAL
     assert breaker.action == Action.INVESTIGATE and breaker.count == 48
     assert "held back 48 action(s) on 48 node(s)" in breaker.summary
-    assert "at most 2 node(s) per 3600 s of 50 seen" in breaker.summary
+    assert "at most 2 node(s) per 3600 s of 50 in Slurm" in breaker.summary
     assert breaker.evidence[0] == (
         "held back: drain_node of gpu-node-02 for xid_correlation-gpu-node-02-0 (xid_correlation)"
     )
 
 
 def test_metrics_count_outcomes_and_show_the_breaker_open(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     registry = CollectorRegistry()
     a = Actor(store, BreakerConfig(), "slurm", SlurmConfig(scontrol=str(fake.path)), registry)
@@ -85,7 +86,7 @@ def test_metrics_count_outcomes_and_show_the_breaker_open(tmp_path: Path) -> Non
 
 
 def test_a_restart_neither_repeats_an_action_nor_forgets_the_count(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     ask(store, [fault(n) for n in NODES[:1]])
     actor(store, fake).run(T0, set())
@@ -104,7 +105,7 @@ def test_a_restart_neither_repeats_an_action_nor_forgets_the_count(tmp_path: Pat
 
 
 def test_the_window_slides(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     a = actor(store, fake, window_s=3600.0)
     ask(store, [fault(n) for n in NODES[:3]])
@@ -123,7 +124,7 @@ def test_the_window_slides(tmp_path: Path) -> None:
 def test_the_breaker_finding_continues_while_open_and_restarts_once_resolved(
     tmp_path: Path,
 ) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     a = actor(store, fake)
     ask(store, [fault(n) for n in NODES[:3]])
@@ -137,7 +138,7 @@ def test_the_breaker_finding_continues_while_open_and_restarts_once_resolved(
 
 
 def test_a_dry_run_logs_what_it_would_do_and_runs_nothing(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     a = actor(store, fake, act="")
     ask(store, [fault(n) for n in NODES[:2]])
@@ -150,7 +151,7 @@ def test_a_dry_run_logs_what_it_would_do_and_runs_nothing(tmp_path: Path) -> Non
 
 def test_a_dry_run_reports_the_breaker_open_it_would_cause(tmp_path: Path) -> None:
     # Someone trying the dry run on a flood must see that the breaker would trip.
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     registry = CollectorRegistry()
     a = Actor(store, BreakerConfig(), "", SlurmConfig(scontrol=str(fake.path)), registry)
@@ -174,20 +175,25 @@ def test_a_dry_run_reports_the_breaker_open_it_would_cause(tmp_path: Path) -> No
 
 
 def test_what_is_not_acted_on(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     store = Store(tmp_path / "w.db")
     weak = fault("gpu-node-00", Action.INVESTIGATE)
     quiet = Transition("new", fault("gpu-node-01"), False, "silenced")
     done = Transition("resolved", fault("gpu-node-02"), True)
     assert requests([Transition("new", weak, True), quiet, done]) == []
-    ask(store, [fault("bad;name"), fault("gpu-node-03", Action.RESET_GPU)])
+    ask(store, [fault("bad;name"), fault("ALL"), fault("gpu-node-03", Action.RESET_GPU)])
     actor(store, fake).run(T0, set())
     assert drained(fake) == ["gpu-node-03"]  # a GPU reset drains its node: Slurm has no less
-    assert {r.node: r.outcome for r in store.actions()}["bad;name"] == "refused"
+    rows = {r.node: r for r in store.actions()}
+    assert rows["bad;name"].outcome == "refused"
+    assert (rows["ALL"].outcome, rows["ALL"].detail) == (
+        "refused",
+        "node name is not a Slurm node name (Slurm reads ALL, in any case, as every node)",
+    )
 
 
 def test_a_failed_drain_is_recorded_and_counted(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     fake.fail_with(1)
     store = Store(tmp_path / "w.db")
     ask(store, [fault(n) for n in NODES[:3]])
@@ -195,3 +201,97 @@ def test_a_failed_drain_is_recorded_and_counted(tmp_path: Path) -> None:
     rows = store.actions()
     assert [r.outcome for r in rows] == ["failed", "failed", "held"]
     assert "Invalid node name" in rows[0].detail
+
+
+@pytest.mark.parametrize("act", ["slurm", ""])
+def test_all_in_any_case_is_refused_before_slurm_is_asked_about_it(
+    tmp_path: Path, act: str
+) -> None:
+    fake = FakeScontrol(tmp_path / "bin", NODES)
+    store = Store(tmp_path / "w.db")
+    ask(store, [fault(n) for n in ("all", "ALL", "All")])
+    assert actor(store, fake, act=act, max_nodes=50, max_percent=100.0).run(T0, set()) == []
+    assert [r.outcome for r in store.actions()] == ["refused"] * 3
+    assert fake.calls() == [] and set(fake.reasons().values()) == {""}  # no node drained
+
+
+def test_a_name_slurm_does_not_know_as_one_node_is_refused_and_costs_no_slot(
+    tmp_path: Path,
+) -> None:
+    # a-gpus is a NodeSet: `nodename=a-gpus` would drain all of NODES; Slurm's
+    # `show node` knows no node of that name, nor of the unknown one (both decided first)
+    fake = FakeScontrol(tmp_path / "bin", NODES, {"a-gpus": NODES})
+    store = Store(tmp_path / "w.db")
+    ask(store, [fault("a-gpus"), fault("a-not-in-slurm"), fault(NODES[7]), fault(NODES[8])])
+    assert actor(store, fake).run(T0, set()) == []
+    rows = {r.node: r for r in store.actions()}
+    assert rows["a-gpus"].outcome == rows["a-not-in-slurm"].outcome == "refused"
+    assert rows["a-gpus"].detail == "Slurm knows no node 'a-gpus': not drained"
+    assert drained(fake) == [NODES[7], NODES[8]]  # the refusals took no slot of two
+    assert [n for n, why in fake.reasons().items() if why] == [NODES[7], NODES[8]]
+
+
+def test_drains_fleetwatch_made_elsewhere_in_the_window_count_toward_the_limit(
+    tmp_path: Path,
+) -> None:
+    # other nodes' own fleetwatch (slurm-health) drained two nodes in the last hour:
+    # Slurm's reasons say so, and this store, which saw none of it, holds the third back
+    fake = FakeScontrol(tmp_path / "bin", NODES)
+    fake.set_reason(NODES[0], "fleetwatch xid_correlation-a: xid_correlation reboot_node", T0 - 60)
+    fake.set_reason(NODES[1], "fleetwatch xid_correlation-b: xid_correlation reboot_node", T0 - 900)
+    fake.set_reason(NODES[2], "fleetwatch xid_correlation-c: older", T0 - 3700)  # outside
+    fake.set_reason(NODES[3], "operator: fan swap", T0 - 60)  # not fleetwatch's
+    store = Store(tmp_path / "w.db")
+    ask(store, [fault(NODES[9])], nodes=[NODES[9]])  # a store that has seen its node alone
+    (breaker,) = actor(store, fake).run(T0, set())
+    assert drained(fake) == []
+    (row,) = store.actions()
+    assert (row.outcome, row.detail) == (
+        "held",
+        "2 of 2 node(s) drained by fleetwatch in the last 3600 s (50 in Slurm)",
+    )
+    assert breaker.summary.endswith("at most 2 node(s) per 3600 s of 50 in Slurm")
+
+
+def test_this_stores_drains_and_slurms_count_once_each_node(tmp_path: Path) -> None:
+    fake = FakeScontrol(tmp_path / "bin", NODES)
+    store = Store(tmp_path / "w.db")
+    a = actor(store, fake)
+    ask(store, [fault(NODES[0])])
+    a.run(T0, set())  # drained: in this store and, with our reason, in Slurm
+    fake.set_reason(NODES[0], fake.reasons()[NODES[0]], T0)  # as the fake's clock is not T0
+    ask(store, [fault(NODES[1])])
+    assert a.run(T0 + 10, set()) == []
+    assert drained(fake) == NODES[:2]  # NODES[0] counted once: room for NODES[1]
+    ask(store, [fault(NODES[2])])
+    assert a.run(T0 + 20, set())[0].count == 1
+
+
+@pytest.mark.parametrize("trouble", ["fails", "hangs"])
+def test_when_slurm_cannot_be_asked_nothing_is_drained_blind(tmp_path: Path, trouble: str) -> None:
+    fake = FakeScontrol(tmp_path / "bin", NODES)
+    fake.sinfo_fails() if trouble == "fails" else fake.sinfo_hangs()
+    store = Store(tmp_path / "w.db")
+    ask(store, [fault(n) for n in NODES[:2]])
+    said: list[str] = []
+    a = Actor(store, BreakerConfig(), "slurm", SlurmConfig(scontrol=str(fake.path), timeout_s=0.3),
+              CollectorRegistry(), lambda line, level: said.append(line))  # fmt: skip
+    (breaker,) = a.run(T0, set())
+    assert fake.calls() == []  # neither a check nor a drain
+    rows = store.actions()
+    assert [r.outcome for r in rows] == ["held", "held"]
+    assert all(
+        r.detail.startswith("Slurm could not be asked for the fleet's drains (") for r in rows
+    )
+    assert rows[0].detail.endswith("): nothing drained blind")
+    assert "held back 2 action(s)" in breaker.summary
+    assert "; Slurm could not be asked for the fleet's drains (" in breaker.summary
+    assert any(line.startswith("breaker: held back drain_node of gpu-node-00") for line in said)
+
+
+def test_a_dry_run_asks_slurm_nothing(tmp_path: Path) -> None:
+    fake = FakeScontrol(tmp_path / "bin", NODES)
+    store = Store(tmp_path / "w.db")
+    ask(store, [fault(NODES[0])])
+    actor(store, fake, act="").run(T0, set())
+    assert fake.calls() == [] and fake.sinfo_calls() == []

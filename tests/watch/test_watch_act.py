@@ -13,6 +13,7 @@ from tests.watch.live import Watcher, transitions, wait_for
 from tests.watch.test_watch_trust import xid79
 
 pytestmark = pytest.mark.slow
+NODES = [f"gpu-node-{i}" for i in range(10)]  # the fake Slurm's
 
 
 def outcomes(store: Path) -> dict[str, str]:
@@ -34,7 +35,7 @@ def start(tmp_path: Path, fake: FakeScontrol, *extra: str) -> Watcher:
 def test_a_flood_drains_two_nodes_holds_the_rest_and_a_restart_keeps_the_count(
     tmp_path: Path,
 ) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     log = tmp_path / "kern.log"
     log.write_text("")
     jsonl = tmp_path / "f.jsonl"
@@ -49,7 +50,7 @@ def test_a_flood_drains_two_nodes_holds_the_rest_and_a_restart_keeps_the_count(
         assert len(opened) == 1
     finally:
         assert w.stop() == 0
-    calls = fake.calls()
+    calls = fake.updates()
     assert len(calls) == 2 and all(c[:1] == ["update"] and c[2] == "state=drain" for c in calls)
     assert all(c[3].startswith("reason=fleetwatch xid_correlation-") for c in calls)
     got = outcomes(tmp_path / "w.db")
@@ -63,11 +64,11 @@ def test_a_flood_drains_two_nodes_holds_the_rest_and_a_restart_keeps_the_count(
                  what="the sixth node held back")  # fmt: skip
     finally:
         assert w.stop() == 0
-    assert fake.calls() == calls
+    assert fake.updates() == calls
 
 
 def test_without_act_the_watch_only_says_what_it_would_do(tmp_path: Path) -> None:
-    fake = FakeScontrol(tmp_path / "bin")
+    fake = FakeScontrol(tmp_path / "bin", NODES)
     (tmp_path / "kern.log").write_text("")
     jsonl = tmp_path / "f.jsonl"
     w = start(tmp_path, fake)

@@ -11,12 +11,26 @@ outcome        what happened
 ``acted``      the breaker allowed it and the tool did it (``--act slurm``), or was
                handed it (``--act kubernetes``: the writer's thread does it, with retries)
 ``failed``     allowed, but the tool failed (the detail says why); it counts as acted
-``held``       the breaker held it back; a ``breaker_open`` finding names it
+``held``       the breaker held it back, or Slurm could not be asked (``--act slurm``:
+               the detail starts ``Slurm could not be asked``); a ``breaker_open``
+               finding names it
 ``would_act``  dry run (the default): logged as what ``--act`` would do
 ``would_hold`` dry run: logged as what the breaker would hold back
-``refused``    the node name is not a host name (see ``hostnames``), or with
-               ``--act kubernetes`` not a Kubernetes node name: nothing ran
+``refused``    the node name is not a host name (see ``hostnames``); with ``--act slurm``
+               or its dry run not a Slurm node name (``ALL``), or with ``--act slurm``
+               not exactly one node Slurm knows (``slurm.Slurm.check``); with ``--act
+               kubernetes`` not a Kubernetes node name: nothing ran
 =============  ==========================================================================
+
+With ``--act slurm`` the breaker counts the fleet, not only this store: each run that
+has requests to decide first asks Slurm (``slurm.Slurm.fleet``) for its nodes and the
+drains fleetwatch made in the window, wherever it ran, and counts those with this
+store's (a node once), against the limit of Slurm's node count. So per-node watches and
+``slurm-health`` runs share one limit, with Slurm as the ledger. When Slurm cannot be
+asked (sinfo fails or times out), it fails closed: every drain of that run is held,
+never made blind. What remains is a race: two nodes that read the ledger in the same
+second, before either drain is set, both see room for one more; the limit can be passed
+by as many nodes as decide at once. A dry run asks Slurm nothing and counts its store.
 
 ``--act kubernetes`` cordons and/or taints the node (``kubernetes``) through the node
 writer (``kube_nodes``); a take-out it gives up comes back through ``settle`` and is
@@ -48,9 +62,17 @@ from prometheus_client import Counter as PromCounter
 from fleetwatch.actions.breaker import Breaker, BreakerConfig
 from fleetwatch.actions.kube_api import is_node_name
 from fleetwatch.actions.kube_nodes import KubeNodes
-from fleetwatch.actions.slurm import Slurm, SlurmConfig, SlurmError, drain_argv, reason
+from fleetwatch.actions.slurm import (
+    Fleet,
+    NotASlurmNode,
+    Slurm,
+    SlurmConfig,
+    SlurmError,
+    drain_argv,
+    reason,
+)
 from fleetwatch.findings import Action, Finding, Severity, finding_id
-from fleetwatch.hostnames import is_host_name
+from fleetwatch.hostnames import SLURM_EVERY_NODE, is_host_name, is_slurm_node_name
 from fleetwatch.lifecycle import Transition
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.store import ActionRow, Store
@@ -62,6 +84,9 @@ TOOLS: Final = ("slurm", "kubernetes")
 OUTCOMES: Final = ("acted", "failed", "held", "would_act", "would_hold", "refused")
 _COUNTED: Final = {True: ("acted", "failed"), False: ("would_act",)}  # by acting or not
 SHOWN_HELD: Final = 20  # evidence lines naming held-back requests
+UNASKED: Final = "Slurm could not be asked"
+"""How the detail of a drain held back because Slurm did not answer starts."""
+_EVERY_NODE: Final = " (Slurm reads ALL, in any case, as every node)"
 
 
 def requests(transitions: Iterable[Transition]) -> list[dict[str, str | None]]:
@@ -113,6 +138,8 @@ class Actor:
         self.nodes = store.nodes()  # every node seen, as committed
         self.unsaved: set[str] = set()  # seen since the last commit
         self.opened_at: float | None = None  # first_ts of the open breaker_open finding
+        self.fleet: Fleet | None = None  # what Slurm said of the fleet in this run
+        self.unasked = ""  # why Slurm could not be asked in this run: every drain held
         self.outcomes: PromCounter | None = None
         self.open_gauge: Gauge | None = None
         if registry is not None:
@@ -167,31 +194,18 @@ class Actor:
             for outcome in _COUNTED[self.acting]
             for row in self.store.actions(outcome, since=since)
         }
-        seen = len(self.nodes)
+        self.fleet, self.unasked = None, ""
+        if self.act == "slurm":  # the drains other nodes' fleetwatch made count too
+            try:
+                self.fleet = self.slurm.fleet(since)
+            except SlurmError as exc:
+                self.unasked = f"{UNASKED} for the fleet's drains ({exc}): nothing drained blind"
+            else:
+                acted |= self.fleet.drained
         held = 0
         for row in pending:
-            why = row.detail or f"fleetwatch {row.finding_id}"  # a pending row's detail: why
-            refusal = self._refusal(row.node)
-            if refusal:
-                self._decide(row.finding_id, "refused", f"node name is not {refusal}", now)
-                self.say(f"not acting on {one_line(row.node)!r}: not {refusal}", logging.WARNING)
-            elif self.breaker.allows(row.node, acted, seen):
-                acted.add(row.node)
-                self._act(row, why, now)
-            else:
+            if self._decide_request(row, acted, now) in ("held", "would_hold"):
                 held += 1
-                limit = self.breaker.limit(seen)
-                detail = (
-                    f"{len(acted)} of {limit} node(s) acted on in the last "
-                    f"{self.breaker.config.window_s:g} s ({seen} seen)"
-                )
-                outcome = "held" if self.acting else "would_hold"
-                self._decide(row.finding_id, outcome, detail, now)
-                verb = "held back" if self.acting else "dry run: would hold back"
-                self.say(
-                    f"breaker: {verb} {row.action} of {row.node} ({row.finding_id}): {detail}",
-                    logging.WARNING,
-                )
         if not held:
             return []
         if self.opened_at is None:
@@ -200,20 +214,71 @@ class Actor:
             self.open_gauge.set(1)
         return [self._breaker_finding(now)]
 
+    def _seen(self) -> int:
+        """The nodes the breaker's percentage is of: Slurm's, when it was asked."""
+        return len(self.fleet.nodes) if self.fleet is not None else len(self.nodes)
+
+    def _decide_request(self, row: ActionRow, acted: set[str], now: float) -> str:
+        """Refuse, act on or hold back one pending request; its outcome."""
+        why = row.detail or f"fleetwatch {row.finding_id}"  # a pending row's detail: why
+        refusal = self._refusal(row.node)
+        if refusal:
+            self._decide(row.finding_id, "refused", f"node name is not {refusal}", now)
+            self.say(f"not acting on {one_line(row.node)!r}: not {refusal}", logging.WARNING)
+            return "refused"
+        if self.unasked:
+            return self._hold(row, self.unasked, now)
+        seen = self._seen()
+        if not self.breaker.allows(row.node, acted, seen):
+            counted = "drained by fleetwatch" if self.fleet is not None else "acted on"
+            where = "in Slurm" if self.fleet is not None else "seen"
+            detail = (
+                f"{len(acted)} of {self.breaker.limit(seen)} node(s) {counted} in the last "
+                f"{self.breaker.config.window_s:g} s ({seen} {where})"
+            )
+            return self._hold(row, detail, now)
+        if self.act == "slurm":
+            try:
+                self.slurm.check(row.node)  # exactly one node Slurm knows, or nothing runs
+            except NotASlurmNode as exc:
+                self._decide(row.finding_id, "refused", str(exc), now)
+                self.say(f"not draining {one_line(row.node)!r}: {exc}", logging.WARNING)
+                return "refused"
+            except SlurmError as exc:
+                self.unasked = f"{UNASKED} about {row.node} ({exc}): nothing drained blind"
+                return self._hold(row, self.unasked, now)
+        acted.add(row.node)
+        self._act(row, why, now)
+        return "acted"
+
+    def _hold(self, row: ActionRow, detail: str, now: float) -> str:
+        outcome = "held" if self.acting else "would_hold"
+        self._decide(row.finding_id, outcome, detail, now)
+        verb = "held back" if self.acting else "dry run: would hold back"
+        self.say(
+            f"breaker: {verb} {row.action} of {row.node} ({row.finding_id}): {detail}",
+            logging.WARNING,
+        )
+        return outcome
+
     def _refusal(self, node: str) -> str:
         """What ``node`` is not and must be for the tool ("" when it is fit)."""
         if not is_host_name(node):
             return "a host name"
-        if self.act == "kubernetes" and not is_node_name(node):
-            return "a Kubernetes node name"
+        if self.act == "kubernetes":
+            return "" if is_node_name(node) else "a Kubernetes node name"
+        if self.kube is None and not is_slurm_node_name(node):  # --act slurm, or its dry run
+            return f"a Slurm node name{_EVERY_NODE if node.lower() == SLURM_EVERY_NODE else ''}"
         return ""
 
     def _act(self, row: ActionRow, why: str, now: float) -> None:
         fid, node = row.finding_id, row.node
         if not self.acting:
-            argv = drain_argv(self.slurm.config, node, why)
-            detail = " ".join(argv[1:])
-            self.say(f"dry run: would run {argv!r} (--act slurm does)", logging.INFO)
+            detail = "slurm: not a Slurm node name, would refuse"
+            if is_slurm_node_name(node):
+                argv = drain_argv(self.slurm.config, node, why)
+                detail = " ".join(argv[1:])
+                self.say(f"dry run: would run {argv!r} (--act slurm does)", logging.INFO)
             if self.kube is not None:
                 plan = self.kube.would(node, row.detector, Action(row.action))
                 detail += f"; kubernetes: {plan}"
@@ -251,9 +316,11 @@ class Actor:
         summary = (
             f"breaker_open{'' if self.acting else ' (dry run)'}: {verb} {len(held)} action(s)"
             f" on {len(nodes)} node(s) ({shown}):"
-            f" at most {self.breaker.limit(len(self.nodes))} node(s) per {window:g} s"
-            f" of {len(self.nodes)} seen"
+            f" at most {self.breaker.limit(self._seen())} node(s) per {window:g} s"
+            f" of {self._seen()} {'in Slurm' if self.fleet is not None else 'seen'}"
         )
+        if self.unasked:
+            summary += f"; {self.unasked}"
         evidence = tuple(
             f"{verb}: {row.action} of {row.node} for {row.finding_id} ({row.detector})"
             for row in held[:SHOWN_HELD]

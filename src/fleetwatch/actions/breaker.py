@@ -9,7 +9,9 @@ The percentage is rounded up, so a fleet of fewer than 20 nodes can still lose o
 
 It decides only: what was acted on and what was held back is recorded by ``actor``
 in the watch store, and the window is counted from those rows, so a restart keeps the
-count, and the window slides: a row older than ``window_s`` no longer counts.
+count, and the window slides: a row older than ``window_s`` no longer counts. With
+``--act slurm`` the actor adds the drains fleetwatch made anywhere in the fleet, read
+from Slurm, to those rows, and the nodes seen are Slurm's (``slurm.Slurm.fleet``).
 """
 
 from __future__ import annotations

@@ -32,9 +32,13 @@ making the node unhealthy. Nothing is resumed: an operator does that.
 The first run reads the kernel log of this boot whole (``kmsg_live``), but a followed
 file only from its end unless ``from_start``: a file holds earlier boots too.
 
-The breaker counts the nodes this store has seen: this one. It keeps each drain on the
-record and decided once, but bounds nothing across a fleet, where every node's health
-check decides alone (as every node's own watch does).
+Its store sees one node, so the breaker counts the fleet in Slurm (``actor``): before a
+drain, the drains fleetwatch made in the window on any node (their reasons, read with
+sinfo) and Slurm's node count, so every node's health check shares one limit. When
+Slurm cannot be asked the drain is held (fail closed) and the next run that acts asks
+again. Two nodes deciding in the same second can both pass a limit that has room for
+one; ``HealthCheckNodeState=CYCLE`` spreads the runs over ``HealthCheckInterval``, so
+that few do.
 """
 
 from __future__ import annotations
@@ -51,13 +55,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleetwatch import config as config_file
-from fleetwatch.actions.actor import DETECTOR, Actor, requests
+from fleetwatch.actions.actor import DETECTOR, UNASKED, Actor, requests
 from fleetwatch.actions.breaker import BreakerConfig
 from fleetwatch.actions.slurm import SlurmConfig, reason
 from fleetwatch.config import ConfigError, build
 from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
+from fleetwatch.hostnames import is_slurm_node_name
 from fleetwatch.lifecycle import LIFECYCLE_KEY, Lifecycle, LifecycleConfig, Silence, Transition
 from fleetwatch.sources.context import ReadOptions, ReadStats
 from fleetwatch.sources.kmsg_live import KmsgSettings, KmsgSource
@@ -138,6 +143,11 @@ def load(
     if kmsg:
         kmsg_settings = config_file.settings(
             KmsgSettings, table.get("kmsg", {}), where, "watch.kmsg"
+        )
+    if not is_slurm_node_name(node):
+        raise ConfigError(
+            f"slurm-health: node name {node!r} is not a Slurm node name "
+            "(a host name, not ALL: Slurm reads ALL as every node)"
         )
     if not (follow or kmsg):
         raise ConfigError("slurm-health: nothing to read: give --kmsg and/or --follow PATH")
@@ -293,9 +303,11 @@ class _Run:
         self.pending, self.changed = [], {}
 
     def _ask_again(self) -> None:
-        """Open findings of this node that a dry run decided: pending again, to act on."""
+        """Open findings of this node that a dry run decided, or held back because Slurm
+        could not be asked: pending again, to act on."""
         for row in self.store.actions():
-            if row.outcome in DRY_RUN and row.finding_id in self.lifecycle.open:
+            unasked = row.outcome == "held" and row.detail.startswith(UNASKED)
+            if (row.outcome in DRY_RUN or unasked) and row.finding_id in self.lifecycle.open:
                 finding = self.lifecycle.open[row.finding_id].finding
                 self.store.decide(row.finding_id, "pending", reason(finding), time.time())
 

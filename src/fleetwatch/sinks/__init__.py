@@ -7,7 +7,7 @@
 
 Names and summaries come from input: the table shows them as text, never as markup;
 line formats escape what could add a line (``one_line.py``); ``slurm`` quotes every
-argument and leaves out findings whose node is not a host name (``hostnames.py``).
+argument and leaves out findings whose node is not a Slurm node name (``hostnames.py``).
 """
 
 from __future__ import annotations

@@ -12,9 +12,12 @@ Node names and summaries come from input, and both outputs are read by programs:
   column is written through ``one_line``, so a newline or a tab in a name is ``\\n`` or
   ``\\t`` and cannot add a line or a column.
 * ``slurm`` is meant to be piped to ``sh``: every argument is quoted with
-  ``shlex.quote``, and a finding whose node is not a host name (``hostnames``) is left
-  out, not written: Slurm could not hold that name, and ``write_slurm`` returns such
-  findings so the caller can say so.
+  ``shlex.quote``, and a finding whose node is not a Slurm node name
+  (``hostnames.is_slurm_node_name``: a host name, and not ``ALL`` in any case, which
+  ``nodename=`` reads as every node) is left out, not written; ``write_slurm`` returns
+  such findings so the caller can say so. A script checks nothing with Slurm: a name
+  that ``slurm.conf`` makes a ``NodeSet`` would drain its nodes (``watch --act slurm``
+  asks Slurm first, and refuses it).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from collections.abc import Sequence
 from typing import Final, TextIO
 
 from fleetwatch.findings import Action, Finding
-from fleetwatch.hostnames import is_host_name
+from fleetwatch.hostnames import is_slurm_node_name
 from fleetwatch.sinks.one_line import one_line
 
 _GPU_ACTIONS = frozenset({Action.RESET_GPU, Action.RMA_GPU})
 
-NOT_A_HOST_NAME: Final = "node name is not a host name"
-"""Why ``write_slurm`` leaves a finding out."""
+NOT_A_HOST_NAME: Final = "node name is not a Slurm node name"
+"""Why ``write_slurm`` leaves a finding out: not a host name, or ``ALL``."""
 
 
 def out_of_service(findings: Sequence[Finding]) -> list[Finding]:
@@ -56,13 +59,13 @@ def write_drain_list(findings: Sequence[Finding], out: TextIO) -> None:
 def write_slurm(findings: Sequence[Finding], out: TextIO) -> list[Finding]:
     """``scontrol update nodename=N state=drain reason='…'`` per node to drain.
 
-    Returns the findings left out because their node is not a host name.
+    Returns the findings left out because their node is not a Slurm node name.
     """
     reasons: dict[str, list[str]] = {}
     left_out: list[Finding] = []
     for f in out_of_service(findings):
         assert f.node is not None  # out_of_service keeps only findings with a node
-        if not is_host_name(f.node):
+        if not is_slurm_node_name(f.node):
             left_out.append(f)
             continue
         text = f"fleetwatch {f.detector}: {f.action}"
