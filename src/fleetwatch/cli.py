@@ -39,7 +39,7 @@ from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Finding, Severity, report_order
-from fleetwatch.hostnames import is_host_name
+from fleetwatch.hostnames import is_slurm_node_name
 from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import Window, replay
@@ -575,8 +575,8 @@ def slurm_health_command(
     import socket
 
     name = node or os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".", 1)[0]
-    if not is_host_name(name):
-        _fail(f"slurm-health: node name {name!r} is not a host name")
+    if not is_slurm_node_name(name):
+        _fail(f"slurm-health: node name {one_line(name)!r} is not a Slurm node name")
 
     def say(line: str, level: int) -> None:
         click.echo(f"fleetwatch: {one_line(line)}", err=True)
