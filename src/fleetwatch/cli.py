@@ -8,7 +8,6 @@ and reported in the summary line on stderr, and the exit code stays 0.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import re
@@ -42,11 +41,12 @@ from fleetwatch.findings import Finding, Severity, report_order
 from fleetwatch.hostnames import is_slurm_node_name
 from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
-from fleetwatch.replay import Window, replay
+from fleetwatch.replay import EmptyWindow, Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, report, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
+from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
 from fleetwatch.sinks.timeline import Timeline
@@ -61,10 +61,14 @@ _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
   fleetwatch report PATH...      the same, as one HTML page (--out FILE)
   fleetwatch parse PATH...       the events read from them
   fleetwatch watch --follow LOG  watch live, keep findings, announce changes
-  fleetwatch slurm-health       Slurm's health check: drains on a GPU fault
+  fleetwatch findings            what a watch keeps in its store, or a fleet
   fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
+  fleetwatch slurm-health        Slurm's health check: drains on a GPU fault
+  fleetwatch agent PATH...       fleet mode: publish logs to a Redis's shards
+  fleetwatch correlate           fleet mode: run the detectors on the shards
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
+  fleetwatch simulate --list     synthetic fleets with a known fault, to try
 
 fleetwatch COMMAND --help for a command's options and examples."""
 
@@ -84,6 +88,11 @@ def _require(what: str, *modules: str) -> None:
         extras.require(what, *modules)
     except extras.MissingExtra as exc:
         _fail(str(exc))
+
+
+_ENV_COLUMNS: Final = "  COLUMNS  the width a table is laid out for (else the terminal's)"
+_ENV_TZ: Final = "  TZ       the local time zone, of stamps without one (--tz wins)"
+_ENV_TZ_WINDOW: Final = "  TZ       the local time zone, of stamps and --since/--until without one"
 
 
 def _epilog(examples: str, exits: tuple[str, ...] = _EXITS, env: str = "") -> str:
@@ -115,7 +124,8 @@ def cli() -> None:
     epilog=_epilog(
         "  fleetwatch parse /var/log/kern.log\n"
         "  fleetwatch parse dcgm.prom --output jsonl | jq .kind\n"
-        "  journalctl -k -o json | fleetwatch parse - --node gpu-node-17"
+        "  journalctl -k -o json | fleetwatch parse - --node gpu-node-17",
+        env=_ENV_COLUMNS + "\n" + _ENV_TZ,
     )
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -146,20 +156,22 @@ def parse(
     except BrokenPipeError:
         sys.stderr.close()  # the reader of our output left (| head): not an error
         sys.exit(0)
-    _say_file_nodes(stats)
+    _say_file_nodes(stats, "--node")
     click.echo(f"fleetwatch: {stats.summary()}", err=True)
 
 
-def _say_file_nodes(stats: ReadStats, shown: int = 5) -> None:
-    """One line on stderr when records were given a node named after a file or stdin."""
+def _say_file_nodes(stats: ReadStats, option: str | None = None, shown: int = 5) -> None:
+    """One line on stderr when records were given a node named after a file or stdin;
+    ``option``: the command's option that names it instead (``report`` has none)."""
     if not stats.file_nodes:
         return
     pairs = [f"{one_line(node)} ({one_line(name)})" for node, name in stats.file_nodes.items()]
     more = f", and {len(pairs) - shown} more" if len(pairs) > shown else ""
+    how = f"name it with {option}, or put" if option else "put"
     click.echo(
         "fleetwatch: records that name no host were given a node named after their file: "
-        f"{', '.join(pairs[:shown])}{more}; name it with --node, or put each node's logs "
-        "in a folder named after the node",
+        f"{', '.join(pairs[:shown])}{more}; {how} each node's logs in a folder named after "
+        "the node",
         err=True,
     )
 
@@ -211,8 +223,10 @@ def _moment(
         "  fleetwatch replay logs/ --since 2h       only the last two hours\n"
         "  fleetwatch replay logs/ --output slurm   scontrol lines to drain the nodes\n"
         "  fleetwatch replay logs/ --fail-on error  exit 1 when a finding is that bad\n"
-        "  fleetwatch replay logs/ --output incidents-table   what caused what",
+        "  fleetwatch replay logs/ --output incidents-table   what caused what\n"
+        "  cat dmesg.txt | fleetwatch replay - --node-name gpu-node-17",
         exits=(_EXITS[0], "1  a finding at or above --fail-on", _EXITS[1]),
+        env=_ENV_COLUMNS + "\n" + _ENV_TZ_WINDOW,
     ),
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -232,6 +246,7 @@ def _moment(
     "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
 )
 @click.option("--only-node", help="Only this node's events.")
+@click.option("--node-name", help="Node name for records that name none (a plain dmesg).")
 @click.option("--node", "old_node", hidden=True)
 @click.option(
     "--fail-on",
@@ -248,6 +263,7 @@ def replay_command(
     since: str | None,
     until: str | None,
     only_node: str | None,
+    node_name: str | None,
     old_node: str | None,
     fail_on: str | None,
     year: int | None,
@@ -257,10 +273,10 @@ def replay_command(
     if old_node is not None:
         _fail(
             "replay --node is now --only-node (it keeps only that node's events); "
-            "parse and watch --node name the node of records that name none"
+            "--node-name names the node of records that name none"
         )
     configs = _load_config(config_path)
-    options = _read_options(None, year, zone)
+    options = _read_options(node_name, year, zone)
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
@@ -278,7 +294,7 @@ def replay_command(
         click.echo(_left_out(left_out, fmt, NOT_A_HOST_NAME), err=True)
     if guessed:
         click.echo(_left_out(guessed, fmt, "the node is named after a file"), err=True)
-    _say_file_nodes(stats)
+    _say_file_nodes(stats, "--node-name")
     click.echo(f"fleetwatch: {stats.summary()}; {len(findings)} finding(s)", err=True)
     if fail_on is not None and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
@@ -326,8 +342,9 @@ def _replay_showing_progress(
 @cli.command(
     name="report",
     epilog=_epilog(
-        "  fleetwatch report logs/ --out report.html              every node folder under logs/\n"
-        "  fleetwatch report logs/ --since 2h --out last-2h.html  only the last two hours"
+        "  fleetwatch report logs/ --out report.html   every node folder under logs/\n"
+        "  fleetwatch report logs/ --since 2h --out last-2h.html   the last two hours",
+        env=_ENV_TZ_WINDOW,
     ),
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -635,7 +652,8 @@ def _health_line(finding: Finding) -> str:
         "  fleetwatch findings                the open findings of fleetwatch-watch.db\n"
         "  fleetwatch findings --all --output jsonl --store /var/lib/fleetwatch/w.db\n"
         "  fleetwatch findings --redis redis://127.0.0.1:6379/0   a fleet's findings\n"
-        "  fleetwatch findings --output incidents-table   what caused what"
+        "  fleetwatch findings --output incidents-table   what caused what",
+        env=_ENV_COLUMNS,
     ),
 )
 @click.option(
@@ -698,6 +716,7 @@ _SPAN: Final = re.compile(r"(\d{1,9})\s*([smhdw])")
         "  fleetwatch silence --list\n"
         "  fleetwatch silence --remove 3",
         exits=(_EXITS[0], "2  a usage or store error, or no silence of that id (one line)"),
+        env="  LOGNAME, USER  who adds a silence (else the password database's name)",
     ),
 )
 @click.option(
@@ -804,7 +823,7 @@ def _list_silences(rows: list[SilenceRow], output: str | None, store: str) -> No
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(dataclasses.asdict(row), ensure_ascii=False))
+            click.echo(json_line(dataclasses.asdict(row)), nl=False)
     elif rows:
         table = Table(box=None)
         for column in ("id", "node", "gpu", "detector", "until (UTC)", "by"):
@@ -978,16 +997,25 @@ def _silence(text: str) -> Silence:
 
 @cli.command(
     name="simulate",
-    epilog=_epilog("  fleetwatch simulate --scenario dbe-row-remap --out /tmp/fleet --nodes 8"),
+    epilog=_epilog(
+        "  fleetwatch simulate --list\n"
+        "  fleetwatch simulate --scenario dbe-row-remap --out /tmp/fleet --nodes 8",
+        exits=(_EXITS[0], "2  a usage error, or --out cannot be written (one line)"),
+    ),
 )
 @click.option(
     "--scenario",
-    type=click.Choice(list(ALL_SCENARIOS)),
     metavar="NAME",
-    required=True,
-    help="One of: " + ", ".join(ALL_SCENARIOS) + ".",
+    help="The fault to inject: one of those --list lists.",
 )
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--list", "listing", is_flag=True, help="List the scenarios, one a line.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a folder that is not empty (files of the same "
+    "name are replaced, the others stay, and replay reads them too).",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--nodes", type=click.IntRange(1, 100_000), default=4, show_default=True)
 @click.option(
@@ -997,10 +1025,37 @@ def _silence(text: str) -> Silence:
     show_default=True,
     help="Kernel log lines of each node (the fleet's size on disk).",
 )
-def simulate_command(scenario: str, out: str, seed: int, nodes: int, lines_per_node: int) -> None:
+def simulate_command(
+    scenario: str | None,
+    listing: bool,
+    out: str | None,
+    force: bool,
+    seed: int,
+    nodes: int,
+    lines_per_node: int,
+) -> None:
     """Write a deterministic synthetic fleet with one known fault, and its answer."""
-    answer = simulate(scenario, Path(out), seed, nodes, lines_per_node)
-    click.echo(f"wrote {nodes} node(s) to {out}; answer in {Path(out) / 'answer.json'}:")
+    if listing:
+        click.echo("\n".join(ALL_SCENARIOS))
+        return
+    if scenario is None or scenario not in ALL_SCENARIOS:
+        said = "give --scenario NAME" if scenario is None else f"no scenario {scenario!r}"
+        _fail(f"simulate: {said}; one of: {', '.join(ALL_SCENARIOS)}")
+    if out is None:
+        _fail("simulate: give --out DIR, a new or empty folder to write the fleet to")
+    folder = Path(out)
+    try:
+        if not force and folder.is_dir() and any(folder.iterdir()):
+            _fail(
+                f"simulate: --out {out} is not empty: give a new or empty folder, or --force "
+                "to write into it (replay would read what is there too)"
+            )
+        answer = simulate(scenario, folder, seed, nodes, lines_per_node)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != out else ""
+        _fail(f"simulate: cannot write --out {out}{where}: {exc.strerror or exc}")
+    key = one_line(str(folder / "answer.json"))
+    click.echo(f"wrote {nodes} node(s) to {one_line(out)}; answer in {key}:")
     for expected in answer.expected:
         where = " ".join(
             f"{k}={v}" for k, v in dataclasses.asdict(expected).items() if v is not None
@@ -1014,13 +1069,24 @@ def simulate_command(scenario: str, out: str, seed: int, nodes: int, lines_per_n
         )
 
 
+_XID_CODE: Final = re.compile(r"[0-9]{1,7}")
+
+
 @cli.command(epilog=_epilog("  fleetwatch explain xid 79"))
-@click.argument("what", type=click.Choice(["xid"]))
-@click.argument("code", type=click.IntRange(0, 10**6))
-def explain(what: str, code: int) -> None:
+@click.argument("what", metavar="xid")
+@click.argument("code", metavar="CODE", required=False)
+def explain(what: str, code: str | None) -> None:
     """What an Xid means, its likely cause and the action fleetwatch takes."""
-    entry = xid(code)
-    click.echo(f"Xid {code}: {entry.name}")
+    if what.lower() != "xid":
+        example = what if _XID_CODE.fullmatch(what) else "79"
+        _fail(f"explain: it explains Xids: fleetwatch explain xid {example}")
+    if code is None:
+        _fail("explain: which Xid? fleetwatch explain xid 79")
+    if not _XID_CODE.fullmatch(code) or int(code) > 10**6:
+        _fail(f"explain: Xid {code!r} is no Xid code, a number such as 79 or 119")
+    number = int(code)
+    entry = xid(number)
+    click.echo(f"Xid {number}: {entry.name}")
     if entry.known:
         click.echo(f"  cause:    {entry.cause}")
         click.echo(f"  severity: {entry.severity}")
@@ -1031,7 +1097,7 @@ def explain(what: str, code: int) -> None:
     click.echo(f"  {entry.note}")
 
 
-@cli.command(epilog=_epilog("  fleetwatch detectors"))
+@cli.command(epilog=_epilog("  fleetwatch detectors", env=_ENV_COLUMNS))
 def detectors() -> None:
     """The pattern library, with each detector's defaults."""
     console = Console()
@@ -1049,9 +1115,8 @@ def detectors() -> None:
 
 def _write_jsonl(batches: Any) -> None:
     out = sys.stdout
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
     for batch in batches:
-        out.write("".join(dumps(record) + "\n" for record in batch.records()))
+        out.write("".join(map(json_line, batch.records())))
     out.flush()
 
 
@@ -1089,6 +1154,8 @@ def main() -> None:
         sys.exit(0)
     except click.UsageError as exc:
         _fail(exc.format_message())
+    except EmptyWindow as exc:  # --since after --until
+        _fail(str(exc))
     except click.exceptions.Abort:
         sys.exit(130)
     except click.exceptions.Exit as exc:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
@@ -63,13 +64,35 @@ Columns = EventBatch | npt.NDArray[Any]
 """Events by field name: a batch, or records' ``fields``."""
 
 
+class EmptyWindow(ValueError):
+    """A window that ends before it starts: no event could be in it."""
+
+
 @dataclass(frozen=True)
 class Window:
-    """Which events to replay: a time range (epoch seconds) and a node."""
+    """Which events to replay: a time range (epoch seconds) and a node.
+
+    Raises ``EmptyWindow`` when ``since`` is after ``until``: a replay of nothing
+    would say "no findings" of logs it never looked at.
+    """
 
     since: float | None = None
     until: float | None = None
     node: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise EmptyWindow(
+                f"--since ({_utc(self.since)}) is after --until ({_utc(self.until)}): "
+                "no event can be in between"
+            )
+
+
+def _utc(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):  # past year 9999
+        return f"{ts:.0f}"
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,11 @@ def test_slurmd_names_the_node_and_a_shared_log_drains_only_this_one(
     [
         ((), {}, "slurm-health: nothing to read: give --kmsg and/or --follow PATH"),
         (("--kmsg", "--node", "gpu[1-8]"), {}, "node name 'gpu[1-8]' is not a Slurm node name"),
-        (("--kmsg",), {"SLURMD_NODENAME": "a;reboot"}, "node name 'a;reboot' is not a host name"),
+        (
+            ("--kmsg",),
+            {"SLURMD_NODENAME": "a;reboot"},
+            "node name 'a;reboot' is not a Slurm node name",
+        ),
         (("--kmsg", "--node", "ALL"), {}, "node name 'ALL' is not a Slurm node name"),
         (("--kmsg",), {"SLURMD_NODENAME": "all"}, "node name 'all' is not a Slurm node name"),
         (("--kmsg", "--config", "/no/such.toml"), {}, "cannot read /no/such.toml"),

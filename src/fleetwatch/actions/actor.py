@@ -224,7 +224,7 @@ class Actor:
         refusal = self._refusal(row.node)
         if refusal:
             self._decide(row.finding_id, "refused", f"node name is not {refusal}", now)
-            self.say(f"not acting on {one_line(row.node)!r}: not {refusal}", logging.WARNING)
+            self.say(f"not acting on '{one_line(row.node)}': not {refusal}", logging.WARNING)
             return "refused"
         if self.unasked:
             return self._hold(row, self.unasked, now)
@@ -242,7 +242,7 @@ class Actor:
                 self.slurm.check(row.node)  # exactly one node Slurm knows, or nothing runs
             except NotASlurmNode as exc:
                 self._decide(row.finding_id, "refused", str(exc), now)
-                self.say(f"not draining {one_line(row.node)!r}: {exc}", logging.WARNING)
+                self.say(f"not draining '{one_line(row.node)}': {exc}", logging.WARNING)
                 return "refused"
             except SlurmError as exc:
                 self.unasked = f"{UNASKED} about {row.node} ({exc}): nothing drained blind"

@@ -6,27 +6,29 @@
 * ``drain-list`` and ``slurm``: the nodes and GPUs to take out of service (``drain.py``).
 
 Names and summaries come from input: the table shows them as text, never as markup;
-line formats escape what could add a line (``one_line.py``); ``slurm`` quotes every
-argument and leaves out findings whose node is not a Slurm node name (``hostnames.py``).
+line formats escape what could add a line (``one_line.py``), JSON lines every character
+that is not printable (``json_line.py``); ``slurm`` quotes every argument and leaves
+out findings whose node is not a Slurm node name (``hostnames.py``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TextIO
 
 from fleetwatch.findings import Finding
 from fleetwatch.sinks.drain import write_drain_list, write_slurm
+from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.table import write_table
 
 FORMATS = ("table", "jsonl", "drain-list", "slurm")
 
 
 def write_jsonl(findings: Sequence[Finding], out: TextIO) -> None:
-    """One finding per line as JSON (JSON escapes a newline in a string)."""
+    """One finding per line as JSON (``json_line``: a newline or a bidi control in a
+    string is escaped)."""
     for finding in findings:
-        out.write(json.dumps(finding.to_json(), ensure_ascii=False) + "\n")
+        out.write(json_line(finding.to_json()))
 
 
 def write(findings: Sequence[Finding], fmt: str, out: TextIO, wide: bool = False) -> list[Finding]:

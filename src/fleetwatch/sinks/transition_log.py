@@ -12,10 +12,11 @@ is a write whose commit then failed (``cut``).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from fleetwatch.sinks.json_line import json_line
 
 
 class TransitionLog:
@@ -35,7 +36,7 @@ class TransitionLog:
         An ``OSError`` (no space) leaves the file as it was before the call.
         """
         if records:
-            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            data = "".join(map(json_line, records))
             left = memoryview(data.encode())
             try:
                 while left:  # unbuffered: a failure is this call's, a short write goes on
