@@ -27,20 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from fleetwatch.sources.context import ReadStats
+from fleetwatch.sources.stream import Readable
 
 MAGIC: Final = b"\x1f\x8b"
 PIECE_BYTES: Final = 16 << 10  # compressed bytes per step: at most ~16 MiB out
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # a gzip header and trailer, checked by zlib
 _CHECK_FAILED: Final = ("incorrect data check", "incorrect length check")
-
-
-class Readable(Protocol):
-    """Anything with ``read(size) -> bytes``."""
-
-    def read(self, size: int, /) -> bytes: ...
 
 
 class Gunzip:
