@@ -25,7 +25,7 @@ def test_every_catalog_file_loads() -> None:
     assert dcgm_metrics()["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"].scope == "volatile"
     assert smi_query_columns()["pcie.link.width.current"].link == "width"
     assert months()["mär"] == 3 and months()["déc"] == 12 and months()["окт"] == 10
-    assert shipped_rules().rules[0].name == "hardware_then_nccl"
+    assert shipped_rules().rules[0].name == "hardware_on_node"
 
 
 @pytest.mark.parametrize(

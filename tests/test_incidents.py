@@ -53,7 +53,10 @@ def finding(
     )
 
 
-def xid79(node: str = "gpu-node-3", pci: str = "0000:5d:00.0", t: float = T0) -> Finding:
+PCI = "0000:5d:00.0"
+
+
+def xid79(node: str = "gpu-node-3", pci: str = PCI, t: float = T0) -> Finding:
     return finding(
         "xid_correlation", t, Action.REBOOT_NODE, Severity.CRITICAL, node=node, pci=pci, code=79
     )
@@ -78,7 +81,7 @@ def test_a_gpu_that_fell_off_the_bus_is_the_root_of_the_hang_and_the_evictions()
     decoy = hang(T0 + 620, job="eval", node="gpu-node-9", rank=2)  # another job, other nodes
     incidents = by_root(link([pushed, decoy, stalled, root]))
     linked = incidents[root.id]
-    assert linked.rule == "hardware_then_nccl" and linked.root_cause == HARDWARE
+    assert linked.rule == "hardware_on_gpu" and linked.root_cause == HARDWARE
     assert linked.effects == (stalled, pushed)  # in time order
     assert linked.action is Action.REBOOT_NODE  # the strongest; never the job's restart
     assert linked.severity is Severity.CRITICAL
@@ -112,19 +115,86 @@ def test_a_hang_of_a_job_with_a_rank_on_the_node_takes_the_node_out_not_the_job(
     assert incident.severity is Severity.ERROR  # the hang's: the most severe of them
 
 
-def test_the_earliest_hardware_finding_of_a_node_is_the_root_and_the_rest_its_effects() -> None:
+def test_the_earliest_hardware_finding_of_a_gpu_is_the_root_and_the_rest_its_effects() -> None:
     aer = finding(
-        "pcie_aer", T0, Action.INSPECT_PCIE, Severity.CRITICAL, node="gpu-node-3", pci="x"
+        "pcie_aer", T0, Action.INSPECT_PCIE, Severity.CRITICAL, node="gpu-node-3", pci=PCI
     )
     lost = xid79(t=T0)  # the same second: the rules' detector order breaks the tie
-    later = finding("hbm_ecc", T0 + 60, Action.RESET_GPU, node="gpu-node-3", pci="y")
+    later = finding("hbm_ecc", T0 + 60, Action.RESET_GPU, node="gpu-node-3", pci=PCI)
     elsewhere = xid79(node="gpu-node-4", t=T0 + 30)
     long_after = xid79(t=T0 + 5 + 1800 + 1)  # past the window after the root's last time
     incidents = by_root(link([later, aer, lost, elsewhere, long_after]))
     assert set(incidents) == {lost.id, elsewhere.id, long_after.id}
+    assert incidents[lost.id].rule == "hardware_on_gpu"
     assert incidents[lost.id].effects == (aer, later)
     assert incidents[lost.id].action is Action.REBOOT_NODE
+    said = incidents[lost.id].summary
+    assert said.startswith("First, Xid 79") and "the hardware fault came first" in said
     assert incidents[elsewhere.id].effects == () and incidents[elsewhere.id].rule != SINGLE
+
+
+def test_gpus_of_one_node_failing_together_are_the_nodes_incident_not_one_gpus() -> None:
+    """Two GPUs off the bus 4 s apart, one with a fatal AER on its own address, and the
+    node-wide finding xid_correlation makes of them: one incident of the node, told as
+    such, with the node's action; no GPU is said to have caused the other's fault."""
+    first = xid79(t=T0)
+    aer = finding(
+        "pcie_aer", T0 + 1, Action.INSPECT_PCIE, Severity.CRITICAL, node="gpu-node-3", pci=PCI
+    )
+    second = xid79(pci="0000:3b:00.0", t=T0 + 4)
+    node_wide = finding("xid_correlation", T0, Action.DRAIN_NODE, node="gpu-node-3", code=79)
+    stalled = hang(T0 + 600, node="gpu-node-3", pci="0000:3b:00.0", rank=5)
+    (incident,) = link([stalled, second, node_wide, aer, first])
+    assert incident.rule == "hardware_on_node" and incident.root_cause == HARDWARE
+    assert incident.root == first  # the first GPU's: the id it had before the second came
+    assert incident.effects == (node_wide, aer, second, stalled)
+    assert incident.action is Action.REBOOT_NODE  # the Xid 79s'; never the job's restart
+    assert incident.gpus == ("gpu-node-3/0000:5d:00.0", "gpu-node-3/0000:3b:00.0")
+    assert incident.summary == (
+        "2 GPUs of gpu-node-3 failed within 4 s: Xid 79 (GPU has fallen off the bus) on "
+        "GPU 0000:5d:00.0 of gpu-node-3, at 2024-06-04 10:00:00 UTC, then PCIe errors on "
+        "it, 1 s later; Xid 79 (GPU has fallen off the bus) on GPU 0000:3b:00.0 of "
+        "gpu-node-3, 4 s later. Then NCCL job train timed out, its rank 5 on GPU "
+        "0000:3b:00.0 of gpu-node-3, 10 min later. Do reboot_node on gpu-node-3: a "
+        "node-level cause is likely (power, baseboard, PCIe switch, cooling or fabric), "
+        "not one GPU, so restarting job train onto gpu-node-3 would fail again; restart "
+        "it once gpu-node-3 is out of service."
+    )
+    assert "came first" not in incident.summary
+
+
+def test_faults_of_several_gpus_take_the_node_out_whatever_each_asks() -> None:
+    """GPU resets asked on two GPUs at once: the node is drained, not one GPU reset."""
+    gsp = finding("gsp_fault", T0, Action.RESET_GPU, node="gpu-node-3", pci=PCI)
+    ecc = finding("hbm_ecc", T0 + 90, Action.RESET_GPU, node="gpu-node-3", pci="0000:3b:00.0")
+    (incident,) = link([gsp, ecc])
+    assert incident.rule == "hardware_on_node" and incident.action is Action.DRAIN_NODE
+    assert incident.summary.startswith("2 GPUs of gpu-node-3 failed within 90 s: ")
+
+
+def test_faults_of_two_gpus_far_apart_are_two_incidents() -> None:
+    """Past 5 min, two GPUs' faults are each its own: neither is the other's effect."""
+    first = xid79(t=T0)
+    aer = finding(
+        "pcie_aer", T0 + 400, Action.INSPECT_PCIE, Severity.ERROR, node="gpu-node-3", pci=PCI
+    )
+    second = xid79(pci="0000:3b:00.0", t=T0 + 5 + 301)
+    incidents = by_root(link([first, aer, second]))
+    assert set(incidents) == {first.id, second.id}
+    assert incidents[first.id].rule == incidents[second.id].rule == "hardware_on_gpu"
+    assert incidents[first.id].effects == (aer,)  # its own GPU's, 400 s later
+    assert incidents[second.id].effects == ()
+
+
+def test_an_nvswitch_is_no_second_gpu() -> None:
+    """An SXid on the node's NVSwitch beside one GPU's NVLink Xid is no node of two GPUs."""
+    sxid = finding(
+        "xid_correlation", T0, Action.INSPECT_FABRIC, node="gpu-node-3", pci="0000:05:00.0",
+        code=12028,
+    )  # fmt: skip
+    nvlink = finding("nvlink", T0 + 2, Action.RESET_GPU, node="gpu-node-3", pci=PCI)
+    incidents = link([sxid, nvlink])
+    assert {i.rule for i in incidents} == {"hardware_on_gpu"} and len(incidents) == 2
 
 
 def test_a_hang_linked_to_two_faults_goes_to_its_culprits_node() -> None:
@@ -224,6 +294,8 @@ def findings(draw: st.DrawFn) -> Finding:
         node=node,
         nodes=tuple(nodes) if nodes else None,
         job=draw(st.sampled_from([None, "ml/j", "j", "k"])),
+        pci=draw(st.sampled_from([None, "0000:18:00.0", "0000:3b:00.0"])),
+        gpu=draw(st.sampled_from([None, 0, 1])),
         code=draw(st.sampled_from([None, 13, 31, 48, 79, 119, 20034])),
         rank=draw(st.integers(0, 3)),
     )
@@ -257,9 +329,24 @@ def test_watch_tracks_linked_incidents_as_open_findings_come_and_go() -> None:
     assert resolved.kind == "resolved" and resolved.incident.incident_id == new.incident.incident_id
 
 
+def test_a_gpus_incident_grows_into_its_nodes_under_the_same_id() -> None:
+    tracker = Tracker()
+    first, stalled = xid79(), hang(T0 + 600, node="gpu-node-3", rank=4)
+    (new,) = tracker.update([first, stalled])
+    assert new.incident.rule == "hardware_on_gpu"
+    (grew,) = tracker.update([first, stalled, xid79(pci="0000:3b:00.0", t=T0 + 3)])
+    assert grew.kind == "grew" and grew.incident.rule == "hardware_on_node"
+    assert grew.incident.incident_id == new.incident.incident_id
+
+
 def test_the_shipped_rules_load() -> None:
     rules = shipped_rules()
-    assert [r.name for r in rules.rules] == ["hardware_then_nccl", "application_xid"]
+    assert [r.name for r in rules.rules] == [
+        "hardware_on_node",
+        "hardware_on_gpu",
+        "application_xid",
+    ]
+    assert [r.min_gpus for r in rules.rules] == [2, 1, 1]
     assert rules.words["nccl_hang"][0].startswith("NCCL job {job}")
 
 
@@ -284,7 +371,13 @@ def shipped_data() -> dict[str, Any]:
         (lambda d: d["rule"][1].update(advice="Do {action} on {rack}"), "blanks are"),
         (lambda d: d["rule"][1].update(root_cause="cosmic rays"), "root_cause must be"),
         (lambda d: d["words"].update(nvlink=["NVLink {where!r}"]), "blanks are"),
-        (lambda d: d["rule"][1].update(name="hardware_then_nccl"), "two rules of one name"),
+        (lambda d: d["rule"][1].update(name="hardware_on_node"), "two rules of one name"),
+        (lambda d: d["rule"][0].update(min_gpus=0), "min_gpus must be a number of GPUs"),
+        (
+            lambda d: d["rule"][0].update(action_at_least="fix_application"),
+            "a hardware root never yields fix_application",
+        ),
+        (lambda d: d["rule"][0]["effect"][0].update(link="slot"), "link must be one of"),
         (lambda d: d.update(sxid_codes_from="many"), "sxid_codes_from"),
     ],
 )

@@ -7,12 +7,22 @@ own advice (restart it) is wrong: restarted onto that node it hangs again. ``lin
 groups findings into **incidents** by the rules of ``catalog/incident_rules.toml``
 (read that file's header for the rule language):
 
-* ``hardware_then_nccl``: the earliest hardware finding of a node (an Xid of a
-  hardware, memory, NVLink, GSP, thermal or driver cause, HBM ECC, PCIe AER, NVLink,
-  GSP, thermal) is the root; other hardware findings of that node, NCCL hangs of jobs
-  that had a rank on it, and evictions from it within a window are its effects. The
-  action is the strongest of its hardware findings', and at least ``drain_node`` when a
-  job hung: a hardware root never yields ``restart_job``.
+* ``hardware_on_gpu``: one GPU's hardware finding (an Xid of a hardware, memory,
+  NVLink, GSP, thermal or driver cause, HBM ECC, PCIe AER, NVLink, GSP, thermal) is
+  the root; that GPU's other hardware findings, NCCL hangs of jobs that had a rank on
+  its node, and evictions from the node within a window are its effects. The action
+  is the strongest of its hardware findings', and at least ``drain_node`` when a job
+  hung.
+* ``hardware_on_node``, tried first: the same, with hardware findings on two or more
+  GPUs of the node within 5 minutes. Several GPUs falling off the bus within seconds
+  is the node's fault (power supply, baseboard, PCIe switch, cooling, fabric), not one
+  GPU's that the others followed: the summary says "2 GPUs of gpu-node-5 failed
+  within 4 s", each GPU's own follow-on findings (a fatal AER on the Xid 79's
+  address) after its first fault, and the action is the node's, at least
+  ``drain_node``. The root is the first GPU's finding, so the incident keeps its id
+  as it grows from one GPU's into the node's.
+
+  Neither yields ``restart_job``: a job restarted onto the node hangs again.
 * ``application_xid``: an application Xid (13, 31, 43) of a job is the root; the same
   job's other application Xids and its NCCL hangs are effects; the action is
   ``fix_application``.
@@ -57,7 +67,7 @@ APPLICATION: Final = "application"
 UNKNOWN: Final = "unknown"
 SINGLE: Final = "single"
 """The rule name of a finding that nothing links and that is no rule's root."""
-LINKS: Final = ("node", "job")
+LINKS: Final = ("gpu", "node", "job")
 _NEVER_FOR_HARDWARE: Final = frozenset({Action.RESTART_JOB, Action.FIX_APPLICATION})
 _ADVICE_BLANKS: Final = frozenset({"action", "node", "job"})
 _WORD_BLANKS: Final = frozenset({"where", "xid", "xid_name", "sxid", "job", "rank"})
@@ -88,6 +98,8 @@ class Rule:
     effects: tuple[Effect, ...]
     advice: str
     advice_without_job: str
+    min_gpus: int = 1  # an incident naming fewer GPUs of its node is left to later rules
+    action_at_least: Action | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,9 @@ def _rule(entry: dict[str, Any], where: str) -> Rule:
     )
     advice = _template(entry.get("advice"), _ADVICE_BLANKS, f"{where}: advice")
     bare = _template(entry.get("advice_without_job"), _ADVICE_BLANKS - {"job"}, where)
+    min_gpus = entry.get("min_gpus", 1)
+    if not isinstance(min_gpus, int) or isinstance(min_gpus, bool) or min_gpus < 1:
+        raise CatalogError(f"{where}: min_gpus must be a number of GPUs, 1 or more")
     return Rule(
         name,
         cause,
@@ -224,6 +239,8 @@ def _rule(entry: dict[str, Any], where: str) -> Rule:
         effects,
         advice,
         bare,
+        min_gpus,
+        _floor(entry.get("action_at_least"), where, cause),
     )
 
 
@@ -242,23 +259,27 @@ def _effect(entry: dict[str, Any], where: str, cause: str) -> Effect:
         ):
             raise CatalogError(f"{where}: {key} must be seconds, 0 or more, got {value!r}")
         seconds.append(float(value))
-    floor = entry.get("action_at_least")
-    action = None
-    if floor is not None:
-        try:
-            action = Action(floor)
-        except ValueError:
-            raise CatalogError(f"{where}: unknown action_at_least {floor!r}") from None
-        if cause == HARDWARE and action in _NEVER_FOR_HARDWARE:
-            raise CatalogError(f"{where}: a hardware root never yields {action}")
     return Effect(
         frozenset(_detectors(entry.get("detectors"), f"{where}: detectors")),
         link,
         seconds[0],
         seconds[1],
         _causes(entry.get("xid_causes"), f"{where}: xid_causes"),
-        action,
+        _floor(entry.get("action_at_least"), where, cause),
     )
+
+
+def _floor(value: Any, where: str, cause: str) -> Action | None:
+    """An ``action_at_least``: an action a hardware root may take, or None."""
+    if value is None:
+        return None
+    try:
+        action = Action(value)
+    except ValueError:
+        raise CatalogError(f"{where}: unknown action_at_least {value!r}") from None
+    if cause == HARDWARE and action in _NEVER_FOR_HARDWARE:
+        raise CatalogError(f"{where}: a hardware root never yields {action}")
+    return action
 
 
 def _list_of_tables(data: Mapping[str, Any], key: str, where: str) -> list[dict[str, Any]]:
@@ -327,9 +348,16 @@ def _time_order(f: Finding) -> tuple[bool, float, str]:
 def _apply(rule: Rule, pool: list[Finding], claimed: set[str], rules: Rules) -> list[Incident]:
     """The incidents of one rule over the findings no earlier rule claimed."""
     priority = {name: i for i, name in enumerate(rule.root_detectors)}
-    candidates = sorted(
+    candidates = sorted(  # at one time, a GPU's finding before one of the whole node's,
+        # which sums them up: the root, and so the incident's id, is the same as it grows
         (f for f in pool if f.id not in claimed and _can_root(rule, f, rules)),
-        key=lambda f: (f.first_ts is None, f.first_ts or 0.0, priority[f.detector], f.id),
+        key=lambda f: (
+            f.first_ts is None,
+            f.first_ts or 0.0,
+            _device(f) is None,
+            priority[f.detector],
+            f.id,
+        ),
     )
     # Pass 1, in time order: a candidate an earlier root links to is that root's effect.
     roots: list[Finding] = []
@@ -350,6 +378,9 @@ def _apply(rule: Rule, pool: list[Finding], claimed: set[str], rules: Rules) -> 
     out = []
     for root in roots:
         linked = sorted(effects[root.id], key=lambda pair: _time_order(pair[0]))
+        found = [f for f, _ in linked]
+        if rule.min_gpus > 1 and len(_gpus(rule, root, found, rules)) < rule.min_gpus:
+            continue  # too few GPUs for this rule: its findings are the next rules'
         claimed.add(root.id)
         claimed.update(f.id for f, _ in linked)
         out.append(_incident(rule, root, linked, rules))
@@ -416,9 +447,14 @@ def _xid_cause(f: Finding, rules: Rules) -> str:
     finding without a code (fatal Xids escalated to an RMA) is the GPU's."""
     if f.code is None:
         return HARDWARE
-    if f.code >= rules.sxid_codes_from and f.code not in xid_catalog():
+    if _is_sxid(f, rules):
         return "nvlink"
     return xid(f.code).cause
+
+
+def _is_sxid(f: Finding, rules: Rules) -> bool:
+    """Whether an xid_correlation finding is an NVSwitch's SXid, not a GPU's Xid."""
+    return f.code is not None and f.code >= rules.sxid_codes_from and f.code not in xid_catalog()
 
 
 def _strength(effect: Effect, root: Finding, f: Finding, rules: Rules) -> int:
@@ -427,11 +463,16 @@ def _strength(effect: Effect, root: Finding, f: Finding, rules: Rules) -> int:
         return 0
     if not _in_window(root, f, effect):
         return 0
+    if effect.link == "gpu":  # the root's GPU; a finding naming none, on the root's node
+        if root.node is None or f.node != root.node:
+            return 0
+        same = _same_gpu(root, f)
+        return 3 if same else 2 if same is None else 0
     if effect.link == "node":
         if root.node is None:
             return 0
         if f.node == root.node:
-            return 3 if root.pci is not None and f.pci == root.pci else 2
+            return 3 if _same_gpu(root, f) else 2
         if f.rank is not None and f.node is not None:
             return 0  # a job's hang whose culprit rank ran elsewhere is that node's
         return 1 if root.node in (f.nodes or ()) else 0
@@ -449,6 +490,38 @@ def _in_window(root: Finding, f: Finding, effect: Effect) -> bool:
         return False
     end = root.last_ts if root.last_ts is not None else root.first_ts
     return root.first_ts - effect.before_s <= f.first_ts <= end + effect.after_s
+
+
+def _device(f: Finding) -> str | None:
+    """The GPU (or NVSwitch) a finding names: its PCI address, else ``#`` and its index."""
+    if f.pci is not None:
+        return f.pci
+    return None if f.gpu is None else f"#{f.gpu}"
+
+
+def _same_gpu(a: Finding, b: Finding) -> bool | None:
+    """Whether two findings of one node name the same GPU; None when either names none
+    (or they name it in forms that cannot be compared)."""
+    if a.pci is not None and b.pci is not None:
+        return a.pci == b.pci
+    if a.gpu is not None and b.gpu is not None:
+        return a.gpu == b.gpu
+    return None
+
+
+def _gpus(rule: Rule, root: Finding, effects: Sequence[Finding], rules: Rules) -> list[str]:
+    """The GPUs of the root's node named by the findings among ``root`` and ``effects``
+    that could be the rule's root (its faults, not their effects), in the order first
+    named; an NVSwitch's SXid names none."""
+    gpus: dict[str, None] = {}
+    for f in (root, *effects):
+        device = _device(f)
+        if device is None or f.node != root.node or not _can_root(rule, f, rules):
+            continue
+        if f.detector == "xid_correlation" and _is_sxid(f, rules):
+            continue
+        gpus.setdefault(device, None)
+    return list(gpus)
 
 
 def _nodes(f: Finding) -> set[str]:
@@ -474,16 +547,13 @@ def _incident(
 ) -> Incident:
     effects = tuple(f for f, _ in linked)
     action = root.action
-    if rule.root_cause == HARDWARE:
-        # the strongest of the node's hardware findings, at least what the effects ask
-        hardware = [f.action for f in effects if _can_root(rule, f, rules)]
-        action = strongest(action, *hardware)
-        for _, effect in linked:
-            floor = effect.action_at_least
-            if floor is not None and floor.strength > action.strength:
-                action = floor
-        if action in _NEVER_FOR_HARDWARE:  # the invariant, whatever the findings said
-            action = Action.DRAIN_NODE
+    if rule.root_cause == HARDWARE:  # the strongest of the node's hardware findings
+        action = strongest(action, *(f.action for f in effects if _can_root(rule, f, rules)))
+    for floor in (rule.action_at_least, *(effect.action_at_least for _, effect in linked)):
+        if floor is not None and floor.strength > action.strength:
+            action = floor  # at least what the rule and the effects ask
+    if rule.root_cause == HARDWARE and action in _NEVER_FOR_HARDWARE:
+        action = Action.DRAIN_NODE  # the invariant, whatever the findings said
     return _made(rule.name, rule.root_cause, root, effects, action, rule, rules)
 
 
@@ -542,23 +612,75 @@ def _made(
 def _story(
     rule: Rule, root: Finding, effects: tuple[Finding, ...], action: Action, rules: Rules
 ) -> str:
-    """One paragraph: what came first, what followed and when, and what to do."""
-    first = f"First, {_phrase(root, rules)}"
-    if root.first_ts is not None:
-        first += f", at {_moment(root.first_ts, root.clock)}"
-    then = "; ".join(f"{_phrase(f, rules)}{_later(root, f)}" for f in effects)
+    """One paragraph: what came first, what followed and when, and what to do.
+
+    When the faults name several GPUs of the node, none is told as the others' cause:
+    they are told together, as the node's ("2 GPUs of gpu-node-5 failed within 4 s:
+    …"), and what followed them after.
+    """
+    gpus = _gpus(rule, root, effects, rules)
+    if len(gpus) > 1:
+        hardware = [
+            f for f in (root, *effects) if f.node == root.node and _can_root(rule, f, rules)
+        ]
+        faults = [f for f in hardware if _device(f) is not None]  # the whole node's: opening
+        opening = f"{len(gpus)} GPUs of {root.node} failed {_within(faults, gpus)}: "
+        opening += "; ".join(_each_gpu(faults, rules))
+        told = {f.id for f in hardware}
+        rest = [f for f in effects if f.id not in told]
+    else:
+        opening, rest = f"First, {_told(root, root, rules)}", list(effects)
+    then = "; ".join(_told(f, root, rules) for f in rest)
     job = next((f.job for f in effects if f.job), root.job)
     blanks = {"action": str(action), "node": root.node or "its node", "job": job or ""}
     advice = rule.advice if job else rule.advice_without_job
-    text = f"{first}. Then {then}. {advice.format(**blanks)}"
+    text = f"{opening}." + (f" Then {then}." if then else "") + f" {advice.format(**blanks)}"
     return one_line(text)
 
 
-def _phrase(f: Finding, rules: Rules) -> str:
-    """The finding in a few words: the first of its detector's phrases it fills."""
-    blanks: dict[str, Any] = {"where": _where(f), "job": f.job, "rank": f.rank}
+def _each_gpu(faults: Sequence[Finding], rules: Rules) -> list[str]:
+    """Each GPU's faults in a few words: its first and when, then what followed on it."""
+    firsts: dict[str, Finding] = {}
+    told: dict[str, list[str]] = {}
+    for f in faults:
+        key = str(_device(f))
+        if key not in firsts:
+            firsts[key] = f
+            told[key] = [_told(f, faults[0], rules)]
+        else:
+            told[key].append(f"then {_phrase(f, rules, 'it')}{_later(firsts[key], f)}")
+    return [", ".join(parts) for parts in told.values()]
+
+
+def _told(f: Finding, since: Finding, rules: Rules) -> str:
+    """The finding in a few words and when: its moment, or how long after ``since``."""
+    if f is since:
+        moment = "" if f.first_ts is None else f", at {_moment(f.first_ts, f.clock)}"
+        return _phrase(f, rules) + moment
+    return _phrase(f, rules) + _later(since, f)
+
+
+def _within(faults: Sequence[Finding], gpus: Sequence[str]) -> str:
+    """How close together the first faults of ``gpus`` came: "within 4 s", "at once"."""
+    clock = faults[0].clock
+    firsts: dict[str, float] = {}
+    for f in faults:
+        device = _device(f)
+        if device is not None and device in gpus and f.first_ts is not None and f.clock == clock:
+            firsts.setdefault(device, f.first_ts)
+    if len(firsts) < 2:
+        return "together"
+    spread = max(firsts.values()) - min(firsts.values())
+    return "at once" if spread < 1 else f"within {_amount(spread)}"
+
+
+def _phrase(f: Finding, rules: Rules, where: str | None = None) -> str:
+    """The finding in a few words: the first of its detector's phrases it fills;
+    ``where`` names its place when it is said already ("it")."""
+    where = where or _where(f)
+    blanks: dict[str, Any] = {"where": where, "job": f.job, "rank": f.rank}
     if f.detector == "xid_correlation" and f.code is not None:
-        if f.code >= rules.sxid_codes_from and f.code not in xid_catalog():
+        if _is_sxid(f, rules):
             blanks["sxid"] = f.code
         else:
             blanks["xid"] = f.code
@@ -567,7 +689,7 @@ def _phrase(f: Finding, rules: Rules) -> str:
         names = {name for _, name, _, _ in string.Formatter().parse(phrase) if name}
         if all(blanks.get(name) is not None for name in names):
             return phrase.format(**{k: v for k, v in blanks.items() if v is not None})
-    return f"{f.detector} on {_where(f)}"
+    return f"{f.detector} on {where}"
 
 
 def _where(f: Finding) -> str:
@@ -588,8 +710,11 @@ def _later(root: Finding, f: Finding) -> str:
     delta = f.first_ts - root.first_ts
     if abs(delta) < 1:
         return ", at the same time"
-    amount = f"{abs(delta) / 60:.0f} min" if abs(delta) >= 120 else f"{abs(delta):.0f} s"
-    return f", {amount} {'later' if delta > 0 else 'before'}"
+    return f", {_amount(abs(delta))} {'later' if delta > 0 else 'before'}"
+
+
+def _amount(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def _moment(ts: float, clock: str | None) -> str:

@@ -637,7 +637,52 @@ def xid79_hangs_nccl_job(fleet: Fleet, answer: Answer) -> None:
     evicted = Expected("pod_evicted", node, "none")
     answer.expected += [root, hang, evicted]
     answer.incidents.append(
-        ExpectedIncident("hardware_then_nccl", root, [hang, evicted], "reboot_node")
+        ExpectedIncident("hardware_on_gpu", root, [hang, evicted], "reboot_node")
+    )
+    others = [n for n in fleet.nodes if n not in job_nodes]
+    _unrelated_hang(fleet, answer, "eval-sweep", others, t + 630)
+
+
+def gpus_off_bus_one_node(fleet: Fleet, answer: Answer) -> None:
+    """Two GPUs of one node fall off the bus seconds apart (what a failing power supply
+    or PCIe switch does), the first with a fatal AER on its own address; a job with
+    ranks on the node times out 10 minutes later. One incident of the node, not one
+    GPU's fault that the other followed: the first GPU's Xid 79 is the root (the
+    incident's id as it grows), the other Xid 79, the AER, xid_correlation's node-wide
+    finding and the hang its effects; the node is rebooted. Beside it, another job on
+    other nodes hangs on its own straggler."""
+    job_nodes = fleet.rng.sample(fleet.nodes, min(2, len(fleet.nodes)))
+    node = job_nodes[0]
+    ranks = _start_job(fleet, "train-llama", job_nodes, START + 60)
+    first, second = fleet.rng.sample(fleet.gpus[node], 2)
+    t = START + fleet.rng.uniform(300, 600)
+    for k, gpu in enumerate((first, second)):
+        at = t + k * fleet.rng.uniform(1, 6)
+        _identity(fleet, gpu, at)
+        _xid(fleet, gpu, at, 79, "GPU has fallen off the bus.")
+        fleet.kern(node, at, f"NVRM: GPU {gpu.pci}: GPU has fallen off the bus.")
+    port = f"0000:{first.pci[5:7]}:00.0"
+    for line in (
+        f"pcieport {port}: AER: Uncorrected (Fatal) error received: {first.pci}",
+        f"nvidia {first.pci}: PCIe Bus Error: severity=Uncorrected (Fatal), "
+        "type=Transaction Layer, (Receiver ID)",
+        f"nvidia {first.pci}:   device [10de:2330] error status/mask=00000020/00000000",
+        f"nvidia {first.pci}:    [ 5] SDES                   (First)",
+    ):
+        fleet.kern(node, t + 0.5, line)
+    seq = fleet.rng.randrange(1000, 90000)
+    lost = {r for r, gpu in ranks.items() if gpu in (first, second)}
+    for rank in ranks:
+        if rank not in lost:  # the lost GPUs' ranks are stuck in their kernels
+            _timed_out(fleet, "train-llama", rank, t + 600 + rank * 0.01, seq, seq - 1)
+    root = Expected("xid_correlation", node, "reboot_node", first.pci)
+    other = Expected("xid_correlation", node, "reboot_node", second.pci)
+    node_wide = Expected("xid_correlation", node, "drain_node")
+    aer = Expected("pcie_aer", node, "inspect_pcie", first.pci)
+    hang = Expected("nccl_hang", None, "restart_job", job="train-llama")
+    answer.expected += [root, other, node_wide, aer, hang]
+    answer.incidents.append(
+        ExpectedIncident("hardware_on_node", root, [other, node_wide, aer, hang], "reboot_node")
     )
     others = [n for n in fleet.nodes if n not in job_nodes]
     _unrelated_hang(fleet, answer, "eval-sweep", others, t + 630)
@@ -731,6 +776,7 @@ check's fleet (``fleet/check.py``), whose ceilings and answers are measured on t
 
 INCIDENT_SCENARIOS: Final[dict[str, Callable[[Fleet, Answer], None]]] = {
     "xid79-hangs-nccl-job": xid79_hangs_nccl_job,
+    "gpus-off-bus-one-node": gpus_off_bus_one_node,
     "app-xid31-nccl-job": app_xid31_nccl_job,
 }
 """A fault and what followed from it, beside an unrelated hang: incidents' answer keys."""

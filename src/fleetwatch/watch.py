@@ -18,7 +18,8 @@ with backoff; a store that went bad mid-run stops the watch with one line.
 After each commit that had transitions, the open findings are linked into incidents
 again (``incidents.Tracker``): an incident that links several findings is logged when
 it is new, when it grew (a finding joined it, or its severity or action rose) and when
-it resolved. Incidents are recomputed, not stored: ``fleetwatch findings --output
+it resolved; as a warning, unless all its findings are silenced or flapping (INFO,
+saying so). Incidents are recomputed, not stored: ``fleetwatch findings --output
 incidents`` lists them from the store.
 
 A transition whose finding takes its node out of service commits an action request
@@ -491,13 +492,20 @@ class Watch:
         self._pending += self.lifecycle.update(found, now)
 
     def _tell_incidents(self) -> None:
-        """Log how the incidents of the open findings changed (summaries are escaped)."""
+        """Log how the incidents of the open findings changed (summaries are escaped).
+
+        An incident whose findings are all quiet (silenced, flapping) is logged at INFO
+        and says why, as its findings are recorded but not announced."""
+        now = time.time()
         for change in self.incidents.update(t.finding for t in self.lifecycle.open.values()):
             incident = change.incident
+            why = {_why_quiet(self.lifecycle, f, now) for f in incident.findings}
+            quiet = "" if None in why else "; " + "/".join(sorted(str(w) for w in why))
             self._say(
                 f"incident {incident.incident_id} {change.kind} ({incident.rule}, "
-                f"{len(incident.findings)} findings, {incident.action}): {incident.summary}",
-                logging.WARNING if change.kind != "resolved" else logging.INFO,
+                f"{len(incident.findings)} findings, {incident.action}{quiet}): "
+                f"{incident.summary}",
+                logging.INFO if quiet or change.kind == "resolved" else logging.WARNING,
             )
 
     def _report_failures(self) -> None:
@@ -717,13 +725,18 @@ def _alertmanager(
 
 def _announced_open(lifecycle: Lifecycle, now: float) -> list[Finding]:
     """The open findings an announcement would tell now: not silenced, not flapping."""
-    flapping = lifecycle.config.flap_threshold
     return [
-        t.finding
-        for t in lifecycle.open.values()
-        if not any(s.matches(t.finding, now) for s in lifecycle.silences)
-        and len(lifecycle.openings.get(entity(t.finding), ())) < flapping
+        t.finding for t in lifecycle.open.values() if _why_quiet(lifecycle, t.finding, now) is None
     ]
+
+
+def _why_quiet(lifecycle: Lifecycle, finding: Finding, now: float) -> str | None:
+    """Why an announcement would not tell ``finding`` now: silenced, flapping, or None."""
+    if any(s.matches(finding, now) for s in lifecycle.silences):
+        return "silenced"
+    if len(lifecycle.openings.get(entity(finding), ())) >= lifecycle.config.flap_threshold:
+        return "flapping"
+    return None
 
 
 def _silence(entry: dict[str, Any], where: str) -> Silence:

@@ -64,7 +64,7 @@ def test_gzip_is_recognised_by_content_and_a_truncated_one_keeps_what_was_read(
     cut.write_bytes(packed[: len(packed) // 2])
     events = parse(cut)
     assert 0 < len(events) < 2000
-    assert events.stats.unreadable == {("file", "read error (EOFError)"): 1}
+    assert events.stats.unreadable == {("file", "truncated gzip"): 1}
 
 
 def test_folders_of_per_node_folders_name_the_node(tmp_path: Path) -> None:

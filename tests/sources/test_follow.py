@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,28 @@ def test_a_rotation_while_down_is_caught_up_from_the_rotated_file(tmp_path: Path
     os.rename(log, tmp_path / "kern.log.1")
     log.write_text(xid_line(3))
     assert pids(follow(log, saved=saved)) == [2, 3]
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="the gzip program is not installed")
+def test_a_compressed_rotation_is_not_read_again_and_is_counted(tmp_path: Path) -> None:
+    """logrotate's ``compress`` in a followed folder: ``kern.log.1`` moves on to
+    ``kern.log.2``, which gzip writes as ``kern.log.2.gz`` and removes. Its lines were
+    read as ``kern.log``; the .gz is counted once, not read as text nor read again."""
+    node = tmp_path / "gpu-node-7"
+    node.mkdir()
+    log = node / "kern.log"
+    log.write_text("")
+    f = follow(tmp_path)
+    pids(f)
+    append(log, xid_line(1))
+    assert pids(f) == [1]
+    log.rename(node / "kern.log.1")
+    log.write_text(xid_line(2))
+    assert pids(f) == [2]
+    (node / "kern.log.1").rename(node / "kern.log.2")
+    subprocess.run(["gzip", str(node / "kern.log.2")], check=True)
+    assert sorted(p.name for p in node.iterdir()) == ["kern.log", "kern.log.2.gz"]
+    append(log, xid_line(3))
+    assert pids(f) == [3]
+    assert pids(f) == []
+    assert f.stats.unreadable == {("follow", "gzip file, not followed"): 1}

@@ -115,6 +115,9 @@ def test_a_running_watch_takes_up_silences_as_they_are_added_end_and_are_removed
     def of(node: str) -> list[tuple[object, object]]:
         return [(r["transition"], r.get("quiet")) for r in records(jsonl) if r["node"] == node]
 
+    def incident_of(node: str) -> list[str]:  # the log lines of the node's incident
+        return [ln for ln in w.lines if " incident inc-" in ln and f" of {node}" in ln]
+
     try:
         operator("--node", "gpu-node-17", "--for", "1h", "--reason", "reseating GPU 3")
         operator("--node", "gpu-node-18", "--for", "1s", "--reason", "a short one")
@@ -123,12 +126,17 @@ def test_a_running_watch_takes_up_silences_as_they_are_added_end_and_are_removed
         (logs / "gpu-node-17" / "kern.log").write_text(XID79)
         wait_for(lambda: len(of("gpu-node-17")) == 2, what="gpu-node-17's findings")
         assert of("gpu-node-17") == [("new", "silenced")] * 2  # recorded, not announced
+        (quiet,) = wait_for(lambda: incident_of("gpu-node-17"), what="the silenced incident")
+        assert " INFO fleetwatch: " in quiet and " new (hardware_on_gpu, 2 findings, " in quiet
+        assert "reboot_node; silenced): " in quiet  # no warning for what the operator silenced
         # silence 2 ends by the clock, read or not: the watch checks its until at each match
         wait_for(lambda: held(store) == [1], what="the short silence's end")
         (logs / "gpu-node-18").mkdir()
         (logs / "gpu-node-18" / "kern.log").write_text(XID79)
         wait_for(lambda: len(of("gpu-node-18")) == 2, what="gpu-node-18's findings")
         assert of("gpu-node-18") == [("new", None)] * 2  # its silence had ended: announced
+        (loud,) = wait_for(lambda: incident_of("gpu-node-18"), what="the announced incident")
+        assert " WARNING fleetwatch: " in loud and "reboot_node): " in loud
         operator("--remove", "1")
         wait_for(lambda: logged("silence 1 ended"), what="the removal taken up")
     finally:

@@ -36,7 +36,7 @@ def test_a_watch_logs_an_incident_as_it_grows_and_findings_lists_it(tmp_path: Pa
     finally:
         assert w.stop() == 0
     told = [ln for ln in w.lines if " incident inc-" in ln]
-    assert " new (hardware_then_nccl, " in told[0]
+    assert " new (hardware_on_gpu, " in told[0]
     assert "First, Xid 79 (GPU has fallen off the bus)" in said[0]
     assert "reboot_node" in said[0] and said[0].count("\n") == 1
     listed = subprocess.run(
@@ -46,6 +46,6 @@ def test_a_watch_logs_an_incident_as_it_grows_and_findings_lists_it(tmp_path: Pa
         check=True,
     )
     (incident,) = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert incident["rule"] == "hardware_then_nccl" and incident["action"] == "reboot_node"
+    assert incident["rule"] == "hardware_on_gpu" and incident["action"] == "reboot_node"
     assert incident["detectors"] == ["xid_correlation", "pcie_aer", "pod_evicted"]
     assert incident["incident_id"] in said[0] and incident["status"] == "open"

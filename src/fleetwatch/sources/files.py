@@ -1,9 +1,10 @@
 """Inputs: files, folders, gzip and stdin, and which node a file speaks for.
 
 ``read_paths`` is the one entry point ``parse`` and ``replay`` use. It walks folders
-recursively (sorted, hidden files skipped), opens ``.gz`` by its magic bytes rather
-than its name, reads ``-`` as stdin, and picks how to read each input from its first
-bytes:
+recursively (sorted, hidden files skipped), opens gzip by its magic bytes rather
+than its name (``gunzip.py``: a cut, concatenated or corrupt ``.gz`` gives what
+``gzip -d`` gives; an empty ``.gz`` is counted as cut), reads ``-`` as stdin, and
+picks how to read each input from its first bytes:
 
 * an XML document (``nvidia-smi -q -x``) or a multi-line JSON document (``kubectl get
   events -o json``) is read whole;
@@ -24,25 +25,23 @@ never merged into one node by accident.
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.sources import json_document
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.gunzip import MAGIC, Gunzip
 from fleetwatch.sources.registry import DOCUMENT_READERS
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 64 << 10
 MAX_DOCUMENT_BYTES: Final = 1 << 30
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
 class InputError(OSError):
@@ -139,44 +138,38 @@ def expand(paths: list[str], host: str | None = None) -> list[Input]:
 
 
 class _Reader:
-    """An input's bytes, decompressed when gzip, where a read error ends the data.
-
-    A truncated ``.gz`` or a failing disk keeps everything read before the error: the
-    error is counted once and the input ends there. Gzip is read in small pieces so
-    that little is lost with the piece that failed.
-    """
-
-    _PIECE: Final = 64 << 10
+    """An input's bytes, decompressed when gzip (``gunzip.py``), where a read error
+    ends the data: a failing disk keeps everything read before the error, which is
+    counted once."""
 
     def __init__(self, raw: BinaryIO, stats: ReadStats) -> None:
         self._raw = raw
         self._stats = stats
-        peek = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb") if peek == _GZIP_MAGIC else None
+        peek = raw.peek(2)[:2] if hasattr(raw, "peek") else None
+        self.empty = peek == b""  # no byte at all (peek sees the end only at the end)
+        self._gzip = Gunzip(raw, stats) if peek == MAGIC else None
         self._failed = False
 
     def read(self, size: int) -> bytes:
+        if self._gzip is not None:
+            return self._gzip.read(size)
         if self._failed:
             return b""
-        source: Any = self._gzip or self._raw
-        step = self._PIECE if self._gzip else size
         pieces: list[bytes] = []
         wanted = size
         try:
             while wanted > 0:
-                piece = source.read(min(step, wanted))
+                piece = self._raw.read(wanted)
                 if not piece:
                     break
                 pieces.append(piece)
                 wanted -= len(piece)
-        except (OSError, EOFError, zlib.error) as exc:
+        except OSError as exc:
             self._failed = True
             self._stats.bad("file", f"read error ({type(exc).__name__})")
         return b"".join(pieces)
 
     def close(self) -> None:
-        if self._gzip is not None:
-            self._gzip.close()
         if self._raw is not sys.stdin.buffer:
             self._raw.close()
 
@@ -217,6 +210,8 @@ def _unclaimed(head: bytes) -> str | None:
 def _read_one(stream: _Reader, ctx: FileContext) -> Iterator[None]:
     head = stream.read(HEAD_BYTES)
     if not head:
+        if stream.empty and ctx.name.endswith(".gz"):
+            ctx.stats.bad("file", "truncated gzip")  # as gzip -d says: not even a header
         return
     if _binary(head[:4096]):
         ctx.stats.bad("file", "binary data")

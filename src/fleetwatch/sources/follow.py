@@ -17,6 +17,10 @@ What happens to a file, and what the follower does:
   is shorter than the offset read, or its first bytes changed. It is read again from
   its start.
 * **a file that appears later**: read from its start.
+* **a ``.gz`` file** (logrotate's ``compress``: ``kern.log.1`` becomes
+  ``kern.log.2.gz``): not followed, counted once (``follow``, ``gzip file, not
+  followed``). It is a compressed copy of lines read already, and a gzip stream is
+  history, not a log that grows: ``replay`` reads it.
 * **a quiet tail**: a record that may go on (an AER report) is held for the lines
   after it; once the file has been quiet for ``quiet_s`` (0.2 s) it is read as it is.
   A position never passes a held record, so a restart reads it again.
@@ -150,6 +154,7 @@ class Follower:
         self._skip_history = not saved and not from_start
         self._open: dict[tuple[int, int], _Open] = {}
         self._inputs: dict[str, Input] = {}  # path -> its node (its folder, or this host)
+        self._compressed: set[str] = set()  # the .gz files counted as not followed
         self._host = socket.gethostname()
         # path -> the stream of the file that left it (renamed or gone): a new file at
         # that path goes on with it, so a record the rotation cut in two is joined;
@@ -221,9 +226,18 @@ class Follower:
             found = expand([str(self.root)], host=self._host)
         except InputError:
             return []  # not there yet
+        paths = []
         for item in found:
+            if item.path is None:
+                continue
+            if item.path.name.endswith(".gz"):
+                if item.name not in self._compressed:
+                    self._compressed.add(item.name)
+                    self.stats.bad("follow", "gzip file, not followed")
+                continue
             self._inputs[str(item.path)] = item
-        return [item.path for item in found if item.path is not None]
+            paths.append(item.path)
+        return paths
 
     def _context(self, path: Path) -> FileContext:
         item = self._inputs.get(str(path))
