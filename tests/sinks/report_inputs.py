@@ -71,7 +71,7 @@ def incidents_of(findings: list[Finding]) -> list[dict[str, Any]]:
     return [
         {
             "incident_id": "inc-0123456789abcdef",
-            "rule": "hardware_then_nccl",
+            "rule": "hardware_on_gpu",
             "root_cause": "hardware",
             "root": root.id,
             "effects": [f.id for f in effects],
