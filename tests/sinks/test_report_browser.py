@@ -30,7 +30,7 @@ from fleetwatch.config import load
 from fleetwatch.findings import Finding
 from fleetwatch.replay import replay
 from fleetwatch.simulate import simulate
-from fleetwatch.sinks import report
+from fleetwatch.sinks import report, report_file
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import ReadStats
@@ -141,7 +141,7 @@ def write_report(paths: list[Path], out: Path, hostile: bool = False) -> list[Fi
     stats, timeline = ReadStats(), Timeline()
     findings = replay([str(p) for p in paths], load(None), stats=stats, observe=timeline.add)
     incidents = incidents_of(findings) if hostile else []
-    report.write(out, report.render(findings, incidents, timeline, stats, ABOUT))
+    report_file.write(out, report.render(findings, incidents, timeline, stats, ABOUT))
     return findings
 
 

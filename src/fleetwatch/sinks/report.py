@@ -1,9 +1,9 @@
 """The report: one self-contained HTML page of a replay, to attach to a mail or a ticket.
 
-``fleetwatch report PATH... --out report.html`` writes it. Top to bottom: the counts
-(findings by severity; files, lines and events read; unreadable records by reader and
-reason), the incidents with their summaries, a timeline per clock, and every finding
-with its evidence (``file:line``).
+``fleetwatch report PATH... --out report.html`` writes it (``report_file.py``). Top to
+bottom: the counts (findings by severity; files, lines and events read; unreadable
+records by reader and reason), the incidents with their summaries, a timeline per
+clock, and every finding with its evidence (``file:line``).
 
 The timelines (``report_timeline.py``) have one row per affected GPU, and one for a
 node whose findings name no GPU; findings are spans colored by severity, incidents
@@ -25,13 +25,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Any, Final
 
 from fleetwatch.findings import Finding
@@ -107,20 +104,6 @@ def render(
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)
-
-
-def write(path: Path, page: str) -> None:
-    """Write ``page`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    folder = path.parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _head(count: int) -> str:
