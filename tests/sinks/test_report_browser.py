@@ -5,7 +5,9 @@ network log (the DevTools ``Network`` events, through chromedriver's performance
 and the page's resource timing must show no request but the file itself or a ``data:``
 URL; the console has no error (a Content-Security-Policy violation is one); the
 timeline has one row per affected GPU, counted in the DOM; hostile node names run
-nothing. A screenshot of each page is written under the test's ``tmp_path`` and its
+nothing; each row's label, laid out in the browser's own font, ends inside its column,
+the page never scrolls sideways (a 5,000-character name wraps), and an incident's label
+is at its connectors. A screenshot of each page is written under the test's ``tmp_path`` and its
 path printed (``pytest -s`` shows it).
 
 Chromium starts with the background-networking switches off (the closed network here

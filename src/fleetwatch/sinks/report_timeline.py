@@ -15,7 +15,10 @@ node's row the rest of that node's events. The range is the findings' span and, 
 it, the events there are up to a quarter of that span (two minutes at least) either
 side; a row's events outside it are counted at its ends.
 
-Every string from input goes through ``shown`` (``one_line``, then ``html.escape``).
+A row's label (a node's name above its rows, a GPU's at its left) is cut with an
+ellipsis to an estimate of its width and clipped to its column, so a name of any
+length never runs into the plot; its tooltip gives it whole. Every string from input
+goes through ``shown`` (``one_line``, then ``html.escape``) or ``_fit`` (the same, cut).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ there are many rows)."""
 _MOST_BINS: Final = (WIDTH - 2 * _EDGE_W - 200) // 5  # bins of 5 px at least
 _LEVELS: Final = 4  # a mark's shade: how many events its bin holds, in 4 steps
 _INCIDENT_COLORS: Final = 6  # classes inc-0 .. inc-5 in report.css
-_CURVE_STEPS: Final = 32  # points along a connector, to place its incident's label
+_CURVE_STEPS: Final = 32  # points along a connector: to keep it clear of the labels, to label it
 SEVERITY_NAMES: Final = tuple(str(s) for s in sorted(Severity, reverse=True))
 """Most severe first."""
 
