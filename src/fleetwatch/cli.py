@@ -43,7 +43,7 @@ from fleetwatch.incidents import link
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import EmptyWindow, Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
-from fleetwatch.sinks import FORMATS, report, write
+from fleetwatch.sinks import FORMATS, report, report_file, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
 from fleetwatch.sinks.json_line import json_line
@@ -343,16 +343,20 @@ def _replay_showing_progress(
     name="report",
     epilog=_epilog(
         "  fleetwatch report logs/ --out report.html   every node folder under logs/\n"
-        "  fleetwatch report logs/ --since 2h --out last-2h.html   the last two hours",
+        "  fleetwatch report logs/ --since 2h --out last-2h.html   the last two hours\n"
+        "  fleetwatch report logs/ --out - | gzip > r.html.gz   the page on stdout",
         env=_ENV_TZ_WINDOW,
     ),
 )
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
     required=True,
-    help="The HTML file to write (one file: it loads nothing, runs no script).",
+    help="The HTML file to write (one file: it loads nothing, runs no script), or - for "
+    "standard output. It replaces a file whole, keeping its mode and owner (a new one "
+    "gets the umask's), and follows a symlink; a directory, device, FIFO or socket is "
+    "refused.",
 )
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
 @click.option(
@@ -376,6 +380,14 @@ def report_command(
 ) -> None:
     """Write one HTML page of what replay finds: a timeline of the affected GPUs,
     the incidents, every finding with its evidence (files, folders, .gz, - for stdin)."""
+    hint = " (--out - writes the page to standard output)"
+    if out != "-":  # refused before the reading, which may take minutes
+        try:
+            report_file.target(out)
+        except report_file.NotAFile as exc:
+            _fail(f"--out {out or repr(out)} {exc}{hint}")
+        except OSError as exc:
+            _fail(f"--out {out}: {exc.strerror or exc}")
     configs = _load_config(config_path)
     options = _read_options(None, year, zone)
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
@@ -399,13 +411,21 @@ def report_command(
     )
     page = report.render(findings, incidents, timeline, stats, about)
     try:
-        report.write(Path(out), page)
+        if out == "-":
+            sys.stdout.flush()
+            sys.stdout.buffer.write(page.encode("utf-8"))
+            sys.stdout.buffer.flush()
+        else:
+            report_file.write(out, page)
+    except report_file.NotAFile as exc:  # it changed while the logs were read
+        _fail(f"--out {out} {exc}{hint}")
     except OSError as exc:
         _fail(f"--out {out}: {exc.strerror or exc}")
     _say_file_nodes(stats)
+    wrote = "standard output" if out == "-" else one_line(out)
     click.echo(
         f"fleetwatch: {stats.summary()}; {len(findings)} finding(s); "
-        f"wrote {one_line(out)} ({len(page.encode()):,} bytes)",
+        f"wrote {wrote} ({len(page.encode()):,} bytes)",
         err=True,
     )
 

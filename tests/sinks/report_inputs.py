@@ -8,6 +8,7 @@ evidence.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,40 @@ def affected(findings: list[Finding]) -> tuple[set[tuple[str, str, str]], set[tu
             key = f"uuid:{f.uuid}" if f.uuid is not None else f"gpu:{f.gpu}"
         gpus.add((f.clock, f.node, key))
     return gpus, nodes
+
+
+LONG_NAME = "n" + "x" * 4999
+"""A 5,000-character node name with no space in it."""
+
+
+def long_name_fleet(root: Path) -> str:
+    """A dcgm-exporter scrape with an Xid 79 on a node of ``LONG_NAME`` and one on a
+    node of a short name, under ``root``; return the long name."""
+    scrapes = root / "scrapes"
+    scrapes.mkdir(parents=True)
+    (scrapes / "dcgm.prom").write_text(
+        "# TYPE DCGM_FI_DEV_XID_ERRORS gauge\n"
+        f'DCGM_FI_DEV_XID_ERRORS{{gpu="0",pci_bus_id="00000000:3B:00.0",Hostname="{LONG_NAME}"}}'
+        f" 79 {XID79_AT_MS}\n"
+        'DCGM_FI_DEV_XID_ERRORS{gpu="1",pci_bus_id="00000000:3C:00.0",Hostname="gpu-node-2"}'
+        f" 79 {XID79_AT_MS + 10_000}\n"
+    )
+    return LONG_NAME
+
+
+def curve_points(d: str, steps: int = 400) -> list[tuple[float, float]]:
+    """Points along an SVG path ``M x,y C x,y x,y x,y`` (one cubic curve)."""
+    numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", d)]
+    assert len(numbers) == 8 and d.startswith("M") and " C" in d, d
+    (x0, y0, x1, y1, x2, y2, x3, y3) = numbers
+    points = []
+    for k in range(steps + 1):
+        t = k / steps
+        u = 1 - t
+        points.append(
+            (
+                u**3 * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * x3,
+                u**3 * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * y3,
+            )
+        )
+    return points

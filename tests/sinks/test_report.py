@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +22,7 @@ from fleetwatch.config import load
 from fleetwatch.events import CLOCK_ID, FIELDS, KIND_ID, SOURCE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, finding_id
 from fleetwatch.replay import replay
+from fleetwatch.simulate import simulate
 from fleetwatch.sinks import report
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.timeline import Timeline
@@ -32,8 +34,10 @@ from tests.sinks.report_inputs import (
     HOSTILE_SUMMARY,
     ROOT,
     affected,
+    curve_points,
     hostile_fleet,
     incidents_of,
+    long_name_fleet,
 )
 
 VOID = {"meta", "link", "br", "img", "input", "hr", "area", "base", "col", "embed", "wbr"}
@@ -234,6 +238,92 @@ def test_an_incident_links_its_root_to_each_effect(tmp_path: Path) -> None:
         assert f"#finding-{number[effect]}" in refs
     assert refs.count("#incident-1") == 1 + len(first["effects"])
     assert refs.count("#incident-2") == 1
+
+
+def test_a_long_name_is_cut_to_fit_its_label_and_kept_whole_in_its_tooltip(
+    tmp_path: Path,
+) -> None:
+    name = long_name_fleet(tmp_path / "in")
+    text, _ = build([tmp_path / "in"])
+    page = parse(text)
+    assert page.errors == []
+    assert_loads_nothing(page)
+    assert name in "".join(page.text)  # the finding's card shows it whole (it wraps)
+    labels = re.findall(
+        r'<text class="group-label" [^>]*clip-path="url\(#([\w-]+)\)">([^<]*)<title>([^<]*)<',
+        text,
+    )
+    assert {whole for _, _, whole in labels} == {name, "gpu-node-2"}
+    for clip, shown, whole in labels:
+        assert f'<clipPath id="{clip}">' in text  # what the estimate misses is clipped
+        if whole == name:  # cut, with an ellipsis: ~40 of its characters fit
+            assert shown.endswith("…") and name.startswith(shown[:-1]) and len(shown) < 60
+        else:
+            assert shown == whole
+    rows = re.findall(r'<text class="row-label" [^>]*clip-path="url\(#[\w-]+\)">', text)
+    assert len(rows) == 2
+
+
+def evidence_page(evidence: tuple[str, ...]) -> Page:
+    finding = Finding(
+        "xid_correlation-00000000000000aa", "xid_correlation", Severity.CRITICAL,
+        Action.REBOOT_NODE, "Xid 79", 1717496983.0, 1717496993.0, count=46, clock="wall",
+        node="n1", pci="0000:3b:00.0", evidence=evidence,
+    )  # fmt: skip
+    page = parse(report.render([finding], [], Timeline(), ReadStats(), ABOUT))
+    assert page.errors == []
+    return page
+
+
+@pytest.mark.parametrize(
+    ("skipped", "start", "css"),
+    [("1", "5", "evidence"), ("40", "44", "evidence"), ("12,345", "12349", "evidence wide")],
+)
+def test_evidence_left_out_is_a_gap_in_the_numbering_not_an_item(
+    skipped: str, start: str, css: str
+) -> None:
+    """1-3, "… 40 more", 44-46: the records after the gap are numbered on from the
+    records it stands for, and the gap itself is no item of the list."""
+    kept = [f"/logs/n1/kern.log:{n} xid code=79" for n in (1, 2, 3)]
+    last = [f"/logs/n1/dcgm.prom:{n} xid code=79" for n in (4610, 4690, 4770)]
+    page = evidence_page((*kept, f"… {skipped} more", *last))
+    lists = page.all("ol")
+    assert [(a["class"], a.get("start")) for a in lists] == [(css, None), (css, start)]
+    assert len(page.all("li")) == 6  # the six records, and no more
+    # the gap between the two lists, saying how many records it stands for
+    order = [(t, a.get("class")) for t, a in page.elements if t in ("ol", "p") and "class" in a]
+    assert order[-3:] == [("ol", css), ("p", css.replace("evidence", "more")), ("ol", css)]
+    assert f"… {skipped} more" in page.text
+    # a line like it but for its words is a record like any other
+    page = evidence_page((*kept, "… 40 more lines", *last))
+    assert [a.get("start") for a in page.all("ol")] == [None] and len(page.all("li")) == 7
+
+
+def incident_labels(text: str) -> list[tuple[float, float, list[tuple[float, float]]]]:
+    """Each drawn incident's label (its right end and baseline) and its connectors'
+    points."""
+    found = []
+    for group in re.findall(r'<g class="incident".*?</g>', text, re.DOTALL):
+        ((x, y),) = re.findall(r'<text class="link-label [^"]*" x="([\d.-]+)" y="([\d.-]+)"', group)
+        points = [p for d in re.findall(r'<path class="link [^"]*" d="([^"]*)"', group)
+                  for p in curve_points(d)]  # fmt: skip
+        found.append((float(x), float(y), points))
+    return found
+
+
+@pytest.mark.parametrize("scenario", ["xid79-hangs-nccl-job", "app-xid31-nccl-job", "nvlink-storm"])
+def test_an_incident_s_label_is_at_its_connectors(tmp_path: Path, scenario: str) -> None:
+    simulate(scenario, tmp_path / "fleet", 1, 4, 50)
+    out = tmp_path / "report.html"
+    done = CliRunner().invoke(cli, ["report", str(tmp_path / "fleet"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    labels = incident_labels(out.read_text())
+    assert labels, "the scenario draws no incident: the test would see nothing"
+    for x, y, points in labels:
+        middle = y - 3.5  # the baseline, and half the text's height above it
+        nearest = min(math.dist((x, middle), p) for p in points)
+        assert nearest < 6, (x, y, nearest)  # right by the connectors
+        assert x <= min(px for px, _ in points)  # and to their left, across none of them
 
 
 def samples(node: str, start: float, seconds: int, every_s: int) -> EventBatch:

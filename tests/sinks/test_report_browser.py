@@ -5,7 +5,9 @@ network log (the DevTools ``Network`` events, through chromedriver's performance
 and the page's resource timing must show no request but the file itself or a ``data:``
 URL; the console has no error (a Content-Security-Policy violation is one); the
 timeline has one row per affected GPU, counted in the DOM; hostile node names run
-nothing. A screenshot of each page is written under the test's ``tmp_path`` and its
+nothing; each row's label, laid out in the browser's own font, ends inside its column,
+the page never scrolls sideways (a 5,000-character name wraps), and an incident's label
+is at its connectors. A screenshot of each page is written under the test's ``tmp_path`` and its
 path printed (``pytest -s`` shows it).
 
 Chromium starts with the background-networking switches off (the closed network here
@@ -30,11 +32,18 @@ from fleetwatch.config import load
 from fleetwatch.findings import Finding
 from fleetwatch.replay import replay
 from fleetwatch.simulate import simulate
-from fleetwatch.sinks import report
+from fleetwatch.sinks import report, report_file
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import ReadStats
-from tests.sinks.report_inputs import ABOUT, EXAMPLES, affected, hostile_fleet, incidents_of
+from tests.sinks.report_inputs import (
+    ABOUT,
+    EXAMPLES,
+    affected,
+    hostile_fleet,
+    incidents_of,
+    long_name_fleet,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -137,11 +146,53 @@ def assert_one_row_per_affected_gpu(seen: Visit, findings: list[Finding]) -> Non
     assert {(r["clock"], r["node"]) for r in seen.rows if r["row"] == "node"} == shown_nodes
 
 
+def assert_labels_fit(driver: Any) -> None:
+    """Each node's and row's label, as the browser lays it out (its own font, not
+    clipped), ends inside its clip: the width estimate held, nothing was cut off."""
+    labels = driver.execute_script(
+        "return [...document.querySelectorAll('svg text.group-label, svg text.row-label')]"
+        ".map(t => { const id = t.getAttribute('clip-path').match(/#([^)]+)/)[1];"
+        "  const b = t.getBBox();"
+        "  return [t.firstChild.data, b.x + b.width,"
+        "          document.getElementById(id).querySelector('rect').width.baseVal.value]; })"
+    )
+    assert labels
+    for text, right, room in labels:
+        assert right <= room, (text, right, room)
+
+
+def assert_no_sideways_scroll(driver: Any) -> None:
+    width = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert width[0] <= width[1], width
+
+
+def assert_incident_labels_at_connectors(driver: Any) -> None:
+    """Each incident's ``I1`` ends within a few pixels of its connectors, left of them."""
+    labels = driver.execute_script(
+        "return [...document.querySelectorAll('g.incident')].map(g => {"
+        "  const b = g.querySelector('text.link-label').getBBox();"
+        "  const x = b.x + b.width, y = b.y + b.height / 2;"
+        "  let nearest = Infinity, leftmost = Infinity;"
+        "  for (const p of g.querySelectorAll('path.link')) {"
+        "    const length = p.getTotalLength();"
+        "    for (let i = 0; i <= 200; i++) {"
+        "      const q = p.getPointAtLength(length * i / 200);"
+        "      nearest = Math.min(nearest, Math.hypot(q.x - x, q.y - y));"
+        "      leftmost = Math.min(leftmost, q.x); } }"
+        "  return [g.dataset.incident, nearest, x, leftmost]; })"
+    )
+    assert labels, "no incident drawn: the check would see nothing"
+    for incident, nearest, right, leftmost in labels:
+        assert nearest < 8 and right <= leftmost + 1, (incident, nearest, right, leftmost)
+
+
 def write_report(paths: list[Path], out: Path, hostile: bool = False) -> list[Finding]:
     stats, timeline = ReadStats(), Timeline()
     findings = replay([str(p) for p in paths], load(None), stats=stats, observe=timeline.add)
     incidents = incidents_of(findings) if hostile else []
-    report.write(out, report.render(findings, incidents, timeline, stats, ABOUT))
+    report_file.write(out, report.render(findings, incidents, timeline, stats, ABOUT))
     return findings
 
 
@@ -159,6 +210,8 @@ def test_each_example_loads_nothing_and_draws_each_affected_gpu(
         "return getComputedStyle(document.querySelector('header')).backgroundColor"
     )
     assert header == "rgb(31, 41, 51)"
+    assert_labels_fit(browser)
+    assert_no_sideways_scroll(browser)
     # a span links to its finding, on the page
     browser.find_element("css selector", "svg a[href='#finding-1']").click()
     assert browser.current_url == seen.url + "#finding-1"
@@ -185,6 +238,32 @@ def test_hostile_names_run_nothing_and_stay_text(browser: Any, tmp_path: Path) -
         "return document.querySelectorAll('g.incident[data-incident=\"1\"] path.link').length"
     )
     assert links == len(incidents_of(findings)[0]["effects"])
+    assert_incident_labels_at_connectors(browser)
+    assert_labels_fit(browser)
+
+
+def test_a_long_name_wraps_and_its_label_is_cut_to_fit(browser: Any, tmp_path: Path) -> None:
+    """A 5,000-character node name: its card wraps it (the page never scrolls
+    sideways), its timeline label is cut with an ellipsis, and fits."""
+    name = long_name_fleet(tmp_path / "in")
+    page = tmp_path / "report.html"
+    write_report([tmp_path / "in"], page)
+    seen = visit(browser, page, tmp_path / "long-name.png")
+    assert_self_contained(seen)
+    assert_no_sideways_scroll(browser)
+    assert_labels_fit(browser)
+    cards = browser.execute_script(
+        "return [...document.querySelectorAll('article.finding')].map(a => "
+        "[a.getBoundingClientRect().right, a.scrollWidth <= a.clientWidth])"
+    )
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert cards and all(right <= width and fits for right, fits in cards), (cards, width)
+    label = browser.find_element("css selector", "svg text.group-label")
+    assert label.text.endswith("…") and name.startswith(label.text[:-1])
+    tooltip = browser.execute_script(
+        "return document.querySelector('svg text.group-label title').textContent"
+    )
+    assert tooltip == name
 
 
 def test_a_hundred_node_fleet(browser: Any, tmp_path: Path) -> None:
@@ -204,4 +283,7 @@ def test_a_hundred_node_fleet(browser: Any, tmp_path: Path) -> None:
     assert_self_contained(seen)
     assert_one_row_per_affected_gpu(seen, findings)
     assert len([r for r in seen.rows if r["row"] == "gpu"]) >= 4
+    assert_incident_labels_at_connectors(browser)
+    assert_labels_fit(browser)
+    assert_no_sideways_scroll(browser)
     print(f"100 nodes: {len(seen.rows)} rows, loaded in {seen.load_ms:.0f} ms")

@@ -1,9 +1,9 @@
 """The report: one self-contained HTML page of a replay, to attach to a mail or a ticket.
 
-``fleetwatch report PATH... --out report.html`` writes it. Top to bottom: the counts
-(findings by severity; files, lines and events read; unreadable records by reader and
-reason), the incidents with their summaries, a timeline per clock, and every finding
-with its evidence (``file:line``).
+``fleetwatch report PATH... --out report.html`` writes it (``report_file.py``). Top to
+bottom: the counts (findings by severity; files, lines and events read; unreadable
+records by reader and reason), the incidents with their summaries, a timeline per
+clock, and every finding with its evidence (``file:line``).
 
 The timelines (``report_timeline.py``) have one row per affected GPU, and one for a
 node whose findings name no GPU; findings are spans colored by severity, incidents
@@ -25,13 +25,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Any, Final
 
 from fleetwatch.findings import Finding
@@ -107,20 +104,6 @@ def render(
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)
-
-
-def write(path: Path, page: str) -> None:
-    """Write ``page`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    folder = path.parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _head(count: int) -> str:
@@ -296,6 +279,46 @@ def _finding_ref(index: int) -> str:
 
 _EVIDENCE: Final = re.compile(r"(?P<where>\S.*?:\d+) (?P<rest>.*)", re.DOTALL)
 """An evidence line: ``file:line`` then the record (``kind fields text``)."""
+_MORE: Final = re.compile(r"… (?P<n>\d[\d,]*) more")
+"""The line a detector puts between the first records it kept and the last: how many
+it did not keep."""
+
+
+def _evidence(lines: Sequence[str]) -> str:
+    """A finding's evidence: its records numbered as they come, and a line the detector
+    left out records at ("… 40 more") as a gap between two lists, not an item: the
+    records after it numbered on from the ones it stands for (1-3, … 40 more, 44-46)."""
+    skipped = [int(m["n"].replace(",", "")) for line in lines if (m := _MORE.fullmatch(line))]
+    wide = " wide" if len(str(len(lines) + sum(skipped))) > 4 else ""  # room for the numbers
+    parts: list[str] = []
+    items: list[str] = []
+    number = 1  # the number of the next record
+
+    def close() -> None:
+        if items:
+            start = number - len(items)
+            begin = f' start="{start}"' if start > 1 else ""
+            parts.append(f'<ol class="evidence{wide}"{begin}>{"".join(items)}</ol>')
+            items.clear()
+
+    for line in lines:
+        more = _MORE.fullmatch(line)
+        if more:
+            close()
+            parts.append(f'<p class="more{wide}">{shown(line)}</p>')
+            number += int(more["n"].replace(",", ""))
+            continue
+        found = _EVIDENCE.fullmatch(line)
+        if found:
+            items.append(
+                f'<li><code class="where">{shown(found["where"])}</code> '
+                f"<code>{shown(found['rest'])}</code></li>"
+            )
+        else:
+            items.append(f"<li><code>{shown(line)}</code></li>")
+        number += 1
+    close()
+    return "".join(parts)
 
 
 def _where(f: Finding) -> str:
@@ -340,16 +363,6 @@ def _finding_list(findings: Sequence[Finding], linked: _Incidents) -> str:
         for inc, role in linked.of_finding.get(i, []):
             facts.append(("incident", f'<a href="#incident-{inc.number}">I{inc.number}</a> {role}'))
         facts.append(("id", f"<code>{shown(f.id)}</code>"))
-        evidence = []
-        for line in f.evidence:
-            found = _EVIDENCE.fullmatch(line)
-            if found:
-                evidence.append(
-                    f'<li><code class="where">{shown(found["where"])}</code> '
-                    f"<code>{shown(found['rest'])}</code></li>"
-                )
-            else:
-                evidence.append(f"<li><code>{shown(line)}</code></li>")
         severity = f"sev-{f.severity}"
         parts.append(
             f'<article class="finding {severity}" id="finding-{i + 1}" '
@@ -359,7 +372,7 @@ def _finding_list(findings: Sequence[Finding], linked: _Incidents) -> str:
             '<dl class="facts">'
             + "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
             + "</dl>"
-            + (f'<ol class="evidence">{"".join(evidence)}</ol>' if evidence else "")
+            + _evidence(f.evidence)
             + "</article>"
         )
     parts.append("</section>")

@@ -15,13 +15,17 @@ node's row the rest of that node's events. The range is the findings' span and, 
 it, the events there are up to a quarter of that span (two minutes at least) either
 side; a row's events outside it are counted at its ends.
 
-Every string from input goes through ``shown`` (``one_line``, then ``html.escape``).
+A row's label (a node's name above its rows, a GPU's at its left) is cut with an
+ellipsis to an estimate of its width and clipped to its column, so a name of any
+length never runs into the plot; its tooltip gives it whole. Every string from input
+goes through ``shown`` (``one_line``, then ``html.escape``) or ``_fit`` (the same, cut).
 """
 
 from __future__ import annotations
 
 import html
 import math
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +50,16 @@ _KIND_H: Final = 6  # one kind's band of event marks
 _ROW_PAD: Final = 4
 _EDGE_W: Final = 44  # either side of the plot: counts of events outside the drawn range
 _MIN_SPAN_W: Final = 5.0
-_CHAR_W: Final = 6.4  # about, for 11-12 px text: to fit labels
+_CHAR_W: Final = 6.4  # about, for 10 px text: a span's label "F12"
+_GROUP_PX: Final = 12.0  # .group-label's font size (bold), in report.css
+_ROW_PX: Final = 11.5  # .row-label's (regular)
+_REGULAR: Final = 0.9  # a regular glyph's width against the bold one's
+_EM_NARROW: Final = frozenset(" !\"'(),-./:;I[\\]`fijlrt|")
+_EM_WIDE: Final = frozenset("mwMW@%")
+_EM_UPPER: Final = frozenset("ABCDEGHKNOPQRSUVXYZ#&+<=>^~")
+"""Widths of glyphs in em, by class: DejaVu Sans Bold's, the widest of the usual
+sans-serif faces, so a label cut to fit an estimate does fit (a clip path catches the
+rest): narrow 0.5, wide 1.1, upper case and symbols 0.85, the rest 0.72."""
 _MARK_BUDGET: Final = 60_000
 """At most about this many (row, kind, bin) marks in all, ~25 bytes each: the page's
 size does not grow with the events, nor much with the rows (fewer, wider bins when
@@ -54,6 +67,7 @@ there are many rows)."""
 _MOST_BINS: Final = (WIDTH - 2 * _EDGE_W - 200) // 5  # bins of 5 px at least
 _LEVELS: Final = 4  # a mark's shade: how many events its bin holds, in 4 steps
 _INCIDENT_COLORS: Final = 6  # classes inc-0 .. inc-5 in report.css
+_CURVE_STEPS: Final = 32  # points along a connector: to keep it clear of the labels, to label it
 SEVERITY_NAMES: Final = tuple(str(s) for s in sorted(Severity, reverse=True))
 """Most severe first."""
 
@@ -355,10 +369,39 @@ def _compact(n: int) -> str:
     return str(n)
 
 
-def _fit(text: str, width: float) -> str:
-    """``text`` cut to about ``width`` pixels (the whole of it is in the tooltip)."""
-    room = max(int(width / _CHAR_W), 4)
-    return text if len(text) <= room else text[: room - 1] + "…"
+def _em(char: str) -> float:
+    """About how wide ``char`` is, in em (see ``_EM_NARROW``)."""
+    if char in _EM_NARROW:
+        return 0.5
+    if char in _EM_WIDE:
+        return 1.1
+    if char in _EM_UPPER:
+        return 0.85
+    if char.isascii():
+        return 0.72
+    if unicodedata.combining(char):
+        return 0.0
+    return 1.1 if unicodedata.east_asian_width(char) in "WF" else 0.85
+
+
+def _text_w(text: str, px: float, bold: bool = True) -> float:
+    """About how many pixels ``text`` takes at ``px`` (an estimate: no font is measured)."""
+    return sum(map(_em, text)) * px * (1.0 if bold else _REGULAR)
+
+
+def _fit(text: str, width: float, px: float, bold: bool = True) -> str:
+    """``text`` from input as SVG text that fits ``width`` pixels: one line, cut with
+    an ellipsis where it would not fit, escaped (the whole of it is in the tooltip)."""
+    text = one_line(text)
+    room = width / (px * (1.0 if bold else _REGULAR))
+    if sum(map(_em, text)) > room:
+        room -= _em("…")
+        used, n = 0.0, 0
+        while n < len(text) and used + _em(text[n]) <= room:
+            used += _em(text[n])
+            n += 1
+        text = text[:n] + "…"
+    return html.escape(text, quote=True)
 
 
 def _row_label(row: _Row, findings: Sequence[Finding]) -> tuple[str, str]:
@@ -428,10 +471,10 @@ def _section_svg(
     """One clock's timeline: a heading, a legend, and the SVG."""
     labels = {id(row): _row_label(row, findings) for row in section.rows}
     longest = max(
-        [len(row.group) + 2 for row in section.rows]
-        + [len(text) + 4 for text, _ in labels.values()]
+        [_text_w(one_line(row.group), _GROUP_PX) - _EDGE_W + 16 for row in section.rows]
+        + [_text_w(one_line(text), _ROW_PX, bold=False) + 28 for text, _ in labels.values()]
     )
-    label_w = min(max(longest * _CHAR_W + 16, 150.0), 300.0)
+    label_w = min(max(longest, 150.0), 300.0)
     x0, x1 = label_w + _EDGE_W, WIDTH - _EDGE_W
     scale = (x1 - x0) / (section.end - section.start)
 
@@ -477,6 +520,15 @@ def _section_svg(
         f'height="{_f(height)}" viewBox="0 0 {WIDTH} {_f(height)}" role="img" '
         f'aria-label="{shown(title)}">'
     )
+    # a label cut to an estimate of its width: clipped where the estimate falls short,
+    # so a name never runs into the plot (or the row's counts of events outside it)
+    clips = f"tl{number + 1}"
+    out.append(
+        f'<defs><clipPath id="{clips}-names"><rect width="{_f(x0 - 6)}" height="{_f(height)}"/>'
+        f'</clipPath><clipPath id="{clips}-rows"><rect width="{_f(label_w - 4)}" '
+        f'height="{_f(height)}"/></clipPath></defs>'
+    )
+    names, row_names = f'clip-path="url(#{clips}-names)"', f'clip-path="url(#{clips}-rows)"'
     # the axis, with a grid line through every row
     out.append('<g class="axis">')
     ticks, step = _ticks(section.start, section.end, max(int((x1 - x0) // 110), 2))
@@ -498,8 +550,8 @@ def _section_svg(
         if row.group != group:
             group = row.group
             out.append(
-                f'<text class="group-label" x="8" y="{_f(row.y - 6)}">'
-                f"{shown(_fit(group, label_w + _EDGE_W - 12))}<title>{shown(group)}</title></text>"
+                f'<text class="group-label" x="8" y="{_f(row.y - 6)}" {names}>'
+                f"{_fit(group, x0 - 14, _GROUP_PX)}<title>{shown(group)}</title></text>"
             )
         label, whole = labels[id(row)]
         attributes = f'data-row="{row.kind}" data-clock="{clock}"'
@@ -513,14 +565,16 @@ def _section_svg(
         out.append(
             f'<rect class="row-bg{" alt" if n % 2 else ""}" x="0" y="{_f(row.y)}" '
             f'width="{WIDTH}" height="{_f(row.height - 1)}"/>'
-            f'<text class="row-label" x="20" y="{_f(row.y + _ROW_PAD + _LANE_H - 2)}">'
-            f"{shown(_fit(label, label_w - 24))}<title>{shown(whole)}</title></text>"
+            f'<text class="row-label" x="20" y="{_f(row.y + _ROW_PAD + _LANE_H - 2)}" '
+            f"{row_names}>{_fit(label, label_w - 24, _ROW_PX, bold=False)}"
+            f"<title>{shown(whole)}</title></text>"
         )
         out.extend(_spans_svg(row, findings, x, at))
         out.extend(_marks_svg(row, section, x0, (x1 - x0) / section.bins))
         out.extend(_edges_svg(row, x0, x1))
         out.append("</g>")
-    out.extend(_links_svg(links, at))
+    # connectors curve out to the left, into the counts' column but not the labels'
+    out.extend(_links_svg(links, at, label_w + 28))
     out.append("</svg></div>")
     return "\n".join(out)
 
@@ -611,8 +665,33 @@ def _edges_svg(row: _Row, x0: float, x1: float) -> list[str]:
     return out
 
 
-def _links_svg(links: Sequence[Link], at: dict[int, tuple[float, float]]) -> list[str]:
-    """Each incident: a dashed connector from its root's span to each effect's."""
+def _connector(
+    a: tuple[float, float], b: tuple[float, float], bend: float, leftmost: float
+) -> tuple[float, list[tuple[float, float]]]:
+    """A connector from ``a`` to ``b``: a cubic curve whose controls lie ``bend`` to the
+    left of each end, the bend made smaller where the curve would pass left of
+    ``leftmost``; return the bend and points along the curve."""
+    (ax, ay), (bx, by) = a, b
+    steps = [k / _CURVE_STEPS for k in range(_CURVE_STEPS + 1)]
+    for t in steps[1:-1]:  # x(t) = base(t) - 3(1-t)t bend: the bend that keeps it right
+        u = 1 - t
+        base = ax * (u**3 + 3 * u * u * t) + bx * (3 * u * t * t + t**3)
+        bend = max(min(bend, (base - leftmost) / (3 * u * t)), 0.0)
+    c1x, c2x = ax - bend, bx - bend
+    points = []
+    for t in steps:
+        u = 1 - t
+        w0, w1, w2, w3 = u**3, 3 * u * u * t, 3 * u * t * t, t**3
+        points.append((w0 * ax + w1 * c1x + w2 * c2x + w3 * bx, (w0 + w1) * ay + (w2 + w3) * by))
+    return bend, points
+
+
+def _links_svg(
+    links: Sequence[Link], at: dict[int, tuple[float, float]], leftmost: float
+) -> list[str]:
+    """Each incident: a dashed connector from its root's span to each effect's, curving
+    out to the left (not past ``leftmost``: the row labels are there), and its label
+    ``I1`` just left of the connectors' farthest point, on them."""
     out = []
     for inc in links:
         if inc.root is None or inc.root not in at:
@@ -625,25 +704,26 @@ def _links_svg(links: Sequence[Link], at: dict[int, tuple[float, float]]) -> lis
             f"<title>I{inc.number}: {summary}</title>"
             f'<circle class="{css}" cx="{_f(ax)}" cy="{_f(ay)}" r="3"/>'
         ]
-        drawn = 0
+        far: tuple[float, float] | None = None  # the connectors' leftmost point
         for effect in inc.effects:
             if effect not in at or effect == inc.root:
                 continue
             bx, by = at[effect]
             bend = max(26.0, abs(bx - ax) / 2, abs(by - ay) / 3)
+            bend, points = _connector((ax, ay), (bx - 1, by), bend, leftmost)
             parts.append(
                 f'<path class="link {css}" d="M{_f(ax)},{_f(ay)} C{_f(ax - bend)},{_f(ay)} '
-                f'{_f(bx - bend)},{_f(by)} {_f(bx - 1)},{_f(by)}"/>'
+                f'{_f(bx - 1 - bend)},{_f(by)} {_f(bx - 1)},{_f(by)}"/>'
                 f'<polygon class="{css}" points="{_f(bx)},{_f(by)} {_f(bx - 7)},{_f(by - 4)} '
                 f'{_f(bx - 7)},{_f(by + 4)}"/>'
             )
-            if not drawn:
-                parts.append(
-                    f'<text class="link-label {css}" x="{_f(min(ax, bx) - bend * 0.75 - 3)}" '
-                    f'y="{_f((ay + by) / 2 + 3)}" text-anchor="end">I{inc.number}</text>'
-                )
-            drawn += 1
-        if drawn:
+            point = min(points)
+            far = point if far is None or point < far else far
+        if far is not None:
+            parts.append(
+                f'<text class="link-label {css}" x="{_f(far[0] - 4)}" y="{_f(far[1] + 3.5)}" '
+                f'text-anchor="end">I{inc.number}</text>'
+            )
             out.extend(parts)
             out.append("</g>")
     return out
