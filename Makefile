@@ -27,7 +27,7 @@ demo: install
 	done
 
 # Every test but the benchmark gates' end-to-end ones (test-bench) and the long runs
-# against real Prometheus, Alertmanager, Chromium and Redis (test-e2e).
+# against real Prometheus, Alertmanager, Chromium, Slurm and Redis (test-e2e).
 test: install
 	$(BIN)/python -m pytest -m "not bench and not e2e"
 

@@ -27,7 +27,8 @@ from tests.actions.test_slurm_health import NOISE
 from tests.watch.live import Watcher, wait_for
 from tests.watch.test_watch_trust import xid79
 
-pytestmark = pytest.mark.slow
+# a real slurmctld + slurmd started by the tests: make test-e2e (CI installs Slurm)
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 # Two more nodes, never started (`unknown` to Slurm, but drainable, with a reason), and a

@@ -18,7 +18,8 @@ from fleetwatch.simulate import simulate
 from fleetwatch.sources import read_paths
 from tests.watch.live import Receiver, Watcher, caught_up, transitions, wait_for
 
-pytestmark = pytest.mark.slow
+# real watch processes killed and restarted, a receiver down and back: make test-e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 XID79 = (Path(__file__).parent.parent.parent / "examples" / "xid79-fallen-off-bus"
          / "gpu-node-17" / "dmesg.txt").read_text()  # fmt: skip
