@@ -41,13 +41,14 @@ import redis
 from bench.fleet_events import GPUS_PER_NODE, START, fleet, make_batch, nccl_hang, nccl_init
 from fleetwatch import config
 from fleetwatch.events import BATCH_SIZE, EventBatch, concat
+from fleetwatch.fleet.check import committed
 from fleetwatch.fleet.codec import encode
 from fleetwatch.fleet.correlate import Correlator, Settings
 from fleetwatch.fleet.ledger import Ledger
 from fleetwatch.fleet.local import redis_server, wait_for
 from fleetwatch.fleet.shards import split
 from fleetwatch.fleet.thin import LabelFilter
-from fleetwatch.fleet.transport import BEGINNING, RedisStreams, connect
+from fleetwatch.fleet.transport import RedisStreams, connect
 
 SCRAPE_S = 30.0
 LEASE_MS = 5000
@@ -85,15 +86,6 @@ def agent_entries(gpus: int, scrapes: int, shards: int) -> Entries:
 def publish(transport: RedisStreams, items: list[tuple[int, dict[str, bytes]]]) -> None:
     for start in range(0, len(items), PIPELINE):
         transport.publish(items[start : start + PIPELINE])
-
-
-def committed(transport: RedisStreams, ledger: Ledger, shards: int) -> bool:
-    """Every shard committed up to its newest entry."""
-    for shard in range(shards):
-        saved = ledger.load(shard)
-        if transport.last(shard) != (saved["offset"] if saved else BEGINNING):
-            return False
-    return True
 
 
 def _worker(url: str, name: str, shards: int, stop: Any, peak_kb: Any) -> None:

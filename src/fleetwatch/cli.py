@@ -105,6 +105,25 @@ def _epilog(examples: str, exits: tuple[str, ...] = _EXITS, env: str = "") -> st
     return text
 
 
+def _window_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--since``, ``--until`` and ``--only-node``: which events to read (replay, report)."""
+    for option in reversed(
+        (
+            click.option(
+                "--since",
+                help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago.",
+            ),
+            click.option(
+                "--until",
+                help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago.",
+            ),
+            click.option("--only-node", help="Only this node's events."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=_epilog(
@@ -239,13 +258,7 @@ def _moment(
 )
 @click.option("--wide", is_flag=True, help="The table with a column each, whatever the width.")
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
-@click.option(
-    "--since", help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
-)
-@click.option(
-    "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
-)
-@click.option("--only-node", help="Only this node's events.")
+@_window_options
 @click.option("--node-name", help="Node name for records that name none (a plain dmesg).")
 @click.option("--node", "old_node", hidden=True)
 @click.option(
@@ -359,13 +372,7 @@ def _replay_showing_progress(
     "refused.",
 )
 @click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
-@click.option(
-    "--since", help="Only events at or after this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
-)
-@click.option(
-    "--until", help="Only events at or before this time: ISO 8601, epoch, or 2h / 30m / 7d ago."
-)
-@click.option("--only-node", help="Only this node's events.")
+@_window_options
 @click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
 @click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
 def report_command(

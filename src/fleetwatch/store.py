@@ -38,10 +38,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS findings (
@@ -99,6 +99,12 @@ SCHEMA_VERSION: Final = 3
 MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA, 2: ACTIONS_SCHEMA, 3: SILENCES_SCHEMA}
 # SQLite's primary result codes for "no room" and "the disk failed": worth a retry.
 _FULL_OR_IO: Final = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
+
+
+class Restorable(Protocol):
+    """What a checkpoint restores: a detector, the lifecycle."""
+
+    def restore(self, saved: dict[str, Any]) -> None: ...
 
 
 class StoreError(RuntimeError):
@@ -199,6 +205,22 @@ class Store:
     def checkpoints(self) -> dict[str, Any]:
         rows = self.db.execute("SELECT detector, state FROM checkpoints")
         return {name: json.loads(state) for name, state in rows}
+
+    def restore(self, parts: Mapping[str, Restorable]) -> None:
+        """Give each part (a detector, the lifecycle: by checkpoint name) its saved state.
+
+        A state this version cannot read is a ``StoreError`` (one line), not a crash.
+        """
+        saved = self.checkpoints()
+        try:
+            for name, part in parts.items():
+                if name in saved:
+                    part.restore(saved[name])
+        except (ValueError, KeyError, TypeError) as exc:  # StateError is a ValueError
+            raise StoreError(
+                f"store {self.path} holds state this version cannot read ({exc}); "
+                "move it aside to start afresh"
+            ) from exc
 
     def positions(self) -> dict[str, Any]:
         rows = self.db.execute("SELECT source, position FROM positions")

@@ -193,18 +193,9 @@ class Watch:
         self.engine = Engine(build(plan.detectors))
         self.lifecycle = Lifecycle(plan.lifecycle, plan.silences)
         self._stored_silences: dict[int, SilenceRow] = {}  # the store's, as last read
-        saved = self.store.checkpoints()
-        try:
-            for detector in self.engine.detectors:
-                if detector.name in saved:
-                    detector.restore(saved[detector.name])
-            if LIFECYCLE_KEY in saved:
-                self.lifecycle.restore(saved[LIFECYCLE_KEY])
-        except (ValueError, KeyError, TypeError) as exc:  # StateError is a ValueError
-            raise StoreError(
-                f"store {plan.settings.store} holds state this version cannot read ({exc}); "
-                "move it aside to start afresh"
-            ) from exc
+        self.store.restore(
+            {d.name: d for d in self.engine.detectors} | {LIFECYCLE_KEY: self.lifecycle}
+        )
         self.positions: dict[str, Any] = self.store.positions()
         self.sources = plan.sources(self.positions)
         for source in self.sources:

@@ -200,18 +200,7 @@ class _Run:
         self.lifecycle.silences = [  # ``fleetwatch silence --store`` this store
             Silence(row.node, row.gpu, row.detector, row.until) for row in store.silences(self.now)
         ]
-        saved = store.checkpoints()
-        try:
-            for detector in self.engine.detectors:
-                if detector.name in saved:
-                    detector.restore(saved[detector.name])
-            if LIFECYCLE_KEY in saved:
-                self.lifecycle.restore(saved[LIFECYCLE_KEY])
-        except (ValueError, KeyError, TypeError) as exc:  # StateError is a ValueError
-            raise StoreError(
-                f"store {store.path} holds state this version cannot read ({exc}); "
-                "move it aside to start afresh"
-            ) from exc
+        store.restore({d.name: d for d in self.engine.detectors} | {LIFECYCLE_KEY: self.lifecycle})
         self.positions: dict[str, Any] = store.positions()
         self.pending: list[Transition] = []
         self.changed: dict[str, Finding] = {}

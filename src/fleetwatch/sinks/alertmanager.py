@@ -33,7 +33,6 @@ still re-posted.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,12 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import tenacity
 import urllib3
 
 from fleetwatch.findings import Finding
 from fleetwatch.sinks.metrics import label  # one line, valid UTF-8: Alertmanager refuses less
 from fleetwatch.sinks.one_line import one_line
+from fleetwatch.sinks.sender import Refused, Retry, Sender, Stopping
 from fleetwatch.store import Announcement, Outbox
 
 SINK: Final = "alertmanager"
@@ -133,15 +132,7 @@ class Alert:
         }
 
 
-class _Retry(Exception):
-    """A failure worth retrying."""
-
-
-class _Refused(Exception):
-    """Every Alertmanager answered with a status that a retry will not change."""
-
-
-class Alertmanager:
+class Alertmanager(Sender):
     """Posts the outbox's alertmanager rows, and the open alerts again, from its own thread."""
 
     def __init__(
@@ -152,34 +143,15 @@ class Alertmanager:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``still_open``: the open findings the lifecycle would announce (after a restart)."""
+        super().__init__(
+            "alertmanager", store_path, config.dead_letter, config.timeout_s, config.give_up_after_s
+        )
         self.config = config
-        self.store_path = store_path
         self.clock = clock
         now = clock()
         self.active: dict[str, Alert] = {f.id: Alert.of(f, now) for f in still_open}
-        dead = Path(config.dead_letter)
-        self.dead_letter = dead if dead.is_absolute() else store_path.parent / dead
         self.endpoints = [endpoint(url) for url in config.urls]
-        self.http = urllib3.PoolManager(retries=False, timeout=config.timeout_s)
-        self.delivered = 0  # outbox rows delivered
         self.resent = 0  # re-post requests that one Alertmanager took
-        self.failed_attempts = 0  # requests an Alertmanager did not take
-        self.dead = 0  # requests given up
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New rows were committed: look now, not at the next poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         outbox = Outbox(self.store_path, SINK)
@@ -235,7 +207,7 @@ class Alertmanager:
             body = [a.body(ends_at=now + self.config.ends_after_s) for a in chunk]
             try:
                 self._post(json.dumps(body).encode())
-            except (_Retry, _Refused):
+            except (Retry, Refused):
                 return
             self.resent += 1
 
@@ -249,31 +221,15 @@ class Alertmanager:
 
         Each try is written afresh: after a long outage an open alert still ends in the
         future, not at a time the outage has passed."""
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retry),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
-            stop=self._give_up,
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            retrying(lambda: self._post(json.dumps(self._bodies(posted)).encode()))
-        except _Retry as exc:
-            if self._stop.is_set():
-                return False
-            self._bury(posted, f"gave up after {self.config.give_up_after_s:g} s: {exc}")
-        except _Refused as exc:
-            self._bury(posted, str(exc))
-        else:
+            why = self._attempt(lambda: self._post(json.dumps(self._bodies(posted)).encode()))
+        except Stopping:
+            return False
+        if why is None:
             self.delivered += transitions
+        else:
+            self._bury({"failed": why, "at": self.clock(), "alerts": self._bodies(posted)})
         return True
-
-    def _give_up(self, state: tenacity.RetryCallState) -> bool:
-        elapsed = state.seconds_since_start or 0.0
-        return self._stop.is_set() or elapsed >= self.config.give_up_after_s
-
-    def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)  # a stop ends the wait at once
 
     def _post(self, body: bytes) -> None:
         """Post to every Alertmanager; done when one took it."""
@@ -297,11 +253,4 @@ class Alertmanager:
             retry = retry or response.status in RETRY_STATUS
         if taken:
             return
-        raise (_Retry if retry else _Refused)("; ".join(why))
-
-    def _bury(self, posted: list[tuple[Alert, float | None]], why: str) -> None:
-        alerts = self._bodies(posted)
-        record: dict[str, Any] = {"failed": why, "at": self.clock(), "alerts": alerts}
-        with self.dead_letter.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
-        self.dead += 1
+        raise (Retry if retry else Refused)("; ".join(why))

@@ -25,16 +25,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import tenacity
 import urllib3
 
+from fleetwatch.sinks.sender import Refused, Retry, Sender, Stopping
 from fleetwatch.store import Announcement, Outbox
 
 SINK = "webhook"
@@ -57,21 +55,13 @@ class WebhookConfig:
     """The file for findings that could not be delivered (relative: next to the store)."""
 
 
-class _Retry(Exception):
-    """A failure worth retrying."""
-
-
-class _Refused(Exception):
-    """The receiver answered with a status that a retry will not change."""
-
-
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
     """The signature header's value for ``body`` sent at ``timestamp`` (unix seconds)."""
     signed = b"%d.%b" % (timestamp, body)
     return f"t={timestamp},v1={hmac.new(secret, signed, hashlib.sha256).hexdigest()}"
 
 
-class Webhook:
+class Webhook(Sender):
     """Delivers the outbox's webhook rows from a thread of its own."""
 
     def __init__(
@@ -81,31 +71,12 @@ class Webhook:
         secret: bytes,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(
+            "webhook", store_path, config.dead_letter, config.timeout_s, config.give_up_after_s
+        )
         self.config = config
-        self.store_path = store_path
         self.secret = secret
         self.clock = clock  # the signature's time stamp
-        dead = Path(config.dead_letter)
-        self.dead_letter = dead if dead.is_absolute() else store_path.parent / dead
-        self.http = urllib3.PoolManager(retries=False, timeout=config.timeout_s)
-        self.delivered = 0
-        self.failed_attempts = 0
-        self.dead = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New rows were committed: look now, not at the next poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         outbox = Outbox(self.store_path, SINK)
@@ -123,31 +94,15 @@ class Webhook:
     def _deliver(self, item: Announcement) -> bool:
         """Deliver or dead-letter ``item``; False only when stopping first."""
         body = json.dumps(item.body, sort_keys=True, ensure_ascii=False).encode()
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retry),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
-            stop=self._give_up,
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            retrying(self._post, body, item.seq)
-        except _Retry as exc:
-            if self._stop.is_set():
-                return False
-            self._bury(item, f"gave up after {self.config.give_up_after_s:g} s: {exc}")
-        except _Refused as exc:
-            self._bury(item, str(exc))
-        else:
+            why = self._attempt(lambda: self._post(body, item.seq))
+        except Stopping:
+            return False
+        if why is None:
             self.delivered += 1
+        else:
+            self._bury({"failed": why, "at": time.time(), "finding": item.body})
         return True
-
-    def _give_up(self, state: tenacity.RetryCallState) -> bool:
-        elapsed = state.seconds_since_start or 0.0
-        return self._stop.is_set() or elapsed >= self.config.give_up_after_s
-
-    def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)  # a stop ends the wait at once
 
     def _post(self, body: bytes, seq: int) -> None:
         headers = {
@@ -160,16 +115,10 @@ class Webhook:
             response = self.http.request("POST", self.config.url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             self.failed_attempts += 1
-            raise _Retry(type(exc).__name__) from exc
+            raise Retry(type(exc).__name__) from exc
         if 200 <= response.status < 300:
             return
         self.failed_attempts += 1
         if response.status in RETRY_STATUS:
-            raise _Retry(f"HTTP {response.status}")
-        raise _Refused(f"refused with HTTP {response.status}")
-
-    def _bury(self, item: Announcement, why: str) -> None:
-        record: dict[str, Any] = {"failed": why, "at": time.time(), "finding": item.body}
-        with self.dead_letter.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
-        self.dead += 1
+            raise Retry(f"HTTP {response.status}")
+        raise Refused(f"refused with HTTP {response.status}")
