@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml bench/alloccount/alloccount.c
+$(STAMP): pyproject.toml setup.py src/fleetwatch/sources/_kmsgscan.c bench/alloccount/alloccount.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# builds the optional compiled kernel-record loop in place (pure Python without a compiler)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# the benchmarks' allocation counter: a C extension, built against the NumPy above
 	$(BIN)/python -m pip install --quiet --no-build-isolation --force-reinstall --no-deps ./bench/alloccount
@@ -139,4 +140,4 @@ fleet-check: install
 	$(BIN)/python -m fleetwatch.fleet.check
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info src/fleetwatch/sources/*.so

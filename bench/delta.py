@@ -195,7 +195,22 @@ def _worktree(revision: str) -> tuple[Path | None, str]:
     if not (where / "bench" / "harness.py").exists():
         _drop(where)
         return None, f"{revision} is older than the benchmark harness"
+    _build_extensions(where)
     return where, ""
+
+
+def _build_extensions(tree: Path) -> None:
+    """Build the revision's optional C extensions in place, as ``make install`` builds this
+    tree's: else that side would read with the Python path only, and this side compiled.
+    Where it cannot be built, that side reads with the Python path, as a wheel made
+    without a compiler does."""
+    if (tree / "setup.py").exists():
+        subprocess.run(
+            [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
+            cwd=tree,
+            capture_output=True,
+            check=False,
+        )
 
 
 def _drop(tree: Path) -> None:

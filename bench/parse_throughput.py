@@ -10,7 +10,9 @@ Reported, as medians of ``--repeat`` runs measured side by side:
 * grep: ``LC_ALL=C grep -cE 'Xid|SXid|AER|fallen off' FILE`` writing to a file
   (GNU grep stops at the first match when its output is /dev/null);
 * fleetwatch, in process: ``read_paths`` over the file, no interpreter start-up;
-* fleetwatch, CLI: ``fleetwatch parse FILE --output summary``, start-up included.
+* fleetwatch, CLI: ``fleetwatch parse FILE --output summary``, start-up included;
+* both again with ``FLEETWATCH_PURE_PYTHON=1`` where the compiled kernel-record loop is
+  built (``sources/kmsg_compiled.py``): the Python path beside it, in the same run.
 
 Usage: python bench/parse_throughput.py --lines 10000000 [--repeat 3] [--keep]
 """
@@ -18,17 +20,21 @@ Usage: python bench/parse_throughput.py --lines 10000000 [--repeat 3] [--keep]
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from fleetwatch.sources import ReadStats, read_paths
+from fleetwatch.sources import ReadStats, kmsg_compiled, read_paths
+from fleetwatch.sources.kmsg_compiled import PURE_PYTHON_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DMESG = ROOT / "tests" / "data" / "real" / "a100-node-healthy-dmesg.txt"
@@ -113,23 +119,40 @@ def time_grep(path: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def time_in_process(path: Path) -> tuple[float, int]:
+@contextmanager
+def python_path(pure: bool) -> Iterator[dict[str, str]]:
+    """The environment that reads with the Python path only (``pure``) or as built."""
+    before = os.environ.get(PURE_PYTHON_VARIABLE)
+    os.environ[PURE_PYTHON_VARIABLE] = "1" if pure else "0"
+    try:
+        yield dict(os.environ)
+    finally:
+        if before is None:
+            del os.environ[PURE_PYTHON_VARIABLE]
+        else:
+            os.environ[PURE_PYTHON_VARIABLE] = before
+
+
+def time_in_process(path: Path, pure: bool = False) -> tuple[float, int]:
     stats = ReadStats()
-    start = time.perf_counter()
-    events = sum(len(batch) for batch in read_paths([str(path)], stats=stats))
-    return time.perf_counter() - start, events
+    with python_path(pure):
+        start = time.perf_counter()
+        events = sum(len(batch) for batch in read_paths([str(path)], stats=stats))
+        return time.perf_counter() - start, events
 
 
-def time_cli(path: Path, out: Path) -> float:
-    start = time.perf_counter()
-    with out.open("w") as handle:
-        subprocess.run(
-            [sys.executable, "-m", "fleetwatch", "parse", str(path), "--output", "summary"],
-            stdout=handle,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-    return time.perf_counter() - start
+def time_cli(path: Path, out: Path, pure: bool = False) -> float:
+    with python_path(pure) as env:
+        start = time.perf_counter()
+        with out.open("w") as handle:
+            subprocess.run(
+                [sys.executable, "-m", "fleetwatch", "parse", str(path), "--output", "summary"],
+                stdout=handle,
+                stderr=subprocess.DEVNULL,
+                check=True,
+                env=env,
+            )
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -147,22 +170,33 @@ def main() -> None:
     n = count_lines(path)
     size = path.stat().st_size
     print(f"file: {path} ({n:,} lines, {size / 1e6:,.0f} MB)")
-    grep_s, inproc_s, cli_s = [], [], []
+    paths = (False, True) if kmsg_compiled.built() else (False,)  # compiled, then pure
+    runs: dict[str, list[float]] = {}
     events = 0
-    for _ in range(args.repeat):  # interleaved, so drift hits all three alike
-        grep_s.append(time_grep(path, workdir / "grep.out"))
-        seconds, events = time_in_process(path)
-        inproc_s.append(seconds)
-        cli_s.append(time_cli(path, workdir / "cli.out"))
-    grep_m, inproc_m, cli_m = (statistics.median(x) for x in (grep_s, inproc_s, cli_s))
+    for turn in range(args.repeat):  # interleaved, so drift hits all alike
+        runs.setdefault("grep -cE (LC_ALL=C)", []).append(time_grep(path, workdir / "grep.out"))
+        # the two paths take turns going first
+        for pure in paths if turn % 2 == 0 else paths[::-1]:
+            tag = " [Python path]" if pure else ""
+            seconds, found = time_in_process(path, pure)
+            if events and found != events:
+                raise SystemExit(f"the two paths read {events:,} and {found:,} events")
+            events = found
+            runs.setdefault(f"fleetwatch in process{tag}", []).append(seconds)
+            cli = time_cli(path, workdir / "cli.out", pure)
+            runs.setdefault(f"fleetwatch parse CLI{tag}", []).append(cli)
+    medians = {name: statistics.median(times) for name, times in runs.items()}
+    grep_m = medians["grep -cE (LC_ALL=C)"]
     print(f"events: {events:,}; medians of {args.repeat} interleaved runs")
-    print(f"{'':34}{'seconds':>10}{'lines/s':>16}{'x grep':>9}")
-    for name, seconds in (
-        ("grep -cE (LC_ALL=C)", grep_m),
-        ("fleetwatch in process (steady)", inproc_m),
-        ("fleetwatch parse CLI (+start-up)", cli_m),
-    ):
-        print(f"{name:34}{seconds:10.2f}{n / seconds:16,.0f}{seconds / grep_m:9.1f}")
+    print(f"{'':40}{'seconds':>10}{'lines/s':>16}{'x grep':>9}")
+    for name in sorted(medians, key=lambda name: ("grep" not in name, "CLI" in name, name)):
+        seconds = medians[name]
+        print(f"{name:40}{seconds:10.2f}{n / seconds:16,.0f}{seconds / grep_m:9.1f}")
+    if len(paths) == 2:
+        for how in ("in process", "parse CLI"):
+            compiled = medians[f"fleetwatch {how}"]
+            python = medians[f"fleetwatch {how} [Python path]"]
+            print(f"compiled kernel-record loop, {how}: {python / compiled:.2f}x the Python path")
     if not args.keep and args.file is None:
         path.unlink()
 

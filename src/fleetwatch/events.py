@@ -246,10 +246,13 @@ class BatchBuilder:
     """Accumulates events field by field and seals them into an ``EventBatch``.
 
     Storage is sparse: each field keeps (row, value) pairs only for rows that have it,
-    so a record pays for the fields it sets, not for all 27.
+    so a record pays for the fields it sets, not for all 27. A compiled reader
+    (``sources/kmsg_compiled.py``) writes its rows in place instead, into typed columns
+    (``columns_in_place``) that ``seal`` starts from; a row is written one way or the
+    other, never both.
     """
 
-    __slots__ = ("_interned", "_rows", "_slots", "_strings")
+    __slots__ = ("_dense", "_interned", "_rows", "_slots", "_strings")
 
     def __init__(self) -> None:
         self._reset()
@@ -262,9 +265,42 @@ class BatchBuilder:
         }
         self._strings: list[str] = []
         self._interned: dict[str, int] = {}
+        self._dense: dict[str, npt.NDArray[Any]] | None = None  # made by columns_in_place
 
     def __len__(self) -> int:
         return self._rows
+
+    def intern(self, text: str) -> int:
+        """The id of ``text`` in this batch's string table (added if new)."""
+        found = self._interned.get(text)
+        if found is None:
+            found = self._interned[text] = len(self._strings)
+            self._strings.append(text)
+        return found
+
+    def columns_in_place(self, room: int) -> dict[str, npt.NDArray[Any]]:
+        """Every field as a typed column with room for ``room`` rows past ``len(self)``,
+        "absent" in every row not written in place: a compiled reader writes the fields
+        of rows ``len(self)``, ``len(self) + 1``, … here, then says how many it wrote
+        (``added_in_place``). String fields hold ids from ``intern``."""
+        dense = self._dense
+        need = self._rows + room
+        if dense is None or len(dense["kind"]) < need:
+            grown = {
+                name: np.full(max(need, BATCH_SIZE), absent, dtype=dtype)
+                for name, (dtype, absent, _) in FIELDS.items()
+            }
+            if dense is not None:
+                for name, column in dense.items():
+                    grown[name][: len(column)] = column
+            dense = self._dense = grown
+        return dense
+
+    def added_in_place(self, rows: int) -> None:
+        """``rows`` more events were written in place, after the ones before."""
+        if self._dense is None or self._rows + rows > len(self._dense["kind"]):
+            raise ValueError("rows added in place past the columns given out")
+        self._rows += rows
 
     def add(self, fields: dict[str, Any]) -> None:
         """Append one event; ``fields`` maps field names to plain values (None: absent).
@@ -315,8 +351,10 @@ class BatchBuilder:
         """The batch so far; the builder starts empty again."""
         n = self._rows
         columns: dict[str, npt.NDArray[Any]] = {}
+        dense = self._dense
         for name, (dtype, absent, _) in FIELDS.items():
-            column = np.full(n, absent, dtype=dtype)
+            # rows written in place (compiled), "absent" in the others: else all absent
+            column = np.full(n, absent, dtype=dtype) if dense is None else dense[name][:n].copy()
             rows, values, _encode = self._slots[name]
             if rows:
                 column[np.asarray(rows, dtype=np.int64)] = values

@@ -198,6 +198,14 @@ class FileContext:
         if len(self.builder) >= BATCH_SIZE:
             self.ready.append(self.builder.seal())
 
+    def added_in_place(self, events: int) -> None:
+        """``events`` more events were written into the builder's columns in place (the
+        compiled kernel-record loop): counted, and a full batch sealed, as ``emit`` does."""
+        self.builder.added_in_place(events)
+        self.stats.events += events
+        if len(self.builder) >= BATCH_SIZE:
+            self.ready.append(self.builder.seal())
+
     def take(self) -> list[EventBatch]:
         """Every batch emitted and not yet taken, the builder's partial one sealed too."""
         batches = list(self.ready)

@@ -53,6 +53,10 @@ Records and the events they become (source ``kmsg``):
 
 A line that names a record but does not parse is counted unreadable ("malformed xid");
 one whose code, pid or GPU index no column holds is counted "out of range".
+
+The commonest of these (an Xid, an SXid, a GPU's identity, the one-line "fallen off
+the bus") behind the commonest stamps are also read by a compiled twin
+(``kmsg_compiled.py``) where it is built; this module is the definition it is held to.
 """
 
 from __future__ import annotations
@@ -212,7 +216,7 @@ def _read_nvrm(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
         if code == 119 and pci is not None and (im := _XID_RM_INDEX.search(rest)):
             index = whole(im["gpu"], INT32_MAX)
             if index is not None:  # the driver's own map: this GPU<n> is at this PCI
-                _learn_index(ctx, env.host or ctx.node, index, pci)
+                learn_index(ctx, env.host or ctx.node, index, pci)
         ctx.emit(
             _event(
                 "xid",
@@ -234,8 +238,7 @@ def _read_nvrm(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
         if following and (sm := _SERIAL.search(following[0])):
             serial = sm["serial"]
             cursor.skip(1)
-        ctx.identities.learn(node, pci, uuid=m["uuid"], serial=serial)
-        ctx.last_identity_pci = pci
+        learn_identity(ctx, node, pci, m["uuid"], serial)
         ctx.emit(_event("gpu_identity", env, line, pci=pci, uuid=m["uuid"], serial=serial))
     elif m := _SERIAL.search(text):
         pci = ctx.last_identity_pci
@@ -269,6 +272,12 @@ def _read_nvrm(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
         cursor.skip(_rm_continuation(text, cursor))  # a dump on its own: nothing to read
 
 
+def learn_identity(ctx: FileContext, node: str, pci: str, uuid: str, serial: str | None) -> None:
+    """``NVRM: GPU at PCI:…: GPU-…`` (and its serial line): the GPU in that slot."""
+    ctx.identities.learn(node, pci, uuid=uuid, serial=serial)
+    ctx.last_identity_pci = pci  # for a serial line printed on its own after it
+
+
 def _rm_fault(text: str) -> RmFault | None:
     for fault in rm_faults():
         if fault.phrase in text:
@@ -289,7 +298,8 @@ def _memo(ctx: FileContext, name: str) -> dict[Any, Any]:
     return table
 
 
-def _learn_index(ctx: FileContext, node: str, index: int, pci: str) -> None:
+def learn_index(ctx: FileContext, node: str, index: int, pci: str) -> None:
+    """The driver's own map: its GPU ``index`` on ``node`` is at ``pci`` (Xid 119)."""
     known = _rm_indices(ctx).setdefault(node, {})
     if index in known or len(known) < _RM_INDICES_PER_NODE:
         known[index] = pci
@@ -596,7 +606,7 @@ def _read_apei(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCon
     ctx.emit(_event("aer", env, line, pci=dev, severity=severity, detail=detail))
 
 
-_WORDS: Final = (
+CLAIM_WORDS: Final = (  # a line with none of these is not a kernel record
     "NVRM",
     "SXid",
     "PCIe Bus Error",
@@ -610,7 +620,7 @@ _WORDS: Final = (
 
 
 def _claims(text: str) -> bool:
-    for word in _WORDS:  # noqa: SIM110 (any() makes a generator per candidate line)
+    for word in CLAIM_WORDS:  # noqa: SIM110 (any() makes a generator per candidate line)
         if word in text:
             return True
     return False

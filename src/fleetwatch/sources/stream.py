@@ -9,6 +9,11 @@ handed to the first reader that claims them, in the order of ``registry.py``: a 
 object line, an ``nvidia-smi -q`` report, a dcgm-exporter sample, an NCCL line, a
 kernel line, a kubectl or kubelet line.
 
+Where it is built, a compiled twin of this loop (``kmsg_compiled.py``) reads the
+candidate lines it knows whole (the common kernel records behind the common stamps)
+straight into the batch's columns, and hands each other line to the Python loop here:
+the same events either way.
+
 Line numbers come from counting newlines between candidates (one C-speed pass).
 A record that continues past the chunk is read again with the next chunk appended.
 Records without a stamp (NCCL INFO) take the time of the nearest stamped line before
@@ -21,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
-from fleetwatch.sources import json_line
+from fleetwatch.sources import json_line, kmsg_compiled
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import NeedMore
 from fleetwatch.sources.envelope import NO_ENVELOPE, STAMPED_LINE, Envelope, parse
@@ -139,6 +144,8 @@ class LineStream:
         self._relative_ts: float | None = None  # dmesg -H running clock, once seen
         self._relative_pos = 0
         self.carry = b""  # bytes read but not yet consumed
+        # the compiled twin of _scan's loop, for the lines it knows whole (kmsg_compiled)
+        self._compiled = kmsg_compiled.compiled_for(ctx) if read_envelope is parse else None
 
     def run(self, stream: Readable, first: bytes = b"") -> Iterator[None]:
         """Read all of ``stream`` (after ``first``), yielding after each chunk."""
@@ -207,9 +214,22 @@ class LineStream:
         self._stamp_pos = 0
         self._relative_pos = 0
         consumed = limit
-        for hit in self._prefilter.offsets(buf, limit):
+        hits = self._prefilter.offsets(buf, limit)
+        compiled = self._compiled
+        for hit in hits:  # (an index would cost an int object per hit past 256)
             if hit <= pos:
                 continue  # a second keyword on a line already read, or inside a record
+            if compiled is not None:
+                # the compiled loop reads from this hit on while it knows each line whole
+                ran = compiled.scan(buf, limit, hits, pos, counted, line, eof, max_line)
+                if ran is not None:
+                    pos, counted, line, stamped, stamp_end = ran
+                    # the last line it read is the nearest stamp now
+                    text = buf[stamped:stamp_end].decode("ascii").rstrip("\r")
+                    self._stamp_env = self._envelope(text, ctx.rules, None)
+                    self._stamp_pos = stamp_end
+                    if hit <= pos:
+                        continue  # read there, as were the hits up to the line it stopped at
             start = buf.rfind(b"\n", 0, hit - 1) + 1
             end = buf.find(b"\n", hit - 1, limit)
             if end < 0:

@@ -1,0 +1,21 @@
+"""Types of the compiled kernel-record loop (_kmsgscan.c; kmsg_compiled.py loads it)."""
+
+from typing import Any
+
+def configure(config: dict[str, Any], /) -> None: ...
+def _allocate(n: int, /) -> None: ...
+
+class Scanner:
+    def __init__(self, ctx: Any, hooks: Any) -> None: ...
+    def scan(
+        self,
+        buf: bytes,
+        limit: int,
+        hits: list[int],
+        pos: int,
+        counted: int,
+        line: int,
+        eof: bool,
+        max_line: int,
+        /,
+    ) -> tuple[int, int, int, int, int] | None: ...
