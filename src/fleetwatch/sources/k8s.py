@@ -345,7 +345,7 @@ def _read_kubelet(text: str, env: Envelope, line: int, ctx: FileContext) -> None
     )
 
 
-_TEXT_WORDS: Final = (
+TEXT_WORDS: Final = (
     "vict",
     "NodeNotReady",
     "Node became not ready",
@@ -363,7 +363,7 @@ _DOCUMENT_MARK: Final = re.compile(
 
 
 def _claims(text: str) -> bool:
-    for word in _TEXT_WORDS:  # noqa: SIM110 (any() makes a generator per candidate line)
+    for word in TEXT_WORDS:  # noqa: SIM110 (any() makes a generator per candidate line)
         if word in text:
             return True
     return False

@@ -53,7 +53,7 @@ READER_ORDER: Final = ("json_line", "smi_text", "smi_nvlink", "dcgm", "nccl", "k
 # (nccl: "NCCL"; smi: "NVSMI LOG"), and of those asked after it (k8s), for the lines
 # kmsg does not claim.
 _BEFORE: Final = (b"NCCL", b"NVSMI LOG")
-_AFTER: Final = tuple(word.encode() for word in k8s._TEXT_WORDS)
+_AFTER: Final = tuple(word.encode() for word in k8s.TEXT_WORDS)
 
 
 def _configure(module: Any) -> None:
