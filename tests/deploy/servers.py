@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from fleetwatch.fleet.local import free_port
+from tests.watch.live import wait_for
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"
@@ -37,23 +37,6 @@ def missing(program: str) -> str | None:
     if shutil.which(program):
         return None
     return f"{program} is not installed (apt-get install prometheus prometheus-alertmanager)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """``check()``'s first true value, polled until ``timeout`` seconds have passed."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def get_json(url: str) -> Any:

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.servers import ALERTMANAGER, FAULT, Alertmanager, missing, wait_for
-from tests.watch.live import Watcher, caught_up, transitions
+from tests.deploy.servers import ALERTMANAGER, FAULT, Alertmanager, missing
+from tests.watch.live import Watcher, caught_up, transitions, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -26,9 +26,8 @@ from tests.deploy.servers import (
     Prometheus,
     get_json,
     missing,
-    wait_for,
 )
-from tests.watch.live import Watcher, caught_up
+from tests.watch.live import Watcher, caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
 
