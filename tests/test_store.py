@@ -107,7 +107,8 @@ def test_a_version_2_store_gains_silences_and_keeps_what_it_held(tmp_path: Path)
         db.execute("INSERT INTO nodes VALUES ('n1', 1.0)")
         db.execute("PRAGMA user_version = 2")
     store = Store(path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert store.db.execute("SELECT count(*) FROM uplink").fetchone()[0] == 0  # v4
     assert len(store.findings()) == 1 and store.nodes() == {"n1"}
     assert store.silences(0.0) == []
     assert store.add_silence("n1", None, None, 10.0, "why", "") == 1

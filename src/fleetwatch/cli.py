@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import click
 import numpy as np
@@ -64,7 +64,7 @@ _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
   fleetwatch findings            what a watch keeps in its store, or a fleet
   fleetwatch silence --node N    quiet a node's findings for a while (--for 2h)
   fleetwatch slurm-health        Slurm's health check: drains on a GPU fault
-  fleetwatch agent PATH...       fleet mode: publish logs to a Redis's shards
+  fleetwatch agent --kmsg        fleet mode: a node's agent, sending to Redis
   fleetwatch correlate           fleet mode: run the detectors on the shards
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
@@ -446,6 +446,84 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
     return f"fleetwatch: {len(findings)} finding(s) not in the {fmt} output: {why} ({names})"
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _live_inputs(command: _F) -> _F:
+    """The live inputs and local outputs a watch and a live agent share."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml."),
+        click.option(
+            "--follow", multiple=True, help="A log file or folder to follow (repeatable)."
+        ),
+        click.option(
+            "--from-start", is_flag=True, help="First start: read what files already hold."
+        ),
+        click.option(
+            "--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal)."
+        ),
+        click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML."),
+        click.option("--dcgm", multiple=True, help="Scrape this dcgm-exporter URL (repeatable)."),
+        click.option(
+            "--kubeconfig",
+            help="Watch Kubernetes Events with this kubeconfig (--kube-conditions too).",
+        ),
+        click.option("--store", help="The SQLite store (default: fleetwatch-watch.db)."),
+        click.option("--jsonl", help="Append each transition to this JSONL file."),
+        click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here."),
+        click.option("--metrics-address", default="127.0.0.1", show_default=True),
+        click.option("--node", help="Node name for records that name none."),
+        click.option("--quiet", is_flag=True, help="No console lines (other outputs still run)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _live_overrides(
+    follow: tuple[str, ...],
+    from_start: bool,
+    kmsg: bool,
+    nvml: bool,
+    dcgm: tuple[str, ...],
+    kubeconfig: str | None,
+    store: str | None,
+    jsonl: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    node: str | None,
+) -> dict[str, Any]:
+    """``load_plan``'s overrides from the shared live options (needs fleetwatch[watch])."""
+    from fleetwatch.watch import MetricsSettings
+
+    overrides: dict[str, Any] = {
+        "store": store,
+        "jsonl": jsonl,
+        "node": node,
+        "follow": follow,
+        "from_start": from_start,
+        "kmsg": kmsg,
+        "nvml": nvml,
+        "dcgm": dcgm,
+        "kubeconfig": kubeconfig,
+    }
+    if metrics_port is not None:
+        overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)
+    return overrides
+
+
+def _live_modules(what: str, nvml: bool, kubeconfig: str | None, *more: str) -> None:
+    """What a watch or a live agent with these inputs needs installed (else one line)."""
+    words, modules = [what], ["tenacity", "urllib3", *more]
+    if nvml:
+        words.append("--nvml")
+        modules.append("pynvml")
+    if kubeconfig:
+        words.append("--kubeconfig")
+        modules.append("kubernetes")
+    _require(" ".join(words), *modules)
+
+
 @cli.command(
     name="watch",
     epilog=_epilog(
@@ -460,42 +538,28 @@ def _left_out(findings: list[Finding], fmt: str, why: str, shown: int = 10) -> s
         "                             (another name: the config's webhook secret_env)",
     ),
 )
-@click.option("--config", "config_path", type=click.Path(), help="A fleetwatch.toml.")
-@click.option("--follow", multiple=True, help="A log file or folder to follow (repeatable).")
-@click.option("--from-start", is_flag=True, help="First start: read what files already hold.")
-@click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
-@click.option("--nvml", is_flag=True, help="Poll this node's GPUs through NVML.")
-@click.option("--dcgm", multiple=True, help="Scrape this dcgm-exporter URL (repeatable).")
-@click.option(
-    "--kubeconfig", help="Watch Kubernetes Events with this kubeconfig (--kube-conditions too)."
-)
+@_live_inputs
 @click.option(
     "--kube-conditions",
     is_flag=True,
     help="Write findings as node conditions and Events (--kubeconfig, else $KUBECONFIG).",
 )
-@click.option("--store", help="The SQLite store (default: fleetwatch-watch.db).")
-@click.option("--jsonl", help="Append each transition to this JSONL file.")
 @click.option("--webhook", help="POST announced findings to this URL (signed).")
 @click.option(
     "--alertmanager",
     multiple=True,
     help="Post open findings as alerts to this Alertmanager (http://host:9093; each peer).",
 )
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here.")
-@click.option("--metrics-address", default="127.0.0.1", show_default=True)
 @click.option(
     "--silence",
     multiple=True,
     help="Record but do not announce: node=N,gpu=I,detector=D,until=ISO (repeatable).",
 )
-@click.option("--node", help="Node name for records that name none.")
 @click.option(
     "--act",
     type=click.Choice(TOOLS),
     help="Take nodes out of service with this tool, through the breaker (default: dry run).",
 )
-@click.option("--quiet", is_flag=True, help="No console lines (other outputs still run).")
 def watch_command(
     config_path: str | None,
     follow: tuple[str, ...],
@@ -517,40 +581,40 @@ def watch_command(
     quiet: bool,
 ) -> None:
     """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
-    what, modules = ["fleetwatch watch"], ["tenacity", "urllib3"]
-    if nvml:
-        what.append("--nvml")
-        modules.append("pynvml")
-    if kubeconfig:
-        what.append("--kubeconfig")
-        modules.append("kubernetes")
-    _require(" ".join(what), *modules)
-    from fleetwatch.watch import MetricsSettings, Watch, load_plan  # needs fleetwatch[watch]
+    _live_modules("fleetwatch watch", nvml, kubeconfig)
+    from fleetwatch.watch import Watch, load_plan  # needs fleetwatch[watch]
 
-    overrides: dict[str, Any] = {
-        "store": store,
-        "jsonl": jsonl,
-        "node": node,
-        "follow": follow,
-        "from_start": from_start,
-        "kmsg": kmsg,
-        "nvml": nvml,
-        "dcgm": dcgm,
-        "kubeconfig": kubeconfig,
+    overrides = _live_overrides(
+        follow,
+        from_start,
+        kmsg,
+        nvml,
+        dcgm,
+        kubeconfig,
+        store,
+        jsonl,
+        metrics_port,
+        metrics_address,
+        node,
+    )
+    overrides |= {
         "kube_conditions": kube_conditions,
         "webhook": webhook,
         "alertmanager": alertmanager,
         "silences": [_silence(text) for text in silence],
         "act": act,
     }
-    if metrics_port is not None:
-        overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)
     _log_to_stderr()
     try:
         plan = load_plan(Path(config_path) if config_path else None, overrides)
         running = Watch(dataclasses.replace(plan, console=not quiet))
     except (configuration.ConfigError, StoreError, SourceError) as exc:
         _fail(str(exc))
+    _run_until_stopped(running)
+
+
+def _run_until_stopped(running: Any) -> None:
+    """Run a watch (or live agent) until Ctrl-C or SIGTERM; its failures are one line."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -894,9 +958,16 @@ _REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told oth
 @cli.command(
     name="agent",
     epilog=_epilog(
+        "  live, on each node (its detectors here, the fleet's on the correlators):\n"
+        "  fleetwatch agent --shards 16 --kmsg --dcgm http://127.0.0.1:9400/metrics\n"
+        "  fleetwatch agent --redis redis://10.0.0.5:6379/0 --shards 16 --config w.toml\n"
+        "  from finished files (every event to the correlators), then exit:\n"
         "  fleetwatch agent --shards 16 /var/log/gpu-node-17/\n"
-        "  fleetwatch agent --redis redis://10.0.0.5:6379/0 --shards 16 incident/\n"
-        "  fleetwatch agent --shards 16 --end      the input ended: close every window"
+        "  fleetwatch agent --shards 16 --end      the input ended: close every window",
+        exits=(
+            "0  files published; live: stopped by Ctrl-C or SIGTERM",
+            "2  a usage, config, store or Redis error",
+        ),
     ),
 )
 @click.argument("paths", nargs=-1)
@@ -905,22 +976,63 @@ _REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told oth
 @click.option("--name", help="This agent's name (default: the host name).")
 @click.option("--cluster", default="cluster", show_default=True, help="The cluster's name.")
 @click.option("--end", is_flag=True, help="Then tell every shard that the input ended.")
+@_live_inputs
 def agent_command(
-    paths: tuple[str, ...], redis_url: str, shards: int, name: str | None, cluster: str, end: bool
+    paths: tuple[str, ...],
+    redis_url: str,
+    shards: int,
+    name: str | None,
+    cluster: str,
+    end: bool,
+    config_path: str | None,
+    follow: tuple[str, ...],
+    from_start: bool,
+    kmsg: bool,
+    nvml: bool,
+    dcgm: tuple[str, ...],
+    kubeconfig: str | None,
+    store: str | None,
+    jsonl: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    node: str | None,
+    quiet: bool,
 ) -> None:
-    """Publish the events of files and folders to a fleet's shards, then exit."""
-    _require("fleetwatch agent", "redis")
+    """Send a node's events to a fleet's shards: live (watching), or from files."""
     import socket
 
+    live = bool(config_path or follow or kmsg or nvml or dcgm or kubeconfig)
+    if live and (paths or end):
+        _fail("agent: PATH... and --end publish files; live inputs run a live agent: not both")
+    if not live and not paths and not end:
+        _fail("agent: give PATH... to publish, --end, or live inputs (--follow, --kmsg, ...)")
+    name = name or socket.gethostname()
+    if live:
+        overrides = _live_overrides(
+            follow,
+            from_start,
+            kmsg,
+            nvml,
+            dcgm,
+            kubeconfig,
+            store or "fleetwatch-agent.db",
+            jsonl,
+            metrics_port,
+            metrics_address,
+            node,
+        )
+        _live_agent(
+            redis_url, shards, name, cluster, config_path, overrides, quiet, nvml, kubeconfig
+        )
+        return
+    _require("fleetwatch agent", "redis")
     from fleetwatch.fleet.agent import publish_end, publish_paths
     from fleetwatch.fleet.transport import RedisStreams, connect
 
-    if not paths and not end:
-        _fail("agent: give PATH... to publish, or --end")
     try:
         transport = RedisStreams(connect(redis_url))
         if paths:
-            sent = publish_paths(transport, paths, shards, name or socket.gethostname(), cluster)
+            sent = publish_paths(transport, paths, shards, name, cluster)
             click.echo(
                 f"fleetwatch: {sent.stats.summary()}; published {sent.events:,} events "
                 f"in {sent.entries:,} entries",
@@ -932,6 +1044,41 @@ def agent_command(
         _fail(str(exc))
     except _redis_errors() as exc:
         _fail(f"redis {redis_url}: {exc}")
+
+
+def _live_agent(
+    redis_url: str,
+    shards: int,
+    name: str,
+    cluster: str,
+    config_path: str | None,
+    overrides: dict[str, Any],
+    quiet: bool,
+    nvml: bool,
+    kubeconfig: str | None,
+) -> None:
+    """Run a live agent: a watch of the node family, the rest to the fleet."""
+    _live_modules("fleetwatch agent", nvml, kubeconfig, "redis")
+    from fleetwatch.fleet.agent import NODE_FAMILY, live_plan
+    from fleetwatch.fleet.ledger import Ledger
+    from fleetwatch.fleet.shards import families
+    from fleetwatch.fleet.transport import RedisStreams, client_for
+    from fleetwatch.fleet.uplink import Uplink
+    from fleetwatch.watch import Watch, load_plan
+
+    _log_to_stderr()
+    try:  # Redis need not answer now: the uplink keeps what it sends until it does
+        client = client_for(redis_url)
+    except ValueError as exc:
+        _fail(f"redis {redis_url}: {exc}")
+    sent = [f for f in families() if f != NODE_FAMILY]
+    uplink = Uplink(RedisStreams(client), Ledger(client), shards, name, sent, cluster)
+    try:
+        plan = load_plan(Path(config_path) if config_path else None, overrides)
+        running = Watch(dataclasses.replace(live_plan(plan, uplink), console=not quiet))
+    except (configuration.ConfigError, StoreError, SourceError) as exc:
+        _fail(str(exc))
+    _run_until_stopped(running)
 
 
 @cli.command(

@@ -6,7 +6,8 @@
 * ``watch``: tenacity (retries), urllib3 (the webhook, dcgm-exporter scrapes) and
   nvidia-ml-py (``--nvml``), for ``fleetwatch watch``;
 * ``kubernetes``: the official client, for ``watch --kubeconfig``;
-* ``fleet``: redis, for ``agent``, ``correlate`` and ``findings --redis``.
+* ``fleet``: redis, for ``agent``, ``correlate`` and ``findings --redis``, and the
+  ``watch`` extra (a live agent is a watch).
 
 Those libraries are imported only inside what uses them, and the command asks
 ``require`` first, so a missing one is one line naming the extra (exit 2), not a

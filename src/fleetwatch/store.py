@@ -15,7 +15,10 @@ It holds, written together in one transaction so that they never disagree:
 * ``nodes``: every node the watch has read an event of (the breaker's "nodes seen");
 * ``silences``: what ``fleetwatch silence`` added (node, GPU, detector, until when, and
   why): a running watch reads them again every second, so one takes hold without a
-  restart; each ends at its ``until``.
+  restart; each ends at its ``until``;
+* ``uplink``: what a fleet agent still has to send to the fleet's Redis (event batches
+  for a shard, transitions for the fleet's output), in order; a row leaves once Redis
+  took it, so Redis down for an hour costs nothing but disk (``fleet/uplink.py``).
 
 After ``kill -9`` the last commit is what there is: the detectors restart from their
 checkpoints and the sources from their positions, which describe the same moment, so
@@ -93,10 +96,25 @@ CREATE TABLE IF NOT EXISTS silences (
 );
 CREATE INDEX IF NOT EXISTS silences_by_until ON silences (until);
 """
-SCHEMA_VERSION: Final = 3
+UPLINK_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS uplink (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    shard INTEGER NOT NULL,
+    family TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+"""
+SCHEMA_VERSION: Final = 4
 # version -> the script that brings a store of the version before it to it. A store of
 # version 0 is either new or written before versions were kept: both take SCHEMA.
-MIGRATIONS: Final[dict[int, str]] = {1: SCHEMA, 2: ACTIONS_SCHEMA, 3: SILENCES_SCHEMA}
+MIGRATIONS: Final[dict[int, str]] = {
+    1: SCHEMA,
+    2: ACTIONS_SCHEMA,
+    3: SILENCES_SCHEMA,
+    4: UPLINK_SCHEMA,
+}
+UPLINK_OUT: Final = -1
+"""The ``shard`` of an uplink row bound for the fleet's output (a transition)."""
 # SQLite's primary result codes for "no room" and "the disk failed": worth a retry.
 _FULL_OR_IO: Final = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
 
@@ -165,6 +183,8 @@ class Commit:
     meta: dict[str, str]
     actions: list[dict[str, Any]] = field(default_factory=list)  # requests: actions.actor.requests
     nodes: list[str] = field(default_factory=list)  # nodes first seen since the last commit
+    # (shard or UPLINK_OUT, family, body): what a fleet agent sends once this is committed
+    uplink: list[tuple[int, str, bytes]] = field(default_factory=list)
 
 
 class Store:
@@ -317,6 +337,9 @@ class Store:
             self.db.executemany(
                 "INSERT OR IGNORE INTO nodes (node, first_seen) VALUES (?, ?)",
                 [(node, now) for node in change.nodes],
+            )
+            self.db.executemany(
+                "INSERT INTO uplink (shard, family, body) VALUES (?, ?, ?)", change.uplink
             )
 
     # -- actions (see actions/) ----------------------------------------------------------

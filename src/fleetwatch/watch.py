@@ -32,6 +32,10 @@ With a Kubernetes API for nodes (``--kube-conditions``, ``[watch.kube_nodes]``, 
 (``actions/kube_nodes.py``), written on the writer's own thread: reporting, not acting,
 so not through the breaker.
 
+A fleet agent (``fleet/agent.py``) is a watch with a ``Relay``: each batch read is
+also handed to it, and what it will send to the fleet is written in the same commit
+as the findings and positions, so a restart neither skips nor re-reads any of it.
+
 A source that fails is restarted with exponential backoff (tenacity) and counted in
 ``fleetwatch_source_failures_total``; the others go on.
 
@@ -52,11 +56,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tenacity
@@ -133,6 +137,21 @@ class MetricsSettings:
     """At most this many ``fleetwatch_finding`` series, the most severe first."""
 
 
+class Relay(Protocol):
+    """Sends what a watch commits onward: a fleet agent's ``fleet.uplink.Uplink``.
+
+    The watch hands it each batch it read (``take``), asks it at each commit for the
+    rows to write in the same transaction (``rows``; asked again if the commit failed),
+    and tells it when they are in the store (``committed``); ``start`` and ``stop``
+    run its sender."""
+
+    def take(self, batch: EventBatch) -> None: ...
+    def rows(self, transitions: Sequence[Transition]) -> list[tuple[int, str, bytes]]: ...
+    def committed(self) -> None: ...
+    def start(self, store: Path) -> None: ...
+    def stop(self, timeout_s: float = 5.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class WatchPlan:
     """Everything a watch runs: built from the config file and the command line."""
@@ -149,6 +168,7 @@ class WatchPlan:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     kube_nodes: KubeNodeSettings | None = None  # None: no node conditions, Events, taints
+    relay: Relay | None = None  # a fleet agent: what goes on to the fleet
 
 
 def _backoff_runner(
@@ -275,6 +295,8 @@ class Watch:
             self.webhook.start()
         if self.alertmanager is not None:
             self.alertmanager.start()
+        if self.plan.relay is not None:
+            self.plan.relay.start(self.store.path)
         self.metrics.set_open(t.finding for t in self.lifecycle.open.values())
         runners = [
             _backoff_runner(s, self._deliver_from(s.name), stop, self._failed) for s in self.sources
@@ -337,6 +359,8 @@ class Watch:
                     self.webhook.stop()
                 if self.alertmanager is not None:
                     self.alertmanager.stop()
+                if self.plan.relay is not None:
+                    self.plan.relay.stop()
                 if self.jsonl is not None:
                     self.jsonl.close()
                 self.store.close()
@@ -347,6 +371,8 @@ class Watch:
             self.metrics.count_events(batch)
             named = np.unique(batch["node"]).tolist()
             self.actor.saw(s for s in map(batch.string, named) if s is not None)
+            if self.plan.relay is not None:
+                self.plan.relay.take(batch)
             found = self.engine.process(batch)
             self.engine.findings.clear()  # the lifecycle keeps what is open
             self._changed.update((f.id, f) for f in found)
@@ -432,6 +458,8 @@ class Watch:
         if self.alertmanager is not None:  # it follows what it posted, quiet or not
             outbox += [(ALERTMANAGER, t.to_json()) for t in transitions]
         nodes = sorted(self.actor.unsaved)
+        relay = self.plan.relay
+        uplink = relay.rows(transitions) if relay is not None else []
         try:
             self.store.commit(
                 Commit(
@@ -442,6 +470,7 @@ class Watch:
                     meta,
                     requests(transitions),
                     nodes,
+                    uplink,
                 )
             )
         except StoreError:
@@ -450,6 +479,8 @@ class Watch:
             raise
         self._pending, self._changed, self._moved = [], {}, False
         self.actor.unsaved.difference_update(nodes)
+        if relay is not None:
+            relay.committed()
         if self.webhook is not None and outbox:
             self.webhook.wake()
         if self.kube is not None:

@@ -17,7 +17,7 @@ def test_a_version_1_store_gains_the_tables_and_keeps_its_findings(tmp_path: Pat
         )
         db.execute("PRAGMA user_version = 1")
     store = Store(path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert store.actions() == [] and store.nodes() == set() and store.silences(0.0) == []
     assert len(store.findings()) == 1
 

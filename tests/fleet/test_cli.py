@@ -43,3 +43,9 @@ def test_no_redis_is_one_line_and_exit_2(args: list[str]) -> None:
 def test_agent_without_paths_or_end_is_a_usage_error() -> None:
     done = fleetwatch("agent", "--shards", "4")
     assert done.returncode == 2 and "--end" in done.stderr
+
+
+def test_agent_files_and_live_inputs_together_is_a_usage_error() -> None:
+    done = fleetwatch("agent", "--shards", "4", "examples", "--follow", "examples")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "not both" in done.stderr

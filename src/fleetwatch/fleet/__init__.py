@@ -7,7 +7,9 @@ One concept per module, in the order data flows:
 * ``shards``: which shard an event goes to (the routing table, with its reasons);
 * ``thin``: samples a family needs only for their labels, sent when they change;
 * ``transport``: the small stream interface, and its Redis Streams backend;
-* ``agent``: read inputs, publish batches to their shards;
+* ``uplink``: a live agent's sends, kept in its store until Redis has them;
+* ``agent``: a live agent (a watch of the node family, the rest by its uplink), or
+  finished files published to their shards;
 * ``ledger``: leases, the one-script commit, findings and transitions in Redis;
 * ``correlate``: a worker that leases shards, runs an engine per shard, commits
   atomically per read.

@@ -25,6 +25,11 @@ leaves before its commit, so this changes when a transition is told, not whether
 An entry ``{"type": "end"}`` says the input ended (``fleetwatch agent --end``): the
 shard's engines close every window, as ``replay`` does at the end of its files.
 
+A live agent may send an entry twice (``uplink``: killed between sending and
+forgetting it); its entries carry the agent's ``source`` and a ``seq`` that grows, and
+the shard's state keeps the last ``seq`` applied per source, committed with the rest,
+so a repeat is dropped (and counted), never applied twice.
+
 Taking a shard restores its state as committed: detectors (their JSON ``state()``),
 lifecycle and offset. So a worker killed anywhere loses nothing: its shards' next
 owner starts at the last commit, and entries read since are read again.
@@ -46,7 +51,7 @@ from fleetwatch.config import build
 from fleetwatch.engine import Engine
 from fleetwatch.findings import Finding
 from fleetwatch.fleet.codec import CodecError, decode
-from fleetwatch.fleet.ledger import Ledger
+from fleetwatch.fleet.ledger import Ledger, finding_row
 from fleetwatch.fleet.shards import families
 from fleetwatch.fleet.transport import BEGINNING, Entry, Transport
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig
@@ -56,6 +61,8 @@ log = logging.getLogger("fleetwatch.correlate")
 REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
 _FIRST_PAUSE_S: Final = 0.1
 _LAST_PAUSE_S: Final = 2.0
+FORGET_SENDER_S: Final = 7 * 86400.0
+"""A live agent not heard from for this long is forgotten (its repeats are older)."""
 
 
 @dataclass
@@ -82,6 +89,8 @@ class ShardWork:
     lifecycle: Lifecycle
     changed: dict[str, Finding] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    seen: dict[str, list[float]] = field(default_factory=dict)
+    """Live agent (``source``) -> [the last ``seq`` applied from it, wall time then]."""
     applied: int = 0
     """Entries applied since the last commit."""
     committed_at: float = field(default_factory=time.monotonic)
@@ -94,6 +103,7 @@ class ShardWork:
                 for family, engine in self.engines.items()
             },
             "lifecycle": self.lifecycle.state(),
+            "seen": self.seen,
         }
 
 
@@ -118,6 +128,8 @@ class Correlator:
         self.owned: dict[int, ShardWork] = {}
         self.refused = 0
         self.bad = 0
+        self.repeated = 0
+        """Entries dropped as repeats of what a live agent sent before."""
         self.entries = 0
 
     # -- the loop --------------------------------------------------------------------------
@@ -205,7 +217,11 @@ class Correlator:
 
     def _commit(self, shard: int, work: ShardWork) -> int:
         """Commit what ``work`` applied since its last commit; return its entries."""
-        findings = [f.to_json() for f in work.changed.values()]
+        rows = {f.id: {**f.to_json(), "status": "open"} for f in work.changed.values()}
+        for t in work.transitions:
+            if t["transition"] == "resolved":
+                rows[t["id"]] = finding_row(t)
+        findings = list(rows.values())
         if not self.ledger.commit(shard, work.token, work.state(), findings, work.transitions):
             self.refused += 1
             log.warning("%s: commit to shard %d refused (lease lost)", self.name, shard)
@@ -245,7 +261,8 @@ class Correlator:
                 if detector.name in states:
                     detector.restore(states[detector.name])
         lifecycle.restore(saved.get("lifecycle", {}))
-        return ShardWork(token, str(saved["offset"]), engines, lifecycle)
+        seen = {str(k): [float(v[0]), float(v[1])] for k, v in saved.get("seen", {}).items()}
+        return ShardWork(token, str(saved["offset"]), engines, lifecycle, seen=seen)
 
     def _apply(self, work: ShardWork, entries: list[Entry]) -> list[dict[str, Any]]:
         """Feed ``entries`` to the shard's engines; return the transitions they made."""
@@ -258,9 +275,11 @@ class Correlator:
                     before = dict(engine.findings)
                     changed += [f for f in engine.finish() if before.get(f.id) != f]
                 continue
-            family = entry.fields.get(b"family", b"").decode()
+            family = entry.fields.get(b"family", b"").decode(errors="replace")
             target = work.engines.get(family)
             try:
+                if self._repeated(work, entry, now):
+                    continue
                 batch = decode(entry.fields.get(b"batch", b""))
                 if target is None:
                     raise CodecError(f"unknown family {family!r}")
@@ -272,7 +291,28 @@ class Correlator:
             changed += target.process(batch)
         for engine in work.engines.values():
             changed += engine.flush(now)
+        for source in [s for s, (_, at) in work.seen.items() if now - at > FORGET_SENDER_S]:
+            del work.seen[source]
         for finding in changed:
             work.changed[finding.id] = finding
         transitions = work.lifecycle.update(changed, now) + work.lifecycle.tick(now)
         return [t.to_json() for t in transitions]
+
+    def _repeated(self, work: ShardWork, entry: Entry, now: float) -> bool:
+        """True for an entry a live agent sent again (its ``seq`` from that ``source``
+        was applied already); remembers the newest ``seq`` of each source otherwise.
+        Entries of file agents carry no ``source``: they are never repeats."""
+        source = entry.fields.get(b"source")
+        if source is None:
+            return False
+        try:
+            seq = int(entry.fields.get(b"seq", b""))
+        except ValueError:
+            raise CodecError("a live agent's entry without a numeric seq") from None
+        name = source.decode(errors="replace")
+        last = work.seen.get(name)
+        if last is not None and seq <= last[0]:
+            self.repeated += 1
+            return True
+        work.seen[name] = [float(seq), now]
+        return False

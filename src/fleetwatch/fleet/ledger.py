@@ -59,6 +59,13 @@ return 0
 """
 
 
+def finding_row(transition: dict[str, Any]) -> dict[str, Any]:
+    """The findings hash's row for a transition (JSON): the finding and its status."""
+    row = {k: v for k, v in transition.items() if k not in ("transition", "quiet")}
+    row["status"] = "resolved" if transition.get("transition") == "resolved" else "open"
+    return row
+
+
 class Ledger:
     """Leases, commits and findings of one fleet, in one Redis."""
 
@@ -135,6 +142,16 @@ class Ledger:
             self.key("refused"),
         ]
         return bool(self._commit(keys=keys, args=args))
+
+    def tell(self, transitions: Sequence[dict[str, Any]]) -> None:
+        """Record transitions made outside a shard (a live agent's node detectors): each
+        finding's latest version by id, each transition on the output stream."""
+        pipe = self.client.pipeline(transaction=True)
+        for t in transitions:
+            row = finding_row(t)
+            pipe.hset(self.key("findings"), row["id"], json.dumps(row, separators=(",", ":")))
+            pipe.xadd(self.key("out"), {"transition": json.dumps(t, separators=(",", ":"))})
+        pipe.execute()
 
     def count_bad(self, n: int = 1) -> None:
         self.client.incrby(self.key("bad"), n)

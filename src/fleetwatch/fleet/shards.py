@@ -16,7 +16,7 @@ engine per family of a shard), so a copy never counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Final
@@ -88,9 +88,14 @@ def shard_of(family: str, key: str, shards: int) -> int:
 
 
 def split(
-    batch: EventBatch, shards: int, cluster: str, labels: LabelFilter | None = None
+    batch: EventBatch,
+    shards: int,
+    cluster: str,
+    labels: LabelFilter | None = None,
+    only: Collection[str] | None = None,
 ) -> Iterator[tuple[str, int, EventBatch]]:
-    """(family, shard, its events) for every part of ``batch``, each in batch order.
+    """(family, shard, its events) for every part of ``batch``, each in batch order;
+    ``only``: of these families (a live agent keeps the node family to itself).
 
     An event whose key field is absent (a counter with no node) goes by the key ""
     of its family: one shard, so it is still seen, and never by two engines. With
@@ -98,6 +103,8 @@ def split(
     (``thin``).
     """
     for family, kinds in sorted(family_kinds().items()):
+        if only is not None and family not in only:
+            continue
         wanted = np.isin(batch["kind"], [KIND_ID[k] for k in kinds])
         if labels is not None:
             wanted &= labels.keep(batch, family)

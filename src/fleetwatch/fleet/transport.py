@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 BEGINNING = "0-0"
 """The offset before a stream's first entry."""
@@ -101,6 +103,18 @@ class RedisStreams:
         ms, seq = (int(p) for p in upto.split("-"))
         key = stream_key(self.prefix, shard)
         self.client.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False)
+
+
+def client_for(url: str, timeout_s: float = 10.0) -> redis.Redis:
+    """A client for ``url`` that connects when first used and never retries by itself:
+    its caller keeps what it sends and tries again with its own pause (redis-py's own
+    retries would block a sender for seconds on every outage)."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=min(5.0, timeout_s),
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def connect(url: str) -> redis.Redis:
