@@ -16,7 +16,16 @@ from fleetwatch.simulate import ALL_SCENARIOS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 COMMANDS = sorted(cli.commands)
-READS_ENVIRONMENT = ("replay", "report", "parse", "findings", "detectors", "silence", "watch")
+READS_ENVIRONMENT = (
+    "replay",
+    "report",
+    "parse",
+    "findings",
+    "detectors",
+    "silence",
+    "watch",
+    "announce",
+)
 
 
 def synopsis() -> dict[str, str]:

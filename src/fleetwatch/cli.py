@@ -66,6 +66,7 @@ _SHORT_USAGE: Final = """usage: fleetwatch COMMAND [ARGS]...
   fleetwatch slurm-health        Slurm's health check: drains on a GPU fault
   fleetwatch agent --kmsg        fleet mode: a node's agent, sending to Redis
   fleetwatch correlate           fleet mode: run the detectors on the shards
+  fleetwatch announce            fleet mode: tell its transitions (JSONL, hook)
   fleetwatch explain xid 79      what an Xid means, and what to do about it
   fleetwatch detectors           the pattern library, with its defaults
   fleetwatch simulate --list     synthetic fleets with a known fault, to try
@@ -1079,6 +1080,88 @@ def _live_agent(
     except (configuration.ConfigError, StoreError, SourceError) as exc:
         _fail(str(exc))
     _run_until_stopped(running)
+
+
+@cli.command(
+    name="announce",
+    epilog=_epilog(
+        "  fleetwatch announce --jsonl /var/log/fleetwatch/fleet.jsonl\n"
+        "  fleetwatch announce --redis redis://10.0.0.5:6379/0 --webhook https://h/x\n"
+        "  fleetwatch announce --metrics-port 9109 --consumer a2   a second announcer",
+        exits=("0  stopped by Ctrl-C or SIGTERM", "2  a usage, config, store or Redis error"),
+        env="  FLEETWATCH_WEBHOOK_SECRET  the key that signs --webhook posts",
+    ),
+)
+@click.option("--redis", "redis_url", default=_REDIS_DEFAULT, show_default=True, help=_REDIS_HELP)
+@click.option("--group", default="announce", show_default=True, help="The consumer group.")
+@click.option("--consumer", help="This announcer's stable name (default: the host name).")
+@click.option("--jsonl", help="Append each transition to this JSONL file.")
+@click.option("--webhook", help="POST announced transitions to this URL (signed).")
+@click.option(
+    "--store",
+    default="fleetwatch-announce.db",
+    show_default=True,
+    help="The webhook's outbox (kept across restarts).",
+)
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here.")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True)
+@click.option("--quiet", is_flag=True, help="No console lines (other outputs still run).")
+def announce_command(
+    redis_url: str,
+    group: str,
+    consumer: str | None,
+    jsonl: str | None,
+    webhook: str | None,
+    store: str,
+    metrics_port: int | None,
+    metrics_address: str,
+    quiet: bool,
+) -> None:
+    """Tell the fleet's transitions (its output stream) to JSONL, webhook, console, /metrics."""
+    _require("fleetwatch announce", "redis", "tenacity", "urllib3")
+    import os
+    import socket
+
+    from fleetwatch.fleet.announce import Announcer, open_sinks
+    from fleetwatch.fleet.transport import connect
+    from fleetwatch.sinks.metrics import Metrics
+    from fleetwatch.sinks.webhook import WebhookConfig
+
+    hook = None
+    if webhook is not None:
+        hook = WebhookConfig(url=webhook)
+        if not webhook.startswith(("http://", "https://")):
+            _fail("announce: --webhook must be an http(s) URL")
+        if not os.environ.get(hook.secret_env):
+            _fail(f"the webhook signs what it sends: set {hook.secret_env} to a secret")
+    _log_to_stderr()
+    metrics = Metrics() if metrics_port is not None else None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if metrics is not None:
+        try:
+            metrics.serve(metrics_address, metrics_port or 0)
+        except OSError as exc:
+            _fail(f"metrics on {metrics_address}:{metrics_port}: {exc}")
+    try:
+        client = connect(redis_url)
+        sinks = open_sinks(jsonl, hook, store, not quiet, metrics)
+        announcer = Announcer(client, group, consumer or socket.gethostname(), sinks)
+        try:
+            announcer.start()
+            announcer.run(stop.is_set)
+        finally:
+            announcer.close()
+    except _redis_errors() as exc:
+        _fail(f"redis {redis_url}: {exc}")
+    except StoreError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"fleetwatch: announcer {announcer.consumer}: {announcer.told:,} transitions told, "
+        f"{announcer.repeats} repeats dropped, {announcer.bad} bad entries",
+        err=True,
+    )
 
 
 @cli.command(

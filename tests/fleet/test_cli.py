@@ -17,7 +17,7 @@ def fleetwatch(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
-@pytest.mark.parametrize("command", ["agent", "correlate", "findings"])
+@pytest.mark.parametrize("command", ["agent", "correlate", "findings", "announce"])
 def test_help_has_examples_and_exit_codes_and_fits_80_columns(command: str) -> None:
     done = fleetwatch(command, "--help")
     assert done.returncode == 0, done.stderr
@@ -31,6 +31,7 @@ def test_help_has_examples_and_exit_codes_and_fits_80_columns(command: str) -> N
         ["agent", "--shards", "4", "examples"],
         ["correlate", "--shards", "4"],
         ["findings"],
+        ["announce"],
     ],
 )
 def test_no_redis_is_one_line_and_exit_2(args: list[str]) -> None:
@@ -49,3 +50,8 @@ def test_agent_files_and_live_inputs_together_is_a_usage_error() -> None:
     done = fleetwatch("agent", "--shards", "4", "examples", "--follow", "examples")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "not both" in done.stderr
+
+
+def test_announce_with_a_webhook_that_is_not_http_is_a_usage_error() -> None:
+    done = fleetwatch("announce", "--webhook", "file:///etc/passwd")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr

@@ -69,6 +69,7 @@ def compare(
     got: list[dict[str, Any]], expected: list[dict[str, Any]], transitions: list[dict[str, Any]]
 ) -> tuple[int, int]:
     """(lost: replay's findings missing or different, doubled: repeated announcements)."""
+
     # the fleet's rows carry their lifecycle status (resolved when quiet); replay's are open
     def plain(f: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in f.items() if k != "status"}
