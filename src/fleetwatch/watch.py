@@ -64,6 +64,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import tenacity
+from prometheus_client import CollectorRegistry
 
 from fleetwatch import config as config_file
 from fleetwatch.actions.actor import TOOLS, Actor, requests
@@ -140,11 +141,13 @@ class MetricsSettings:
 class Relay(Protocol):
     """Sends what a watch commits onward: a fleet agent's ``fleet.uplink.Uplink``.
 
-    The watch hands it each batch it read (``take``), asks it at each commit for the
+    It adds its metrics to the watch's ``/metrics`` (``register``). The watch hands it
+    each batch it read (``take``), asks it at each commit for the
     rows to write in the same transaction (``rows``; asked again if the commit failed),
     and tells it when they are in the store (``committed``); ``start`` and ``stop``
     run its sender."""
 
+    def register(self, registry: CollectorRegistry) -> None: ...
     def take(self, batch: EventBatch) -> None: ...
     def rows(self, transitions: Sequence[Transition]) -> list[tuple[int, str, bytes]]: ...
     def committed(self) -> None: ...
@@ -225,6 +228,8 @@ class Watch:
         )
         for detector in self.engine.detectors:  # absent never stands for 0
             self.metrics.detector_seconds.labels(detector.name)
+        if plan.relay is not None:
+            plan.relay.register(self.metrics.registry)
         self.metrics_port: int | None = None
         self.kube: KubeNodes | None = None
         if plan.kube_nodes is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from fleetwatch import config
 from fleetwatch.findings import Action, Finding, Severity
@@ -47,6 +48,8 @@ def test_rows_wait_for_redis_and_each_event_is_applied_once(tmp_path: Path) -> N
     transport, ledger = RedisStreams(client), Ledger(client)
     store = Store(tmp_path / "agent.db")
     uplink = Uplink(transport, ledger, SHARDS, "n1", {"job", "cluster"})
+    registry = CollectorRegistry()
+    uplink.register(registry)
     uplink.start(store.path)
 
     def commit(part: list) -> None:  # type: ignore[type-arg]
@@ -64,8 +67,11 @@ def test_rows_wait_for_redis_and_each_event_is_applied_once(tmp_path: Path) -> N
         commit(batches[half:])
         wait_for(lambda: uplink.failures >= 1, what="a send to find Redis down")
         assert uplink.pending(store.path) > 0  # kept, not dropped
+        wait_for(lambda: (registry.get_sample_value("fleetwatch_uplink_pending_rows") or 0) > 0)
+        assert (registry.get_sample_value("fleetwatch_uplink_failures_total") or 0) >= 1
         server = start_redis(str(tmp_path / "redis"), port, persistent=True)
         wait_for(lambda: uplink.pending(store.path) == 0, what="the kept rows sent")
+        assert registry.get_sample_value("fleetwatch_uplink_sent_rows_total") == uplink.sent
     finally:
         uplink.stop()
         store.close()

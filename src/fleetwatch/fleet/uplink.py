@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fleetwatch.events import EventBatch, concat
 from fleetwatch.fleet.codec import encode
@@ -85,8 +86,32 @@ class Uplink:
         """Rows Redis took (this run)."""
         self.failures = 0
         """Rounds that found Redis unreachable (this run)."""
+        self.kept = 0
+        """Rows the store held for Redis at the last round."""
+        self._sent_total: Counter | None = None
+        self._failures_total: Counter | None = None
 
     # -- the watch's thread ----------------------------------------------------------------
+
+    def register(self, registry: CollectorRegistry) -> None:
+        """The uplink's metrics on the agent's ``/metrics``: what waits for Redis, what
+        went, and how often Redis could not be reached."""
+        pending = Gauge(
+            "fleetwatch_uplink_pending_rows",
+            "Entries and transitions kept in the agent's store for Redis.",
+            registry=registry,
+        )
+        pending.set_function(lambda: self.kept)
+        self._sent_total = Counter(
+            "fleetwatch_uplink_sent_rows",
+            "Entries and transitions Redis took from this agent.",
+            registry=registry,
+        )
+        self._failures_total = Counter(
+            "fleetwatch_uplink_failures",
+            "Rounds of sending that found Redis unreachable.",
+            registry=registry,
+        )
 
     def take(self, batch: EventBatch) -> None:
         """Gather the events of ``batch`` that the fleet's families read."""
@@ -143,6 +168,9 @@ class Uplink:
                     more = self._send_round(db)
                 except REDIS_DOWN as exc:
                     self.failures += 1
+                    if self._failures_total is not None:
+                        self._failures_total.inc()
+                    self.kept = _count(db)
                     if not down:
                         log.warning("uplink: redis unavailable (%s); keeping rows, retrying", exc)
                         down = True
@@ -189,9 +217,17 @@ class Uplink:
         with db:
             db.execute("DELETE FROM uplink WHERE seq <= ?", (rows[-1][0],))
         self.sent += len(rows)
-        return len(rows) == SENT_PER_ROUND
+        if self._sent_total is not None:
+            self._sent_total.inc(len(rows))
+        more = len(rows) == SENT_PER_ROUND
+        self.kept = _count(db) if more else 0  # (rows committed since: counted next round)
+        return more
 
     def pending(self, store: Path) -> int:
-        """Rows the store still holds (for tests and ``/metrics``)."""
+        """Rows the store still holds (for tests)."""
         with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
-            return int(db.execute("SELECT count(*) FROM uplink").fetchone()[0])
+            return _count(db)
+
+
+def _count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM uplink").fetchone()[0])
