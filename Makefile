@@ -125,9 +125,9 @@ bench-replay: install
 fuzz: install
 	$(BIN)/python -m bench.fuzz --records 1000000
 
-# Fleet mode on this machine: redis-server on a free loopback port, 2 correlators,
-# 2 agents over examples/, the findings; everything stopped after (installs redis-server
-# when missing, as .ci/run does).
+# Fleet mode on this machine: redis-server on a free loopback port, 2 correlators, an
+# announcer, 2 live agents following examples/, the findings (exit 1 unless replay's);
+# everything stopped after (installs redis-server when missing, as .ci/run does).
 fleet-demo: install
 	command -v redis-server > /dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m fleetwatch.fleet.demo

@@ -14,8 +14,12 @@
 * **Latency.** One correlator idle on its shards; one entry at a time holding one
   Xid 79 of a new node (a new finding each time) is published, and the time until its
   ``new`` transition is in the output stream (``XREAD BLOCK``) is its latency.
-  Agents read files and exit today (they do not yet follow files), so this is from
-  an agent's publish, not from a line appended at the node: add the agent's read.
+  This is from an agent's publish.
+* **Live latency.** A live agent (``fleetwatch agent --follow``) and a correlator, each
+  its own process: an Xid 79 line of a new node is appended to the followed file, and
+  the time until its ``new`` transition is in the output stream is measured: the
+  agent's read (it polls every 0.1 s), its commit (at most every ``commit_interval_s``
+  while nothing is open on the node), its sender, and the correlator.
 * **Memory per shard.** The committed state's bytes per shard (``MEMORY USAGE`` of its
   key) and the correlator's peak RSS, after the throughput run.
 
@@ -29,10 +33,14 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -210,6 +218,65 @@ def latency(samples: int, shards: int) -> list[float]:
     return out
 
 
+def live_latency(samples: int, shards: int) -> list[float]:
+    """Seconds from appending one Xid 79 line (of a new node) to a file a live agent
+    (``fleetwatch agent --follow``, its own process) follows, to the ``new``
+    transition a correlator (its own process) puts in the output stream."""
+    out: list[float] = []
+    fleetwatch = [sys.executable, "-m", "fleetwatch"]
+    with redis_server() as url, tempfile.TemporaryDirectory() as folder:
+        client = connect(url)
+        ledger = Ledger(client)
+        log = Path(folder) / "kern.log"
+        log.touch()
+        common = ["--redis", url, "--shards", str(shards)]
+        correlator = subprocess.Popen(
+            [*fleetwatch, "correlate", *common, "--worker", "c1"], stderr=subprocess.DEVNULL
+        )
+        store = str(Path(folder) / "agent.db")
+        # --from-start: the file is empty, and a line written before the agent follows
+        # it is read all the same
+        follow = ["--follow", str(log), "--from-start", "--store", store, "--quiet"]
+        agent = subprocess.Popen(
+            [*fleetwatch, "agent", *common, *follow], stderr=subprocess.DEVNULL
+        )
+        reader: Any = redis.Redis.from_url(url)
+        try:
+            wait_for(balanced(ledger, 1, shards), 60, "the worker to own every shard")
+            last = "0-0"
+            for i in range(samples + 1):  # the first: the agent following, not measured
+                stamp = datetime.now(UTC).isoformat()
+                line = (
+                    f"{stamp} latency-node-{i:05d} kernel: NVRM: Xid (PCI:0000:3b:00): 79, "
+                    "pid=4242, name=python, GPU has fallen off the bus.\n"
+                )
+                started = time.perf_counter()
+                with log.open("a") as f:
+                    f.write(line)
+                deadline = started + 30
+                while True:
+                    reply = reader.xread({ledger.key("out"): last}, block=1000)
+                    if not reply:
+                        if time.perf_counter() > deadline:
+                            raise TimeoutError("no transition within 30 s")
+                        continue
+                    last = reply[0][1][-1][0]
+                    told = [json.loads(f[b"transition"]) for _, f in reply[0][1]]
+                    if any(
+                        t["transition"] == "new" and t.get("node") == f"latency-node-{i:05d}"
+                        for t in told
+                    ):
+                        break
+                if i:
+                    out.append(time.perf_counter() - started)
+        finally:
+            for proc in (agent, correlator):
+                proc.terminate()
+                proc.wait(10)
+            reader.close()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", type=int, default=8000, help="GPUs of the simulated fleet")
@@ -217,6 +284,7 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency", type=int, default=200, help="latency samples")
+    parser.add_argument("--live-latency", type=int, default=50, help="samples through a live agent")
     args = parser.parse_args()
     if args.gpus <= 0 or args.gpus % GPUS_PER_NODE or args.scrapes <= 0 or args.shards <= 0:
         parser.error("--gpus a positive multiple of 8; --scrapes and --shards positive")
@@ -243,14 +311,23 @@ def main() -> int:
     speedup = statistics.median(r[0] for r in runs[2]) / statistics.median(r[0] for r in runs[1])
     print(f"two correlators / one: {speedup:.2f}x (this machine has 2 cores, Redis shares them)")
     if args.latency:
-        times = sorted(latency(args.latency, args.shards))
-        p50 = times[len(times) // 2]
-        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-        print(
-            f"latency, publish -> new transition: p50 {p50 * 1000:.1f} ms, "
-            f"p99 {p99 * 1000:.1f} ms, worst {times[-1] * 1000:.1f} ms ({len(times)} samples)"
+        report("latency, publish -> new transition", latency(args.latency, args.shards))
+    if args.live_latency:
+        report(
+            "latency, line appended at a live agent -> new transition",
+            live_latency(args.live_latency, args.shards),
         )
     return 0
+
+
+def report(what: str, samples: list[float]) -> None:
+    times = sorted(samples)
+    p50 = times[len(times) // 2]
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    print(
+        f"{what}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"worst {times[-1] * 1000:.1f} ms ({len(times)} samples)"
+    )
 
 
 if __name__ == "__main__":

@@ -147,8 +147,12 @@ class Relay(Protocol):
     and tells it when they are in the store (``committed``); ``start`` and ``stop``
     run its sender."""
 
+    commit_within_s: float
+    """While it holds something for the fleet (``waiting``), commit at least this often."""
+
     def register(self, registry: CollectorRegistry) -> None: ...
     def take(self, batch: EventBatch) -> None: ...
+    def waiting(self) -> bool: ...
     def rows(self, transitions: Sequence[Transition]) -> list[tuple[int, str, bytes]]: ...
     def committed(self) -> None: ...
     def start(self, store: Path) -> None: ...
@@ -314,6 +318,7 @@ class Watch:
         self._read_silences(time.time())
         self._act()  # what the last run committed and did not decide
         dirty = broken = False
+        relay = self.plan.relay
         last_commit = last_tick = last_retain = time.monotonic()
         try:
             while not stop.is_set():
@@ -330,6 +335,8 @@ class Watch:
                     self._tick(time.time())
                     last_tick = now
                 interval = self.plan.settings.commit_interval_s
+                if relay is not None and relay.waiting():  # the fleet waits for it
+                    interval = min(interval, relay.commit_within_s)
                 due = self._pending or (dirty and now - last_commit >= interval)
                 if due and now >= self._retry_at and self._try_commit(now):
                     dirty, last_commit = False, now

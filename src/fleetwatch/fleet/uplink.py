@@ -6,7 +6,8 @@ fleet through this ``Uplink``, the watch's ``Relay``:
 
 * every batch the watch reads is split by family and shard (``shards.split``, label
   samples thinned: ``thin``) and gathered, in memory, per (family, shard);
-* at the watch's commit (``rows``), each gathered part becomes **one** stream entry
+* at the watch's commit (``rows``; within ``COMMIT_WITHIN_S`` once anything is
+  gathered, not the watch's usual interval), each gathered part becomes **one** stream entry
   (many events per entry) and every transition the agent's own detectors made
   becomes one entry for the fleet's output, and they are written in the same SQLite
   transaction as the watch's findings and source positions (the store's ``uplink``
@@ -51,6 +52,9 @@ from fleetwatch.store import UPLINK_OUT
 
 log = logging.getLogger(__name__)
 
+COMMIT_WITHIN_S: Final = 0.05
+"""The watch commits what the fleet waits for this soon (its own interval is for the
+node's state; what goes to the fleet is rare on a healthy node and worth a commit)."""
 SENT_PER_ROUND: Final = 256
 """Rows sent per round trip."""
 _FIRST_PAUSE_S: Final = 0.2
@@ -77,6 +81,7 @@ class Uplink:
         self.families = frozenset(families)
         self.cluster = cluster
         self.labels = LabelFilter()
+        self.commit_within_s = COMMIT_WITHIN_S
         self._parts: dict[tuple[str, int], list[EventBatch]] = defaultdict(list)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -119,6 +124,10 @@ class Uplink:
             batch, self.shards, self.cluster, self.labels, self.families
         ):
             self._parts[(family, shard)].append(part)
+
+    def waiting(self) -> bool:
+        """Events gathered for the fleet, not yet committed."""
+        return bool(self._parts)
 
     def rows(self, transitions: Sequence[Transition]) -> list[tuple[int, str, bytes]]:
         """What to commit with the watch's next commit: one entry per (family, shard),
