@@ -10,7 +10,11 @@
   then two, each in its own process and owning its fair share already, the entries
   are published and the clock runs until every shard has committed its newest entry.
   events/s = events published / that time. Publishing is part of it (an agent's
-  cost; it is also reported alone).
+  cost; it is also reported alone). Two feeds: what file agents send (every family,
+  so the correlators run the node family's detectors on every dcgm sample) and what
+  live agents send (the node family stays on the nodes: the cluster and job families'
+  events only); for the second, the fleet's events covered per second is reported
+  too (every event the fleet made / the same time).
 * **Latency.** One correlator idle on its shards; one entry at a time holding one
   Xid 79 of a new node (a new finding each time) is published, and the time until its
   ``new`` transition is in the output stream (``XREAD BLOCK``) is its latency.
@@ -37,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,30 +53,37 @@ import redis
 from bench.fleet_events import GPUS_PER_NODE, START, fleet, make_batch, nccl_hang, nccl_init
 from fleetwatch import config
 from fleetwatch.events import BATCH_SIZE, EventBatch, concat
+from fleetwatch.fleet.agent import NODE_FAMILY
 from fleetwatch.fleet.check import committed
 from fleetwatch.fleet.codec import encode
 from fleetwatch.fleet.correlate import Correlator, Settings
 from fleetwatch.fleet.ledger import Ledger
 from fleetwatch.fleet.local import redis_server, wait_for
-from fleetwatch.fleet.shards import split
+from fleetwatch.fleet.shards import families, split
 from fleetwatch.fleet.thin import LabelFilter
 from fleetwatch.fleet.transport import RedisStreams, connect
 
 SCRAPE_S = 30.0
 LEASE_MS = 5000
+LIVE_FAMILIES = frozenset(families()) - {NODE_FAMILY}  # what a live agent sends
 PIPELINE = 64
 
 
 @dataclass
 class Entries:
-    """What agents would publish: (shard, fields) entries and how many events they hold."""
+    """What agents would publish: (shard, fields) entries, how many events they hold,
+    and how many events the fleet made (more, when the node family stays on nodes)."""
 
     items: list[tuple[int, dict[str, bytes]]]
     events: int
+    fleet_events: int
 
 
-def agent_entries(gpus: int, scrapes: int, shards: int) -> Entries:
-    """The simulated fleet's events, windowed and split as ``fleetwatch agent`` does."""
+def agent_entries(
+    gpus: int, scrapes: int, shards: int, only: Collection[str] | None = None
+) -> Entries:
+    """The simulated fleet's events, windowed and split as ``fleetwatch agent`` does
+    (``only``: of these families, as live agents send them)."""
     live = np.arange(gpus)
     jobs = np.arange(max(1, gpus // 8))
     parts: list[EventBatch] = [nccl_init(jobs)]
@@ -85,10 +96,10 @@ def agent_entries(gpus: int, scrapes: int, shards: int) -> Entries:
     sent = 0
     for start in range(0, len(events), BATCH_SIZE):
         window = events.take(slice(start, start + BATCH_SIZE))
-        for family, shard, part in split(window, shards, "cluster", labels):
+        for family, shard, part in split(window, shards, "cluster", labels, only):
             items.append((shard, {"family": family.encode(), "batch": encode(part)}))
             sent += len(part)
-    return Entries(items, sent)
+    return Entries(items, sent, len(events))
 
 
 def publish(transport: RedisStreams, items: list[tuple[int, dict[str, bytes]]]) -> None:
@@ -146,7 +157,8 @@ def balanced(ledger: Ledger, workers: int, shards: int) -> Callable[[], bool]:
 
 
 def throughput(entries: Entries, workers: int, shards: int) -> tuple[float, float, int, float]:
-    """(events/s, publish seconds, peak RSS kB, state bytes per shard) for one run."""
+    """(seconds from the first publish to the last commit, publish seconds, peak RSS kB,
+    state bytes per shard) for one run."""
     with redis_server() as url:
         client = connect(url)
         transport, ledger = RedisStreams(client), Ledger(client)
@@ -161,7 +173,7 @@ def throughput(entries: Entries, workers: int, shards: int) -> tuple[float, floa
         finally:
             peak = pool.close()
         sizes = [client.memory_usage(ledger.key("state", s)) or 0 for s in range(shards)]
-        return entries.events / elapsed, published, peak, statistics.mean(sizes)
+        return elapsed, published, peak, statistics.mean(sizes)
 
 
 def xid79(node: int, t: float) -> EventBatch:
@@ -290,26 +302,42 @@ def main() -> int:
         parser.error("--gpus a positive multiple of 8; --scrapes and --shards positive")
 
     built = time.perf_counter()
-    entries = agent_entries(args.gpus, args.scrapes, args.shards)
+    feeds = {
+        "file agents": agent_entries(args.gpus, args.scrapes, args.shards),
+        "live agents": agent_entries(args.gpus, args.scrapes, args.shards, LIVE_FAMILIES),
+    }
     print(
-        f"fleet: {args.gpus:,} GPUs, {args.scrapes} scrapes: {entries.events:,} events in "
-        f"{len(entries.items):,} entries over {args.shards} shards "
-        f"(built in {time.perf_counter() - built:.1f} s)"
+        f"fleet: {args.gpus:,} GPUs, {args.scrapes} scrapes: "
+        f"{feeds['file agents'].fleet_events:,} events; file agents send them all in "
+        f"{len(feeds['file agents'].items):,} entries, live agents (the node family on "
+        f"the node) {feeds['live agents'].events:,} in {len(feeds['live agents'].items):,} "
+        f"entries, over {args.shards} shards (built in {time.perf_counter() - built:.1f} s)"
     )
-    runs: dict[int, list[tuple[float, float, int, float]]] = {1: [], 2: []}
-    for _ in range(args.repeats):
-        for workers in (1, 2):
-            runs[workers].append(throughput(entries, workers, args.shards))
-    for workers, got in runs.items():
-        rate = statistics.median(r[0] for r in got)
+    for feed, entries in feeds.items():
+        runs: dict[int, list[tuple[float, float, int, float]]] = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for workers in (1, 2):
+                runs[workers].append(throughput(entries, workers, args.shards))
+        rates = {}
+        for workers, got in runs.items():
+            elapsed = statistics.median(r[0] for r in got)
+            rates[workers] = entries.events / elapsed
+            covered = (
+                f", the fleet's {entries.fleet_events / elapsed:,.0f} events/s covered"
+                if entries.fleet_events != entries.events
+                else ""
+            )
+            print(
+                f"{feed}, {workers} correlator(s): {rates[workers]:,.0f} events/s through"
+                f"{covered} (median of {len(got)}; publish alone "
+                f"{statistics.median(r[1] for r in got):.2f} s), peak RSS "
+                f"{max(r[2] for r in got) / 1024:.0f} MB per worker, state "
+                f"{statistics.median(r[3] for r in got) / 1024:.1f} KiB per shard"
+            )
         print(
-            f"{workers} correlator(s): {rate:,.0f} events/s (median of {len(got)}; "
-            f"publish alone {statistics.median(r[1] for r in got):.2f} s), "
-            f"peak RSS {max(r[2] for r in got) / 1024:.0f} MB per worker, "
-            f"state {statistics.median(r[3] for r in got) / 1024:.1f} KiB per shard"
+            f"{feed}, two correlators / one: {rates[2] / rates[1]:.2f}x "
+            "(this machine has 2 cores, Redis shares them)"
         )
-    speedup = statistics.median(r[0] for r in runs[2]) / statistics.median(r[0] for r in runs[1])
-    print(f"two correlators / one: {speedup:.2f}x (this machine has 2 cores, Redis shares them)")
     if args.latency:
         report("latency, publish -> new transition", latency(args.latency, args.shards))
     if args.live_latency:

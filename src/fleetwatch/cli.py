@@ -40,6 +40,7 @@ from fleetwatch.events import KINDS, SOURCES, EventBatch
 from fleetwatch.findings import Finding, Severity, report_order
 from fleetwatch.hostnames import is_slurm_node_name
 from fleetwatch.incidents import link
+from fleetwatch.inputs.live import SourceError
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import EmptyWindow, Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
@@ -51,7 +52,6 @@ from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
 from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
-from fleetwatch.sources.live import SourceError
 from fleetwatch.store import SilenceRow, Store, StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 

@@ -63,10 +63,10 @@ from fleetwatch.engine import Engine
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Finding
 from fleetwatch.hostnames import is_slurm_node_name
+from fleetwatch.inputs.kmsg_live import KmsgSettings, KmsgSource
+from fleetwatch.inputs.live import FileSettings, FileSource, LiveSource
 from fleetwatch.lifecycle import LIFECYCLE_KEY, Lifecycle, LifecycleConfig, Silence, Transition
 from fleetwatch.sources.context import ReadOptions, ReadStats
-from fleetwatch.sources.kmsg_live import KmsgSettings, KmsgSource
-from fleetwatch.sources.live import FileSettings, FileSource, LiveSource
 from fleetwatch.store import ActionRow, Commit, Store, StoreError
 
 DEFAULT_STORE: Final = "/var/lib/fleetwatch/slurm-health.db"

@@ -27,9 +27,9 @@ from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder
 from fleetwatch.extras import hint
+from fleetwatch.inputs.live import Deliver, SourceError
 from fleetwatch.sources import k8s
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.live import Deliver, SourceError
 
 GONE: Final = 410
 

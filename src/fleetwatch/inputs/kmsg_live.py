@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder
+from fleetwatch.inputs.live import Deliver, SourceError
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.live import Deliver, SourceError
 from fleetwatch.sources.stream import LineStream
 
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")

@@ -42,9 +42,9 @@ from typing import Any, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
 from fleetwatch.extras import hint
+from fleetwatch.inputs.live import Deliver, SourceError
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import ReadStats
-from fleetwatch.sources.live import Deliver, SourceError
 
 SOURCE: Final = "nvml"
 NVLINK_EVERY_S: Final = 10.0  # NVLink error counters change slowly; 72 readings a GPU

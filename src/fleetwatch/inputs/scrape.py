@@ -19,8 +19,8 @@ import numpy as np
 import urllib3
 
 from fleetwatch.events import CLOCK_ID, BatchBuilder, EventBatch
+from fleetwatch.inputs.live import Deliver
 from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
-from fleetwatch.sources.live import Deliver
 from fleetwatch.sources.stream import LineStream
 
 

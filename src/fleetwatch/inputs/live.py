@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fleetwatch.events import EventBatch
+from fleetwatch.inputs.follow import FilePosition, Follower
 from fleetwatch.sources.context import ReadOptions, ReadStats
-from fleetwatch.sources.follow import FilePosition, Follower
 
 Deliver = Callable[[list[EventBatch], Any], None]
 
