@@ -1,6 +1,6 @@
 """``make gpu-check``: the NVML poller on this machine's GPUs, for 20 s, under load.
 
-Runs ``fleetwatch.sources.nvml.NvmlSource`` for ``--seconds`` (20) while a load runs
+Runs ``fleetwatch.inputs.nvml.NvmlSource`` for ``--seconds`` (20) while a load runs
 (a bf16 matrix-product loop through PyTorch, when PyTorch and CUDA are here), feeds
 what it reads to every detector, and prints per GPU what NVML said (first and last
 reading, the clock-event reasons seen) and any finding. A healthy GPU under load gives
@@ -25,8 +25,8 @@ from fleetwatch.catalog import clock_event_reasons
 from fleetwatch.config import build, load
 from fleetwatch.engine import Engine
 from fleetwatch.events import KINDS, EventBatch
+from fleetwatch.inputs.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sinks.table import write_table
-from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 
 LOAD = """
 import time, torch

@@ -1,5 +1,5 @@
 """``--act kubernetes``: the actor, through the breaker, cordons and taints on the stand-in
-API server (``tests/sources/fake_kube_api.py``; no real API server runs here)."""
+API server (``tests/inputs/fake_kube_api.py``; no real API server runs here)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.findings import Action
 from fleetwatch.store import Store
 from tests.actions.test_actor import NODES, T0, ask, fault
-from tests.sources.fake_kube_api import FakeApiServer
+from tests.inputs.fake_kube_api import FakeApiServer
 from tests.watch.live import wait_for
 
 TAINT = "fleetwatch.io/gpu-fault"

@@ -1,6 +1,6 @@
 """The node writer against the loopback API server (a stand-in: no real one runs here).
 
-The official client talks HTTP to ``tests/sources/fake_kube_api.py``, which applies
+The official client talks HTTP to ``tests/inputs/fake_kube_api.py``, which applies
 strategic merge by ``type`` to ``status.conditions`` and answers errors as the real
 server does; each test waits on what the server holds, never on a sleep.
 """
@@ -19,8 +19,8 @@ from fleetwatch.actions.kube_api import KubeConfigError, NodeApi
 from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.findings import Action, Finding, Severity
 from fleetwatch.lifecycle import Transition
-from tests.sources.fake_kube_api import FakeApiServer
-from tests.sources.fake_kube_nodes import STRATEGIC, is_subdomain
+from tests.inputs.fake_kube_api import FakeApiServer
+from tests.inputs.fake_kube_nodes import STRATEGIC, is_subdomain
 from tests.watch.live import wait_for
 
 T0 = 1_800_000_000.0

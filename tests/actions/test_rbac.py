@@ -2,7 +2,7 @@
 
 Each service account's grants are read from the manifest (its bindings, their roles'
 rules, a RoleBinding only within its namespace); the requests are the ones the code
-really sent to the loopback stand-in API server (``tests/sources/fake_kube_api.py``),
+really sent to the loopback stand-in API server (``tests/inputs/fake_kube_api.py``),
 each turned into the (verb, resource, namespace) the API server authorizes.
 """
 
@@ -20,11 +20,11 @@ import yaml  # PyYAML, the kubernetes client's
 from fleetwatch.actions.kube_nodes import KubeNodes, KubeNodeSettings
 from fleetwatch.events import EventBatch
 from fleetwatch.findings import Action
+from fleetwatch.inputs.kube_watch import KubeSettings, KubeSource
 from fleetwatch.lifecycle import Transition
 from fleetwatch.sources import ReadOptions
-from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
 from tests.actions.test_kube_nodes import xid
-from tests.sources.fake_kube_api import FakeApiServer, evicted
+from tests.inputs.fake_kube_api import FakeApiServer, evicted
 from tests.watch.live import wait_for
 
 RBAC = Path(__file__).parent.parent.parent / "deploy" / "kubernetes" / "rbac.yaml"

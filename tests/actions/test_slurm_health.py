@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from fleetwatch.cli import cli
 from tests.actions.fake_scontrol import FakeScontrol
-from tests.sources.test_quiet_tail import FATAL_AER
+from tests.inputs.test_quiet_tail import FATAL_AER
 from tests.watch.test_watch_trust import xid79
 
 NOISE = "2024-06-04T10:29:40+00:00 {host} kernel: usb 1-1: new high-speed USB device\n"

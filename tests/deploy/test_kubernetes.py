@@ -24,7 +24,7 @@ from scripts import kube_configmap
 
 from fleetwatch import config as configuration
 from fleetwatch.cli import cli
-from fleetwatch.sources.kube_watch import KubeSource
+from fleetwatch.inputs.kube_watch import KubeSource
 from fleetwatch.watch import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ from fleetwatch.detectors.nvlink import Config, Nvlink
 from fleetwatch.engine import Engine
 from fleetwatch.events import concat
 from fleetwatch.findings import Action, Severity
+from fleetwatch.inputs.nvml import NvmlSettings, NvmlSource
 from fleetwatch.sources import read_paths
-from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
 from tests.conftest import DATA
 from tests.detectors.conftest_helpers import findings
-from tests.sources.fake_nvml import NVML_NVLINK_ERROR_DL_RECOVERY, FakeNvml
+from tests.inputs.fake_nvml import NVML_NVLINK_ERROR_DL_RECOVERY, FakeNvml
 
 # dcgm-exporter's labels as a real GB200 scrape has them (NVIDIA/dcgm-exporter#581)
 LABELS = (

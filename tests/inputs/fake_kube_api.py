@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.sources.fake_kube_nodes import FakeNodes
+from tests.inputs.fake_kube_nodes import FakeNodes
 
 
 class FakeApiServer:

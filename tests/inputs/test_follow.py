@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from fleetwatch.events import concat
+from fleetwatch.inputs.follow import FilePosition, Follower
 from fleetwatch.sources import ReadOptions, ReadStats
-from fleetwatch.sources.follow import FilePosition, Follower
 
 
 def xid_line(pid: int) -> str:

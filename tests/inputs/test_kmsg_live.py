@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 
 from fleetwatch.events import EventBatch, concat
-from fleetwatch.sources import ReadOptions
-from fleetwatch.sources.kmsg_live import (
+from fleetwatch.inputs.kmsg_live import (
     BOOT_ID,
     RECORD_BYTES,
     KmsgSettings,
     KmsgSource,
     kmsg_record,
 )
+from fleetwatch.sources import ReadOptions
 from tests.watch.live import wait_for
 
 pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`

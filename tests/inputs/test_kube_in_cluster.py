@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from fleetwatch.inputs.kube_watch import KubeSettings, KubeSource
+from fleetwatch.inputs.live import SourceError
 from fleetwatch.sources import ReadOptions
-from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
-from fleetwatch.sources.live import SourceError
-from tests.sources.fake_kube_api import FakeApiServer, evicted
-from tests.sources.test_kube_watch import Running
+from tests.inputs.fake_kube_api import FakeApiServer, evicted
+from tests.inputs.test_kube_watch import Running
 from tests.watch.live import wait_for
 
 pytestmark = [

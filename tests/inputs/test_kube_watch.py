@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from fleetwatch.events import EventBatch, concat
+from fleetwatch.inputs.kube_watch import KubeSettings, KubeSource
 from fleetwatch.sources import ReadOptions
-from fleetwatch.sources.kube_watch import KubeSettings, KubeSource
-from tests.sources.fake_kube_api import FakeApiServer, evicted
+from tests.inputs.fake_kube_api import FakeApiServer, evicted
 from tests.watch.live import wait_for
 
 pytestmark = pytest.mark.slow  # real processes and servers: not in `make verify`

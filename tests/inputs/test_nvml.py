@@ -9,8 +9,8 @@ import numpy as np
 from fleetwatch.config import build, load
 from fleetwatch.engine import Engine
 from fleetwatch.events import KINDS, EventBatch, concat
-from fleetwatch.sources.nvml import NvmlSettings, NvmlSource
-from tests.sources.fake_nvml import READINGS, FakeNvml
+from fleetwatch.inputs.nvml import NvmlSettings, NvmlSource
+from tests.inputs.fake_nvml import READINGS, FakeNvml
 
 
 def poll_all(nvml: FakeNvml, polls: int) -> tuple[NvmlSource, EventBatch]:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from fleetwatch.events import concat
+from fleetwatch.inputs.follow import Follower
+from fleetwatch.inputs.kmsg_live import HeldPositions
 from fleetwatch.sources import ReadOptions, ReadStats
-from fleetwatch.sources.follow import Follower
-from fleetwatch.sources.kmsg_live import HeldPositions
 from tests.watch.live import wait_for
 
 FATAL_AER = (

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from fleetwatch.events import concat
+from fleetwatch.inputs.scrape import ScrapeFailed, ScrapeSettings, ScrapeSource
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
-from fleetwatch.sources.scrape import ScrapeFailed, ScrapeSettings, ScrapeSource
 
 SCRAPE_FILE = Path(__file__).parent.parent / "data" / "dcgm" / "scrape.prom"
 SCRAPE = SCRAPE_FILE.read_bytes()

@@ -27,7 +27,8 @@ from fleetwatch.sinks.alertmanager import (
     endpoint,
 )
 from fleetwatch.store import Commit, Outbox, Store
-from fleetwatch.watch import _announced_open, load_plan
+from fleetwatch.watch import load_plan
+from fleetwatch.watch.daemon import _announced_open
 from tests.watch.live import wait_for
 
 pytestmark = pytest.mark.slow  # servers and threads: not in `make verify`

@@ -16,13 +16,13 @@ import pytest
 
 from fleetwatch.actions.breaker import BreakerConfig
 from fleetwatch.actions.slurm import SlurmConfig
+from fleetwatch.inputs.kmsg_live import KmsgSettings
+from fleetwatch.inputs.kube_watch import KubeSettings
+from fleetwatch.inputs.live import FileSettings
+from fleetwatch.inputs.nvml import NvmlSettings
+from fleetwatch.inputs.scrape import ScrapeSettings
 from fleetwatch.lifecycle import LifecycleConfig
 from fleetwatch.sinks.webhook import WebhookConfig
-from fleetwatch.sources.kmsg_live import KmsgSettings
-from fleetwatch.sources.kube_watch import KubeSettings
-from fleetwatch.sources.live import FileSettings
-from fleetwatch.sources.nvml import NvmlSettings
-from fleetwatch.sources.scrape import ScrapeSettings
 from fleetwatch.store import Commit, Store
 from fleetwatch.watch import MetricsSettings, WatchSettings, load_plan
 from tests.watch.live import SECRET, Receiver, Watcher, transitions, wait_for

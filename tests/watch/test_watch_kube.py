@@ -1,5 +1,5 @@
 """``fleetwatch watch --kube-conditions --act kubernetes`` in a real process, against the
-loopback stand-in API server (``tests/sources/fake_kube_api.py``: no real one runs here)."""
+loopback stand-in API server (``tests/inputs/fake_kube_api.py``: no real one runs here)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from fleetwatch.actions.kube_nodes import KubeNodeSettings
 from fleetwatch.watch import load_plan
-from tests.sources.fake_kube_api import FakeApiServer
+from tests.inputs.fake_kube_api import FakeApiServer
 from tests.watch.live import SECRET, Watcher, transitions, wait_for
 from tests.watch.test_watch_trust import xid79
 

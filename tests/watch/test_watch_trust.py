@@ -17,7 +17,7 @@ import pytest
 from fleetwatch.events import concat
 from fleetwatch.sources import read_paths
 from fleetwatch.watch import Watch, load_plan
-from tests.sources.test_quiet_tail import FATAL_AER
+from tests.inputs.test_quiet_tail import FATAL_AER
 from tests.watch.live import Watcher, caught_up, transitions, wait_for
 
 pytestmark = pytest.mark.slow
@@ -35,8 +35,17 @@ def watch(tmp_path: Path, *extra: str) -> tuple[Watcher, Path, Path]:
     log.parent.mkdir()
     log.write_text("")
     jsonl = tmp_path / "findings.jsonl"
+    # --from-start: the file is empty, and lines written before the watch opens it (a
+    # loaded machine) are read all the same
     watcher = Watcher(
-        "--follow", str(log), "--store", str(tmp_path / "w.db"), "--jsonl", str(jsonl), *extra
+        "--follow",
+        str(log),
+        "--from-start",
+        "--store",
+        str(tmp_path / "w.db"),
+        "--jsonl",
+        str(jsonl),
+        *extra,
     )
     return watcher, log, jsonl
 

@@ -2,7 +2,7 @@
 
 Two ways to run one:
 
-* **live** (``live_plan``): a watch (``watch.py``: its sources, store, lifecycle and
+* **live** (``live_plan``): a watch (``watch/``: its sources, store, lifecycle and
   sinks) that runs the node family's detectors (``shards.ROUTES``) itself, so the raw
   dcgm samples stay on the node, and sends the fleet only what the fleet-wide
   detectors read, plus its own transitions, through its store (``uplink``);
