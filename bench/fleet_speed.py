@@ -53,19 +53,18 @@ import redis
 from bench.fleet_events import GPUS_PER_NODE, START, fleet, make_batch, nccl_hang, nccl_init
 from fleetwatch import config
 from fleetwatch.events import BATCH_SIZE, EventBatch, concat
-from fleetwatch.fleet.agent import NODE_FAMILY
+from fleetwatch.fleet import agent
 from fleetwatch.fleet.check import committed
-from fleetwatch.fleet.codec import encode
+from fleetwatch.fleet.codec import decode
 from fleetwatch.fleet.correlate import Correlator, Settings
 from fleetwatch.fleet.ledger import Ledger
 from fleetwatch.fleet.local import redis_server, wait_for
-from fleetwatch.fleet.shards import families, split
-from fleetwatch.fleet.thin import LabelFilter
+from fleetwatch.fleet.shards import families
 from fleetwatch.fleet.transport import RedisStreams, connect
 
 SCRAPE_S = 30.0
 LEASE_MS = 5000
-LIVE_FAMILIES = frozenset(families()) - {NODE_FAMILY}  # what a live agent sends
+LIVE_FAMILIES = frozenset(families()) - {agent.NODE_FAMILY}  # what a live agent sends
 PIPELINE = 64
 
 
@@ -91,14 +90,9 @@ def agent_entries(
         parts.append(fleet(live, START + step * SCRAPE_S, step))
     parts.append(nccl_hang(jobs, START + scrapes * SCRAPE_S))
     events = concat(parts)
-    labels = LabelFilter()
-    items: list[tuple[int, dict[str, bytes]]] = []
-    sent = 0
-    for start in range(0, len(events), BATCH_SIZE):
-        window = events.take(slice(start, start + BATCH_SIZE))
-        for family, shard, part in split(window, shards, "cluster", labels, only):
-            items.append((shard, {"family": family.encode(), "batch": encode(part)}))
-            sent += len(part)
+    windows = (events.take(slice(i, i + BATCH_SIZE)) for i in range(0, len(events), BATCH_SIZE))
+    items = list(agent.entries(windows, shards, "bench", only=only))
+    sent = sum(len(decode(fields["batch"])) for _, fields in items)
     return Entries(items, sent, len(events))
 
 
@@ -208,11 +202,7 @@ def latency(samples: int, shards: int) -> list[float]:
             wait_for(balanced(ledger, 1, shards), 60, "the worker to own every shard")
             last = "$"
             for i in range(samples):
-                batch = xid79(i, START + i)
-                items = [
-                    (shard, {"family": family.encode(), "batch": encode(part)})
-                    for family, shard, part in split(batch, shards, "cluster")
-                ]
+                items = list(agent.entries([xid79(i, START + i)], shards, "bench"))
                 started = time.perf_counter()
                 transport.publish(items)
                 while True:

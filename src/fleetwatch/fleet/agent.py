@@ -9,12 +9,11 @@ Two ways to run one:
 * **from files** (``publish_paths``), below: every family's events of finished
   files, for a replay spread over correlators and for tests.
 
-The file agent reads files and folders as ``replay`` does (``read_paths``: formats
-from content, boot-clock stamps anchored, events in time order), cuts them into
-windows of ``BATCH_SIZE`` events as replay feeds its engine, splits each window by
-family and shard (``shards.split``, with the label samples thinned: ``thin``) and
-publishes each part as one entry, pipelined.
-Then it exits.
+The file agent reads files and folders through replay's own pipeline
+(``replay_batches``: formats from content, boot-clock stamps anchored, a streaming
+merge in time order, in bounded memory), splits each batch replay would feed its
+engine by family and shard (``entries``: ``shards.split``, with the label samples
+thinned: ``thin``) and publishes each part as one entry, pipelined. Then it exits.
 
 Why windows first: a detector folds a batch entity by entity, so a batch that spans
 the whole input (one shard's share of it) can order evidence and fold ties otherwise
@@ -29,17 +28,17 @@ finite inputs (tests, a replay spread over correlators); a live fleet never ends
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from fleetwatch.events import BATCH_SIZE, concat
+from fleetwatch.events import EventBatch
 from fleetwatch.fleet.codec import encode
 from fleetwatch.fleet.shards import families, split
 from fleetwatch.fleet.thin import LabelFilter
 from fleetwatch.fleet.transport import Transport
 from fleetwatch.fleet.uplink import Uplink
-from fleetwatch.replay import Window, anchor, select
-from fleetwatch.sources import ReadOptions, ReadStats, read_paths
+from fleetwatch.replay import Window, replay_batches
+from fleetwatch.sources import ReadOptions, ReadStats
 from fleetwatch.watch import WatchPlan
 
 NODE_FAMILY = "node"
@@ -58,6 +57,23 @@ class Published:
     stats: ReadStats
 
 
+def entries(
+    windows: Iterable[EventBatch],
+    shards: int,
+    agent: str,
+    cluster: str = "cluster",
+    only: Collection[str] | None = None,
+) -> Iterator[tuple[int, dict[str, bytes]]]:
+    """The stream entries of ``windows`` (replay's batches): each window split by
+    family and shard, label samples thinned, one entry per part (``only``: of these
+    families)."""
+    labels = LabelFilter()
+    name = agent.encode()
+    for window in windows:
+        for family, shard, part in split(window, shards, cluster, labels, only):
+            yield shard, {"family": family.encode(), "agent": name, "batch": encode(part)}
+
+
 def publish_paths(
     transport: Transport,
     paths: Sequence[str],
@@ -66,26 +82,28 @@ def publish_paths(
     cluster: str = "cluster",
     options: ReadOptions | None = None,
 ) -> Published:
-    """Read ``paths`` and publish their events; return what was sent."""
+    """Read ``paths`` as ``replay`` does and publish their events; return what was sent."""
     stats = ReadStats()
-    events = concat(list(read_paths(list(paths), options, stats)))
-    anchor(events, stats.boot_anchors)
-    events = select(events, Window())
+    events = 0
+
+    def counted(batches: Iterable[EventBatch]) -> Iterator[EventBatch]:
+        nonlocal events
+        for batch in batches:
+            events += len(batch)
+            yield batch
+
     pending: list[tuple[int, dict[str, bytes]]] = []
-    entries = 0
-    labels = LabelFilter()
-    for start in range(0, len(events), BATCH_SIZE):
-        window = events.take(slice(start, start + BATCH_SIZE))
-        for family, shard, part in split(window, shards, cluster, labels):
-            fields = {"family": family.encode(), "agent": agent.encode(), "batch": encode(part)}
-            pending.append((shard, fields))
-            entries += 1
-            if len(pending) >= PIPELINE:
-                transport.publish(pending)
-                pending = []
+    sent = 0
+    windows = counted(replay_batches(paths, options, Window(), stats))
+    for item in entries(windows, shards, agent, cluster):
+        pending.append(item)
+        sent += 1
+        if len(pending) >= PIPELINE:
+            transport.publish(pending)
+            pending = []
     if pending:
         transport.publish(pending)
-    return Published(len(events), entries, stats)
+    return Published(events, sent, stats)
 
 
 def publish_end(transport: Transport, shards: int) -> None:
