@@ -9,8 +9,9 @@ Three inputs, each generated once (seeded) under ``--work``:
 * ``big``: one scenario's fleet grown to ``--big-mb`` megabytes.
 
 On each: ``LC_ALL=C grep -rcE`` for the records' words (what a person would type),
-``fleetwatch parse --output summary`` and ``fleetwatch replay --output jsonl``, each in
-a fresh process, start-up included, interleaved ``--repeat`` times (grep, parse,
+``fleetwatch parse --output summary`` and ``fleetwatch replay --output jsonl``, with
+``--jobs 1`` and with one reading process per core (``--jobs``' default), each in a
+fresh process, start-up included, interleaved ``--repeat`` times (grep, parse,
 replay, grep, …) so that drift in the machine's load hits all alike. Reported: the
 median seconds, lines per second, the ratio to grep's median, and the peak resident
 memory of the process (its own ``ru_maxrss``, from ``os.wait4``; a forked child's peak
@@ -114,10 +115,17 @@ def make_inputs(work: Path, args: argparse.Namespace) -> dict[str, Path]:
 
 
 def commands(path: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+    parse = [str(FLEETWATCH), "parse", str(path), "--output", "summary"]
+    replay = [str(FLEETWATCH), "replay", str(path), "--output", "jsonl"]
+    # --jobs' default (sources.parallel.default_jobs), not imported: this process stays
+    # small, as a forked child's peak memory counts it
+    cores = len(os.sched_getaffinity(0))
     return {
         "grep -rcE (LC_ALL=C)": (["grep", "-rcE", GREP_WORDS, str(path)], {"LC_ALL": "C"}),
-        "fleetwatch parse": ([str(FLEETWATCH), "parse", str(path), "--output", "summary"], None),
-        "fleetwatch replay": ([str(FLEETWATCH), "replay", str(path), "--output", "jsonl"], None),
+        "fleetwatch parse -j1": ([*parse, "--jobs", "1"], None),
+        f"fleetwatch parse -j{cores}": ([*parse, "--jobs", str(cores)], None),
+        "fleetwatch replay -j1": ([*replay, "--jobs", "1"], None),
+        f"fleetwatch replay -j{cores}": ([*replay, "--jobs", str(cores)], None),
     }
 
 
@@ -147,7 +155,7 @@ def main() -> None:
     ).stdout
     inputs = {name: Path(path) for name, path in (ln.split("\t") for ln in generated.splitlines())}
     print(f"medians of {args.repeat} interleaved runs, start-up included", flush=True)
-    header = f"{'input':6} {'lines':>11} {'MB':>7}  {'command':22} {'seconds':>8}"
+    header = f"{'input':6} {'lines':>11} {'MB':>7}  {'command':24} {'seconds':>8}"
     print(header + f" {'lines/s':>12} {'x grep':>7} {'peak MB':>8}")
     for name, path in inputs.items():
         lines, size = lines_in(path), megabytes(path)
@@ -160,7 +168,7 @@ def main() -> None:
             seconds = statistics.median(r.seconds for r in done)
             peak = max(r.peak_mb for r in done)
             print(
-                f"{name:6} {lines:>11,} {size:>7.0f}  {label:22} {seconds:>8.2f}"
+                f"{name:6} {lines:>11,} {size:>7.0f}  {label:24} {seconds:>8.2f}"
                 f" {lines / seconds:>12,.0f} {seconds / grep:>7.1f} {peak:>8.0f}",
                 flush=True,
             )

@@ -51,7 +51,8 @@ from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
 from fleetwatch.sinks.timeline import Timeline
-from fleetwatch.sources import InputError, ReadOptions, ReadStats, read_paths
+from fleetwatch.sources import InputError, ReadOptions, ReadStats
+from fleetwatch.sources.parallel import default_jobs, read_parallel
 from fleetwatch.store import SilenceRow, Store, StoreError
 from fleetwatch.timestamps import TimeZoneError, parse_zone
 
@@ -140,6 +141,15 @@ def cli() -> None:
     """Find GPU faults in GPU-fleet telemetry and say what to do about each one."""
 
 
+_JOBS = click.option(
+    "--jobs",
+    type=click.IntRange(1, 1024),
+    default=default_jobs,
+    show_default="this machine's cores",
+    help="Processes that read the inputs (one per node folder at a time).",
+)
+
+
 @cli.command(
     epilog=_epilog(
         "  fleetwatch parse /var/log/kern.log\n"
@@ -159,13 +169,19 @@ def cli() -> None:
 @click.option("--node", help="Node name for records that name none.")
 @click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
 @click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+@_JOBS
 def parse(
-    paths: tuple[str, ...], output: str, node: str | None, year: int | None, zone: str | None
+    paths: tuple[str, ...],
+    output: str,
+    node: str | None,
+    year: int | None,
+    zone: str | None,
+    jobs: int,
 ) -> None:
     """Print the normalized events in PATHS (files, folders, .gz, - for stdin)."""
     options = _read_options(node, year, zone)
     stats = ReadStats()
-    batches = read_paths(list(paths), options, stats)
+    batches = read_parallel(list(paths), options, stats, jobs)
     try:
         if output == "jsonl":
             _write_jsonl(batches)
@@ -269,6 +285,7 @@ def _moment(
 )
 @click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
 @click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+@_JOBS
 def replay_command(
     paths: tuple[str, ...],
     output: str | None,
@@ -282,6 +299,7 @@ def replay_command(
     fail_on: str | None,
     year: int | None,
     zone: str | None,
+    jobs: int,
 ) -> None:
     """Find the faults in collected logs (files, folders, .gz, - for stdin)."""
     if old_node is not None:
@@ -294,7 +312,7 @@ def replay_command(
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     fmt = output or ("table" if sys.stdout.isatty() else "jsonl")
-    findings = _replay_showing_progress(paths, configs, options, window, stats)
+    findings = _replay_showing_progress(paths, configs, options, window, stats, jobs)
     guessed: list[Finding] = []
     if fmt in INCIDENT_FORMATS:
         write_incidents(link(findings), fmt, sys.stdout)
@@ -327,6 +345,7 @@ def _replay_showing_progress(
     options: ReadOptions,
     window: Window,
     stats: ReadStats,
+    jobs: int,
     observe: Callable[[EventBatch], None] | None = None,
 ) -> list[Finding]:
     """``replay``, with a bar on stderr while it reads (on a terminal)."""
@@ -348,6 +367,7 @@ def _replay_showing_progress(
                 stats,
                 progress=lambda n: bar.advance(task, n),
                 observe=observe,
+                jobs=jobs,
             )
         except InputError as exc:
             _fail(str(exc))
@@ -376,6 +396,7 @@ def _replay_showing_progress(
 @_window_options
 @click.option("--year", type=click.IntRange(1970, 2200), help="Year for stamps without one.")
 @click.option("--tz", "zone", help="Time zone for stamps without one (default: local).")
+@_JOBS
 def report_command(
     paths: tuple[str, ...],
     out: str,
@@ -385,6 +406,7 @@ def report_command(
     only_node: str | None,
     year: int | None,
     zone: str | None,
+    jobs: int,
 ) -> None:
     """Write one HTML page of what replay finds: a timeline of the affected GPUs,
     the incidents, every finding with its evidence (files, folders, .gz, - for stdin)."""
@@ -401,7 +423,7 @@ def report_command(
     window = Window(_moment(since, "--since", zone), _moment(until, "--until", zone), only_node)
     stats = ReadStats()
     timeline = Timeline()
-    findings = _replay_showing_progress(paths, configs, options, window, stats, timeline.add)
+    findings = _replay_showing_progress(paths, configs, options, window, stats, jobs, timeline.add)
     # the incidents that link findings (each finding is listed on the page anyway)
     incidents = [incident.to_json() for incident in link(findings) if incident.effects]
     scope = [

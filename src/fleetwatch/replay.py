@@ -52,7 +52,8 @@ from fleetwatch.events import BATCH_SIZE, CLOCK_ID, STRING_FIELDS, EventBatch
 from fleetwatch.findings import Finding
 from fleetwatch.merge import Keyed, join, merge, sort_key
 from fleetwatch.records import Records, fields, to_batch, to_records
-from fleetwatch.sources import ReadOptions, ReadStats, read_paths
+from fleetwatch.sources import ReadOptions, ReadStats
+from fleetwatch.sources.parallel import read_parallel
 from fleetwatch.spill import Run, SpillFile
 
 _WALL: Final = CLOCK_ID["wall"]
@@ -325,8 +326,9 @@ def replay_batches(
     progress: Callable[[int], None] | None = None,
     limits: Limits = Limits(),
     held: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> Iterator[EventBatch]:
-    """The batches replay feeds the engine, in order.
+    """The batches replay feeds the engine, in order (``jobs``: processes that read).
 
     ``held`` is told, each time it changes, how many events are held in memory by a
     step of the way (the chunk being spilled, the merge's pieces): tests check that it
@@ -337,7 +339,7 @@ def replay_batches(
     strings = _Strings()
     with SpillFile() as spill:
         spilled = _Runs(spill, limits.spill_events, held)
-        for batch in read_paths(list(paths), options, stats):
+        for batch in read_parallel(list(paths), options, stats, jobs):
             if progress is not None:
                 progress(len(batch))
             spilled.add(strings.adopt(batch))
@@ -362,11 +364,12 @@ def replay(
     stats: ReadStats | None = None,
     progress: Callable[[int], None] | None = None,
     observe: Callable[[EventBatch], None] | None = None,
+    jobs: int = 1,
 ) -> list[Finding]:
     """The findings of ``paths``, most severe first; ``observe`` sees each batch the
-    engine sees (the report's timeline counts them)."""
+    engine sees (the report's timeline counts them); ``jobs``: processes that read."""
     engine = Engine(build(configs))
-    for events in replay_batches(paths, options, window, stats, progress):
+    for events in replay_batches(paths, options, window, stats, progress, jobs=jobs):
         engine.process(events)
         if observe is not None:
             observe(events)

@@ -74,6 +74,18 @@ class ReadStats:
         """Count a record that was read but carries no value (a DCGM blank)."""
         self.skipped[reader, reason] += 1
 
+    def merge(self, later: ReadStats) -> None:
+        """Add what ``later`` counted, as if its inputs had been read after these: the
+        last boot anchor of a node wins, the first file that named a node stays."""
+        self.files += later.files
+        self.lines += later.lines
+        self.events += later.events
+        self.unreadable.update(later.unreadable)
+        self.skipped.update(later.skipped)
+        self.boot_anchors.update(later.boot_anchors)
+        for node, name in later.file_nodes.items():
+            self.file_nodes.setdefault(node, name)
+
     def summary(self) -> str:
         """One line for stderr: totals, then unreadable records by reader and reason."""
         line = f"read {self.files} file(s), {self.lines:,} lines, {self.events:,} events"

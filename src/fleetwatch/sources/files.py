@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -254,11 +254,22 @@ def read_paths(
 
     Raises ``InputError`` for a path that does not exist before anything is read.
     """
+    yield from read_items(expand(paths), options, stats)
+
+
+def read_items(
+    items: Iterable[Input],
+    options: ReadOptions | None = None,
+    stats: ReadStats | None = None,
+    identities: Identities | None = None,
+) -> Iterator[EventBatch]:
+    """Every event of ``items`` (``expand``'s inputs), as batches, in order;
+    ``identities``: what is known of the GPUs before them (default: nothing)."""
     options = options or ReadOptions()
     stats = stats if stats is not None else ReadStats()
-    identities = Identities()
+    identities = identities if identities is not None else Identities()
     builder = BatchBuilder()
-    for item in expand(paths):
+    for item in items:
         raw, mtime = _open(item)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)

@@ -1,0 +1,180 @@
+"""Reading inputs in parallel processes: the same events, in the same order (``--jobs``).
+
+``read_paths`` reads its inputs one after another on one core. ``read_parallel``
+cuts ``expand``'s inputs into **groups**, each a run of consecutive files of one
+folder (one node's logs, as collected), reads each group in a worker process, and
+yields the groups' batches in group order: the events ``read_paths`` gives, in the
+same order, with the counts merged as if read in order (``ReadStats.merge``).
+
+One thing crosses files: what readers learn of a GPU (its UUID, serial, index by PCI
+address, per node: ``Identities``) fills in the records of later files, a job's NCCL
+log taking the UUID a node's dcgm scrape gave. A worker starts knowing nothing, and
+records what it learned (in order) and which GPUs it looked up. This process keeps
+what every group before has learned. A group that looked up a GPU known before it,
+and knew less of it then than sequential reading would have (``_diverged``), is read
+again here, with that knowledge (in a fleet's layout: a job's NCCL folder, a few
+small files). Every other group's events are exactly the sequential ones.
+
+At most ``2 * jobs`` groups are in flight, so memory holds a few groups' events, not
+the input. A batch crosses a pipe (its columns pickled), which costs less than reading
+it when there are many files: a fleet's folders. One folder, one file, stdin (``-``)
+or ``jobs`` at most 1 read in this process, as ``read_paths`` does.
+
+Workers are forked: they start with this process's readers (the compiled kernel-record
+loop included) without importing anything again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fleetwatch.events import EventBatch
+from fleetwatch.sources.context import GpuIdentity, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.files import Input, expand, read_items
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def groups(items: list[Input]) -> list[list[Input]]:
+    """Runs of consecutive inputs of one folder (stdin: a group of its own)."""
+    out: list[list[Input]] = []
+    last: object = object()
+    for item in items:
+        folder = None if item.path is None else item.path.parent
+        if out and folder == last and folder is not None:
+            out[-1].append(item)
+        else:
+            out.append([item])
+        last = folder
+    return out
+
+
+class _Recording(Identities):
+    """Identities that remember what was learned, in order, and which GPUs were looked up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[Any, ...]] = []
+        self.first: dict[tuple[str, str], int] = {}  # GPU -> len(ops) at its first lookup
+        self._last: dict[tuple[str, str], tuple[Any, ...]] = {}  # a repeat adds nothing
+
+    def learn(
+        self,
+        node: str,
+        pci: str,
+        uuid: str | None = None,
+        serial: str | None = None,
+        gpu: int | None = None,
+    ) -> GpuIdentity:
+        op = ("learn", node, pci, uuid, serial, gpu)
+        if self._last.get((node, pci)) != op:
+            self._last[(node, pci)] = op
+            self.ops.append(op)
+        return super().learn(node, pci, uuid, serial, gpu)
+
+    def lookup(self, node: str, pci: str) -> GpuIdentity | None:
+        self.first.setdefault((node, pci), len(self.ops))
+        return super().lookup(node, pci)
+
+    def reboot(self, node: str) -> None:
+        self.ops.append(("reboot", node))
+        self._last = {key: op for key, op in self._last.items() if key[0] != node}
+        super().reboot(node)
+
+
+@dataclass
+class _Group:
+    """What a worker read of one group."""
+
+    batches: list[EventBatch]
+    stats: ReadStats
+    ops: list[tuple[Any, ...]]
+    first: dict[tuple[str, str], int]
+
+
+def _read_group(items: list[Input], options: ReadOptions) -> _Group:
+    stats, identities = ReadStats(), _Recording()
+    batches = list(read_items(items, options, stats, identities))
+    return _Group(batches, stats, identities.ops, identities.first)
+
+
+def _diverged(known: Identities, read: _Group) -> bool:
+    """Could ``known`` (what the groups before learned) have filled in a record of this
+    group otherwise than the worker, which started knowing nothing?
+
+    For a GPU known before, sequential reading and the worker hold two states that the
+    same learns and reboots move alike; once equal they stay equal. So it is enough to
+    compare them at the GPU's first lookup: the state before, moved by the group's ops
+    up to then, against the worker's, moved from nothing by the same ops.
+    """
+    for (node, pci), at in read.first.items():
+        before = known.lookup(node, pci)
+        if before is None:
+            continue
+        sequential, alone = Identities(), Identities()
+        sequential.learn(node, pci, before.uuid, before.serial, before.gpu)
+        for name, *args in read.ops[:at]:
+            if (name == "reboot" and args[0] == node) or (
+                name == "learn" and args[:2] == [node, pci]
+            ):
+                getattr(sequential, name)(*args)
+                getattr(alone, name)(*args)
+        if sequential.lookup(node, pci) != alone.lookup(node, pci):
+            return True
+    return False
+
+
+def read_parallel(
+    paths: list[str],
+    options: ReadOptions | None = None,
+    stats: ReadStats | None = None,
+    jobs: int = 1,
+) -> Iterator[EventBatch]:
+    """What ``read_paths(paths, options, stats)`` yields, read by ``jobs`` processes.
+
+    Raises ``InputError`` for a path that does not exist before anything is read, and
+    for a file that cannot be read when its group's turn comes.
+    """
+    options = options or ReadOptions()
+    stats = stats if stats is not None else ReadStats()
+    cut = groups(expand(paths))
+    if jobs <= 1 or len(cut) <= 1 or any(item.path is None for group in cut for item in group):
+        yield from read_items([item for group in cut for item in group], options, stats)
+        return
+    known = Identities()  # what every group read so far has learned
+    context = mp.get_context("fork")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(cut)), mp_context=context)
+    try:
+        waiting: deque[tuple[list[Input], Future[_Group]]] = deque()
+        pending = iter(cut)
+        for group in pending:
+            waiting.append((group, pool.submit(_read_group, group, options)))
+            if len(waiting) >= 2 * jobs:
+                break
+        while waiting:
+            group, future = waiting.popleft()
+            read = future.result()
+            following = next(pending, None)
+            if following is not None:
+                waiting.append((following, pool.submit(_read_group, following, options)))
+            if _diverged(known, read):
+                yield from read_items(group, options, stats, known)  # again, knowing more
+                continue
+            for name, *args in read.ops:
+                getattr(known, name)(*args)
+            stats.merge(read.stats)
+            yield from read.batches
+    finally:  # a reader that stops early (| head, an error) waits for no queued group
+        pool.shutdown(wait=True, cancel_futures=True)

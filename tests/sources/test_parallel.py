@@ -1,0 +1,73 @@
+"""``--jobs``: inputs read in parallel processes give the events ``read_paths`` gives,
+in the same order, with the same counts, and replay the same findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetwatch import config
+from fleetwatch.events import FIELDS, EventBatch, concat
+from fleetwatch.replay import replay
+from fleetwatch.simulate import simulate
+from fleetwatch.sources import ReadStats, parallel, read_paths
+from fleetwatch.sources.context import Identities
+from fleetwatch.sources.files import expand
+from fleetwatch.sources.parallel import groups, read_parallel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rows(batches: list[EventBatch]) -> list[tuple[Any, ...]]:
+    """Every event as its values (string ids differ between string tables; text not)."""
+    events = concat(batches)
+    return [tuple(events.value(f, i) for f in FIELDS) for i in range(len(events))]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("parallel")
+    for scenario in ("dbe-row-remap", "app-xid-job", "eviction-storm", "nccl-straggler"):
+        simulate(scenario, root / scenario, nodes=3, lines_per_node=60)
+    return [str(root), str(ROOT / "examples"), str(ROOT / "tests" / "data")]
+
+
+def test_the_same_events_in_the_same_order_and_the_same_counts(
+    fleet: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judged: list[bool] = []
+    diverged = parallel._diverged
+
+    def counted(known: Identities, read: Any) -> bool:
+        judged.append(diverged(known, read))
+        return judged[-1]
+
+    monkeypatch.setattr(parallel, "_diverged", counted)
+    alone, together = ReadStats(), ReadStats()
+    expected = rows(list(read_paths(fleet, stats=alone)))
+    got = rows(list(read_parallel(fleet, stats=together, jobs=2)))
+    # both ways exercised: a job's NCCL folder read again (its GPUs' UUIDs are in the
+    # nodes' scrapes before it), the scenarios' same-named nodes not (their own UUIDs)
+    assert 1 <= sum(judged) < len(judged) - 10
+    assert len(got) == len(expected) > 1000 and got == expected
+    assert together.summary() == alone.summary()
+    assert together.boot_anchors == alone.boot_anchors
+    assert together.file_nodes == alone.file_nodes
+
+
+def test_replay_finds_the_same_with_two_jobs(fleet: list[str]) -> None:
+    configs = config.load(None)
+    one = [f.to_json() for f in replay(fleet[:1], configs)]
+    assert len(one) >= 4
+    assert [f.to_json() for f in replay(fleet[:1], configs, jobs=2)] == one
+
+
+def test_groups_are_runs_of_one_folder(fleet: list[str]) -> None:
+    cut = groups(expand(fleet))
+    assert len(cut) > 10
+    for group in cut:
+        assert len({item.path.parent for item in group if item.path is not None}) == 1
+    folders = [group[0].path.parent for group in cut if group[0].path is not None]
+    assert len(folders) == len(set(folders))  # each folder's files read together, once
