@@ -970,10 +970,16 @@ def _fleet_findings(url: str, everything: bool) -> list[dict[str, Any]]:
     try:
         rows = Ledger(connect(url)).findings()
     except _redis_errors() as exc:
-        _fail(f"redis {url}: {exc}")
+        _fail(f"redis {_redacted(url)}: {exc}")
     return [r for r in rows if everything or r.get("status", "open") == "open"]
 
 
+def _redacted(url: str) -> str:
+    """A Redis URL as an error may show it: its password, if any, left out."""
+    return _PASSWORD.sub(r"//\1***@", url)
+
+
+_PASSWORD: Final = re.compile(r"//([^/@]*?:)?[^/@]*@")
 _REDIS_DEFAULT: Final = "redis://127.0.0.1:6379/0"
 _REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told otherwise)."
 
@@ -1027,6 +1033,12 @@ def agent_command(
     live = bool(config_path or follow or kmsg or nvml or dcgm or kubeconfig)
     if live and (paths or end):
         _fail("agent: PATH... and --end publish files; live inputs run a live agent: not both")
+    local = from_start or store or jsonl or metrics_port is not None or node or quiet
+    if not live and local:
+        _fail(
+            "agent: --from-start, --store, --jsonl, --metrics-port, --node and --quiet are "
+            "for a live agent (--follow, --kmsg, --nvml, --dcgm, --kubeconfig, --config)"
+        )
     if not live and not paths and not end:
         _fail("agent: give PATH... to publish, --end, or live inputs (--follow, --kmsg, ...)")
     name = name or socket.gethostname()
@@ -1066,7 +1078,7 @@ def agent_command(
     except InputError as exc:
         _fail(str(exc))
     except _redis_errors() as exc:
-        _fail(f"redis {redis_url}: {exc}")
+        _fail(f"redis {_redacted(redis_url)}: {exc}")
 
 
 def _live_agent(
@@ -1093,7 +1105,7 @@ def _live_agent(
     try:  # Redis need not answer now: the uplink keeps what it sends until it does
         client = client_for(redis_url)
     except ValueError as exc:
-        _fail(f"redis {redis_url}: {exc}")
+        _fail(f"redis {_redacted(redis_url)}: {exc}")
     sent = [f for f in families() if f != NODE_FAMILY]
     uplink = Uplink(RedisStreams(client), Ledger(client), shards, name, sent, cluster)
     try:
@@ -1167,8 +1179,13 @@ def announce_command(
         except OSError as exc:
             _fail(f"metrics on {metrics_address}:{metrics_port}: {exc}")
     try:
-        client = connect(redis_url)
         sinks = open_sinks(jsonl, hook, store, not quiet, metrics)
+    except OSError as exc:  # the JSONL file cannot be opened
+        _fail(f"--jsonl {one_line(jsonl or '')}: {exc.strerror or exc}")
+    except StoreError as exc:
+        _fail(str(exc))
+    try:
+        client = connect(redis_url)
         announcer = Announcer(client, group, consumer or socket.gethostname(), sinks)
         try:
             announcer.start()
@@ -1176,7 +1193,7 @@ def announce_command(
         finally:
             announcer.close()
     except _redis_errors() as exc:
-        _fail(f"redis {redis_url}: {exc}")
+        _fail(f"redis {_redacted(redis_url)}: {exc}")
     except StoreError as exc:
         _fail(str(exc))
     click.echo(
@@ -1233,10 +1250,11 @@ def correlate_command(
         )
         correlator.run(stop.is_set)
     except _redis_errors() as exc:
-        _fail(f"redis {redis_url}: {exc}")
+        _fail(f"redis {_redacted(redis_url)}: {exc}")
     click.echo(
         f"fleetwatch: correlator {name}: {correlator.entries:,} entries applied, "
-        f"{correlator.refused} commit(s) refused, {correlator.bad} bad entries",
+        f"{correlator.refused} commit(s) refused, {correlator.bad} bad entries, "
+        f"{correlator.repeated} repeats dropped",
         err=True,
     )
 

@@ -23,9 +23,10 @@ the others.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
-from typing import Any
+from typing import Any, Final
 
 
 class Severity(IntEnum):
@@ -146,11 +147,49 @@ class Finding:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Finding:
-        """The finding ``to_json`` wrote (keys it does not know are ignored)."""
+        """The finding ``to_json`` wrote (keys it does not know are ignored; an absent
+        time is none). ``ValueError`` for a value of the wrong type, a time that is not
+        a finite number, or a list that is not of strings: what comes back from a store
+        or a stream is checked, not trusted."""
+        if not isinstance(data, dict):
+            raise ValueError("a finding is a JSON object")
         known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        for name, value in known.items():
+            kind = _FIELD_TYPES.get(name)
+            if kind is None or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"finding field {name}: {type(value).__name__}")
+            if kind is _NUMBER and not math.isfinite(value):
+                raise ValueError(f"finding field {name}: not a finite number")
+        for name in ("evidence", "nodes"):
+            value = data.get(name)
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise ValueError(f"finding field {name}: not a list of strings")
+        for name in ("id", "detector", "summary", "severity", "action"):
+            if not isinstance(data.get(name), str):
+                raise ValueError(f"finding field {name}: missing")
+        known.setdefault("first_ts", None)
+        known.setdefault("last_ts", None)
         known["severity"] = Severity.parse(data["severity"])
         known["action"] = Action(data["action"])
         known["evidence"] = tuple(data.get("evidence", ()))
         if data.get("nodes") is not None:
             known["nodes"] = tuple(data["nodes"])
         return cls(**known)
+
+
+_NUMBER: Final = (int, float)
+_FIELD_TYPES: Final[dict[str, Any]] = {
+    **dict.fromkeys(
+        ("id", "detector", "summary", "clock", "status", "node", "pci", "uuid", "serial"),
+        str,
+    ),
+    **dict.fromkeys(("job", "pod", "namespace"), str),
+    **dict.fromkeys(("first_ts", "last_ts", "boot_first_ts", "boot_last_ts"), _NUMBER),
+    **dict.fromkeys(("count", "gpu", "rank", "code"), int),
+}
+"""The JSON type of each plain field of a finding (severity, action and the lists are
+checked apart)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from fleetwatch.config import load
 from fleetwatch.findings import Action, Finding, Severity
 from fleetwatch.replay import replay
@@ -129,6 +131,34 @@ def test_an_eviction_storm_names_its_reasons(tmp_path: Path) -> None:
         tmp_path / "b", {"cluster/e.jsonl": events.splitlines()[0] + "\n"}, only="pod_evicted"
     )
     assert [f.severity for f in one] == [Severity.INFO]
+
+
+def test_evictions_after_a_fault_are_its_impact_though_the_fault_repeats_later() -> None:
+    """The fault an eviction follows is the node's latest one before it: an Xid 79 that
+    repeats after the evictions, in the same batch, does not hide the first (a replay
+    reads them all in one batch; the simulated xid79-hangs-nccl-job has this)."""
+    from fleetwatch.detectors.pod_evicted import PodEvicted
+    from fleetwatch.events import BatchBuilder
+
+    builder = BatchBuilder()
+    t0 = 1717495664.0
+    for ts in (t0, t0 + 1200.0):  # the Xid, and its repeat 20 minutes on
+        builder.add({"kind": "xid", "ts": ts, "clock": "wall", "node": "n1", "code": 79})
+    for i, ts in enumerate((t0 + 660.0, t0 + 680.0)):
+        builder.add(
+            {
+                "kind": "pod_evicted",
+                "ts": ts,
+                "clock": "wall",
+                "node": "n1",
+                "pod": f"p{i}",
+                "reason": "NodeControllerEviction",
+            }
+        )
+    batch = builder.seal()
+    order = np.argsort(batch["ts"], kind="stable")
+    (found,) = PodEvicted().process(batch.take(order))
+    assert "right after Xid 79" in found.summary and found.action is Action.NONE
 
 
 # --- pcie_aer --------------------------------------------------------------------------

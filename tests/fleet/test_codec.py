@@ -73,3 +73,31 @@ def test_a_cut_or_flipped_entry_is_a_codec_error(cut: int) -> None:
         decode(data.replace(b'["n1"]', b"[]    "))
     with pytest.raises(CodecError):  # another version
         decode(data[:3] + struct.pack("<B", 9) + data[4:])
+
+
+def _entry(header: bytes, rest: bytes = b"") -> bytes:
+    return struct.pack("<3sBI", b"FWB", 1, len(header)) + header + rest
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _entry(b"[" * 100_000),  # nested past Python's stack
+        _entry(b'{"rows":0,"columns":[[["a"],"<f8",0]],"strings":2}', b"[]"),  # a list name
+        _entry(b'{"rows":0,"columns":[["ts","<f8",0.0]],"strings":2}', b"[]"),  # float bytes
+        _entry(b'{"rows":true,"columns":[],"strings":2}', b"[]"),  # a boolean count
+    ],
+    ids=["deep", "list-name", "float-bytes", "bool-rows"],
+)
+def test_a_hostile_header_is_a_codec_error(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode(data)
+
+
+def test_an_infinite_time_is_a_codec_error() -> None:
+    builder = BatchBuilder()
+    builder.add({"kind": "xid", "node": "n1", "code": 79, "ts": 1.0})
+    batch = builder.seal()
+    batch.columns["ts"][0] = np.inf
+    with pytest.raises(CodecError):
+        decode(encode(batch))

@@ -9,8 +9,10 @@ Pattern
       evictions) is ``drain_node``; pressure alone is ``investigate``;
     * fewer -> info;
     * evictions within ``after_fault_s`` after a GPU fault on the same node (an Xid,
-      SXid or fallen-off-the-bus record) are that fault's impact: the finding says so,
-      at info, and names the fault; it is not reported as a cause of its own.
+      SXid or fallen-off-the-bus record; the node's latest one at or before the first
+      eviction, so a fault that repeats later in the same batch hides nothing) are that
+      fault's impact: the finding says so, at info, and names the fault; it is not
+      reported as a cause of its own.
 
 Lifetime
     A node's last GPU fault is forgotten once it has not changed for ``after_fault_s``
@@ -84,8 +86,11 @@ class PodEvicted(Stateful):
         # node -> (time, what, flush clock then) of its last fault; the clock is None until
         # the next flush
         self.faults: dict[str, tuple[float, str, float | None]] = {}
+        # while a batch is read: what its faults replaced in ``faults``, by node
+        self._before: dict[str, tuple[float, str, float | None] | None] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
+        self._before.clear()
         self._note_faults(batch)
         rows = np.flatnonzero(_IS_EVICTION[batch["kind"]])
         if rows.size == 0:
@@ -121,7 +126,9 @@ class PodEvicted(Stateful):
             ts[latest].tolist(),
             strict=True,
         ):
-            self.faults[batch.strings[node_id]] = (when, _fault_name(kind, code), None)
+            node = batch.strings[node_id]
+            self._before[node] = self.faults.get(node)
+            self.faults[node] = (when, _fault_name(kind, code), None)
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
@@ -153,15 +160,33 @@ class PodEvicted(Stateful):
             reasons[label] = reasons.get(label, 0) + n
         evicted = int(np.count_nonzero(batch["kind"][members] == _POD_EVICTED))
         incident.attrs["evictions"] = incident.attrs.get("evictions", 0) + evicted
-        fault = self.faults.get(node)
-        if (
-            fault is not None
-            and when.clock == "wall"
-            and when.first_ts is not None
-            and 0 <= when.first_ts - fault[0] <= self.config.after_fault_s
-        ):
-            incident.attrs["after_fault"] = fault[1]
+        first = when.first_ts
+        if when.clock == "wall" and first is not None:
+            fault = self._fault_before(batch, node, first)
+            if fault is not None and 0 <= first - fault[0] <= self.config.after_fault_s:
+                incident.attrs["after_fault"] = fault[1]
         return self._finding(node, incident)
+
+    def _fault_before(
+        self, batch: EventBatch, node: str, moment: float
+    ) -> tuple[float, str, float | None] | None:
+        """The node's latest GPU fault at or before ``moment``. Usually the latest one
+        known; when that is later (it repeated further on in this batch), the latest of
+        this batch before ``moment``, else the one known before the batch."""
+        fault = self.faults.get(node)
+        if fault is None or fault[0] <= moment:
+            return fault
+        ts = batch["ts"]
+        rows = np.flatnonzero(
+            _IS_FAULT[batch["kind"]]
+            & (batch["clock"] == _WALL)
+            & (ts <= moment)
+            & (batch["node"] == batch.strings.index(node))
+        )
+        if rows.size == 0:
+            return self._before.get(node)
+        row = rows.item(int(np.argmax(ts[rows])))
+        return (ts.item(row), _fault_name(batch["kind"].item(row), batch["code"].item(row)), None)
 
     def _finding(self, node: str, incident: Incident) -> Finding:
         evictions = incident.attrs.get("evictions", 0)

@@ -18,7 +18,7 @@ claiming and acknowledging: told again (at least once, never lost).
 What each sink gets is what a watch gives it: the JSONL file every transition, the
 console and webhook the announced ones (not silenced or flapping), ``/metrics`` the
 count of announcements and the open findings (``fleetwatch_finding``), read from the
-findings hash (the fleet's, not this announcer's share) at most every few seconds.
+findings hash (the fleet's, not this announcer's share) every few seconds.
 The webhook sends from an outbox in a local store, with the watch's retries and
 signatures (``sinks/webhook.py``).
 """
@@ -39,6 +39,7 @@ import redis
 
 from fleetwatch.findings import Finding
 from fleetwatch.fleet.ledger import Ledger
+from fleetwatch.fleet.transport import REDIS_DOWN, Outage
 from fleetwatch.lifecycle import Transition
 from fleetwatch.sinks.console import ConsoleSink
 from fleetwatch.sinks.metrics import Metrics
@@ -53,10 +54,8 @@ TOLD_TTL_S: Final = 30 * 86400
 """How long a told transition's claim is kept (a repeat later than this is told)."""
 READ_COUNT: Final = 256
 OPEN_REFRESH_S: Final = 5.0
-"""``/metrics``' open findings are read again at most this often (after a transition)."""
-REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
-_FIRST_PAUSE_S: Final = 0.1
-_LAST_PAUSE_S: Final = 2.0
+"""``/metrics``' open findings are read again this often (a correlator's transition
+may have gone to another announcer of the group)."""
 
 
 @dataclass
@@ -107,18 +106,14 @@ class Announcer:
 
     def run(self, stop: Callable[[], bool], block_ms: int = 1000) -> None:
         """Tell until ``stop()``; Redis down or restarting: wait and read on."""
-        pause = _FIRST_PAUSE_S
+        outage = Outage(f"announcer {self.consumer}", log)
         while not stop():
             try:
                 self.step(block_ms)
-                pause = _FIRST_PAUSE_S
+                outage.answered()
             except REDIS_DOWN as exc:
-                log.warning("announce: redis unavailable (%s); again in %.1f s", exc, pause)
                 self._mine_first = True  # what was read and not acknowledged: again
-                deadline = time.monotonic() + pause
-                while not stop() and time.monotonic() < deadline:
-                    time.sleep(0.05)  # nothing to wait on: Redis is what is down
-                pause = min(pause * 2, _LAST_PAUSE_S)
+                outage.failed(exc, stop)
 
     def step(self, block_ms: int = 0) -> int:
         """Read, tell and acknowledge one batch of entries; return how many were read."""
@@ -131,13 +126,14 @@ class Announcer:
             transition = _transition(fields)
             if transition is None:
                 self.bad += 1
-                log.warning("announce: entry %s of %s is not a transition", entry_id, self.stream)
+                shown = entry_id.decode(errors="replace")
+                log.warning("announce: entry %s of %s is not a transition", shown, self.stream)
             elif self._claim(transition, entry_id):
                 told.append(transition)
             else:
                 self.repeats += 1
         self._tell(told)
-        if told and time.monotonic() - self._refreshed >= OPEN_REFRESH_S:
+        if time.monotonic() - self._refreshed >= OPEN_REFRESH_S:
             self._refresh_open()
         if entries:
             self.client.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
@@ -204,7 +200,7 @@ def _transition(fields: dict[bytes, bytes]) -> Transition | None:
     try:
         data = json.loads(fields[b"transition"])
         kind = data["transition"] if isinstance(data, dict) else None
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, RecursionError):
         return None
     if kind not in ("new", "escalated", "resolved"):
         return None

@@ -11,7 +11,8 @@ strings because they are few per batch and must stay text. Nothing is unpickled 
 evaluated.
 
 ``decode`` trusts nothing: a wrong magic, version, length, dtype, an unknown or missing
-column, a string id outside the table or an enumeration value outside its table raises
+column, a string id outside the table, an enumeration value outside its table or an
+infinite number raises
 ``CodecError``, which a reader counts and skips; a detector never sees a batch that
 could make it index out of range.
 """
@@ -70,7 +71,7 @@ def decode(data: bytes) -> EventBatch:
     if not isinstance(header, dict):
         raise CodecError("header is not an object")
     rows = header.get("rows")
-    if not isinstance(rows, int) or rows < 0:
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
         raise CodecError("header: bad row count")
     listed = header.get("columns")
     if not isinstance(listed, list):
@@ -80,7 +81,7 @@ def decode(data: bytes) -> EventBatch:
         if not (isinstance(item, list) and len(item) == 3):
             raise CodecError("header: bad column entry")
         name, dtype_text, nbytes = item
-        if name not in FIELDS or name in columns:
+        if not isinstance(name, str) or name not in FIELDS or name in columns:
             raise CodecError(f"header: unknown or repeated column {name!r}")
         expected = FIELDS[name][0]
         if (
@@ -88,7 +89,12 @@ def decode(data: bytes) -> EventBatch:
             or np.dtype(expected).newbyteorder("<").str != dtype_text
         ):
             raise CodecError(f"column {name}: dtype {dtype_text!r}, expected {expected}")
-        if nbytes != rows * expected.itemsize or at + nbytes > len(data):
+        if (
+            not isinstance(nbytes, int)
+            or isinstance(nbytes, bool)
+            or nbytes != rows * expected.itemsize
+            or at + nbytes > len(data)
+        ):
             raise CodecError(f"column {name}: {nbytes} bytes for {rows} rows")
         raw = np.frombuffer(data, dtype=dtype_text, count=rows, offset=at)
         columns[name] = raw.astype(expected)  # native order, and writable (take copies)
@@ -97,7 +103,7 @@ def decode(data: bytes) -> EventBatch:
     if missing:
         raise CodecError(f"missing columns: {', '.join(sorted(missing))}")
     size = header.get("strings")
-    if not isinstance(size, int) or at + size != len(data):
+    if not isinstance(size, int) or isinstance(size, bool) or at + size != len(data):
         raise CodecError("string table length does not match the entry")
     strings = _json(data[at:], "string table")
     if not (isinstance(strings, list) and all(isinstance(s, str) for s in strings)):
@@ -129,10 +135,16 @@ def _json(raw: bytes, what: str) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CodecError(f"{what}: not JSON ({exc})") from None
+    except RecursionError:  # nested past Python's stack: no header is
+        raise CodecError(f"{what}: nested too deep") from None
 
 
 def _check_ranges(columns: dict[str, npt.NDArray[Any]], n_strings: int) -> None:
-    """String ids and enumeration values inside their tables (absent is -1 or 0)."""
+    """String ids and enumeration values inside their tables (absent is -1 or 0), and
+    no infinite number (absent is NaN; a finding's time cannot be infinite)."""
+    for name, column in columns.items():
+        if column.dtype.kind == "f" and np.isinf(column).any():
+            raise CodecError(f"column {name}: an infinite value")
     for name in STRING_FIELDS:
         column = columns[name]
         if column.size and (column.min() < -1 or column.max() >= n_strings):

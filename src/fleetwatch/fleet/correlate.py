@@ -45,22 +45,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import redis
-
 from fleetwatch.config import build
 from fleetwatch.engine import Engine
 from fleetwatch.findings import Finding
 from fleetwatch.fleet.codec import CodecError, decode
 from fleetwatch.fleet.ledger import Ledger, finding_row
 from fleetwatch.fleet.shards import families
-from fleetwatch.fleet.transport import BEGINNING, Entry, Transport
+from fleetwatch.fleet.transport import BEGINNING, REDIS_DOWN, Entry, Outage, Transport
 from fleetwatch.lifecycle import Lifecycle, LifecycleConfig
 
 log = logging.getLogger("fleetwatch.correlate")
 
-REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
-_FIRST_PAUSE_S: Final = 0.1
-_LAST_PAUSE_S: Final = 2.0
 FORGET_SENDER_S: Final = 7 * 86400.0
 """A live agent not heard from for this long is forgotten (its repeats are older)."""
 
@@ -89,7 +84,7 @@ class ShardWork:
     lifecycle: Lifecycle
     changed: dict[str, Finding] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
-    seen: dict[str, list[float]] = field(default_factory=dict)
+    seen: dict[str, list[int | float]] = field(default_factory=dict)
     """Live agent (``source``) -> [the last ``seq`` applied from it, wall time then]."""
     applied: int = 0
     """Entries applied since the last commit."""
@@ -142,21 +137,15 @@ class Correlator:
         with a growing pause; once Redis answers it takes shards afresh from their
         last commit. A Redis that keeps its data (AOF) thus loses nothing.
         """
-        pause = _FIRST_PAUSE_S
+        outage = Outage(self.name, log)
         try:
             while not stop():
                 try:
                     self.step(block_ms=self.settings.lease_ms // 3)
-                    pause = _FIRST_PAUSE_S
+                    outage.answered()
                 except REDIS_DOWN as exc:
-                    log.warning(
-                        "%s: redis unavailable (%s); again in %.1f s", self.name, exc, pause
-                    )
                     self.owned.clear()
-                    deadline = time.monotonic() + pause
-                    while not stop() and time.monotonic() < deadline:
-                        time.sleep(0.05)  # nothing to wait on: Redis is what is down
-                    pause = min(pause * 2, _LAST_PAUSE_S)
+                    outage.failed(exc, stop)
         finally:
             with contextlib.suppress(*REDIS_DOWN):  # down: the leases expire by themselves
                 self.close()
@@ -247,22 +236,34 @@ class Correlator:
 
     # -- one shard ---------------------------------------------------------------------------
 
-    def _restore(self, shard: int, token: str) -> ShardWork:
+    def _fresh(self, token: str, offset: str) -> ShardWork:
+        """A shard's work with nothing applied yet: an engine per family."""
         engines = {
             family: Engine(build({n: c for n, c in self.configs.items() if n in names}))
             for family, names in sorted(families().items())
         }
-        lifecycle = Lifecycle(LifecycleConfig())
-        saved = self.ledger.load(shard)
-        if saved is None:
-            return ShardWork(token, BEGINNING, engines, lifecycle)
-        for family, states in saved.get("families", {}).items():
-            for detector in engines[family].detectors:
-                if detector.name in states:
-                    detector.restore(states[detector.name])
-        lifecycle.restore(saved.get("lifecycle", {}))
-        seen = {str(k): [float(v[0]), float(v[1])] for k, v in saved.get("seen", {}).items()}
-        return ShardWork(token, str(saved["offset"]), engines, lifecycle, seen=seen)
+        return ShardWork(token, offset, engines, Lifecycle(LifecycleConfig()))
+
+    def _restore(self, shard: int, token: str) -> ShardWork:
+        work = self._fresh(token, BEGINNING)
+        try:
+            saved = self.ledger.load(shard)
+            if saved is None:
+                return work
+            work.offset = str(saved.get("offset", BEGINNING))
+            for family, states in saved.get("families", {}).items():
+                for detector in work.engines[family].detectors:
+                    if detector.name in states:
+                        detector.restore(states[detector.name])
+            work.lifecycle.restore(saved.get("lifecycle", {}))
+            work.seen = {str(k): [int(v[0]), float(v[1])] for k, v in saved.get("seen", {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            # state this version cannot read: the shard goes on from its offset without
+            # it (its open windows are lost), rather than every worker dying on it
+            log.error("%s: shard %d's state is unreadable (%s); afresh", self.name, shard, exc)
+            self.ledger.count_bad()
+            return self._fresh(token, work.offset)
+        return work
 
     def _apply(self, work: ShardWork, entries: list[Entry]) -> list[dict[str, Any]]:
         """Feed ``entries`` to the shard's engines; return the transitions they made."""
@@ -309,10 +310,12 @@ class Correlator:
             seq = int(entry.fields.get(b"seq", b""))
         except ValueError:
             raise CodecError("a live agent's entry without a numeric seq") from None
+        if not 0 < seq < 1 << 63:  # SQLite's rowid: what an agent's uplink numbers with
+            raise CodecError(f"a live agent's seq out of range ({str(seq)[:20]})")
         name = source.decode(errors="replace")
         last = work.seen.get(name)
         if last is not None and seq <= last[0]:
             self.repeated += 1
             return True
-        work.seen[name] = [float(seq), now]
+        work.seen[name] = [seq, now]
         return False

@@ -117,9 +117,18 @@ class Ledger:
     # -- state and commits ---------------------------------------------------------------
 
     def load(self, shard: int) -> dict[str, Any] | None:
-        """A shard's committed state (None: never committed)."""
+        """A shard's committed state (None: never committed); ``ValueError`` for a value
+        that is not a JSON object."""
         raw = self.client.get(self.key("state", shard))
-        return None if raw is None else dict(json.loads(raw))
+        if raw is None:
+            return None
+        try:
+            state = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"state of shard {shard} is not JSON") from exc
+        if not isinstance(state, dict):
+            raise ValueError(f"state of shard {shard} is not a JSON object")
+        return state
 
     def commit(
         self,
@@ -159,8 +168,17 @@ class Ledger:
     # -- reading the results --------------------------------------------------------------
 
     def findings(self) -> list[dict[str, Any]]:
-        """Every finding the fleet has committed, latest version of each."""
-        return [json.loads(v) for v in self.client.hgetall(self.key("findings")).values()]
+        """Every finding the fleet has committed, latest version of each (a value that is
+        not a JSON object, which no fleetwatch writes, is left out)."""
+        rows = []
+        for value in self.client.hgetall(self.key("findings")).values():
+            try:
+                row = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
 
     def transitions(self) -> list[dict[str, Any]]:
         """The output stream, oldest first (for tests and small fleets)."""

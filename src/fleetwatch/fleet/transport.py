@@ -14,9 +14,11 @@ the committed offset and a poll, ``publish`` is a keyed produce.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -123,3 +125,47 @@ def connect(url: str) -> redis.Redis:
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     client.ping()
     return client
+
+
+REDIS_DOWN: Final = (redis.ConnectionError, redis.TimeoutError)
+"""What a Redis that is down, restarting or unreachable raises."""
+
+
+class Outage:
+    """Riding out a Redis that does not answer: a growing pause between tries, and a
+    log line when it goes, at most one a minute while it stays away, and one when it
+    answers again (not one per try)."""
+
+    FIRST_PAUSE_S: Final = 0.1
+    LAST_PAUSE_S: Final = 2.0
+    REPEAT_S: Final = 60.0
+
+    def __init__(self, who: str, logger: logging.Logger) -> None:
+        self.who = who
+        self.log = logger
+        self.pause = self.FIRST_PAUSE_S
+        self.since: float | None = None
+        self._said = 0.0
+
+    def failed(self, exc: Exception, stop: Callable[[], bool]) -> None:
+        """Say so (now and then) and wait the pause out, or until ``stop()``."""
+        now = time.monotonic()
+        if self.since is None or now - self._said >= self.REPEAT_S:
+            gone = "" if self.since is None else f" for {now - self.since:.0f} s"
+            self.log.warning("%s: redis unavailable%s (%s); retrying", self.who, gone, exc)
+            self._said = now
+        if self.since is None:
+            self.since = now
+        deadline = now + self.pause
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.05)  # nothing to wait on: Redis is what is down
+        self.pause = min(self.pause * 2, self.LAST_PAUSE_S)
+
+    def answered(self) -> None:
+        """Redis answered: say so if it had not, and start the pauses over."""
+        if self.since is not None:
+            self.log.warning(
+                "%s: redis answers again (after %.0f s)", self.who, time.monotonic() - self.since
+            )
+        self.since = None
+        self.pause = self.FIRST_PAUSE_S

@@ -46,7 +46,8 @@ class ConsoleSink:
             line = Text.assemble(
                 f"{stamp} ",
                 (f"{severity.upper():8}", _STYLE.get(severity, "")),
-                f" {t.kind:9} {f.detector:16} {one_line(where(t))}: {one_line(f.summary)} -> ",
+                f" {t.kind:9} {one_line(f.detector):16} {one_line(where(t))}: "
+                f"{one_line(f.summary)} -> ",
                 (str(f.action), "bold"),
             )
             self.console.print(line, soft_wrap=True)  # one line, never wrapped

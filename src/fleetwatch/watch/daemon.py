@@ -215,9 +215,11 @@ class Watch:
     def run(self, stop: threading.Event) -> None:
         """Watch until ``stop`` is set; commit what was read before returning."""
         if self.plan.metrics is not None:
-            self.metrics_port = self.metrics.serve(
-                self.plan.metrics.address, self.plan.metrics.port
-            )
+            address, port = self.plan.metrics.address, self.plan.metrics.port
+            try:
+                self.metrics_port = self.metrics.serve(address, port)
+            except OSError as exc:  # taken, or an address this host has not
+                raise OSError(f"metrics on {address}:{port}: {exc.strerror or exc}") from exc
         if self.webhook is not None:
             self.webhook.start()
         if self.alertmanager is not None:
