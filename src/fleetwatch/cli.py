@@ -503,35 +503,15 @@ def _live_inputs(command: _F) -> _F:
     return command
 
 
-def _live_overrides(
-    follow: tuple[str, ...],
-    from_start: bool,
-    kmsg: bool,
-    nvml: bool,
-    dcgm: tuple[str, ...],
-    kubeconfig: str | None,
-    store: str | None,
-    jsonl: str | None,
-    metrics_port: int | None,
-    metrics_address: str,
-    node: str | None,
-) -> dict[str, Any]:
-    """``load_plan``'s overrides from the shared live options (needs fleetwatch[watch])."""
+def _live_overrides(live: dict[str, Any]) -> dict[str, Any]:
+    """``load_plan``'s overrides from the shared live options (``_live_inputs``' values
+    by name; needs fleetwatch[watch])."""
     from fleetwatch.watch import MetricsSettings
 
-    overrides: dict[str, Any] = {
-        "store": store,
-        "jsonl": jsonl,
-        "node": node,
-        "follow": follow,
-        "from_start": from_start,
-        "kmsg": kmsg,
-        "nvml": nvml,
-        "dcgm": dcgm,
-        "kubeconfig": kubeconfig,
-    }
-    if metrics_port is not None:
-        overrides["metrics"] = MetricsSettings(metrics_address, metrics_port)
+    keys = ("store", "jsonl", "node", "follow", "from_start", "kmsg", "nvml", "dcgm")
+    overrides = {key: live[key] for key in (*keys, "kubeconfig")}
+    if live["metrics_port"] is not None:
+        overrides["metrics"] = MetricsSettings(live["metrics_address"], live["metrics_port"])
     return overrides
 
 
@@ -584,49 +564,25 @@ def _live_modules(what: str, nvml: bool, kubeconfig: str | None, *more: str) -> 
     help="Take nodes out of service with this tool, through the breaker (default: dry run).",
 )
 def watch_command(
-    config_path: str | None,
-    follow: tuple[str, ...],
-    from_start: bool,
-    kmsg: bool,
-    nvml: bool,
-    dcgm: tuple[str, ...],
-    kubeconfig: str | None,
     kube_conditions: bool,
-    store: str | None,
-    jsonl: str | None,
     webhook: str | None,
     alertmanager: tuple[str, ...],
-    metrics_port: int | None,
-    metrics_address: str,
     silence: tuple[str, ...],
-    node: str | None,
     act: str | None,
-    quiet: bool,
+    **live: Any,
 ) -> None:
     """Watch live: follow logs, persist findings, announce transitions (Ctrl-C stops)."""
-    _live_modules("fleetwatch watch", nvml, kubeconfig)
+    _live_modules("fleetwatch watch", live["nvml"], live["kubeconfig"])
     from fleetwatch.watch import Watch, load_plan  # needs fleetwatch[watch]
 
-    overrides = _live_overrides(
-        follow,
-        from_start,
-        kmsg,
-        nvml,
-        dcgm,
-        kubeconfig,
-        store,
-        jsonl,
-        metrics_port,
-        metrics_address,
-        node,
-    )
-    overrides |= {
+    overrides = _live_overrides(live) | {
         "kube_conditions": kube_conditions,
         "webhook": webhook,
         "alertmanager": alertmanager,
         "silences": [_silence(text) for text in silence],
         "act": act,
     }
+    config_path, quiet = live["config_path"], live["quiet"]
     _log_to_stderr()
     try:
         plan = load_plan(Path(config_path) if config_path else None, overrides)
@@ -1013,53 +969,27 @@ def agent_command(
     name: str | None,
     cluster: str,
     end: bool,
-    config_path: str | None,
-    follow: tuple[str, ...],
-    from_start: bool,
-    kmsg: bool,
-    nvml: bool,
-    dcgm: tuple[str, ...],
-    kubeconfig: str | None,
-    store: str | None,
-    jsonl: str | None,
-    metrics_port: int | None,
-    metrics_address: str,
-    node: str | None,
-    quiet: bool,
+    **live: Any,
 ) -> None:
     """Send a node's events to a fleet's shards: live (watching), or from files."""
     import socket
 
-    live = bool(config_path or follow or kmsg or nvml or dcgm or kubeconfig)
-    if live and (paths or end):
-        _fail("agent: PATH... and --end publish files; live inputs run a live agent: not both")
-    local = from_start or store or jsonl or metrics_port is not None or node or quiet
-    if not live and local:
+    inputs = ("config_path", "follow", "kmsg", "nvml", "dcgm", "kubeconfig")
+    local = ("from_start", "store", "jsonl", "node", "quiet")
+    name = name or socket.gethostname()
+    if any(live[key] for key in inputs):
+        if paths or end:
+            _fail("agent: PATH... and --end publish files; live inputs run a live agent: not both")
+        live["store"] = live["store"] or "fleetwatch-agent.db"
+        _live_agent(redis_url, shards, name, cluster, live)
+        return
+    if any(live[key] for key in local) or live["metrics_port"] is not None:
         _fail(
             "agent: --from-start, --store, --jsonl, --metrics-port, --node and --quiet are "
             "for a live agent (--follow, --kmsg, --nvml, --dcgm, --kubeconfig, --config)"
         )
-    if not live and not paths and not end:
+    if not paths and not end:
         _fail("agent: give PATH... to publish, --end, or live inputs (--follow, --kmsg, ...)")
-    name = name or socket.gethostname()
-    if live:
-        overrides = _live_overrides(
-            follow,
-            from_start,
-            kmsg,
-            nvml,
-            dcgm,
-            kubeconfig,
-            store or "fleetwatch-agent.db",
-            jsonl,
-            metrics_port,
-            metrics_address,
-            node,
-        )
-        _live_agent(
-            redis_url, shards, name, cluster, config_path, overrides, quiet, nvml, kubeconfig
-        )
-        return
     _require("fleetwatch agent", "redis")
     from fleetwatch.fleet.agent import publish_end, publish_paths
     from fleetwatch.fleet.transport import RedisStreams, connect
@@ -1081,19 +1011,9 @@ def agent_command(
         _fail(f"redis {_redacted(redis_url)}: {exc}")
 
 
-def _live_agent(
-    redis_url: str,
-    shards: int,
-    name: str,
-    cluster: str,
-    config_path: str | None,
-    overrides: dict[str, Any],
-    quiet: bool,
-    nvml: bool,
-    kubeconfig: str | None,
-) -> None:
+def _live_agent(redis_url: str, shards: int, name: str, cluster: str, live: dict[str, Any]) -> None:
     """Run a live agent: a watch of the node family, the rest to the fleet."""
-    _live_modules("fleetwatch agent", nvml, kubeconfig, "redis")
+    _live_modules("fleetwatch agent", live["nvml"], live["kubeconfig"], "redis")
     from fleetwatch.fleet.agent import NODE_FAMILY, live_plan
     from fleetwatch.fleet.ledger import Ledger
     from fleetwatch.fleet.shards import families
@@ -1109,8 +1029,9 @@ def _live_agent(
     sent = [f for f in families() if f != NODE_FAMILY]
     uplink = Uplink(RedisStreams(client), Ledger(client), shards, name, sent, cluster)
     try:
-        plan = load_plan(Path(config_path) if config_path else None, overrides)
-        running = Watch(dataclasses.replace(live_plan(plan, uplink), console=not quiet))
+        config_path = live["config_path"]
+        plan = load_plan(Path(config_path) if config_path else None, _live_overrides(live))
+        running = Watch(dataclasses.replace(live_plan(plan, uplink), console=not live["quiet"]))
     except (configuration.ConfigError, StoreError, SourceError) as exc:
         _fail(str(exc))
     _run_until_stopped(running)

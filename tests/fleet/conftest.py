@@ -7,6 +7,7 @@ the PATH the fleet tests are skipped with the reason (``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -30,3 +31,14 @@ def redis_url() -> Iterator[str]:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Every simulated scenario on one fleet of 4 nodes, split between two agents."""
     return simulated_fleet(tmp_path_factory.mktemp("fleet"), lines_per_node=200)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts; any still running afterwards is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -31,16 +30,6 @@ from fleetwatch.simulate import simulate
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 FLEETWATCH = [sys.executable, "-m", "fleetwatch"]
 SHARDS = 4
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def kept(store: Path) -> int:

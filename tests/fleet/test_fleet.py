@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +88,6 @@ def correlator(redis_url: str, name: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "fleetwatch", "correlate", "--redis", redis_url]
     command += ["--shards", str(SHARDS), "--worker", name, "--lease-ms", "600"]
     return subprocess.Popen(command, stderr=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_killed_correlator_loses_and_doubles_nothing(
