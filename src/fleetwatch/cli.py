@@ -745,7 +745,7 @@ def findings_command(
     """List the findings a watch keeps in its store (it may be running), or a fleet's."""
     if redis_url is not None:
         rows = _fleet_findings(redis_url, everything)
-        store = redis_url
+        store = _redacted(redis_url)
     else:
         if not Path(store).is_file():  # opening would make an empty store: say so instead
             _fail(f"no store at {store}")
@@ -931,11 +931,13 @@ def _fleet_findings(url: str, everything: bool) -> list[dict[str, Any]]:
 
 
 def _redacted(url: str) -> str:
-    """A Redis URL as an error may show it: its password, if any, left out."""
-    return _PASSWORD.sub(r"//\1***@", url)
+    """A Redis URL as fleetwatch shows it: its password, if any, left out (the
+    ``user:password@`` form and a ``password=`` query parameter alike)."""
+    return _PASSWORD_QUERY.sub(r"\1***", _PASSWORD.sub(r"//\1***@", url))
 
 
 _PASSWORD: Final = re.compile(r"//([^/@]*?:)?[^/@]*@")
+_PASSWORD_QUERY: Final = re.compile(r"(?i)([?&]password=)[^&#]*")
 _REDIS_DEFAULT: Final = "redis://127.0.0.1:6379/0"
 _REDIS_HELP: Final = "The fleet's Redis (this machine's loopback unless told otherwise)."
 

@@ -160,7 +160,9 @@ class Finding:
                 continue
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ValueError(f"finding field {name}: {type(value).__name__}")
-            if kind is _NUMBER and not math.isfinite(value):
+            if isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT:
+                raise ValueError(f"finding field {name}: out of range")  # no column holds it
+            if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"finding field {name}: not a finite number")
         for name in ("evidence", "nodes"):
             value = data.get(name)
@@ -182,6 +184,7 @@ class Finding:
 
 
 _NUMBER: Final = (int, float)
+_INT_LIMIT: Final = 1 << 63
 _FIELD_TYPES: Final[dict[str, Any]] = {
     **dict.fromkeys(
         ("id", "detector", "summary", "clock", "status", "node", "pci", "uuid", "serial"),

@@ -86,8 +86,9 @@ def _entry(header: bytes, rest: bytes = b"") -> bytes:
         _entry(b'{"rows":0,"columns":[[["a"],"<f8",0]],"strings":2}', b"[]"),  # a list name
         _entry(b'{"rows":0,"columns":[["ts","<f8",0.0]],"strings":2}', b"[]"),  # float bytes
         _entry(b'{"rows":true,"columns":[],"strings":2}', b"[]"),  # a boolean count
+        _entry(b'{"rows":' + b"1" * 5000 + b',"columns":[],"strings":0}'),  # past 4300 digits
     ],
-    ids=["deep", "list-name", "float-bytes", "bool-rows"],
+    ids=["deep", "list-name", "float-bytes", "bool-rows", "long-number"],
 )
 def test_a_hostile_header_is_a_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError):

@@ -46,14 +46,20 @@ def test_hostile_entries_and_state_cost_only_themselves(redis_url: str) -> None:
     assert worker.bad == 3 and ledger.counter("bad") == 3
     assert any(f["detector"] == "xid_correlation" for f in ledger.findings())
     # a state no fleetwatch wrote: the next owner starts the shard afresh from its offset
-    for state in (
+    worker.close()
+    states = (
         b"not json",
         b"[1]",
         b'{"offset": "0-0", "lifecycle": {"open": [[{}, 0, 0, 0]]}}',
-    ):
-        worker.close()
+        b'{"offset": "zzz"}',
+        b'{"offset": "0-0", "families": {"cluster": {"xid_correlation": {"gpu": 5}}}}',
+    )
+    for state in states:
         client.set("fleetwatch:state:0", state)
         again = Correlator("c2", transport, ledger, config.load(None), Settings(1))
+        again.step()
+        assert 0 in again.owned
+        transport.publish([(0, good)])  # what a detector restored from it meets
         again.step()
         assert 0 in again.owned
         again.close()
@@ -77,6 +83,9 @@ def test_hostile_transitions_are_counted_and_shown_escaped(redis_url: str, tmp_p
     for t in bad:
         client.xadd("fleetwatch:out", {"transition": json.dumps(t)})
     client.xadd("fleetwatch:out", {"transition": b"[" * 100_000})
+    huge = {**base, "id": "e5", "detector": "x", "summary": "s", "transition": "new"}
+    text = json.dumps(huge).replace('"first_ts": 1,', '"first_ts": 1' + "0" * 400 + ",")
+    client.xadd("fleetwatch:out", {"transition": text})  # an int no column holds
     evil = {
         **base,
         "id": "e4",
@@ -94,7 +103,7 @@ def test_hostile_transitions_are_counted_and_shown_escaped(redis_url: str, tmp_p
     for _ in range(3):
         announcer.step()
     announcer.close()
-    assert announcer.bad == 4 and announcer.told == 1
+    assert announcer.bad == 5 and announcer.told == 1
     lines = jsonl.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["id"] == "e4"  # strict JSON: no NaN
     printed = shown.getvalue()

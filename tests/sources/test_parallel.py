@@ -71,3 +71,23 @@ def test_groups_are_runs_of_one_folder(fleet: list[str]) -> None:
         assert len({item.path.parent for item in group if item.path is not None}) == 1
     folders = [group[0].path.parent for group in cut if group[0].path is not None]
     assert len(folders) == len(set(folders))  # each folder's files read together, once
+
+
+def test_what_a_folder_holds_besides_logs_is_counted_not_read(tmp_path: Path) -> None:
+    """A FIFO (opening it would wait for a writer), a symlink loop and a dangling link
+    in a node's folder: each counted as unreadable, the logs beside them read."""
+    import os
+
+    for node in ("a", "b"):
+        (tmp_path / node).mkdir()
+        (tmp_path / node / "kern.log").write_bytes(
+            (ROOT / "examples/app-xid31-job/gpu-node-21/kern.log").read_bytes()
+        )
+    os.mkfifo(tmp_path / "b" / "fifo.log")
+    (tmp_path / "a" / "loop1").symlink_to("loop2")
+    (tmp_path / "a" / "loop2").symlink_to("loop1")
+    (tmp_path / "a" / "gone.log").symlink_to(tmp_path / "nowhere")
+    for jobs in (1, 2):
+        stats = ReadStats()
+        assert len(rows(list(read_parallel([str(tmp_path)], stats=stats, jobs=jobs)))) > 0
+        assert stats.unreadable == {("file", "cannot read"): 3, ("file", "not a regular file"): 1}

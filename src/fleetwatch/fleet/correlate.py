@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from fleetwatch.lifecycle import Lifecycle, LifecycleConfig
 
 log = logging.getLogger("fleetwatch.correlate")
 
+_STREAM_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
 FORGET_SENDER_S: Final = 7 * 86400.0
 """A live agent not heard from for this long is forgotten (its repeats are older)."""
 
@@ -197,12 +199,39 @@ class Correlator:
         for shard, work in list(self.owned.items()):
             entries = read.get(shard, [])
             if entries:
-                work.transitions += self._apply(work, entries)
+                try:
+                    work.transitions += self._apply(work, entries)
+                except REDIS_DOWN:
+                    raise
+                except Exception as exc:
+                    work = self._poisoned(shard, work, entries, exc)
                 work.applied += len(entries)
             behind = len(entries) >= count
             if work.applied and (not behind or now - work.committed_at >= due):
                 committed += self._commit(shard, work)
         return committed
+
+    def _poisoned(
+        self, shard: int, work: ShardWork, entries: list[Entry], exc: Exception
+    ) -> ShardWork:
+        """A detector failed on these entries (a state that restored but is not what a
+        detector wrote, say): they are skipped and counted, and the shard goes on afresh
+        after them, rather than every worker dying on it in turn."""
+        log.error(
+            "%s: shard %d failed on entries up to %s (%s: %s); they are skipped and its "
+            "state starts afresh",
+            self.name,
+            shard,
+            entries[-1].id,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        self.bad += len(entries)
+        self.ledger.count_bad(len(entries))
+        fresh = self._fresh(work.token, entries[-1].id)
+        fresh.applied = work.applied
+        self.owned[shard] = fresh
+        return fresh
 
     def _commit(self, shard: int, work: ShardWork) -> int:
         """Commit what ``work`` applied since its last commit; return its entries."""
@@ -250,14 +279,17 @@ class Correlator:
             saved = self.ledger.load(shard)
             if saved is None:
                 return work
-            work.offset = str(saved.get("offset", BEGINNING))
+            offset = str(saved.get("offset", BEGINNING))
+            if not _STREAM_ID.fullmatch(offset):
+                raise ValueError(f"offset {offset[:40]!r} is no stream id")
+            work.offset = offset
             for family, states in saved.get("families", {}).items():
                 for detector in work.engines[family].detectors:
                     if detector.name in states:
                         detector.restore(states[detector.name])
             work.lifecycle.restore(saved.get("lifecycle", {}))
             work.seen = {str(k): [int(v[0]), float(v[1])] for k, v in saved.get("seen", {}).items()}
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        except Exception as exc:
             # state this version cannot read: the shard goes on from its offset without
             # it (its open windows are lost), rather than every worker dying on it
             log.error("%s: shard %d's state is unreadable (%s); afresh", self.name, shard, exc)
@@ -279,11 +311,11 @@ class Correlator:
             family = entry.fields.get(b"family", b"").decode(errors="replace")
             target = work.engines.get(family)
             try:
-                if self._repeated(work, entry, now):
-                    continue
                 batch = decode(entry.fields.get(b"batch", b""))
                 if target is None:
                     raise CodecError(f"unknown family {family!r}")
+                if self._repeated(work, entry, now):  # a batch it can read: then its seq
+                    continue
             except CodecError as exc:
                 self.bad += 1
                 self.ledger.count_bad()

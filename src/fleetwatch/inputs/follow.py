@@ -228,8 +228,8 @@ class Follower:
             return []  # not there yet
         paths = []
         for item in found:
-            if item.path is None:
-                continue
+            if item.path is None or item.unreadable is not None:
+                continue  # a FIFO or a dangling link in the folder: nothing to follow
             if item.path.name.endswith(".gz"):
                 if item.name not in self._compressed:
                     self._compressed.add(item.name)

@@ -25,7 +25,9 @@ never merged into one node by accident.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -57,6 +59,7 @@ class Input:
     node: str
     job: str | None = None  # the folder of its logs, for NCCL records without a job id
     node_is_file_name: bool = False  # ``node`` is the file's name or "stdin": say so
+    unreadable: str | None = None  # why a file found in a folder is not read (counted)
 
 
 def shown(text: str) -> str:
@@ -77,11 +80,21 @@ def _folder_name(path: Path) -> str:
     return shown(path.resolve().name) or "/"
 
 
+def _not_a_log(path: Path) -> str | None:
+    """Why a file found in a folder cannot be read as a log, or None: a dangling link,
+    a symlink loop, a FIFO, a socket or a device (opening a FIFO waits for a writer)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, RuntimeError):
+        return "cannot read"
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def _again(path: Path, seen: set[Path]) -> bool:
     """Whether ``path`` was listed already (by another spelling); notes it if not."""
     try:
         real = path.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # 3.11 raises RuntimeError for a symlink loop
         return False
     if real in seen:
         return True
@@ -122,10 +135,12 @@ def expand(paths: list[str], host: str | None = None) -> list[Input]:
                     folders = [named, *map(shown, found.relative_to(path).parts[:-1])]
                     job = folders[-1]
                     if len(folders) > 1:
-                        inputs.append(Input(found, shown(str(found)), folders[-1], job))
+                        item = Input(found, shown(str(found)), folders[-1], job)
                     else:
                         node = host or node_from_name(found)
-                        inputs.append(Input(found, shown(str(found)), node, job, host is None))
+                        item = Input(found, shown(str(found)), node, job, host is None)
+                    # found in a folder: only a regular file is a log (a FIFO would block)
+                    inputs.append(dataclasses.replace(item, unreadable=_not_a_log(found)))
         elif path.exists():
             if _again(path, seen):
                 continue
@@ -270,6 +285,9 @@ def read_items(
     identities = identities if identities is not None else Identities()
     builder = BatchBuilder()
     for item in items:
+        if item.unreadable is not None:
+            stats.bad("file", item.unreadable)
+            continue
         raw, mtime = _open(item)
         stats.files += 1
         ctx = FileContext(item.name, item.node, options, stats, identities, builder, mtime)

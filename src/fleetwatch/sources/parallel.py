@@ -26,13 +26,16 @@ loop included) without importing anything again.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from fleetwatch.events import EventBatch
 from fleetwatch.sources.context import GpuIdentity, Identities, ReadOptions, ReadStats
@@ -104,6 +107,18 @@ class _Group:
     first: dict[tuple[str, str], int]
 
 
+def _die_with_parent(parent: int) -> None:
+    """A worker does not outlive its parent, however the parent ends (SIGTERM, kill -9):
+    Linux's parent-death signal; elsewhere the pool's own shutdown."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
 def _read_group(items: list[Input], options: ReadOptions) -> _Group:
     stats, identities = ReadStats(), _Recording()
     batches = list(read_items(items, options, stats, identities))
@@ -155,7 +170,12 @@ def read_parallel(
         return
     known = Identities()  # what every group read so far has learned
     context = mp.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(cut)), mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(cut)),
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         waiting: deque[tuple[list[Input], Future[_Group]]] = deque()
         pending = iter(cut)
