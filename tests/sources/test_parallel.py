@@ -30,7 +30,7 @@ def rows(batches: list[EventBatch]) -> list[tuple[Any, ...]]:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     root = tmp_path_factory.mktemp("parallel")
     for scenario in ("dbe-row-remap", "app-xid-job", "eviction-storm", "nccl-straggler"):
-        simulate(scenario, root / scenario, nodes=3, lines_per_node=60)
+        simulate(scenario, root / scenario, nodes=2, lines_per_node=30)
     return [str(root), str(ROOT / "examples"), str(ROOT / "tests" / "data")]
 
 
