@@ -83,6 +83,7 @@ def test_list_then_watch_then_410_relists_without_reading_twice(
     assert run.source.stats.skipped[("k8s", "already read (relist)")] == 3
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_restart_resumes_from_the_saved_resource_version(
     api: FakeApiServer, tmp_path: Path
 ) -> None:

@@ -98,6 +98,7 @@ def records(jsonl: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 @pytest.mark.slow
 def test_a_running_watch_takes_up_silences_as_they_are_added_end_and_are_removed(
     tmp_path: Path,

@@ -32,6 +32,7 @@ def start(tmp_path: Path, fake: FakeScontrol, *extra: str) -> Watcher:
                    *extra)  # fmt: skip
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_flood_drains_two_nodes_holds_the_rest_and_a_restart_keeps_the_count(
     tmp_path: Path,
 ) -> None:

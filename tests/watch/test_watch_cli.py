@@ -135,6 +135,7 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Address already in use" in done.stderr
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_silenced_findings_are_recorded_not_announced_and_quiet_ones_resolve(
     tmp_path: Path,
 ) -> None:

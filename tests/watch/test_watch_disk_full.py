@@ -44,6 +44,7 @@ def limited(size: int) -> None:
     [(96 << 10, "JSONL"), (400 << 10, "store")],
     ids=["the-jsonl-write-fails", "the-store-commit-fails"],
 )
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_full_disk_keeps_what_was_read_and_a_restart_with_room_goes_on(
     tmp_path: Path, limit: int, fails: str
 ) -> None:

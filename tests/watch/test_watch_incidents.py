@@ -23,6 +23,7 @@ FLEETWATCH = [sys.executable, "-m", "fleetwatch"]
 EXAMPLE = Path(__file__).parents[2] / "examples" / "xid79-fallen-off-bus"
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_watch_logs_an_incident_as_it_grows_and_findings_lists_it(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     shutil.copytree(EXAMPLE, logs)

@@ -29,6 +29,7 @@ def api() -> Iterator[FakeApiServer]:
     server.close()
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_finding_becomes_a_condition_an_event_a_taint_and_clears(
     api: FakeApiServer, tmp_path: Path
 ) -> None:

@@ -129,6 +129,7 @@ def test_a_refused_finding_goes_to_the_dead_letter_file(
     assert Outbox(store, "webhook").pending() == []  # delivered or buried: nothing lost
 
 
+@pytest.mark.e2e  # a real watch process for seconds: make test-e2e
 def test_a_receiver_that_stays_down_past_the_limit_gets_a_dead_letter(tmp_path: Path) -> None:
     store = queued(tmp_path, "a")
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)

@@ -1,18 +1,19 @@
 """A live agent's way to the fleet: what it sends, kept in its store until Redis has it.
 
-A live agent is a watch (``watch.py``) that runs the node family's detectors itself
+A live agent is a watch (``watch/``) that runs the node family's detectors itself
 (``shards.ROUTES``: the raw dcgm samples stay on the node) and hands the rest to the
 fleet through this ``Uplink``, the watch's ``Relay``:
 
 * every batch the watch reads is split by family and shard (``shards.split``, label
   samples thinned: ``thin``) and gathered, in memory, per (family, shard);
 * at the watch's commit (``rows``; within ``COMMIT_WITHIN_S`` once anything is
-  gathered, not the watch's usual interval), each gathered part becomes **one** stream entry
-  (many events per entry) and every transition the agent's own detectors made
-  becomes one entry for the fleet's output, and they are written in the same SQLite
-  transaction as the watch's findings and source positions (the store's ``uplink``
-  table). After ``kill -9`` the agent re-reads exactly what its store had not
-  committed, so nothing is sent twice from a re-read and nothing is skipped;
+  gathered, not the watch's usual interval), each gathered part becomes **one**
+  stream entry (many events per entry) and every transition the agent's own
+  detectors made becomes one entry for the fleet's output, and they are written in
+  the same SQLite transaction as the watch's findings and source positions (the
+  store's ``uplink`` table). After ``kill -9`` the agent re-reads exactly what its
+  store had not committed, so nothing is sent twice from a re-read and nothing is
+  skipped;
 * a sender thread sends the table's rows in order (``seq``), pipelined, and deletes
   them once Redis took them. Redis down or restarting: the rows wait in the store and
   go when it answers again, with a growing pause between tries.
@@ -21,8 +22,9 @@ A row sent but not yet deleted (the agent killed in between, or a reply lost) is
 again: every entry names its sender (``source``: the agent's name and its store's
 random epoch) and its ``seq``, and a correlator drops an entry whose ``seq`` it has
 already applied from that sender (``correlate``), so each event is applied once. A
-transition sent twice reaches the output stream twice; readers of the output drop
-repeats by (id, transition), and the findings hash is overwritten with the same value.
+transition sent twice reaches the output stream twice; ``announce`` tells it once
+(by id, transition, severity and action), and the findings hash is overwritten with
+the same value.
 """
 
 from __future__ import annotations
