@@ -47,7 +47,7 @@ def test_the_same_events_in_the_same_order_and_the_same_counts(
     monkeypatch.setattr(parallel, "_diverged", counted)
     alone, together = ReadStats(), ReadStats()
     expected = rows(list(read_paths(fleet, stats=alone)))
-    got = rows(list(read_parallel(fleet, stats=together, jobs=2)))
+    got = rows(list(read_parallel(fleet, stats=together, jobs=2, min_bytes=0)))
     # both ways exercised: a job's NCCL folder read again (its GPUs' UUIDs are in the
     # nodes' scrapes before it), the scenarios' same-named nodes not (their own UUIDs)
     assert 1 <= sum(judged) < len(judged) - 10
@@ -57,7 +57,10 @@ def test_the_same_events_in_the_same_order_and_the_same_counts(
     assert together.file_nodes == alone.file_nodes
 
 
-def test_replay_finds_the_same_with_two_jobs(fleet: list[str]) -> None:
+def test_replay_finds_the_same_with_two_jobs(
+    fleet: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)  # in workers, small as it is
     configs = config.load(None)
     one = [f.to_json() for f in replay(fleet[:1], configs)]
     assert len(one) >= 4
@@ -89,5 +92,14 @@ def test_what_a_folder_holds_besides_logs_is_counted_not_read(tmp_path: Path) ->
     (tmp_path / "a" / "gone.log").symlink_to(tmp_path / "nowhere")
     for jobs in (1, 2):
         stats = ReadStats()
-        assert len(rows(list(read_parallel([str(tmp_path)], stats=stats, jobs=jobs)))) > 0
+        assert (
+            len(rows(list(read_parallel([str(tmp_path)], stats=stats, jobs=jobs, min_bytes=0)))) > 0
+        )
         assert stats.unreadable == {("file", "cannot read"): 3, ("file", "not a regular file"): 1}
+
+
+def test_a_small_input_is_read_in_this_process(
+    fleet: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # a pool would fail
+    assert len(list(read_parallel(fleet, jobs=8))) > 0  # under 16 MiB: no pool

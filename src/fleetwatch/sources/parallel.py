@@ -15,10 +15,12 @@ and knew less of it then than sequential reading would have (``_diverged``), is 
 again here, with that knowledge (in a fleet's layout: a job's NCCL folder, a few
 small files). Every other group's events are exactly the sequential ones.
 
-At most ``2 * jobs`` groups are in flight, so memory holds a few groups' events, not
-the input. A batch crosses a pipe (its columns pickled), which costs less than reading
-it when there are many files: a fleet's folders. One folder, one file, stdin (``-``)
-or ``jobs`` at most 1 read in this process, as ``read_paths`` does.
+Inputs under ``MIN_BYTES`` (16 MiB) are read in this process: starting workers
+would cost more than it saves. At most ``2 * jobs`` groups are in flight, so memory
+holds a few groups' events, not the input. A batch crosses a pipe (its columns
+pickled), which costs less than reading it when there are many files: a fleet's
+folders. One folder, one file, stdin (``-``) or ``jobs`` at most 1 read in this
+process, as ``read_paths`` does.
 
 Workers are forked: they start with this process's readers (the compiled kernel-record
 loop included) without importing anything again.
@@ -40,6 +42,19 @@ from typing import Any, Final
 from fleetwatch.events import EventBatch
 from fleetwatch.sources.context import GpuIdentity, Identities, ReadOptions, ReadStats
 from fleetwatch.sources.files import Input, expand, read_items
+
+MIN_BYTES: Final = 16 << 20
+"""Inputs smaller than this are read in one process (a pool's start costs ~0.1 s)."""
+
+
+def _size(cut: list[list[Input]]) -> int:
+    total = 0
+    for group in cut:
+        for item in group:
+            if item.path is not None and item.unreadable is None:
+                with contextlib.suppress(OSError):
+                    total += item.path.stat().st_size
+    return total
 
 
 def default_jobs() -> int:
@@ -156,8 +171,11 @@ def read_parallel(
     options: ReadOptions | None = None,
     stats: ReadStats | None = None,
     jobs: int = 1,
+    min_bytes: int | None = None,
 ) -> Iterator[EventBatch]:
-    """What ``read_paths(paths, options, stats)`` yields, read by ``jobs`` processes.
+    """What ``read_paths(paths, options, stats)`` yields, read by ``jobs`` processes
+    when the inputs hold at least ``min_bytes`` (default ``MIN_BYTES``; less is read
+    here: starting workers would cost more than it saves).
 
     Raises ``InputError`` for a path that does not exist before anything is read, and
     for a file that cannot be read when its group's turn comes.
@@ -165,7 +183,9 @@ def read_parallel(
     options = options or ReadOptions()
     stats = stats if stats is not None else ReadStats()
     cut = groups(expand(paths))
-    if jobs <= 1 or len(cut) <= 1 or any(item.path is None for group in cut for item in group):
+    least = MIN_BYTES if min_bytes is None else min_bytes
+    alone = jobs <= 1 or len(cut) <= 1 or _size(cut) < least
+    if alone or any(item.path is None for group in cut for item in group):
         yield from read_items([item for group in cut for item in group], options, stats)
         return
     known = Identities()  # what every group read so far has learned
