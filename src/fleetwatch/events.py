@@ -136,6 +136,13 @@ _ENUM_TABLES: Final[dict[str, Sequence[str | None]]] = {
     "severity": SEVERITIES,
     "scope": SCOPES,
 }
+# each enum field's table, by the field's name (slicing "enum:..." would be a new
+# string on every value shown)
+_FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
+    name: _ENUM_TABLES[shown[5:]]
+    for name, (_, _, shown) in FIELDS.items()
+    if shown.startswith("enum:")
+}
 # The fields every event has, always shown in JSON even when null.
 _ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
@@ -239,7 +246,7 @@ class EventBatch:
             return self.string(raw)
         if raw < 0:
             return None
-        return _ENUM_TABLES[shown[5:]][raw]
+        return _FIELD_ENUMS[name][raw]
 
 
 class BatchBuilder:

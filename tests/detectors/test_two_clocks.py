@@ -13,9 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bench.fleet_events import make_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetwatch.config import build, load
-from fleetwatch.detectors.base import UNTIMED, IncidentBook, Span, span
+from fleetwatch.detectors.base import (
+    UNTIMED,
+    IncidentBook,
+    Span,
+    _span_of_few,
+    _span_of_many,
+    span,
+)
 from fleetwatch.engine import Engine
 from fleetwatch.events import concat
 from fleetwatch.findings import Finding
@@ -164,3 +173,27 @@ def test_span_takes_the_wall_clock_when_it_has_it(clocks: list[str], expected: S
     ts = np.asarray([times[c][i] if c != "none" else np.nan for i, c in enumerate(clocks)])
     batch = make_batch(4, kind="xid", ts=ts, clock=(clocks, np.arange(4)), source="kmsg", node="n")
     assert span(batch, np.arange(4)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["wall", "boot", "none"]),
+            st.one_of(st.just(np.nan), st.floats(-1e12, 1e12, allow_nan=False)),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.data(),
+)
+def test_a_few_rows_read_one_by_one_span_as_the_array_calls_do(
+    events: list[tuple[str, float]], data: st.DataObject
+) -> None:
+    clocks = [clock for clock, _ in events]
+    ts = np.asarray([t for _, t in events])
+    batch = make_batch(len(events), kind="xid", ts=ts, clock=(clocks, np.arange(len(events))))
+    rows = np.asarray(
+        data.draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=8)), dtype=np.intp
+    )
+    assert _span_of_few(batch, rows) == _span_of_many(batch, rows)

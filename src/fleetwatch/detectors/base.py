@@ -349,6 +349,11 @@ def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
     """The earliest and latest time of ``rows``: of their wall-clock events if any,
     else of their boot-clock ones (see "Two clocks"); events without a time do not
     count."""
+    return _span_of_few(batch, rows) if rows.size <= _FEW else _span_of_many(batch, rows)
+
+
+def _span_of_many(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
+    """``span`` in array calls."""
     clocks = batch["clock"][rows]
     ts = batch["ts"][rows]
     wall = clocks == _WALL_ID
@@ -360,6 +365,32 @@ def span(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
     boot = _extent(ts[clocks == _BOOT_ID], "boot")
     on_wall = _extent(ts[wall], "wall")
     return Span(on_wall.first_ts, on_wall.last_ts, "wall", boot.first_ts, boot.last_ts)
+
+
+_FEW: Final = 8  # rows read one by one: fewer allocations than a dozen array calls
+
+
+def _span_of_few(batch: EventBatch, rows: npt.NDArray[np.intp]) -> Span:
+    """``span`` of a few rows, read one by one: the same Span, value for value."""
+    ts, clocks = batch["ts"], batch["clock"]
+    walls = 0  # rows on the wall clock, with a time or not
+    wall_first = wall_last = boot_first = boot_last = None
+    for i in range(rows.size):
+        row = rows.item(i)
+        clock, t = clocks.item(row), ts.item(row)
+        if clock == _WALL:
+            walls += 1
+            if t == t:  # not NaN: it has a time
+                wall_first = t if wall_first is None or t < wall_first else wall_first
+                wall_last = t if wall_last is None or t > wall_last else wall_last
+        elif clock == _BOOT and t == t:
+            boot_first = t if boot_first is None or t < boot_first else boot_first
+            boot_last = t if boot_last is None or t > boot_last else boot_last
+    if walls == 0:
+        return UNTIMED if boot_first is None else Span(boot_first, boot_last, "boot")
+    if walls == rows.size:
+        return UNTIMED if wall_first is None else Span(wall_first, wall_last, "wall")
+    return Span(wall_first, wall_last, "wall", boot_first, boot_last)
 
 
 def _extent(ts: npt.NDArray[np.float64], clock: str) -> Span:

@@ -88,6 +88,8 @@ _IS_XID: Final = kind_table("xid")
 # the column's own type: a Python int operand costs a conversion per use
 _NVLINK_CODES: Final = tuple(np.int64(code) for code in NVLINK_XIDS)
 _ZERO: Final = np.int32(0)  # ids and indices are this or more; absent is -1
+_ONE: Final = np.intp(1)
+_NO_ERRORS: Final = np.float64(0.0)  # no errors
 _NOUN: Final = {
     "nvlink_crc": "CRC errors",
     "nvlink_replay": "replays",
@@ -202,29 +204,21 @@ def _index_name(index: int | None) -> str:
     return f"GPU {index}"
 
 
-def _runs_of(
-    columns: list[np.ndarray], *minor: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows sorted by the key columns (``columns[0]`` first, then the rest, then
-    ``minor``), and where each run of equal keys starts and ends in that order.
+def _runs_of(keys: np.ndarray, major: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the columns of ``keys`` go in lexical order of its rows (the last the most
+    significant, as ``np.lexsort`` reads them), and where each run of equal values of
+    the ``major`` rows (the last ones) starts and ends in that order.
 
-    Column by column: stacking the columns first copies them all twice more.
+    Array calls cost allocations each, whatever their size: the rows are sorted and
+    compared as one matrix, not one by one.
     """
-    order = np.lexsort((*minor, *columns[::-1]))
-    change = np.zeros(order.size + 1, dtype=bool)
+    order = np.lexsort(keys)
+    ordered = keys[-major:].take(order, axis=1)
+    change = np.empty(order.size + 1, dtype=bool)
     change[0] = change[-1] = True  # a run starts at 0, and one ends at the end
-    between = change[1:-1]
-    for column in columns:
-        ordered = column[order]
-        between |= ordered[1:] != ordered[:-1]
-    bounds = np.flatnonzero(change)
+    np.logical_or.reduce(ordered[:, 1:] != ordered[:, :-1], axis=0, out=change[1:-1])
+    bounds = change.nonzero()[0]
     return order, bounds[:-1], bounds[1:]
-
-
-def _firsts(columns: list[np.ndarray], order: np.ndarray, starts: np.ndarray) -> list[list[Any]]:
-    """Each column's value at the first row of each run, as Python lists."""
-    at = order[starts]
-    return [column[at].tolist() for column in columns]
 
 
 class _Groups(NamedTuple):
@@ -246,12 +240,22 @@ def _grouped(
     undated: Sequence[tuple[int, ...]] = (),
 ) -> _Groups:
     """``rows`` grouped by the batch's ``columns`` (then by ``minor``, a column)."""
-    keys = [batch[c][rows] for c in columns]
-    if minor is None:
-        order, starts, ends = _runs_of(keys)
-    else:
-        order, starts, ends = _runs_of(keys, minor[rows])
-    return _Groups(rows[order], starts, ends, _firsts(keys, order, starts), undated)
+    # one matrix, least significant row first: the minor column's ranks (equal values
+    # in the order they came, as a stable sort keeps them), then the key columns from
+    # the last to the first; every key column fits in int32. Whole columns are copied
+    # in and the rows taken once: a copy costs fewer allocations than a gather.
+    extra = 0 if minor is None else 1
+    every = np.empty((len(columns) + extra, len(batch)), dtype=np.int32)
+    at = len(every)
+    for column in columns:
+        at -= 1
+        every[at] = batch[column]
+    keys = every.take(rows, axis=1)
+    if minor is not None:
+        keys[0] = minor.take(rows).argsort(kind="stable").argsort()
+    order, starts, ends = _runs_of(keys, len(columns))
+    firsts: list[list[Any]] = keys[::-1][: len(columns)].take(order.take(starts), axis=1).tolist()
+    return _Groups(rows.take(order), starts, ends, firsts, undated)
 
 
 _NONE: Final = np.empty(0, dtype=np.intp)
@@ -287,17 +291,18 @@ class Nvlink(Stateful):
     def process(self, batch: EventBatch) -> list[Finding]:
         kind = batch["kind"]
         counters = _IS_COUNTER[kind]
-        xids = _IS_XID[kind]
-        if xids.any():  # the codes are read only where there are Xids
-            nvlink = np.zeros_like(xids)
-            for code in _NVLINK_CODES:
-                nvlink |= batch["code"] == code
-            xids &= nvlink
-        pci, named = batch["pci"] >= _ZERO, batch["uuid"] >= _ZERO
+        xid_rows = _IS_XID[kind].nonzero()[0]
+        if xid_rows.size:  # the codes are read only at the Xids
+            codes = batch["code"].take(xid_rows)
+            nvlink = codes == _NVLINK_CODES[0]
+            for code in _NVLINK_CODES[1:]:
+                nvlink |= codes == code
+            xid_rows = xid_rows[nvlink]
+        named = batch["pci"] >= _ZERO
+        named |= batch["uuid"] >= _ZERO
         named |= batch["gpu"] >= _ZERO
-        named |= pci
         named &= counters  # a counter sample that names its GPU somehow
-        rows, xid_rows = np.flatnonzero(named), np.flatnonzero(xids)
+        rows = named.nonzero()[0]
         samples = self._samples(batch, rows) if rows.size else _NO_GROUPS
         records = _grouped(batch, xid_rows, _GPU_COLUMNS) if xid_rows.size else _NO_GROUPS
         # Every (node, address, UUID, index) the batch brings is the first row of a
@@ -429,16 +434,19 @@ class Nvlink(Stateful):
         before, then = shifted(vals), shifted(times)
         opens = [g for g, name in enumerate(names) if not g or name != names[g - 1]]
         saved = [self.series.get(names[g]) for g in opens]
-        before[starts[opens]] = [np.nan if p is None else p[0] for p in saved]
-        then[starts[opens]] = [np.nan if p is None else p[1] for p in saved]
+        at_opens = starts[opens] if len(opens) < len(names) else starts
+        before[at_opens] = [np.nan if p is None else p[0] for p in saved]
+        then[at_opens] = [np.nan if p is None else p[1] for p in saved]
         # the first sample is a baseline; a counter that went down was reset: a new one
-        rises = np.where(vals > before, vals - before, 0.0)
-        rising = np.flatnonzero(rises > 0)
+        rises = vals - before  # NaN after no sample: fmax takes 0 over NaN
+        np.fmax(rises, _NO_ERRORS, out=rises)
+        rising = (rises > _NO_ERRORS).nonzero()[0]
         bounds = [*np.searchsorted(rising, starts).tolist(), rising.size]
         # memoryviews, read as the loop goes: each float is freed before the next is made
         risen = (times[rising].data, rises[rising].data, (times - then)[rising].data)
         # each group's last sample, read as its entry is replaced (whose floats it reuses)
-        last_value, last_time = vals[ends - 1].data, times[ends - 1].data
+        lasts = ends - _ONE
+        last_value, last_time = vals.take(lasts).data, times.take(lasts).data
         crossed: list[bool] = []  # for each rise, whether it crossed a line
         verdicts: list[tuple[tuple[str, str, str, int, str, str], _Verdict]] = []
         for g, name in enumerate(names):
