@@ -34,7 +34,7 @@ cache per file); a line then costs the split of its value and time stamp.
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -65,14 +65,51 @@ _MAX_HEADS: Final = 100_000
 _MAX_HEAD_CHARS: Final = 4096  # a real head is a few hundred: a torn megabyte is not kept
 
 
-def _series(head: str, ctx: FileContext) -> tuple[str, dict[str, str]] | None:
-    """``name{labels}`` -> (name, labels), parsed by the Prometheus parser once per file.
+class Labels(NamedTuple):
+    """What a series' labels say of its GPU and workload: read once per series."""
+
+    labels: dict[str, str]
+    gpu: int | None
+    gpu_out_of_range: bool  # a ``gpu`` label no index can be: the sample is torn
+    node: str | None
+    pci: str | None
+    uuid: str | None
+    pod: str | None
+    namespace: str | None
+    mig: str | None  # the MIG instance, for ``detail``
+
+
+def read_labels(labels: dict[str, str]) -> Labels:
+    """What ``labels`` say (dcgm-exporter's names, and Prometheus' ``exported_``)."""
+    gpu_label = labels.get("gpu", "")
+    gpu = None
+    if gpu_label.isdecimal():  # "²" is a digit int() refuses
+        gpu = whole(gpu_label, INT32_MAX)
+    mig = None
+    if "GPU_I_ID" in labels:
+        mig = f"MIG instance {labels['GPU_I_ID']} {labels.get('GPU_I_PROFILE', '')}".strip()
+    return Labels(
+        labels,
+        gpu,
+        gpu is None and gpu_label.isdecimal(),
+        labels.get("Hostname") or labels.get("hostname") or None,
+        normalize_pci(labels.get("pci_bus_id", "")),
+        labels.get("UUID") or labels.get("uuid") or None,
+        labels.get("pod") or labels.get("exported_pod") or None,
+        labels.get("namespace") or labels.get("exported_namespace") or None,
+        mig,
+    )
+
+
+def _series(head: str, ctx: FileContext) -> tuple[str, Labels] | None:
+    """``name{labels}`` -> (name, what its labels say), parsed by the Prometheus parser
+    once per file.
 
     Per file, not per process: a node's file repeats its few hundred heads every
     scrape, and a replay of ten thousand node files then holds one node's heads at a
     time, not the fleet's (memory that would grow with the input).
     """
-    heads: dict[str, tuple[str, dict[str, str]] | None] | None = ctx.memo.get(_HEADS)
+    heads: dict[str, tuple[str, Labels] | None] | None = ctx.memo.get(_HEADS)
     if heads is None:
         heads = ctx.memo[_HEADS] = {}
     found = heads.get(head, False)
@@ -80,7 +117,9 @@ def _series(head: str, ctx: FileContext) -> tuple[str, dict[str, str]] | None:
         return found  # type: ignore[return-value]
     try:
         samples = [s for f in text_string_to_metric_families(head + " 0\n") for s in f.samples]
-        found = (samples[0].name, dict(samples[0].labels)) if len(samples) == 1 else None
+        found = (
+            (samples[0].name, read_labels(dict(samples[0].labels))) if len(samples) == 1 else None
+        )
     except (ValueError, IndexError, KeyError, TypeError):
         found = None
     if len(head) <= _MAX_HEAD_CHARS:
@@ -124,7 +163,7 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
             if timestamp is None:
                 return
             ctx.memo[_STAMP] = (fields[1], timestamp)
-    emit_sample(labels, rule, value, timestamp, env, line, ctx)
+    _emit_read(labels, rule, value, timestamp, env, line, ctx)
 
 
 _STAMP: Final = "dcgm stamp"  # ctx.memo key: the last time stamp's text and its time
@@ -161,6 +200,19 @@ def emit_sample(
     The exposition text and a Prometheus query answer (``prometheus_api``) both read
     their samples through here, so a sample means the same whichever way it came.
     """
+    _emit_read(read_labels(labels), rule, value, timestamp, env, line, ctx)
+
+
+def _emit_read(
+    said: Labels,
+    rule: MetricRule,
+    value: float,
+    timestamp: float | None,
+    env: Envelope,
+    line: int,
+    ctx: FileContext,
+) -> None:
+    """``emit_sample`` of a series whose labels are read already."""
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
         return
@@ -170,11 +222,11 @@ def emit_sample(
     if value in (math.inf, -math.inf):  # no counter or gauge holds it; JSON cannot show it
         ctx.stats.bad(SOURCE, OUT_OF_RANGE)
         return
-    _emit(labels, rule, value, timestamp, env, line, ctx)
+    _emit(said, rule, value, timestamp, env, line, ctx)
 
 
 def _emit(
-    labels: dict[str, str],
+    said: Labels,
     rule: MetricRule,
     value: float,
     timestamp: Any,
@@ -182,16 +234,11 @@ def _emit(
     line: int,
     ctx: FileContext,
 ) -> None:
-    gpu_label = labels.get("gpu", "")
-    gpu = None
-    if gpu_label.isdecimal():  # "²" is a digit int() refuses
-        gpu = whole(gpu_label, INT32_MAX)
-        if gpu is None:
-            ctx.stats.bad(SOURCE, OUT_OF_RANGE)
-            return
-    node = labels.get("Hostname") or labels.get("hostname") or env.host
-    pci = normalize_pci(labels.get("pci_bus_id", ""))
-    uuid = labels.get("UUID") or labels.get("uuid") or None
+    if said.gpu_out_of_range:
+        ctx.stats.bad(SOURCE, OUT_OF_RANGE)
+        return
+    gpu, pci, uuid = said.gpu, said.pci, said.uuid
+    node = said.node or env.host
     if pci is not None:
         ctx.identities.learn(node or ctx.node, pci, uuid=uuid, gpu=gpu)
     ts, clock = (float(timestamp), "wall") if timestamp is not None else (env.ts, env.clock)
@@ -210,17 +257,15 @@ def _emit(
         "uuid": uuid,
         "scope": rule.scope,
         "link": rule.nvlink,
-        "pod": labels.get("pod") or labels.get("exported_pod") or None,
-        "namespace": labels.get("namespace") or labels.get("exported_namespace") or None,
+        "pod": said.pod,
+        "namespace": said.namespace,
     }
     if rule.counter is not None:  # which of its kind's counters: NVLink CRC flit or data
         event["detail"] = rule.counter
-    if "GPU_I_ID" in labels:
-        event["detail"] = (
-            f"MIG instance {labels['GPU_I_ID']} {labels.get('GPU_I_PROFILE', '')}".strip()
-        )
+    if said.mig is not None:
+        event["detail"] = said.mig
     if rule.reason_label is not None:
-        if not _windowed_reason(labels, rule.reason_label, value, event, ctx):
+        if not _windowed_reason(said.labels, rule.reason_label, value, event, ctx):
             return
     elif kind == "xid":
         if value <= 0:
@@ -274,4 +319,5 @@ READER: Final = Reader(
     keywords=(rb"DCGM_FI_", rb"DCGM_EXP_CLOCK_EVENTS_COUNT"),
     claims=_claims,
     read_line=_read,
+    line_starts=_LINE_STARTS,
 )

@@ -19,6 +19,7 @@ its module, its tests and one row there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +47,10 @@ class Reader:
     sniff: Callable[[bytes], bool] | None = None
     read_document: DocumentRead | None = None
     nests: bool = False  # a journal entry's MESSAGE may hold any other format
+    line_starts: tuple[str, ...] = ()
+    """Set where every record is one line that starts with one of these (each holding
+    a keyword, none a stamp): a run of such lines is read in one loop, without an
+    envelope or a dispatch per line (``stream.py``)."""
 
     def __post_init__(self) -> None:
         halves = ((self.claims, self.read_line), (self.sniff, self.read_document))
@@ -55,3 +60,12 @@ class Reader:
             raise ValueError(f"reader {self.name}: reads neither lines nor documents")
         if (self.claims is None) != (not self.keywords):
             raise ValueError(f"reader {self.name}: a line reader needs keywords, and only it")
+        for start in self.line_starts:
+            # a run's lines have no envelope: a start may hold no digit or bracket, of
+            # which a stamp is made, and must be the reader's own line
+            if any(c.isdigit() or c in "[]" for c in start) or not (
+                self.claims is not None and self.claims(start)
+            ):
+                raise ValueError(f"reader {self.name}: line start {start!r} is not its own")
+            if not any(re.search(word, start.encode()) for word in self.keywords):
+                raise ValueError(f"reader {self.name}: line start {start!r} holds no keyword")

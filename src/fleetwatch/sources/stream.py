@@ -70,6 +70,20 @@ _DISPATCH: Final[tuple[tuple[Callable[[str], bool], Callable[..., None], bool], 
     for r in LINE_READERS
     if r.claims is not None and r.read_line is not None
 )
+# Readers whose records are single lines with known starts (``Reader.line_starts``):
+# their starts, their read_line, and the claims of the readers asked before them.
+_RUNS: Final[
+    tuple[tuple[tuple[bytes, ...], Callable[..., None], tuple[Callable[[str], bool], ...]], ...]
+] = tuple(
+    (
+        tuple(start.encode() for start in r.line_starts),
+        r.read_line,
+        tuple(e.claims for e in LINE_READERS[:at] if e.claims is not None),
+    )
+    for at, r in enumerate(LINE_READERS)
+    if r.line_starts and r.read_line is not None
+)
+_RUN_STARTS: Final = tuple(start for starts, _, _ in _RUNS for start in starts)
 _DEFAULT: list[Prefilter] = []
 
 
@@ -125,6 +139,16 @@ def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
     return None if found is None else found.end()
 
 
+def _claimed(readers: tuple[Callable[[str], bool], ...], text: str) -> bool:
+    """Whether one of ``readers`` claims ``text`` (by index: no generator per line)."""
+    at = 0
+    while at < len(readers):
+        if readers[at](text):
+            return True
+        at += 1
+    return False
+
+
 class LineStream:
     """Reads one input's bytes and emits the events of every record in it."""
 
@@ -146,6 +170,9 @@ class LineStream:
         self.carry = b""  # bytes read but not yet consumed
         # the compiled twin of _scan's loop, for the lines it knows whole (kmsg_compiled)
         self._compiled = kmsg_compiled.compiled_for(ctx) if read_envelope is parse else None
+        # runs of single-line records (``_run``): their lines have no envelope of their own
+        self._runs = _RUNS
+        self._run_starts = _RUN_STARTS if read_envelope is parse else ()
 
     def run(self, stream: Readable, first: bytes = b"") -> Iterator[None]:
         """Read all of ``stream`` (after ``first``), yielding after each chunk."""
@@ -240,6 +267,11 @@ class LineStream:
             if end - start > max_line:
                 ctx.stats.bad("stream", "line too long")
                 continue
+            if buf.startswith(self._run_starts, start):  # (a loop would cost an iterator)
+                run_end = self._run(buf, start, limit, line)
+                if run_end is not None:
+                    pos, counted, line = run_end  # a run was read, from this line on
+                    continue
             text = buf[start:end].decode("utf-8", "replace").rstrip("\r")
             if "\x00" in text:
                 ctx.stats.bad("stream", "binary data")
@@ -263,6 +295,57 @@ class LineStream:
         ctx.stats.lines += line - begin
         self._finish_relative(buf, consumed)
         return consumed
+
+    def _run(
+        self,
+        buf: bytes,
+        start: int,
+        limit: int,
+        line: int,
+    ) -> tuple[int, int, int] | None:
+        """Read the run of one reader's lines from ``start`` (line number ``line``) in
+        one loop; return where it ends, where its last line starts and that line's number,
+        or None when the line at ``start`` is not one (``_scan`` reads it then).
+
+        Each line is read as ``_scan`` would read it: a run line has no envelope (its
+        start holds no stamp), so it takes the time of the nearest stamped line before
+        it, the same for every line of the run. The run stops before a line ``_scan``
+        must see (too long, binary, claimed by an earlier reader, or not the reader's)
+        and after one that is itself a stamped line: the lines after it take its time.
+        """
+        for run in self._runs:
+            if buf.startswith(run[0], start):
+                starts, read, earlier = run
+                break
+        else:
+            return None
+        ctx = self.ctx
+        max_line = ctx.options.max_line_bytes
+        env: Envelope | None = None
+        pos = counted = start
+        number = line - 1  # the line number of the last line read
+        while pos < limit and buf.startswith(starts, pos):
+            end = buf.find(b"\n", pos, limit)
+            if end < 0:
+                end = limit
+            if end - pos > max_line or buf.find(b"\x00", pos, end) >= 0:
+                break
+            text = buf[pos:end].decode("utf-8", "replace").rstrip("\r")
+            if _claimed(earlier, text):
+                break
+            if env is None:  # the nearest stamped line's time, as _scan finds it
+                env = self._place_in_time(buf, pos, end, NO_ENVELOPE)
+            else:
+                self._stamp_pos = pos  # as _place_in_time leaves it after a line without
+            number += 1
+            try:
+                read(text, env, number, None, ctx)
+            except Exception as exc:  # one record's failure is its own alone
+                ctx.stats.failed("stream", exc)
+            counted, pos = pos, end + 1
+            if STAMPED_LINE.match(buf, counted, end):
+                break  # the lines after it take its time: _scan reads the next one
+        return None if env is None else (pos, counted, number)
 
     def _place_in_time(self, buf: bytes, start: int, end: int, env: Envelope) -> Envelope:
         if env.boot is not None and env.ts is not None:
