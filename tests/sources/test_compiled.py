@@ -56,19 +56,30 @@ def read(
     chunk: int | None = None,
     seed_identities: bool = False,
     name: str = "node-a.log",
+    runs: bool = True,
+    max_line: int | None = None,
 ) -> dict[str, Any]:
-    """Everything a read leaves: batches, statistics, the file's learned state."""
+    """Everything a read leaves: batches, statistics, the file's learned state.
+
+    ``runs``: runs of single-line records read in one loop (``LineStream._run``), or
+    line by line; ``max_line``: the longest line read (else the default)."""
     identities = Identities()
     if seed_identities:  # what nvidia-smi or dcgm taught before: fills in uuid, serial, gpu
         identities.learn("n", "0000:07:00.0", uuid="GPU-seeded", serial="S-1", gpu=3)
         identities.learn("gpu-7", "0000:47:00.0", serial="S-2", gpu=-5)
         identities.learn("n", "0000:0f:00.0", gpu=2**40)  # no column holds it
     stats = ReadStats()
-    ctx = FileContext(name, "n", ReadOptions(year=2024), stats, identities, BatchBuilder(), 0.0)
+    options = ReadOptions(year=2024)
+    if max_line is not None:
+        options = ReadOptions(year=2024, max_line_bytes=max_line)
+    ctx = FileContext(name, "n", options, stats, identities, BatchBuilder(), 0.0)
     ctx.node_is_file_name = True
     with pure_python(pure):
         stream = LineStream(ctx)
     assert (stream._compiled is None) == (pure or not BUILT)
+    assert stream._run_starts, "the dcgm reader declares its line starts"
+    if not runs:
+        stream._run_starts = ()
     if chunk is None:
         stream.feed(data, eof=True)
     else:

@@ -163,7 +163,7 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
             if timestamp is None:
                 return
             ctx.memo[_STAMP] = (fields[1], timestamp)
-    _emit_read(labels, rule, value, timestamp, env, line, ctx)
+    emit_sample(labels, rule, value, timestamp, env, line, ctx)
 
 
 _STAMP: Final = "dcgm stamp"  # ctx.memo key: the last time stamp's text and its time
@@ -187,23 +187,6 @@ def _stamp(text: str, ctx: FileContext) -> float | None:
 
 
 def emit_sample(
-    labels: dict[str, str],
-    rule: MetricRule,
-    value: float,
-    timestamp: float | None,
-    env: Envelope,
-    line: int,
-    ctx: FileContext,
-) -> None:
-    """One sample of a dcgm-exporter series (its labels, its metric's rule) as its event.
-
-    The exposition text and a Prometheus query answer (``prometheus_api``) both read
-    their samples through here, so a sample means the same whichever way it came.
-    """
-    _emit_read(read_labels(labels), rule, value, timestamp, env, line, ctx)
-
-
-def _emit_read(
     said: Labels,
     rule: MetricRule,
     value: float,
@@ -212,7 +195,12 @@ def _emit_read(
     line: int,
     ctx: FileContext,
 ) -> None:
-    """``emit_sample`` of a series whose labels are read already."""
+    """One sample of a dcgm-exporter series (what its labels say, its metric's rule) as
+    its event.
+
+    The exposition text and a Prometheus query answer (``prometheus_api``) both read
+    their samples through here, so a sample means the same whichever way it came.
+    """
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
         return

@@ -95,6 +95,7 @@ def _read_series(series: Any, rules: Mapping[str, MetricRule], line: int, ctx: F
     if not isinstance(samples, list):
         ctx.stats.bad(SOURCE, "malformed series")
         return
+    said = dcgm.read_labels(labels)  # once per series, as a scrape's heads are
     for sample in samples:
         if not (isinstance(sample, list) and len(sample) == 2):
             ctx.stats.bad(SOURCE, "malformed sample")
@@ -119,7 +120,7 @@ def _read_series(series: Any, rules: Mapping[str, MetricRule], line: int, ctx: F
         except ValueError:
             ctx.stats.bad(SOURCE, "malformed sample")
             continue
-        dcgm.emit_sample(labels, rule, value, seconds, _NO_ENVELOPE, line, ctx)
+        dcgm.emit_sample(said, rule, value, seconds, _NO_ENVELOPE, line, ctx)
 
 
 READER: Final = Reader(
