@@ -18,8 +18,13 @@ memory of the process (its own ``ru_maxrss``, from ``os.wait4``; a forked child'
 counts what it was forked from, so about 30 MB, the measuring interpreter, is the floor:
 the inputs are generated in another process to keep it there).
 
+``--before`` names another fleetwatch executable (another checkout's
+``.venv/bin/fleetwatch``): its parse and replay run beside this checkout's, each
+before this one's, in the same interleaved rounds.
+
 Usage: python -m bench.replay_speed [--dmesg-lines 10000000] [--fleet-lines 2000000]
        [--big-mb 1000] [--repeat 3] [--work DIR] [--only dmesg,fleet,big]
+       [--before /path/to/old/.venv/bin/fleetwatch]
 """
 
 from __future__ import annotations
@@ -114,19 +119,26 @@ def make_inputs(work: Path, args: argparse.Namespace) -> dict[str, Path]:
     return inputs
 
 
-def commands(path: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
-    parse = [str(FLEETWATCH), "parse", str(path), "--output", "summary"]
-    replay = [str(FLEETWATCH), "replay", str(path), "--output", "jsonl"]
+def commands(path: Path, before: Path | None) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+    """grep, then each fleetwatch command (``before``'s, then this checkout's)."""
     # --jobs' default (sources.parallel.default_jobs), not imported: this process stays
     # small, as a forked child's peak memory counts it
     cores = len(os.sched_getaffinity(0))
-    return {
+    found: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "grep -rcE (LC_ALL=C)": (["grep", "-rcE", GREP_WORDS, str(path)], {"LC_ALL": "C"}),
-        "fleetwatch parse -j1": ([*parse, "--jobs", "1"], None),
-        f"fleetwatch parse -j{cores}": ([*parse, "--jobs", str(cores)], None),
-        "fleetwatch replay -j1": ([*replay, "--jobs", "1"], None),
-        f"fleetwatch replay -j{cores}": ([*replay, "--jobs", str(cores)], None),
     }
+    versions = (
+        {"fleetwatch": FLEETWATCH}
+        if before is None
+        else {"before": before, "fleetwatch": FLEETWATCH}
+    )
+    for command in ("parse", "replay"):
+        output = "summary" if command == "parse" else "jsonl"
+        for jobs in (1, cores):
+            for name, executable in versions.items():
+                run = [str(executable), command, str(path), "--output", output]
+                found[f"{name} {command} -j{jobs}"] = ([*run, "--jobs", str(jobs)], None)
+    return found
 
 
 def main() -> None:
@@ -137,6 +149,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, help="keep (and reuse) the inputs here")
     parser.add_argument("--only", default="dmesg,fleet,big")
+    parser.add_argument("--before", type=Path, help="another fleetwatch executable, beside")
     parser.add_argument("-g", "--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.only = set(args.only.split(","))
@@ -159,9 +172,9 @@ def main() -> None:
     print(header + f" {'lines/s':>12} {'x grep':>7} {'peak MB':>8}")
     for name, path in inputs.items():
         lines, size = lines_in(path), megabytes(path)
-        runs: dict[str, list[Run]] = {label: [] for label in commands(path)}
+        runs: dict[str, list[Run]] = {label: [] for label in commands(path, args.before)}
         for _ in range(args.repeat):
-            for label, (command, env) in commands(path).items():
+            for label, (command, env) in commands(path, args.before).items():
                 runs[label].append(measured(command, env))
         grep = statistics.median(r.seconds for r in runs["grep -rcE (LC_ALL=C)"])
         for label, done in runs.items():
