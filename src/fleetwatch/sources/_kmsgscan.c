@@ -26,11 +26,19 @@
  * kmsg_compiled.py): a GPU's identity, a driver index, a sealed batch, a month, a year,
  * a local minute. Every block it allocates comes from PyMem (fw_alloc below), so the
  * benchmarks' allocation counter (bench/alloccount) sees it.
+ *
+ * The same scanner reads runs of dcgm-exporter samples (Scanner.samples, for
+ * LineStream._run): a sample of a series that dcgm.py has read once and told it about
+ * (the fields its samples add but line, time and value) is written into the columns
+ * here, while the GPU identities it was filled in from stand; every other line goes
+ * back to dcgm.read_line, which stays the definition (tests/sources/
+ * test_compiled_samples.py holds the two equal).
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE /* memmem */
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- memory: PyMem only, so that the allocation counter sees every block ---------- */
@@ -48,13 +56,16 @@ enum { SEV_NONFATAL, SEV_FATAL, N_SEVERITIES };
 /* The columns written in place, in the order of FIELD_NAMES. */
 enum {
     F_KIND, F_TS, F_CLOCK, F_SOURCE, F_FILE, F_LINE, F_NODE, F_PCI, F_GPU, F_UUID,
-    F_SERIAL, F_CODE, F_SEVERITY, F_PID, F_PROCESS, F_DETAIL, N_FIELDS
+    F_SERIAL, F_CODE, F_SEVERITY, F_PID, F_PROCESS, F_DETAIL, F_LINK, F_SCOPE, F_VALUE,
+    F_POD, F_NAMESPACE, N_FIELDS
 };
 static const char *FIELD_NAMES[N_FIELDS] = {
     "kind", "ts", "clock", "source", "file", "line", "node", "pci", "gpu", "uuid",
-    "serial", "code", "severity", "pid", "process", "detail",
+    "serial", "code", "severity", "pid", "process", "detail", "link", "scope", "value",
+    "pod", "namespace",
 };
-static const Py_ssize_t FIELD_SIZES[N_FIELDS] = {1, 8, 1, 1, 4, 8, 4, 4, 4, 4, 4, 8, 1, 8, 4, 4};
+static const Py_ssize_t FIELD_SIZES[N_FIELDS] = {1, 8, 1, 1, 4, 8, 4, 4, 4, 4, 4,
+                                                 8, 1, 8, 4, 4, 4, 1, 8, 4, 4};
 
 typedef struct {
     char *text;
@@ -77,6 +88,9 @@ static struct {
     Words claims;            /* the kmsg reader's claim words */
     Words before;            /* words of the readers asked before it */
     Words after;             /* words of the readers asked after it */
+    int dcgm_source;         /* the dcgm reader's source */
+    Words sample_starts;     /* how the dcgm reader's lines start (Reader.line_starts) */
+    Words sample_before;     /* words of the readers asked before it that claim a line */
 } cfg;
 
 /* Interned attribute and method names. */
@@ -244,6 +258,8 @@ typedef struct {
     int have_views;
     Py_ssize_t capacity;
     Table strings; /* bytes -> (string id, str) for this batch */
+    unsigned long long generation; /* of the batch: a new one each time the columns change */
+    struct SeriesTable *series;    /* the dcgm series it was told, by head */
     /* the file's time rules, asked once per value */
     char month_key[N_MONTHS_CACHED][8];
     int month_len[N_MONTHS_CACHED];
@@ -971,6 +987,7 @@ static int sync_batch(Scanner *self, Run *run) {
     }
     release_views(self);
     table_clear(&self->strings);
+    self->generation++;
     Py_XSETREF(self->dense, dense);
     self->capacity = PY_SSIZE_T_MAX;
     for (int f = 0; f < N_FIELDS; f++) {
@@ -1462,6 +1479,441 @@ fail:
     return NULL;
 }
 
+/* ---- dcgm-exporter samples (dcgm.read_line, for the series it was told) ------------ */
+
+/* A series whose sample the Python path read and emitted, told by dcgm.py (``_told``):
+ * the fields each of its samples adds but line, time and value, as that sample's event
+ * had them, and what they were true under (the GPU identities' version, the envelope's
+ * host). A head told None is a metric no catalog row names: its samples add nothing;
+ * of an Xid series (DCGM_FI_DEV_XID_ERRORS), a sample of 0 adds nothing, and one above
+ * 0 goes back to the Python path. */
+enum { S_NODE, S_PCI, S_UUID, S_POD, S_NAMESPACE, S_DETAIL, S_SERIAL, S_FILE, N_SERIES_STRS };
+static const int SERIES_FIELD[N_SERIES_STRS] = {F_NODE,      F_PCI,    F_UUID,   F_POD,
+                                                F_NAMESPACE, F_DETAIL, F_SERIAL, F_FILE};
+#define N_TOLD 14 /* version, host, kind, scope, link, gpu, then the strings above */
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t n;
+    PyObject *told; /* what Python told, held: the strings below are borrowed from it */
+    int skip;       /* no event */
+    long long version, link, gpu; /* version -1: no PCI address, nothing learned */
+    int kind, scope;
+    PyObject *host;
+    PyObject *strs[N_SERIES_STRS]; /* Py_None: absent */
+    int32_t ids[N_SERIES_STRS];    /* in the string table of batch ``generation`` */
+    unsigned long long generation;
+    unsigned char key[];
+} Series;
+
+typedef struct SeriesTable {
+    Series **slots;
+    Py_ssize_t cap, used;
+} SeriesTable;
+
+#define MAX_SERIES 100000 /* dcgm._MAX_HEADS: a torn file's heads are not all kept */
+
+static void series_clear(SeriesTable *t) {
+    if (t == NULL) return;
+    for (Py_ssize_t i = 0; i < t->cap; i++) {
+        if (t->slots[i] != NULL) {
+            Py_DECREF(t->slots[i]->told);
+            fw_free(t->slots[i]);
+        }
+    }
+    fw_free(t->slots);
+    t->slots = NULL;
+    t->cap = t->used = 0;
+}
+
+static int series_grow(SeriesTable *t) {
+    Py_ssize_t cap = t->cap ? t->cap * 2 : 256;
+    Series **slots = fw_calloc((size_t)cap, sizeof(Series *));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < t->cap; i++) {
+        Series *S = t->slots[i];
+        if (S == NULL) continue;
+        Py_ssize_t j = (Py_ssize_t)(S->hash & (uint64_t)(cap - 1));
+        while (slots[j] != NULL) j = (j + 1) & (cap - 1);
+        slots[j] = S;
+    }
+    fw_free(t->slots);
+    t->slots = slots;
+    t->cap = cap;
+    return 0;
+}
+
+static int long_of(PyObject *v, long long *out) {
+    if (!PyLong_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "dcgm series: a number that is no int");
+        return -1;
+    }
+    *out = PyLong_AsLongLong(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Read what Python told of a series into S (which holds it); -1 on error. */
+static int series_load(Series *S, PyObject *told) {
+    if (told == Py_None) {
+        S->skip = 1;
+    } else {
+        if (!PyTuple_Check(told) || PyTuple_GET_SIZE(told) != N_TOLD) {
+            PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 14");
+            return -1;
+        }
+        long long kind, scope;
+        if (long_of(PyTuple_GET_ITEM(told, 0), &S->version) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 2), &kind) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 3), &scope) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 4), &S->link) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 5), &S->gpu) < 0) {
+            return -1;
+        }
+        if (S->gpu > INT32_MOST || S->link > INT32_MOST || kind < 0 || kind > 127 ||
+            scope > 127) {
+            PyErr_SetString(PyExc_ValueError, "dcgm series: a number no column holds");
+            return -1;
+        }
+        S->kind = (int)kind;
+        S->scope = (int)scope;
+        S->host = PyTuple_GET_ITEM(told, 1);
+        for (int k = 0; k < N_SERIES_STRS; k++) {
+            PyObject *v = PyTuple_GET_ITEM(told, 6 + k);
+            if (v != Py_None && !PyUnicode_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "dcgm series: a string that is no str");
+                return -1;
+            }
+            S->strs[k] = v;
+        }
+        S->skip = 0;
+    }
+    Py_INCREF(told);
+    Py_XSETREF(S->told, told);
+    S->generation = 0; /* no batch yet: a batch's generation is 1 or more */
+    return 0;
+}
+
+/* The series of the head p[:n], from this scanner's table or else from what Python
+ * told (``told``, a dict by head); NULL, no error set, when it was not told. ``fresh``:
+ * look it up in ``told`` again (what the table holds is out of date). */
+static Series *series_of(Scanner *self, const unsigned char *p, Py_ssize_t n, PyObject *told,
+                         int fresh) {
+    SeriesTable *t = self->series;
+    if (t == NULL) {
+        if ((t = self->series = fw_calloc(1, sizeof(SeriesTable))) == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    uint64_t h = hash_bytes(p, n);
+    Series *S = NULL;
+    Py_ssize_t j = 0;
+    if (t->cap) {
+        for (j = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)); (S = t->slots[j]) != NULL;
+             j = (j + 1) & (t->cap - 1)) {
+            if (S->hash == h && S->n == n && memcmp(S->key, p, (size_t)n) == 0) break;
+        }
+        if (S != NULL && !fresh) return S;
+    }
+    PyObject *head = PyUnicode_FromStringAndSize((const char *)p, n);
+    if (head == NULL) return NULL;
+    PyObject *got = PyDict_GetItemWithError(told, head); /* borrowed */
+    Py_DECREF(head);
+    if (got == NULL) return NULL;
+    if (S != NULL) { /* told again: read it again, unless it is what the table holds */
+        if (got != S->told && series_load(S, got) < 0) return NULL;
+        return S;
+    }
+    if (t->used >= MAX_SERIES) series_clear(t);
+    if ((t->used + 1) * 2 > t->cap && series_grow(t) < 0) return NULL;
+    if ((S = fw_calloc(1, sizeof(Series) + (size_t)n)) == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    S->hash = h;
+    S->n = n;
+    memcpy(S->key, p, (size_t)n);
+    if (series_load(S, got) < 0) {
+        Py_XDECREF(S->told);
+        fw_free(S);
+        return NULL;
+    }
+    for (j = (Py_ssize_t)(h & (uint64_t)(t->cap - 1)); t->slots[j] != NULL;
+         j = (j + 1) & (t->cap - 1)) {
+    }
+    t->slots[j] = S;
+    t->used++;
+    return S;
+}
+
+/* dcgm.is_blank: DCGM's not-supported / not-found / no-permission sentinels. */
+static int is_blank(double v) {
+    return (v >= 2147483632.0 && v <= 2147483647.0) || v >= 9223372036854775808.0 ||
+           (v >= 140737488355328.0 && v <= 140737488355343.0);
+}
+
+/* float(text) for the decimal numbers a sample holds, [+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?
+ * (the same correctly rounded double: CPython's own conversion); 0 for any other
+ * spelling, which the Python path reads. */
+static int sample_value(const Line *L, Span t, double *out) {
+    const unsigned char *s = L->s + t.at;
+    Py_ssize_t i = 0, n = t.n;
+    char text[64];
+    if (n >= (Py_ssize_t)sizeof text) return 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+    Py_ssize_t digits = 0;
+    while (i < n && is_digit(s[i])) i++, digits++;
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && is_digit(s[i])) i++, digits++;
+    }
+    if (digits == 0) return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        Py_ssize_t e = 0;
+        while (i < n && is_digit(s[i])) i++, e++;
+        if (e == 0) return 0;
+    }
+    if (i != n) return 0;
+    memcpy(text, s, (size_t)n);
+    text[n] = '\0';
+    char *end = NULL;
+    double v = PyOS_string_to_double(text, &end, NULL); /* past a double: ±inf, no error */
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end != text + n) return 0;
+    *out = v;
+    return 1;
+}
+
+/* int(text) / 1000 for a time stamp of at most 15 digits, [+-]?\d{1,15}: exact in a
+ * double, so the division rounds as Python's int / int does. */
+static int sample_stamp(const Line *L, Span t, double *out) {
+    const unsigned char *s = L->s + t.at;
+    Py_ssize_t i = 0;
+    int negative = 0;
+    if (t.n > 0 && (s[0] == '+' || s[0] == '-')) negative = s[i++] == '-';
+    if (t.n - i < 1 || t.n - i > 15) return 0;
+    long long v = 0;
+    for (; i < t.n; i++) {
+        if (!is_digit(s[i])) return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = (double)(negative ? -v : v) / 1000.0;
+    return 1;
+}
+
+/* envelope.STAMPED_LINE on a line that starts with a sample's word: of its forms only
+ * a klog stamp, .{0,60}?\[[IWEF]\d{3,4} \d\d:\d\d:\d\d, can match there. */
+static int klog_stamped(const Line *L) {
+    const unsigned char *s = L->s;
+    for (Py_ssize_t i = 0; i <= 60 && i < L->n; i++) {
+        if (s[i] != '[') continue;
+        Py_ssize_t j = i + 1;
+        if (j >= L->n || (s[j] != 'I' && s[j] != 'W' && s[j] != 'E' && s[j] != 'F')) continue;
+        j++;
+        Py_ssize_t d = skip_digits(L, j) - j;
+        for (Py_ssize_t k = d < 4 ? d : 4; k >= 3; k--) { /* \d{3,4}, greedy, then back */
+            Py_ssize_t m = j + k;
+            if (m + 9 <= L->n && s[m] == ' ' && is_digit(s[m + 1]) && is_digit(s[m + 2]) &&
+                s[m + 3] == ':' && is_digit(s[m + 4]) && is_digit(s[m + 5]) && s[m + 6] == ':' &&
+                is_digit(s[m + 7]) && is_digit(s[m + 8])) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int starts_with_any(const Line *L, const Words *w) {
+    for (Py_ssize_t i = 0; i < w->n; i++) {
+        if (w->words[i].n <= L->n && memcmp(L->s, w->words[i].text, (size_t)w->words[i].n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject *told;   /* head -> what Python told */
+    double env_ts;    /* NaN: none */
+    int env_clock;    /* an id of events.CLOCKS */
+    PyObject *host;   /* the envelope's host, or Py_None */
+    long long version; /* Identities.version now */
+} Samples;
+
+/* Whether S's fields are still what an event of it would get: the same host, and no
+ * GPU identity learned or forgotten since (then learn() would change nothing). */
+static int series_current(const Series *S, const Samples *A) {
+    if (S->version >= 0 && S->version != A->version) return 0;
+    if (S->host == A->host) return 1;
+    if (S->host == Py_None || A->host == Py_None) return 0;
+    return PyObject_RichCompareBool(S->host, A->host, Py_EQ);
+}
+
+/* One sample line (dcgm.read_line then FileContext.emit): 1 read (its event written,
+ * or none for a metric without a catalog row), 0 not one it knows whole (the Python
+ * path reads it, and counts what it must), -1 on error. */
+static int sample(Scanner *self, Run *run, const Line *L, long long line, const Samples *A) {
+    const unsigned char *s = L->s;
+    Py_ssize_t n = L->n, head_n = -1, i;
+    for (i = n - 1; i >= 0; i--) { /* text.rfind("}") */
+        if (s[i] == '}') {
+            head_n = i + 1;
+            break;
+        }
+    }
+    Py_ssize_t rest = head_n;
+    if (head_n < 0) { /* no labels: text.partition(" ") */
+        const unsigned char *sp = memchr(s, ' ', (size_t)n);
+        head_n = sp == NULL ? n : sp - s;
+        rest = sp == NULL ? n : head_n + 1;
+    }
+    Span tok[2];
+    int k = 0;
+    for (i = rest; i < n;) { /* rest.split() */
+        i = skip_spaces(L, i);
+        if (i >= n) break;
+        Py_ssize_t a = i;
+        while (i < n && !is_space(s[i])) i++;
+        if (k == 2) return 0; /* malformed: the Python path counts it */
+        tok[k].at = a;
+        tok[k++].n = i - a;
+    }
+    if (k == 0) return 0;
+    Series *S = series_of(self, s, head_n, A->told, 0);
+    if (S == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (S->skip) return 1;
+    double value, ts = NAN;
+    int clock;
+    if (!sample_value(L, tok[0], &value) || !isfinite(value) || is_blank(value)) return 0;
+    if (k == 2) {
+        if (!sample_stamp(L, tok[1], &ts) || !(ts >= cfg.earliest && ts <= cfg.latest)) return 0;
+        clock = cfg.clock[CLOCK_WALL];
+    } else if (isnan(A->env_ts)) {
+        clock = A->env_clock;
+    } else if (A->env_ts >= cfg.earliest && A->env_ts <= cfg.latest) {
+        ts = A->env_ts;
+        clock = A->env_clock;
+    } else { /* the time of a line before it, run past 9999 */
+        clock = cfg.clock[CLOCK_NONE];
+    }
+    int current = series_current(S, A);
+    if (current == 0) { /* told again since? */
+        if ((S = series_of(self, s, head_n, A->told, 1)) == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        current = S->skip ? 0 : series_current(S, A);
+    }
+    if (current <= 0) return current;
+    if (S->kind == cfg.kind[K_XID]) return value > 0 ? 0 : 1; /* 0: no Xid yet, nothing to add */
+    if (!run->synced && sync_batch(self, run) < 0) return -1;
+    if (run->row >= self->capacity) {
+        PyErr_SetString(PyExc_RuntimeError, "no room left in the columns given");
+        return -1;
+    }
+    if (S->generation != self->generation) { /* its strings, in the order add meets them */
+        for (int j = 0; j < N_SERIES_STRS; j++) {
+            S->ids[j] = -1;
+            if (S->strs[j] != Py_None && (S->ids[j] = str_id(self, run, S->strs[j])) == -2) {
+                return -1;
+            }
+        }
+        S->generation = self->generation;
+    }
+    Py_ssize_t row = run->row;
+#define PUT(f, type, value) (((type *)self->views[f].buf)[row] = (type)(value))
+    PUT(F_KIND, int8_t, S->kind);
+    if (!isnan(ts)) PUT(F_TS, double, ts);
+    PUT(F_CLOCK, int8_t, clock);
+    PUT(F_SOURCE, int8_t, cfg.dcgm_source);
+    PUT(F_LINE, int64_t, line);
+    for (int j = 0; j < N_SERIES_STRS; j++) {
+        if (S->ids[j] >= 0) PUT(SERIES_FIELD[j], int32_t, S->ids[j]);
+    }
+    if (S->gpu >= 0) PUT(F_GPU, int32_t, S->gpu);
+    if (S->link >= 0) PUT(F_LINK, int32_t, S->link);
+    if (S->scope >= 0) PUT(F_SCOPE, int8_t, S->scope);
+    PUT(F_VALUE, double, value);
+#undef PUT
+    run->row++;
+    run->pending++;
+    return run->row >= cfg.batch_size ? (flush(self, run) < 0 ? -1 : 1) : 1;
+}
+
+/* samples(buf, pos, limit, line, max_line, told, env_ts, env_clock, env_host)
+ *   -> (pos, counted, line) after the last line it read, or None when it read none
+ * LineStream._run's loop over a run of dcgm-exporter lines (``line`` the number of the
+ * one before pos), for as long as it knows each line whole: a comment, or a sample of
+ * a series Python told (``told``: dcgm.py) whose value and time stamp are plain
+ * numbers. It stops before any other: a line too long, with a NUL or a byte past
+ * ASCII, that another reader claims or that is stamped (_scan reads it), a sample of a
+ * series not told or no longer as told, a value or stamp to count as unreadable. */
+static PyObject *Scanner_samples(Scanner *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyBytes_Check(args[0]) || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "samples(buf: bytes, pos, limit, line, max_line, "
+                                         "told: dict, env_ts, env_clock, env_host)");
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    long long line = PyLong_AsLongLong(args[3]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[4]);
+    Samples A = {args[5], PyFloat_AsDouble(args[6]), (int)PyLong_AsLong(args[7]), args[8], 0};
+    if (PyErr_Occurred()) return NULL;
+    if (limit < 0 || limit > size || pos < 0 || max_line < 0) {
+        PyErr_SetString(PyExc_ValueError, "samples: pos, limit or max_line out of range");
+        return NULL;
+    }
+    Run run;
+    memset(&run, 0, sizeof run);
+    int started = run_start(self, &run);
+    if (started <= 0) {
+        run_clear(&run);
+        if (started < 0) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *version = PyObject_GetAttrString(run.identities, "version");
+    if (version == NULL || long_of(version, &A.version) < 0) {
+        Py_XDECREF(version);
+        goto fail;
+    }
+    Py_DECREF(version);
+    Py_ssize_t counted = -1;
+    while (pos < limit) {
+        const char *nl = memchr(buf + pos, '\n', (size_t)(limit - pos));
+        Py_ssize_t end = nl == NULL ? limit : nl - buf;
+        Line L;
+        if (end - pos > max_line || !ascii_line(buf + pos, end - pos, 0, &L)) break;
+        if (!starts_with_any(&L, &cfg.sample_starts) || has_any(&L, &cfg.sample_before) ||
+            klog_stamped(&L)) {
+            break;
+        }
+        if (L.s[0] != '#') { /* HELP and TYPE comments carry nothing */
+            int r = sample(self, &run, &L, line + 1, &A);
+            if (r < 0) goto fail;
+            if (r == 0) break;
+        }
+        line++;
+        counted = pos;
+        pos = end + 1;
+    }
+    if (flush(self, &run) < 0) goto fail;
+    run_clear(&run);
+    if (counted < 0) Py_RETURN_NONE;
+    return Py_BuildValue("nnL", pos, counted, line);
+fail:
+    run_clear(&run);
+    return NULL;
+}
+
 /* ---- the type and the module ------------------------------------------------------ */
 
 static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwargs) {
@@ -1482,6 +1934,8 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwargs) {
 static void Scanner_dealloc(Scanner *self) {
     release_views(self);
     table_clear(&self->strings);
+    series_clear(self->series);
+    fw_free(self->series);
     Py_CLEAR(self->dense);
     Py_CLEAR(self->ctx);
     Py_CLEAR(self->hooks);
@@ -1493,6 +1947,9 @@ static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))Scanner_scan, METH_FASTCALL,
      "scan(buf, limit, hits, pos, counted, line, eof, max_line) -> (pos, counted, line, "
      "stamp_start, stamp_end) or None: read the hits past pos while it knows each line whole."},
+    {"samples", (PyCFunction)(void (*)(void))Scanner_samples, METH_FASTCALL,
+     "samples(buf, pos, limit, line, max_line, told, env_ts, env_clock, env_host) -> (pos, "
+     "counted, line) or None: read a run of dcgm-exporter lines while it knows each whole."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1585,6 +2042,7 @@ static PyObject *configure(PyObject *module, PyObject *config) {
         int_from(severities, "nonfatal", &cfg.severity[SEV_NONFATAL]) < 0 ||
         int_from(severities, "fatal", &cfg.severity[SEV_FATAL]) < 0 ||
         int_from(numbers, "source", &cfg.source) < 0 ||
+        int_from(numbers, "dcgm_source", &cfg.dcgm_source) < 0 ||
         int_from(numbers, "batch_size", &batch_size) < 0) {
         return NULL;
     }
@@ -1600,7 +2058,9 @@ static PyObject *configure(PyObject *module, PyObject *config) {
     if (PyErr_Occurred()) return NULL;
     if (words_from(config, "claims", &cfg.claims) < 0 ||
         words_from(config, "before", &cfg.before) < 0 ||
-        words_from(config, "after", &cfg.after) < 0) {
+        words_from(config, "after", &cfg.after) < 0 ||
+        words_from(config, "sample_starts", &cfg.sample_starts) < 0 ||
+        words_from(config, "sample_before", &cfg.sample_before) < 0) {
         return NULL;
     }
     cfg.ready = 1;

@@ -19,3 +19,16 @@ class Scanner:
         max_line: int,
         /,
     ) -> tuple[int, int, int, int, int] | None: ...
+    def samples(
+        self,
+        buf: bytes,
+        pos: int,
+        limit: int,
+        line: int,
+        max_line: int,
+        told: dict[str, Any],
+        env_ts: float,
+        env_clock: int,
+        env_host: str | None,
+        /,
+    ) -> tuple[int, int, int] | None: ...

@@ -117,6 +117,8 @@ class Identities:
 
     def __init__(self) -> None:
         self._by_node: dict[str, dict[str, GpuIdentity]] = {}
+        self.version = 0
+        """Counts changes: what was filled in from these stays true while it stands."""
 
     def learn(
         self,
@@ -133,12 +135,16 @@ class Identities:
         known = slots.get(pci)
         if known is None or (uuid is not None and known.uuid not in (None, uuid)):
             known = slots[pci] = GpuIdentity()  # a new GPU in this slot
-        if uuid is not None:
+            self.version += 1
+        if uuid is not None and known.uuid != uuid:
             known.uuid = uuid
-        if serial is not None:
+            self.version += 1
+        if serial is not None and known.serial != serial:
             known.serial = serial
-        if gpu is not None:
+            self.version += 1
+        if gpu is not None and known.gpu != gpu:
             known.gpu = gpu
+            self.version += 1
         return known
 
     def lookup(self, node: str, pci: str) -> GpuIdentity | None:
@@ -148,7 +154,8 @@ class Identities:
 
     def reboot(self, node: str) -> None:
         """Forget ``node``'s GPUs: after a reboot a slot may hold another one."""
-        self._by_node.pop(node, None)
+        if self._by_node.pop(node, None) is not None:
+            self.version += 1
 
 
 class FileContext:
@@ -178,8 +185,9 @@ class FileContext:
         self.job: str | None = None  # the folder of the logs (files.expand), for NCCL
         self.node_is_file_name = False  # self.node is the file's name: note where used
 
-    def emit(self, fields: dict[str, Any]) -> None:
-        """Add one event. ``fields`` needs kind, source, line; the rest as known.
+    def emit(self, fields: dict[str, Any]) -> bool:
+        """Add one event (True: added). ``fields`` needs kind, source, line; the rest as
+        known.
 
         Fills the node, and the GPU's UUID, serial and index from what was learned of
         its PCI address on that node. A value no column can hold (an Xid code past
@@ -205,10 +213,11 @@ class FileContext:
             self.builder.add(fields)
         except BadRecord as exc:  # a value no column holds: this record alone is lost
             self.stats.bad(str(fields.get("source", "reader")), exc.reason)
-            return
+            return False
         self.stats.events += 1
         if len(self.builder) >= BATCH_SIZE:
             self.ready.append(self.builder.seal())
+        return True
 
     def added_in_place(self, events: int) -> None:
         """``events`` more events were written into the builder's columns in place (the

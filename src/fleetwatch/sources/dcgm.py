@@ -28,7 +28,11 @@ address would be given to every later event of that GPU).
 Speed: prometheus-client's parser costs ~40 µs a sample, almost all of it in the
 label block, which repeats for every metric of a GPU in every scrape. Each distinct
 ``name{labels}`` head is parsed once by that parser and remembered (a bounded
-cache per file); a line then costs the split of its value and time stamp.
+cache per file); a line then costs the split of its value and time stamp. Where the
+compiled loop is built (``_kmsgscan.c``), a series whose sample was read here is told
+to it (``_told``: the fields its samples add but line, time and value), and it reads
+the next samples of that series straight into the batch's columns, in C, while what
+they would learn and fill in is unchanged; any other line comes back here.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, Final, NamedTuple
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetwatch.catalog import MetricRule, clock_event_reasons, dcgm_metrics
+from fleetwatch.events import CLOCK_ID, KIND_ID, SCOPE_ID
 from fleetwatch.pci import normalize_pci
 from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.envelope import Envelope, showable
@@ -146,6 +151,8 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
     name, labels = series
     rule = dcgm_metrics().get(name)
     if rule is None:
+        if len(head) <= _MAX_HEAD_CHARS:
+            _told(ctx)[head] = None  # no event: the compiled loop may pass its samples by
         return
     try:
         value = float(fields[0])
@@ -163,7 +170,9 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
             if timestamp is None:
                 return
             ctx.memo[_STAMP] = (fields[1], timestamp)
-    emit_sample(labels, rule, value, timestamp, env, line, ctx)
+    event = emit_sample(labels, rule, value, timestamp, env, line, ctx)
+    if event is not None and len(head) <= _MAX_HEAD_CHARS:
+        _told(ctx)[head] = _series_fields(event, env, ctx)
 
 
 _STAMP: Final = "dcgm stamp"  # ctx.memo key: the last time stamp's text and its time
@@ -194,23 +203,25 @@ def emit_sample(
     env: Envelope,
     line: int,
     ctx: FileContext,
-) -> None:
+) -> dict[str, Any] | None:
     """One sample of a dcgm-exporter series (what its labels say, its metric's rule) as
-    its event.
+    its event. Returns the event's fields where the series' next samples are alike but
+    for line, time and value (``_series_fields``): a value, added, or an Xid series'
+    sample (its GPU's identity learned); else None.
 
     The exposition text and a Prometheus query answer (``prometheus_api``) both read
     their samples through here, so a sample means the same whichever way it came.
     """
     if is_blank(value):
         ctx.stats.skip(SOURCE, "blank value")
-        return
+        return None
     if value != value:  # NaN: DCGM had nothing to report
         ctx.stats.skip(SOURCE, "NaN value")
-        return
+        return None
     if value in (math.inf, -math.inf):  # no counter or gauge holds it; JSON cannot show it
         ctx.stats.bad(SOURCE, OUT_OF_RANGE)
-        return
-    _emit(said, rule, value, timestamp, env, line, ctx)
+        return None
+    return _emit(said, rule, value, timestamp, env, line, ctx)
 
 
 def _emit(
@@ -221,10 +232,10 @@ def _emit(
     env: Envelope,
     line: int,
     ctx: FileContext,
-) -> None:
+) -> dict[str, Any] | None:
     if said.gpu_out_of_range:
         ctx.stats.bad(SOURCE, OUT_OF_RANGE)
-        return
+        return None
     gpu, pci, uuid = said.gpu, said.pci, said.uuid
     node = said.node or env.host
     if pci is not None:
@@ -254,14 +265,73 @@ def _emit(
         event["detail"] = said.mig
     if rule.reason_label is not None:
         if not _windowed_reason(said.labels, rule.reason_label, value, event, ctx):
-            return
-    elif kind == "xid":
-        if value <= 0:
-            return  # no XID since the exporter started
-        event["code"] = int(value)
-    else:
-        event["value"] = value
-    ctx.emit(event)
+            return None
+        ctx.emit(event)
+        return None
+    if kind == "xid":
+        if value > 0:  # else no XID since the exporter started
+            event["code"] = int(value)
+            ctx.emit(event)
+        return event  # the compiled loop passes a series' zeros by (what they learn, learned)
+    event["value"] = value
+    return event if ctx.emit(event) else None
+
+
+_TOLD: Final = "dcgm told"  # ctx.memo key: what the compiled loop is told, by head
+
+
+def _told(ctx: FileContext) -> dict[str, tuple[Any, ...] | None]:
+    """What the compiled loop is told of this file's series (bounded as the heads are)."""
+    told: dict[str, tuple[Any, ...] | None] | None = ctx.memo.get(_TOLD)
+    if told is None or len(told) >= _MAX_HEADS:
+        told = ctx.memo[_TOLD] = {}
+    return told
+
+
+def _series_fields(event: dict[str, Any], env: Envelope, ctx: FileContext) -> tuple[Any, ...]:
+    """What a sample's event (as ``emit`` left it: filled in) says that every sample of
+    its series will say, while the GPU identities stay as they are (their ``version``;
+    -1: no PCI address, none asked) and the envelope's host is this one. The strings in
+    the order ``BatchBuilder.add`` met them, so that the string tables are the same."""
+    get = event.get
+    scope = get("scope")
+    return (
+        -1 if get("pci") is None else ctx.identities.version,
+        env.host,
+        KIND_ID[event["kind"]],
+        -1 if scope is None else SCOPE_ID[scope],
+        -1 if get("link") is None else get("link"),
+        -1 if get("gpu") is None else get("gpu"),
+        get("node"),
+        get("pci"),
+        get("uuid"),
+        get("pod"),
+        get("namespace"),
+        get("detail"),
+        get("serial"),
+        get("file"),
+    )
+
+
+def _read_run(
+    compiled: Any,
+    buf: bytes,
+    pos: int,
+    limit: int,
+    line: int,
+    max_line: int,
+    env: Envelope,
+    ctx: FileContext,
+) -> tuple[int, int, int] | None:
+    """The compiled loop over the sample lines from ``pos``, for the series told to it."""
+    told = ctx.memo.get(_TOLD)
+    if not told:
+        return None
+    ts = math.nan if env.ts is None else env.ts
+    found: tuple[int, int, int] | None = compiled.samples(
+        buf, pos, limit, line, max_line, told, ts, CLOCK_ID[env.clock], env.host
+    )
+    return found
 
 
 def _windowed_reason(
@@ -308,4 +378,5 @@ READER: Final = Reader(
     claims=_claims,
     read_line=_read,
     line_starts=_LINE_STARTS,
+    read_run=_read_run,
 )

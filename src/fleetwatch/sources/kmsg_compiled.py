@@ -10,6 +10,9 @@ and hands every other line back to the Python path (``LineStream._scan``), which
 the definition: the two give the same events, field by field
 (``tests/sources/test_compiled.py``).
 
+The same extension reads runs of dcgm-exporter samples of the series ``dcgm.py`` has
+told it about (``dcgm._read_run``, ``Scanner.samples``): on a fleet's logs, most lines.
+
 The extension is optional: a wheel built without a compiler has none, and the Python
 path reads everything. ``FLEETWATCH_PURE_PYTHON=1`` turns it off where it is built.
 
@@ -29,7 +32,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, KIND_ID, SEVERITY_ID, SOURCE_ID
-from fleetwatch.sources import k8s, kmsg
+from fleetwatch.sources import dcgm, k8s, kmsg
 from fleetwatch.sources.envelope import EARLIEST, LATEST
 from fleetwatch.sources.numbers import OUT_OF_RANGE
 from fleetwatch.sources.registry import LINE_READERS
@@ -54,6 +57,9 @@ READER_ORDER: Final = ("json_line", "smi_text", "smi_nvlink", "dcgm", "nccl", "k
 # kmsg does not claim.
 _BEFORE: Final = (b"NCCL", b"NVSMI LOG")
 _AFTER: Final = tuple(word.encode() for word in k8s.TEXT_WORDS)
+# Of the readers asked before dcgm, the one whose claim can be anywhere in a line that
+# starts as a sample does (smi: "NVSMI LOG"); the others' claims are the line's start.
+_BEFORE_SAMPLES: Final = (b"NVSMI LOG",)
 
 
 def _configure(module: Any) -> None:
@@ -64,6 +70,7 @@ def _configure(module: Any) -> None:
             "severities": SEVERITY_ID,
             "numbers": {
                 "source": SOURCE_ID[kmsg.SOURCE],
+                "dcgm_source": SOURCE_ID[dcgm.SOURCE],
                 "batch_size": BATCH_SIZE,
                 "earliest": EARLIEST,
                 "latest": LATEST,
@@ -71,6 +78,8 @@ def _configure(module: Any) -> None:
             "claims": tuple(word.encode() for word in kmsg.CLAIM_WORDS),
             "before": _BEFORE,
             "after": _AFTER,
+            "sample_starts": tuple(start.encode() for start in dcgm.READER.line_starts),
+            "sample_before": _BEFORE_SAMPLES,
         }
     )
 

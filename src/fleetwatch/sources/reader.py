@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 # (line, its envelope, its line number, the lines after it, the file); a reader that
 # ``nests`` is also handed the dispatcher, to read the formats inside its records
 LineRead = Callable[..., None]
+# (the compiled loop, buf, pos, limit, line number before pos, max line bytes, the run's
+# envelope, the file) -> (pos, where its last line starts, its number), or None
+RunRead = Callable[..., "tuple[int, int, int] | None"]
 DocumentRead = Callable[[bytes, "FileContext"], None]
 
 
@@ -51,6 +54,9 @@ class Reader:
     """Set where every record is one line that starts with one of these (each holding
     a keyword, none a stamp): a run of such lines is read in one loop, without an
     envelope or a dispatch per line (``stream.py``)."""
+    read_run: RunRead | None = None
+    """Reads a run of its lines with the compiled loop (``_kmsgscan.c``), for as long as
+    it knows each line whole; ``read_line`` stays the definition, held equal to it."""
 
     def __post_init__(self) -> None:
         halves = ((self.claims, self.read_line), (self.sniff, self.read_document))

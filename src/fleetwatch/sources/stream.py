@@ -31,6 +31,7 @@ from fleetwatch.sources.context import FileContext
 from fleetwatch.sources.cursor import NeedMore
 from fleetwatch.sources.envelope import NO_ENVELOPE, STAMPED_LINE, Envelope, parse
 from fleetwatch.sources.prefilter import Prefilter
+from fleetwatch.sources.reader import RunRead
 from fleetwatch.sources.registry import KEYWORDS, LINE_READERS
 
 CHUNK_BYTES: Final = 8 << 20
@@ -73,17 +74,26 @@ _DISPATCH: Final[tuple[tuple[Callable[[str], bool], Callable[..., None], bool], 
 # Readers whose records are single lines with known starts (``Reader.line_starts``):
 # their starts, their read_line, and the claims of the readers asked before them.
 _RUNS: Final[
-    tuple[tuple[tuple[bytes, ...], Callable[..., None], tuple[Callable[[str], bool], ...]], ...]
+    tuple[
+        tuple[
+            tuple[bytes, ...],
+            Callable[..., None],
+            tuple[Callable[[str], bool], ...],
+            RunRead | None,
+        ],
+        ...,
+    ]
 ] = tuple(
     (
         tuple(start.encode() for start in r.line_starts),
         r.read_line,
         tuple(e.claims for e in LINE_READERS[:at] if e.claims is not None),
+        r.read_run,
     )
     for at, r in enumerate(LINE_READERS)
     if r.line_starts and r.read_line is not None
 )
-_RUN_STARTS: Final = tuple(start for starts, _, _ in _RUNS for start in starts)
+_RUN_STARTS: Final = tuple(start for starts, _, _, _ in _RUNS for start in starts)
 _DEFAULT: list[Prefilter] = []
 
 
@@ -315,16 +325,27 @@ class LineStream:
         """
         for run in self._runs:
             if buf.startswith(run[0], start):
-                starts, read, earlier = run
+                starts, read, earlier, read_run = run
                 break
         else:
             return None
         ctx = self.ctx
+        compiled = self._compiled if read_run is not None else None
         max_line = ctx.options.max_line_bytes
         env: Envelope | None = None
         pos = counted = start
         number = line - 1  # the line number of the last line read
+        stopped = False  # the compiled loop stopped before this line: it is read here
         while pos < limit and buf.startswith(starts, pos):
+            if env is not None and compiled is not None and read_run is not None and not stopped:
+                # the compiled loop reads the lines it knows whole; this loop the others
+                found = read_run(compiled, buf, pos, limit, number, max_line, env, ctx)
+                if found is not None:
+                    pos, counted, number = found
+                    self._stamp_pos = counted  # as after each line without a stamp
+                    stopped = True
+                    continue
+            stopped = False
             end = buf.find(b"\n", pos, limit)
             if end < 0:
                 end = limit
