@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetwatch.events import BatchBuilder
+from fleetwatch.sources import dcgm
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
 from tests.conftest import DATA, parse, parse_text
 
 SCRAPE = DATA / "dcgm" / "scrape.prom"
@@ -56,3 +62,34 @@ def test_an_infinite_sample_is_out_of_range_and_nan_is_skipped(tmp_path: Path) -
     assert [e["value"] for e in events] == [7.0]  # JSON cannot write -Infinity
     assert events.stats.unreadable == {("dcgm", "out of range"): 1}
     assert events.stats.skipped == {("dcgm", "NaN value"): 1}
+
+
+_NAMES = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "a:b_c", "9bad", "", "x-y", "a b")
+_BLOCK_PARTS = (
+    'gpu="0"', 'UUID="GPU-a"', 'x="{"', 'x="}"', 'x="\\""', 'x="a\\\\"', "__name__=\"m\"",
+    '"quoted.name"', "bad-label=\"1\"", 'x="1",', " ", "=", '"', "}", "{", ",",
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_NAMES),
+            st.lists(st.sampled_from(_BLOCK_PARTS), max_size=4),
+            st.sampled_from(["{}", "{", "", " {}"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_label_block_read_once_reads_as_the_parser_reads_each_head(
+    heads: list[tuple[str, list[str], str]],
+) -> None:
+    """Metrics that share a label block share its reading: the same as the Prometheus
+    parser gives each whole head, for any name and any block (quotes, braces, a quoted
+    metric name, ``__name__``), in any order."""
+    ctx = FileContext("f", "n", ReadOptions(), ReadStats(), Identities(), BatchBuilder(), 0.0)
+    for name, parts, braces in heads:
+        head = name + braces[:-1] + ",".join(parts) + braces[-1:] if braces else name
+        assert dcgm._series(head, ctx) == dcgm._parsed(head), head

@@ -38,6 +38,7 @@ they would learn and fill in is unchanged; any other line comes back here.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Final, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -107,31 +108,57 @@ def read_labels(labels: dict[str, str]) -> Labels:
 
 
 def _series(head: str, ctx: FileContext) -> tuple[str, Labels] | None:
-    """``name{labels}`` -> (name, what its labels say), parsed by the Prometheus parser
-    once per file.
+    """``name{labels}`` -> (name, what its labels say), as ``_parsed`` reads it, once per
+    file.
 
     Per file, not per process: a node's file repeats its few hundred heads every
     scrape, and a replay of ten thousand node files then holds one node's heads at a
-    time, not the fleet's (memory that would grow with the input).
+    time, not the fleet's (memory that would grow with the input). Where a plain name
+    is followed by its labels, the labels are read once for every metric that shares
+    them (a GPU's dozens): the parser reads a label block alike whatever plain name is
+    before it.
     """
     heads: dict[str, tuple[str, Labels] | None] | None = ctx.memo.get(_HEADS)
-    if heads is None:
+    if heads is None or len(heads) >= _MAX_HEADS:
         heads = ctx.memo[_HEADS] = {}
-    found = heads.get(head, False)
-    if found is not False:
-        return found  # type: ignore[return-value]
-    try:
-        samples = [s for f in text_string_to_metric_families(head + " 0\n") for s in f.samples]
-        found = (
-            (samples[0].name, read_labels(dict(samples[0].labels))) if len(samples) == 1 else None
-        )
-    except (ValueError, IndexError, KeyError, TypeError):
-        found = None
+    if head in heads:
+        return heads[head]
+    found: tuple[str, Labels] | None
+    plain = _PLAIN_NAME.match(head)
+    if plain is None:
+        found = _parsed(head)
+    else:
+        blocks: dict[str, Labels | None] | None = ctx.memo.get(_BLOCKS)
+        if blocks is None or len(blocks) >= _MAX_HEADS:
+            blocks = ctx.memo[_BLOCKS] = {}
+        block = head[plain.end() :]
+        if block in blocks:
+            said = blocks[block]
+        else:
+            named = _parsed("x" + block)
+            said = None if named is None else named[1]
+            if len(block) <= _MAX_HEAD_CHARS:
+                blocks[block] = said
+        found = None if said is None else (plain[0], said)
     if len(head) <= _MAX_HEAD_CHARS:
-        if len(heads) >= _MAX_HEADS:
-            heads.clear()
         heads[head] = found
     return found
+
+
+_BLOCKS: Final = "dcgm label blocks"  # ctx.memo key: what each label block says
+# a name the parser takes as it is, with its labels right after it
+_PLAIN_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\{)")
+
+
+def _parsed(head: str) -> tuple[str, Labels] | None:
+    """``name{labels}`` -> (name, what its labels say), read by the Prometheus parser."""
+    try:
+        samples = [s for f in text_string_to_metric_families(head + " 0\n") for s in f.samples]
+        if len(samples) == 1:
+            return samples[0].name, read_labels(dict(samples[0].labels))
+    except (ValueError, IndexError, KeyError, TypeError):
+        pass
+    return None
 
 
 def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
