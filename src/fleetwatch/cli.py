@@ -1346,15 +1346,17 @@ def _write_summary(batches: Any) -> None:
     nodes: dict[tuple[int, int], set[str]] = {}
     for batch in batches:
         assert isinstance(batch, EventBatch)
-        pairs, sizes = np.unique(
-            np.stack([batch["kind"], batch["source"]]), axis=1, return_counts=True
-        )
-        for (kind, source), count in zip(pairs.T.tolist(), sizes.tolist(), strict=True):
-            counts[kind, source] += count
-        for kind, source in pairs.T.tolist():
-            rows = (batch["kind"] == kind) & (batch["source"] == source)
-            ids = np.unique(batch["node"][rows]).tolist()
-            nodes.setdefault((kind, source), set()).update(batch.strings[i] for i in ids if i >= 0)
+        # (kind, source) as one number, then (kind, source, node): two array calls a batch
+        pair = batch["kind"].astype(np.int64) * len(SOURCES) + batch["source"]
+        sizes = np.bincount(pair)
+        for at in sizes.nonzero()[0].tolist():
+            counts[divmod(at, len(SOURCES))] += int(sizes[at])
+        width = len(batch.strings) + 1  # node ids and -1, absent, shifted to 0..
+        for at in np.unique(pair * width + batch["node"] + 1).tolist():
+            at_pair, node = divmod(at, width)
+            named = nodes.setdefault(divmod(at_pair, len(SOURCES)), set())
+            if node:
+                named.add(batch.strings[node - 1])
     table = Table(title="Events by kind", title_justify="left")
     table.add_column("kind")
     table.add_column("source")
