@@ -38,11 +38,16 @@ _fragment = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_fragment, max_size=30), st.integers(0, 40))
-def test_both_engines_agree_on_any_bytes(parts: list[bytes], cut: int) -> None:
+@given(st.lists(_fragment, max_size=30), st.integers(0, 40), st.integers(0, 60))
+def test_both_engines_agree_on_any_bytes(parts: list[bytes], cut: int, skip: int) -> None:
     data = b"".join(parts)
     end = max(0, len(data) - cut)
     assert FAST.offsets(data, end) == PLAIN.offsets(data, end)
+    # from a line's start on: the offsets past it, as a scan of the whole finds them
+    start = data.find(b"\n", 0, min(skip, end)) + 1
+    from_start = FAST.offsets(data, end, start)
+    assert from_start == PLAIN.offsets(data, end, start)
+    assert from_start == [at for at in FAST.offsets(data, end) if at > start]
 
 
 def test_the_stream_reads_the_same_events_with_either_engine() -> None:

@@ -31,14 +31,22 @@ class _HyperscanPrefilter:
             flags=[hyperscan.HS_FLAG_MULTILINE] * len(keywords),
         )
 
-    def offsets(self, buf: bytes, end: int) -> list[int]:
+    def offsets(self, buf: bytes, end: int, start: int = 0) -> list[int]:
         found: list[int] = []
         add = found.append
 
-        def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            add(to)
+        if start:
 
-        self._db.scan(buf if end == len(buf) else buf[:end], match_event_handler=on_match)
+            def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                add(to + start)
+
+        else:
+
+            def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                add(to)
+
+        data = buf if start == 0 and end == len(buf) else buf[start:end]
+        self._db.scan(data, match_event_handler=on_match)
         return found
 
 
@@ -46,8 +54,8 @@ class _RePrefilter:
     def __init__(self, keywords: tuple[bytes, ...]) -> None:
         self._pattern = re.compile(b"|".join(keywords), re.MULTILINE)
 
-    def offsets(self, buf: bytes, end: int) -> list[int]:
-        return [m.end() for m in self._pattern.finditer(buf, 0, end)]
+    def offsets(self, buf: bytes, end: int, start: int = 0) -> list[int]:
+        return [m.end() for m in self._pattern.finditer(buf, start, end)]
 
 
 def _engine(keywords: tuple[bytes, ...]) -> _HyperscanPrefilter | _RePrefilter:
@@ -66,6 +74,7 @@ class Prefilter:
         self.engine = _RePrefilter(keywords) if engine == "re" else _engine(keywords)
         self.name = "re" if isinstance(self.engine, _RePrefilter) else "hyperscan"
 
-    def offsets(self, buf: bytes, end: int) -> list[int]:
-        """Where keywords end in ``buf[:end]`` (a line may appear more than once)."""
-        return self.engine.offsets(buf, end)
+    def offsets(self, buf: bytes, end: int, start: int = 0) -> list[int]:
+        """Where keywords end in ``buf[start:end]`` (a line may appear more than once);
+        ``start`` begins a line."""
+        return self.engine.offsets(buf, end, start)

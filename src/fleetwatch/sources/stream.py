@@ -251,7 +251,13 @@ class LineStream:
         self._stamp_pos = 0
         self._relative_pos = 0
         consumed = limit
-        hits = self._prefilter.offsets(buf, limit)
+        if buf.startswith(self._run_starts):
+            # a file of runs (a dcgm-exporter scrape): read them before asking the
+            # prefilter, which would find a keyword on every line of them
+            run_end = self._run(buf, 0, limit, line)
+            if run_end is not None:
+                pos, counted, line = run_end
+        hits = self._prefilter.offsets(buf, limit, pos) if pos < limit else []
         compiled = self._compiled
         for hit in hits:  # (an index would cost an int object per hit past 256)
             if hit <= pos:
