@@ -97,7 +97,8 @@ static struct {
 static PyObject *s_builder, *s_identities, *s_node, *s_name, *s_node_is_file_name,
     *s_last_boot_ts, *s_stats, *s_boot_anchors, *s_file_nodes, *s_columns_in_place,
     *s_intern, *s_added_in_place, *s_lookup, *s_uuid, *s_serial, *s_gpu, *s_learn_index,
-    *s_learn_identity, *s_month, *s_year, *s_minute, *s_out_of_range;
+    *s_learn_identity, *s_month, *s_year, *s_minute, *s_out_of_range, *s_version,
+    *s_blank_samples;
 
 static PyObject *get(PyObject *obj, PyObject *name) { return PyObject_GetAttr(obj, name); }
 
@@ -956,6 +957,7 @@ typedef struct {
     PyObject *anchor_node[N_ANCHORS]; /* boot anchors seen in this run, told at its end */
     double anchor[N_ANCHORS];
     int n_anchors;
+    Py_ssize_t blanks; /* dcgm samples of DCGM's blank, not yet told */
 } Run;
 
 static void release_views(Scanner *self) {
@@ -1081,6 +1083,15 @@ static int flush(Scanner *self, Run *run) {
         run->last_boot_dirty = 0;
     }
     if (tell_anchors(run) < 0) return -1;
+    if (run->blanks > 0) {
+        PyObject *n = PyLong_FromSsize_t(run->blanks);
+        if (n == NULL) return -1;
+        PyObject *got = PyObject_CallMethodOneArg(self->hooks, s_blank_samples, n);
+        Py_DECREF(n);
+        if (got == NULL) return -1;
+        Py_DECREF(got);
+        run->blanks = 0;
+    }
     if (run->pending == 0) return 0;
     PyObject *rows = PyLong_FromSsize_t(run->pending);
     if (rows == NULL) return -1;
@@ -1483,21 +1494,22 @@ fail:
 
 /* A series whose sample the Python path read and emitted, told by dcgm.py (``_told``):
  * the fields each of its samples adds but line, time and value, as that sample's event
- * had them, and what they were true under (the GPU identities' version, the envelope's
- * host). A head told None is a metric no catalog row names: its samples add nothing;
+ * had them, and what they were true under (what was known of its GPU, as it was: the
+ * GpuIdentity and its version; the envelope's host). A head told None is a metric no catalog row names: its samples add nothing;
  * of an Xid series (DCGM_FI_DEV_XID_ERRORS), a sample of 0 adds nothing, and one above
  * 0 goes back to the Python path. */
 enum { S_NODE, S_PCI, S_UUID, S_POD, S_NAMESPACE, S_DETAIL, S_SERIAL, S_FILE, N_SERIES_STRS };
 static const int SERIES_FIELD[N_SERIES_STRS] = {F_NODE,      F_PCI,    F_UUID,   F_POD,
                                                 F_NAMESPACE, F_DETAIL, F_SERIAL, F_FILE};
-#define N_TOLD 14 /* version, host, kind, scope, link, gpu, then the strings above */
+#define N_TOLD 15 /* known, version, host, kind, scope, link, gpu, then the strings above */
 
 typedef struct {
     uint64_t hash;
     Py_ssize_t n;
     PyObject *told; /* what Python told, held: the strings below are borrowed from it */
     int skip;       /* no event */
-    long long version, link, gpu; /* version -1: no PCI address, nothing learned */
+    PyObject *known;              /* the GpuIdentity it was filled in from, or Py_None */
+    long long version, link, gpu; /* the identity's version then */
     int kind, scope;
     PyObject *host;
     PyObject *strs[N_SERIES_STRS]; /* Py_None: absent */
@@ -1561,15 +1573,15 @@ static int series_load(Series *S, PyObject *told) {
         S->skip = 1;
     } else {
         if (!PyTuple_Check(told) || PyTuple_GET_SIZE(told) != N_TOLD) {
-            PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 14");
+            PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 15");
             return -1;
         }
         long long kind, scope;
-        if (long_of(PyTuple_GET_ITEM(told, 0), &S->version) < 0 ||
-            long_of(PyTuple_GET_ITEM(told, 2), &kind) < 0 ||
-            long_of(PyTuple_GET_ITEM(told, 3), &scope) < 0 ||
-            long_of(PyTuple_GET_ITEM(told, 4), &S->link) < 0 ||
-            long_of(PyTuple_GET_ITEM(told, 5), &S->gpu) < 0) {
+        if (long_of(PyTuple_GET_ITEM(told, 1), &S->version) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 3), &kind) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 4), &scope) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 5), &S->link) < 0 ||
+            long_of(PyTuple_GET_ITEM(told, 6), &S->gpu) < 0) {
             return -1;
         }
         if (S->gpu > INT32_MOST || S->link > INT32_MOST || kind < 0 || kind > 127 ||
@@ -1579,9 +1591,10 @@ static int series_load(Series *S, PyObject *told) {
         }
         S->kind = (int)kind;
         S->scope = (int)scope;
-        S->host = PyTuple_GET_ITEM(told, 1);
+        S->known = PyTuple_GET_ITEM(told, 0);
+        S->host = PyTuple_GET_ITEM(told, 2);
         for (int k = 0; k < N_SERIES_STRS; k++) {
-            PyObject *v = PyTuple_GET_ITEM(told, 6 + k);
+            PyObject *v = PyTuple_GET_ITEM(told, 7 + k);
             if (v != Py_None && !PyUnicode_Check(v)) {
                 PyErr_SetString(PyExc_TypeError, "dcgm series: a string that is no str");
                 return -1;
@@ -1744,13 +1757,21 @@ typedef struct {
     double env_ts;    /* NaN: none */
     int env_clock;    /* an id of events.CLOCKS */
     PyObject *host;   /* the envelope's host, or Py_None */
-    long long version; /* Identities.version now */
 } Samples;
 
-/* Whether S's fields are still what an event of it would get: the same host, and no
- * GPU identity learned or forgotten since (then learn() would change nothing). */
+/* Whether S's fields are still what an event of it would get: the same host, and what
+ * is known of its GPU unchanged since (then learn() would change nothing either); -1
+ * on error. */
 static int series_current(const Series *S, const Samples *A) {
-    if (S->version >= 0 && S->version != A->version) return 0;
+    if (S->known != Py_None) {
+        PyObject *got = PyObject_GetAttr(S->known, s_version);
+        long long version;
+        if (got == NULL) return -1;
+        int r = long_of(got, &version);
+        Py_DECREF(got);
+        if (r < 0) return -1;
+        if (version != S->version) return 0;
+    }
     if (S->host == A->host) return 1;
     if (S->host == Py_None || A->host == Py_None) return 0;
     return PyObject_RichCompareBool(S->host, A->host, Py_EQ);
@@ -1791,7 +1812,7 @@ static int sample(Scanner *self, Run *run, const Line *L, long long line, const 
     if (S->skip) return 1;
     double value, ts = NAN;
     int clock;
-    if (!sample_value(L, tok[0], &value) || !isfinite(value) || is_blank(value)) return 0;
+    if (!sample_value(L, tok[0], &value) || !isfinite(value)) return 0;
     if (k == 2) {
         if (!sample_stamp(L, tok[1], &ts) || !(ts >= cfg.earliest && ts <= cfg.latest)) return 0;
         clock = cfg.clock[CLOCK_WALL];
@@ -1802,6 +1823,10 @@ static int sample(Scanner *self, Run *run, const Line *L, long long line, const 
         clock = A->env_clock;
     } else { /* the time of a line before it, run past 9999 */
         clock = cfg.clock[CLOCK_NONE];
+    }
+    if (is_blank(value)) { /* read, and counted as skipped: no value, nothing learned */
+        run->blanks++;
+        return 1;
     }
     int current = series_current(S, A);
     if (current == 0) { /* told again since? */
@@ -1866,7 +1891,7 @@ static PyObject *Scanner_samples(Scanner *self, PyObject *const *args, Py_ssize_
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
     long long line = PyLong_AsLongLong(args[3]);
     Py_ssize_t max_line = PyLong_AsSsize_t(args[4]);
-    Samples A = {args[5], PyFloat_AsDouble(args[6]), (int)PyLong_AsLong(args[7]), args[8], 0};
+    Samples A = {args[5], PyFloat_AsDouble(args[6]), (int)PyLong_AsLong(args[7]), args[8]};
     if (PyErr_Occurred()) return NULL;
     if (limit < 0 || limit > size || pos < 0 || max_line < 0) {
         PyErr_SetString(PyExc_ValueError, "samples: pos, limit or max_line out of range");
@@ -1880,12 +1905,6 @@ static PyObject *Scanner_samples(Scanner *self, PyObject *const *args, Py_ssize_
         if (started < 0) return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *version = PyObject_GetAttrString(run.identities, "version");
-    if (version == NULL || long_of(version, &A.version) < 0) {
-        Py_XDECREF(version);
-        goto fail;
-    }
-    Py_DECREF(version);
     Py_ssize_t counted = -1;
     while (pos < limit) {
         const char *nl = memchr(buf + pos, '\n', (size_t)(limit - pos));
@@ -2119,6 +2138,8 @@ PyMODINIT_FUNC PyInit__kmsgscan(void) {
         {&s_year, "year"},
         {&s_minute, "minute"},
         {&s_out_of_range, "out_of_range"},
+        {&s_version, "version"},
+        {&s_blank_samples, "blank_samples"},
     };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         if (*names[k].slot == NULL) {

@@ -70,9 +70,9 @@ class ReadStats:
         """Count a record whose reader raised: the record is lost, never its neighbours."""
         self.bad(reader, failure_reason(error))
 
-    def skip(self, reader: str, reason: str) -> None:
-        """Count a record that was read but carries no value (a DCGM blank)."""
-        self.skipped[reader, reason] += 1
+    def skip(self, reader: str, reason: str, count: int = 1) -> None:
+        """Count ``count`` records that were read but carry no value (a DCGM blank)."""
+        self.skipped[reader, reason] += count
 
     def merge(self, later: ReadStats) -> None:
         """Add what ``later`` counted, as if its inputs had been read after these: the
@@ -110,6 +110,9 @@ class GpuIdentity:
     uuid: str | None = None
     serial: str | None = None
     gpu: int | None = None
+    version: int = field(default=0, compare=False, repr=False)
+    """Counts its changes, and its end (another GPU in the slot, the node rebooted):
+    what was filled in from it holds while this stands."""
 
 
 class Identities:
@@ -117,8 +120,6 @@ class Identities:
 
     def __init__(self) -> None:
         self._by_node: dict[str, dict[str, GpuIdentity]] = {}
-        self.version = 0
-        """Counts changes: what was filled in from these stays true while it stands."""
 
     def learn(
         self,
@@ -134,17 +135,18 @@ class Identities:
             slots = self._by_node[node] = {}
         known = slots.get(pci)
         if known is None or (uuid is not None and known.uuid not in (None, uuid)):
+            if known is not None:
+                known.version += 1  # no longer this slot's
             known = slots[pci] = GpuIdentity()  # a new GPU in this slot
-            self.version += 1
         if uuid is not None and known.uuid != uuid:
             known.uuid = uuid
-            self.version += 1
+            known.version += 1
         if serial is not None and known.serial != serial:
             known.serial = serial
-            self.version += 1
+            known.version += 1
         if gpu is not None and known.gpu != gpu:
             known.gpu = gpu
-            self.version += 1
+            known.version += 1
         return known
 
     def lookup(self, node: str, pci: str) -> GpuIdentity | None:
@@ -154,8 +156,8 @@ class Identities:
 
     def reboot(self, node: str) -> None:
         """Forget ``node``'s GPUs: after a reboot a slot may hold another one."""
-        if self._by_node.pop(node, None) is not None:
-            self.version += 1
+        for known in self._by_node.pop(node, {}).values():
+            known.version += 1  # forgotten
 
 
 class FileContext:

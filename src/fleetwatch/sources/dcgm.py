@@ -55,6 +55,7 @@ SOURCE: Final = "dcgm"
 _INT32_BLANK: Final = 0x7FFFFFF0
 _INT64_BLANK: Final = 0x7FFFFFFFFFFFFFF0
 _FP64_BLANK: Final = 2.0**47
+BLANK: Final = "blank value"  # why a sample is skipped (ReadStats.skipped)
 
 
 def is_blank(value: float) -> bool:
@@ -240,7 +241,7 @@ def emit_sample(
     their samples through here, so a sample means the same whichever way it came.
     """
     if is_blank(value):
-        ctx.stats.skip(SOURCE, "blank value")
+        ctx.stats.skip(SOURCE, BLANK)
         return None
     if value != value:  # NaN: DCGM had nothing to report
         ctx.stats.skip(SOURCE, "NaN value")
@@ -317,13 +318,17 @@ def _told(ctx: FileContext) -> dict[str, tuple[Any, ...] | None]:
 
 def _series_fields(event: dict[str, Any], env: Envelope, ctx: FileContext) -> tuple[Any, ...]:
     """What a sample's event (as ``emit`` left it: filled in) says that every sample of
-    its series will say, while the GPU identities stay as they are (their ``version``;
-    -1: no PCI address, none asked) and the envelope's host is this one. The strings in
-    the order ``BatchBuilder.add`` met them, so that the string tables are the same."""
+    its series will say, while what is known of its GPU stands (that identity and its
+    ``version``; None: no PCI address, nothing asked) and the envelope's host is this
+    one. The strings in the order ``BatchBuilder.add`` met them, so that the string
+    tables are the same."""
     get = event.get
     scope = get("scope")
+    pci = get("pci")
+    known = None if pci is None else ctx.identities.lookup(get("node") or ctx.node, pci)
     return (
-        -1 if get("pci") is None else ctx.identities.version,
+        known,
+        -1 if known is None else known.version,
         env.host,
         KIND_ID[event["kind"]],
         -1 if scope is None else SCOPE_ID[scope],

@@ -122,6 +122,10 @@ class Hooks:
         record is counted, not emitted (what ``FileContext.emit`` does)."""
         self.ctx.stats.bad(kmsg.SOURCE, OUT_OF_RANGE)
 
+    def blank_samples(self, count: int) -> None:
+        """``count`` dcgm samples of DCGM's "blank" (dcgm.is_blank): read, no value."""
+        self.ctx.stats.skip(dcgm.SOURCE, dcgm.BLANK, count)
+
     def month(self, token: str) -> int | None:
         return month_number(token)
 
