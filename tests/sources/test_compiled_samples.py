@@ -230,3 +230,24 @@ def test_of_the_readers_before_dcgm_only_nvidia_smi_claims_a_sample_line() -> No
             line = start + body
             claimed = any(r.claims is not None and r.claims(line) for r in before)
             assert claimed == any(w.decode() in line for w in kmsg_compiled._BEFORE_SAMPLES)
+
+
+@needs_build
+def test_a_series_of_blank_samples_is_counted_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field the GPU does not support is DCGM's blank in every scrape: after its first,
+    the loop counts them as skipped; a real value after them goes back to Python."""
+    lines = [f"{_TEMP}}} {2**47} {1700000000000 + 30000 * i}" for i in range(50)]
+    lines.append(f"{_TEMP}}} 61 1700001500000")
+    data = "\n".join(lines).encode()
+    assert_same(data)
+    by_python: list[str] = []
+    real = dcgm.read_line
+
+    def counting(text: str, *args: Any) -> None:
+        by_python.append(text)
+        real(text, *args)
+
+    monkeypatch.setattr(dcgm, "read_line", counting)
+    done = read(data, pure=False, name="node-a.prom")
+    assert done["stats"][3] == {("dcgm", "blank value"): 50}
+    assert by_python == [lines[0], lines[-1]]

@@ -1495,9 +1495,11 @@ fail:
 /* A series whose sample the Python path read and emitted, told by dcgm.py (``_told``):
  * the fields each of its samples adds but line, time and value, as that sample's event
  * had them, and what they were true under (what was known of its GPU, as it was: the
- * GpuIdentity and its version; the envelope's host). A head told None is a metric no catalog row names: its samples add nothing;
- * of an Xid series (DCGM_FI_DEV_XID_ERRORS), a sample of 0 adds nothing, and one above
- * 0 goes back to the Python path. */
+ * GpuIdentity and its version; the envelope's host). A head told None is a metric no
+ * catalog row names: its samples add nothing. One told True is a metric that has
+ * events, of a series not told yet: only its samples of DCGM's blank are read here. Of
+ * an Xid series (DCGM_FI_DEV_XID_ERRORS), a sample of 0 adds nothing, and one above 0
+ * goes back to the Python path. */
 enum { S_NODE, S_PCI, S_UUID, S_POD, S_NAMESPACE, S_DETAIL, S_SERIAL, S_FILE, N_SERIES_STRS };
 static const int SERIES_FIELD[N_SERIES_STRS] = {F_NODE,      F_PCI,    F_UUID,   F_POD,
                                                 F_NAMESPACE, F_DETAIL, F_SERIAL, F_FILE};
@@ -1507,7 +1509,7 @@ typedef struct {
     uint64_t hash;
     Py_ssize_t n;
     PyObject *told; /* what Python told, held: the strings below are borrowed from it */
-    int skip;       /* no event */
+    int skip;       /* 1: no event; 2: only its blank samples are read here (told True) */
     PyObject *known;              /* the GpuIdentity it was filled in from, or Py_None */
     long long version, link, gpu; /* the identity's version then */
     int kind, scope;
@@ -1569,8 +1571,8 @@ static int long_of(PyObject *v, long long *out) {
 
 /* Read what Python told of a series into S (which holds it); -1 on error. */
 static int series_load(Series *S, PyObject *told) {
-    if (told == Py_None) {
-        S->skip = 1;
+    if (told == Py_None || told == Py_True) {
+        S->skip = told == Py_None ? 1 : 2;
     } else {
         if (!PyTuple_Check(told) || PyTuple_GET_SIZE(told) != N_TOLD) {
             PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 15");
@@ -1809,7 +1811,7 @@ static int sample(Scanner *self, Run *run, const Line *L, long long line, const 
     if (k == 0) return 0;
     Series *S = series_of(self, s, head_n, A->told, 0);
     if (S == NULL) return PyErr_Occurred() ? -1 : 0;
-    if (S->skip) return 1;
+    if (S->skip == 1) return 1;
     double value, ts = NAN;
     int clock;
     if (!sample_value(L, tok[0], &value) || !isfinite(value)) return 0;
@@ -1828,6 +1830,7 @@ static int sample(Scanner *self, Run *run, const Line *L, long long line, const 
         run->blanks++;
         return 1;
     }
+    if (S->skip) return 0;
     int current = series_current(S, A);
     if (current == 0) { /* told again since? */
         if ((S = series_of(self, s, head_n, A->told, 1)) == NULL) {

@@ -199,8 +199,12 @@ def read_line(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
                 return
             ctx.memo[_STAMP] = (fields[1], timestamp)
     event = emit_sample(labels, rule, value, timestamp, env, line, ctx)
-    if event is not None and len(head) <= _MAX_HEAD_CHARS:
-        _told(ctx)[head] = _series_fields(event, env, ctx)
+    if len(head) <= _MAX_HEAD_CHARS:
+        told = _told(ctx)
+        if event is not None:
+            told[head] = _series_fields(event, env, ctx)
+        elif head not in told:
+            told[head] = True  # a metric with events: the loop counts its blank samples
 
 
 _STAMP: Final = "dcgm stamp"  # ctx.memo key: the last time stamp's text and its time
@@ -308,9 +312,11 @@ def _emit(
 _TOLD: Final = "dcgm told"  # ctx.memo key: what the compiled loop is told, by head
 
 
-def _told(ctx: FileContext) -> dict[str, tuple[Any, ...] | None]:
-    """What the compiled loop is told of this file's series (bounded as the heads are)."""
-    told: dict[str, tuple[Any, ...] | None] | None = ctx.memo.get(_TOLD)
+def _told(ctx: FileContext) -> dict[str, tuple[Any, ...] | bool | None]:
+    """What the compiled loop is told of this file's series (bounded as the heads are):
+    the fields its samples add (``_series_fields``), None (a metric without events) or
+    True (a metric with events, whose blank samples it counts)."""
+    told: dict[str, tuple[Any, ...] | bool | None] | None = ctx.memo.get(_TOLD)
     if told is None or len(told) >= _MAX_HEADS:
         told = ctx.memo[_TOLD] = {}
     return told
