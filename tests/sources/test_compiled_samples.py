@@ -127,20 +127,25 @@ def test_batches_fill_and_seal_alike() -> None:
     assert_same(_scrapes(400), chunk=5000, seed=True)
 
 
-@needs_build
-def test_the_loop_reads_what_python_told_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Python reads a series' first samples; the loop reads the rest."""
-    by_python: list[str] = []
+@pytest.fixture
+def by_python(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sample lines the Python path reads (dcgm.read_line), as it reads them."""
+    lines: list[str] = []
     real = dcgm.read_line
 
     def counting(text: str, *args: Any) -> None:
-        by_python.append(text)
+        lines.append(text)
         real(text, *args)
 
     monkeypatch.setattr(dcgm, "read_line", counting)
+    return lines
+
+
+@needs_build
+def test_the_loop_reads_what_python_told_it(by_python: list[str]) -> None:
+    """Python reads a series' first sample; the loop reads the rest."""
     read(_scrapes(100), pure=False, name="node-a.prom")
-    # the first scrape, and the second of the GPUs learned after each series was told
-    assert 0 < len(by_python) <= 2 * 12
+    assert len(by_python) == 12  # the first scrape: 4 GPUs, 3 metrics
     by_python.clear()
     read(_scrapes(100), pure=True, name="node-a.prom")
     assert len(by_python) == 100 * 12
@@ -233,21 +238,14 @@ def test_of_the_readers_before_dcgm_only_nvidia_smi_claims_a_sample_line() -> No
 
 
 @needs_build
-def test_a_series_of_blank_samples_is_counted_by_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_series_of_blank_samples_is_counted_by_the_loop(by_python: list[str]) -> None:
     """A field the GPU does not support is DCGM's blank in every scrape: after its first,
     the loop counts them as skipped; a real value after them goes back to Python."""
     lines = [f"{_TEMP}}} {2**47} {1700000000000 + 30000 * i}" for i in range(50)]
     lines.append(f"{_TEMP}}} 61 1700001500000")
     data = "\n".join(lines).encode()
     assert_same(data)
-    by_python: list[str] = []
-    real = dcgm.read_line
-
-    def counting(text: str, *args: Any) -> None:
-        by_python.append(text)
-        real(text, *args)
-
-    monkeypatch.setattr(dcgm, "read_line", counting)
+    by_python.clear()
     done = read(data, pure=False, name="node-a.prom")
     assert done["stats"][3] == {("dcgm", "blank value"): 50}
     assert by_python == [lines[0], lines[-1]]
