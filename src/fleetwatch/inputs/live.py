@@ -6,7 +6,10 @@ A live source runs until told to stop and hands over what it read with
 It is built from its saved position, so a restart goes on where the last commit was.
 A source that raises is restarted with backoff by the watch; the others go on. What
 no retry can fix (a file that cannot appear, no NVML, no kubeconfig) ``check`` says at
-start, as a ``SourceError``: one line, before any thread runs.
+start, as a ``SourceError``: one line, before any thread runs. A source that must take
+its place before it reads (``FileSource``: the end of what a file already holds) has
+a ``ready`` event, set once it has; the watch says "watching" after that, so a line
+written once it has said so is read, never skipped as old history.
 
 Built with ``once=True`` (``FileSource``, ``KmsgSource``), a source reads what is there
 from its position, waits out a record held at the end for ``quiet_s``, and returns:
@@ -78,6 +81,7 @@ class FileSource:
         self.options = options
         self.stats = ReadStats()
         self._positions = {k: FilePosition.from_json(v) for k, v in (saved or {}).items()}
+        self.ready = threading.Event()  # set once each file has been looked at
 
     def check(self) -> None:
         """A path that is not there yet is waited for, in a folder that is."""
@@ -98,6 +102,7 @@ class FileSource:
         try:
             while not stop.is_set():
                 batches = follower.poll()
+                self.ready.set()  # every file there now has its place: later lines are new
                 self._positions = follower.positions()  # a restart after a failure resumes here
                 now = {k: p.to_json() for k, p in self._positions.items()}
                 if batches or now != last:
@@ -107,4 +112,5 @@ class FileSource:
                     return
                 stop.wait(self.settings.poll_s)
         finally:
+            self.ready.set()  # failed before its first look: nobody waits on it
             follower.close()

@@ -94,6 +94,10 @@ log = logging.getLogger(__name__)  # the command sets where it goes (cli: stderr
 
 
 RETAIN_EVERY_S = 600.0
+# The longest the banner waits for the sources to take their place: a file's first
+# look is a stat and a seek; reading what it holds (--from-start) may take longer, and
+# then nothing written later can be skipped anyway.
+_READY_S = 10.0
 
 
 def _backoff_runner(
@@ -234,6 +238,7 @@ class Watch:
             runner.start()
         if self.kube is not None:
             self.kube.start(t.finding for t in self.lifecycle.open.values())
+        self._wait_ready(stop)
         self._say(self._banner())
         self._read_silences(time.time())
         self._act()  # what the last run committed and did not decide
@@ -467,6 +472,19 @@ class Watch:
             name, why = self._failures.get_nowait()
             self.metrics.source_failures.labels(name).inc()
             self._say(f"source {name} failed ({why}); retrying with backoff", logging.WARNING)
+
+    def _wait_ready(self, stop: threading.Event) -> None:
+        """Wait (a bounded while) for the sources that take their place before they read
+        (``LiveSource``'s ``ready``): "watching" then means that a line written after
+        it is read."""
+        deadline = time.monotonic() + _READY_S
+        for source in self.sources:
+            ready = getattr(source, "ready", None)
+            while isinstance(ready, threading.Event) and not ready.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or stop.is_set():
+                    return
+                ready.wait(min(left, 0.1))
 
     def _banner(self) -> str:
         parts = [f"watching {len(self.sources)} source(s)", f"store {self.plan.settings.store}"]
