@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import calendar
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetwatch.events import BatchBuilder
+from fleetwatch.sources import nccl
+from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.envelope import NO_ENVELOPE
 from tests.conftest import DATA, parse
 
 
@@ -99,3 +106,31 @@ def test_a_pasted_record_wrapped_after_timeout_reads_whole_with_pytorch_s_month(
     (progress,) = [e for e in events if e["kind"] == "nccl_progress"]
     assert (progress["rank"], progress["seq"], progress["last_completed"]) == (12, 2070, 2069)
     assert len(events) == 5  # the continuation lines are not records of their own
+
+
+_PIECES = (
+    "gpu-node-1:7000:7100 [0] NCCL INFO ", "[rank3]:", "[Rank 3] ", "[PG 0 Rank 3] ",
+    "comm 0x55 rank 0 nranks 16 cudaDev 0 nvmlDev 0 busId 18000", " - Init ", "COMPLETE",
+    "WorkNCCL(SeqNum=4, OpType=ALLREDUCE, Timeout(ms)=600000)", "Work", "NCCL(",
+    " timeout", " timed out", "work sequence id: 4 PG status: last ", "enqueued work: 4, ",
+    "last completed work: 3", "Last ", "NCCL work: 4, last completed NCCL work: 3",
+    "[F1126 10:00:00.0 ProcessGroupNCCL.cpp:1] ", "[E1126 10:00:00.0 ProcessGroupNCCL.cpp:1] ",
+    "NCCL WARN ", "NCCL error: ", "Heartbeat monitor timed out", "ncclSystemError",
+    "ncclUnhandledCudaError", "ncclInternalError", "ncclRemoteError", "unhandled system error",
+    "Channel 00/24 : 0 1", "NET/IB : Using [0]mlx5_0:1/IB", " ", "x",
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=8))
+def test_a_line_without_a_record_word_holds_no_record(pieces: list[str]) -> None:
+    """What the reader passes by (no word of ``RECORD_WORDS``) is what its record
+    patterns find nothing in: no event, nothing counted."""
+    text = "".join(pieces)
+    if any(word in text for word in nccl.RECORD_WORDS):
+        return
+    stats = ReadStats()
+    builder = BatchBuilder()
+    ctx = FileContext("f", "n", ReadOptions(), stats, Identities(), builder, 0.0)
+    nccl._record(text, NO_ENVELOPE, nccl._PREFIX.search(text), 1, nccl._memo(ctx), ctx)
+    assert len(builder) == 0 and not stats.unreadable

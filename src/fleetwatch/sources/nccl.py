@@ -80,7 +80,9 @@ _SPACES: Final = re.compile(r"\s+")
 
 
 def _memo(ctx: FileContext) -> dict[str, Any]:
-    memo: dict[str, Any] = ctx.memo.setdefault(SOURCE, {"rank_host": {}, "host": None})
+    memo: dict[str, Any] | None = ctx.memo.get(SOURCE)
+    if memo is None:  # not setdefault: it would build the default on every line
+        memo = ctx.memo[SOURCE] = {"rank_host": {}, "host": None}
     return memo
 
 
@@ -134,6 +136,45 @@ def _read(text: str, env: Envelope, line: int, ctx: FileContext) -> None:
     prefix = _PREFIX.search(text)
     if prefix is not None:
         memo["host"] = prefix["host"]
+    # most NCCL lines are INFO chatter (rings, channels, transports): each record below
+    # needs one of these words, so a line with none is read no further (by index: an
+    # iterator, or any()'s generator, would be an allocation per line)
+    at = 0
+    while at < len(RECORD_WORDS):
+        if RECORD_WORDS[at] in text:
+            _record(text, env, prefix, line, memo, ctx)
+            return
+        at += 1
+
+
+# Init COMPLETE, WorkNCCL(…), "last enqueued" (both progress forms), a [F… fatal
+# record, and each of _ERROR's alternatives
+RECORD_WORDS: Final = (
+    "Init COMPLETE",
+    "WorkNCCL(",
+    "enqueued",
+    "[F",
+    "NCCL WARN ",
+    "NCCL error",
+    "Heartbeat monitor timed out",
+    "ncclSystemError",
+    "ncclUnhandledCudaError",
+    "ncclInternalError",
+    "ncclRemoteError",
+    "unhandled system error",
+)
+
+
+def _record(
+    text: str,
+    env: Envelope,
+    prefix: re.Match[str] | None,
+    line: int,
+    memo: dict[str, Any],
+    ctx: FileContext,
+) -> None:
+    """The record in ``text`` (``prefix``: its NCCL prefix, if it has one), if any."""
+    if prefix is not None:
         env = env._replace(host=env.host or prefix["host"])
     rank_match = _RANK.search(text)
     rank_digits = rank_match["rank"] if rank_match else None
