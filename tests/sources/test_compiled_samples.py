@@ -60,6 +60,7 @@ _OTHER = (
     "[ 1.000000] Linux version 6.8.0",  # a reboot: the boot clock runs back
     "Dec  2 10:00:00 gpu-node-9 kernel: [  12.500000] pcieport 0000:00:01.0: AER: x",
     "2024-05-01T10:00:00+00:00 gpu-node-8 kernel: usb 1-1: new device",  # another host
+    "9999-12-31T23:59:59.9-01:00 host kernel: x",  # a time past 9999: no time for the next
     "go_gc_duration_seconds 0.5",
     "",
 )
