@@ -72,7 +72,8 @@ _DISPATCH: Final[tuple[tuple[Callable[[str], bool], Callable[..., None], bool], 
     if r.claims is not None and r.read_line is not None
 )
 # Readers whose records are single lines with known starts (``Reader.line_starts``):
-# their starts, their read_line, and the claims of the readers asked before them.
+# their starts, their read_line, the claims of the readers asked before them, and
+# their reader of a run with the compiled loop (``Reader.read_run``), if any.
 _RUNS: Final[
     tuple[
         tuple[
