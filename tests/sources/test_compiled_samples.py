@@ -250,3 +250,22 @@ def test_a_series_of_blank_samples_is_counted_by_the_loop(by_python: list[str]) 
     done = read(data, pure=False, name="node-a.prom")
     assert done["stats"][3] == {("dcgm", "blank value"): 50}
     assert by_python == [lines[0], lines[-1]]
+
+
+@needs_build
+def test_a_per_reason_count_of_zero_is_passed_by_in_the_loop(by_python: list[str]) -> None:
+    """dcgm-exporter's clock event counts are one series per reason, almost all 0 (the
+    reason did not occur): after the first, the loop passes them by; a count above 0
+    is an event, read in Python."""
+    head = (
+        'DCGM_EXP_CLOCK_EVENTS_COUNT{gpu="0",pci_bus_id="0000:3b:00.0",'
+        'clock_event="hw_thermal",window_size_in_ms="5000"}'
+    )
+    lines = [f"{head} 0 {1700000000000 + 30000 * i}" for i in range(50)]
+    lines.append(f"{head} 3 1700001500000")
+    data = "\n".join(lines).encode()
+    assert_same(data)
+    by_python.clear()
+    done = read(data, pure=False, name="node-a.prom")
+    assert by_python == [lines[0], lines[-1]]
+    assert sum(len(b) for b in done["batches"]) == 1

@@ -1498,18 +1498,19 @@ fail:
  * GpuIdentity and its version; the envelope's host). A head told None is a metric no
  * catalog row names: its samples add nothing. One told True is a metric that has
  * events, of a series not told yet: only its samples of DCGM's blank are read here. Of
- * an Xid series (DCGM_FI_DEV_XID_ERRORS), a sample of 0 adds nothing, and one above 0
- * goes back to the Python path. */
+ * a series told "zeros only" (an Xid series, a per-reason clock event count), a sample
+ * of 0 or less adds nothing, and one above 0 goes back to the Python path. */
 enum { S_NODE, S_PCI, S_UUID, S_POD, S_NAMESPACE, S_DETAIL, S_SERIAL, S_FILE, N_SERIES_STRS };
 static const int SERIES_FIELD[N_SERIES_STRS] = {F_NODE,      F_PCI,    F_UUID,   F_POD,
                                                 F_NAMESPACE, F_DETAIL, F_SERIAL, F_FILE};
-#define N_TOLD 15 /* known, version, host, kind, scope, link, gpu, then the strings above */
+#define N_TOLD 16 /* known, version, host, kind, scope, link, gpu, the strings above, zeros */
 
 typedef struct {
     uint64_t hash;
     Py_ssize_t n;
     PyObject *told; /* what Python told, held: the strings below are borrowed from it */
     int skip;       /* 1: no event; 2: only its blank samples are read here (told True) */
+    int zeros_only; /* only its samples of 0 or less are read here (they add nothing) */
     PyObject *known;              /* the GpuIdentity it was filled in from, or Py_None */
     long long version, link, gpu; /* the identity's version then */
     int kind, scope;
@@ -1575,7 +1576,7 @@ static int series_load(Series *S, PyObject *told) {
         S->skip = told == Py_None ? 1 : 2;
     } else {
         if (!PyTuple_Check(told) || PyTuple_GET_SIZE(told) != N_TOLD) {
-            PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 15");
+            PyErr_SetString(PyExc_TypeError, "dcgm series: not a tuple of 16");
             return -1;
         }
         long long kind, scope;
@@ -1593,6 +1594,7 @@ static int series_load(Series *S, PyObject *told) {
         }
         S->kind = (int)kind;
         S->scope = (int)scope;
+        if ((S->zeros_only = PyObject_IsTrue(PyTuple_GET_ITEM(told, 15))) < 0) return -1;
         S->known = PyTuple_GET_ITEM(told, 0);
         S->host = PyTuple_GET_ITEM(told, 2);
         for (int k = 0; k < N_SERIES_STRS; k++) {
@@ -1839,7 +1841,7 @@ static int sample(Scanner *self, Run *run, const Line *L, long long line, const 
         current = S->skip ? 0 : series_current(S, A);
     }
     if (current <= 0) return current;
-    if (S->kind == cfg.kind[K_XID]) return value > 0 ? 0 : 1; /* 0: no Xid yet, nothing to add */
+    if (S->zeros_only) return value > 0 ? 0 : 1; /* 0: no Xid yet, a reason not seen */
     if (!run->synced && sync_batch(self, run) < 0) return -1;
     if (run->row >= self->capacity) {
         PyErr_SetString(PyExc_RuntimeError, "no room left in the columns given");

@@ -237,9 +237,10 @@ def emit_sample(
     ctx: FileContext,
 ) -> dict[str, Any] | None:
     """One sample of a dcgm-exporter series (what its labels say, its metric's rule) as
-    its event. Returns the event's fields where the series' next samples are alike but
-    for line, time and value (``_series_fields``): a value, added, or an Xid series'
-    sample (its GPU's identity learned); else None.
+    its event. Returns the event's fields (as ``emit`` filled them in) where the
+    series' next samples are alike but for line, time and value: a value added; or,
+    without a value, an Xid series' or a per-reason count's sample, whose next samples
+    of 0 or less add nothing but what this one learned. Else None.
 
     The exposition text and a Prometheus query answer (``prometheus_api``) both read
     their samples through here, so a sample means the same whichever way it came.
@@ -296,15 +297,16 @@ def _emit(
     if said.mig is not None:
         event["detail"] = said.mig
     if rule.reason_label is not None:
-        if not _windowed_reason(said.labels, rule.reason_label, value, event, ctx):
-            return None
-        ctx.emit(event)
+        if _windowed_reason(said.labels, rule.reason_label, value, event, ctx):
+            ctx.emit(event)
+        elif value <= 0 and said.labels.get(rule.reason_label, "") in _REASON_BITS:
+            return event  # a reason that did not occur: no event, and no value
         return None
     if kind == "xid":
         if value > 0:  # else no XID since the exporter started
             event["code"] = int(value)
             ctx.emit(event)
-        return event  # the compiled loop passes a series' zeros by (what they learn, learned)
+        return event  # no value: only its zeros are alike
     event["value"] = value
     return event if ctx.emit(event) else None
 
@@ -327,7 +329,8 @@ def _series_fields(event: dict[str, Any], env: Envelope, ctx: FileContext) -> tu
     its series will say, while what is known of its GPU stands (that identity and its
     ``version``; None: no PCI address, nothing asked) and the envelope's host is this
     one. The strings in the order ``BatchBuilder.add`` met them, so that the string
-    tables are the same."""
+    tables are the same; last, whether only its samples of 0 or less are alike (an
+    event without a value: ``emit_sample``)."""
     get = event.get
     scope = get("scope")
     pci = get("pci")
@@ -348,6 +351,7 @@ def _series_fields(event: dict[str, Any], env: Envelope, ctx: FileContext) -> tu
         get("detail"),
         get("serial"),
         get("file"),
+        "value" not in event,
     )
 
 
