@@ -242,14 +242,8 @@ def test_of_the_readers_before_dcgm_only_nvidia_smi_claims_a_sample_line() -> No
 def test_a_series_of_blank_samples_is_counted_by_the_loop(by_python: list[str]) -> None:
     """A field the GPU does not support is DCGM's blank in every scrape: after its first,
     the loop counts them as skipped; a real value after them goes back to Python."""
-    lines = [f"{_TEMP}}} {2**47} {1700000000000 + 30000 * i}" for i in range(50)]
-    lines.append(f"{_TEMP}}} 61 1700001500000")
-    data = "\n".join(lines).encode()
-    assert_same(data)
-    by_python.clear()
-    done = read(data, pure=False, name="node-a.prom")
+    done = _fifty_then_one(f"{_TEMP}}}", 2**47, 61, by_python)
     assert done["stats"][3] == {("dcgm", "blank value"): 50}
-    assert by_python == [lines[0], lines[-1]]
 
 
 @needs_build
@@ -261,11 +255,18 @@ def test_a_per_reason_count_of_zero_is_passed_by_in_the_loop(by_python: list[str
         'DCGM_EXP_CLOCK_EVENTS_COUNT{gpu="0",pci_bus_id="0000:3b:00.0",'
         'clock_event="hw_thermal",window_size_in_ms="5000"}'
     )
-    lines = [f"{head} 0 {1700000000000 + 30000 * i}" for i in range(50)]
-    lines.append(f"{head} 3 1700001500000")
+    done = _fifty_then_one(head, 0, 3, by_python)
+    assert sum(len(b) for b in done["batches"]) == 1
+
+
+def _fifty_then_one(head: str, passed: float, last: float, by_python: list[str]) -> Any:
+    """50 samples of ``head`` worth ``passed``, then one worth ``last``: read the same
+    either way, and in Python only the first and the last (what ``read`` left)."""
+    lines = [f"{head} {passed} {1700000000000 + 30000 * i}" for i in range(50)]
+    lines.append(f"{head} {last} 1700001500000")
     data = "\n".join(lines).encode()
     assert_same(data)
     by_python.clear()
     done = read(data, pure=False, name="node-a.prom")
     assert by_python == [lines[0], lines[-1]]
-    assert sum(len(b) for b in done["batches"]) == 1
+    return done

@@ -337,14 +337,14 @@ class LineStream:
         else:
             return None
         ctx = self.ctx
-        compiled = self._compiled if read_run is not None else None
+        compiled = self._compiled
         max_line = ctx.options.max_line_bytes
         env: Envelope | None = None
         pos = counted = start
         number = line - 1  # the line number of the last line read
         stopped = False  # the compiled loop stopped before this line: it is read here
         while pos < limit and buf.startswith(starts, pos):
-            if env is not None and compiled is not None and read_run is not None and not stopped:
+            if env is not None and read_run is not None and compiled is not None and not stopped:
                 # the compiled loop reads the lines it knows whole; this loop the others
                 found = read_run(compiled, buf, pos, limit, number, max_line, env, ctx)
                 if found is not None:
