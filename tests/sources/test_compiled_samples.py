@@ -270,3 +270,17 @@ def _fifty_then_one(head: str, passed: float, last: float, by_python: list[str])
     done = read(data, pure=False, name="node-a.prom")
     assert by_python == [lines[0], lines[-1]]
     return done
+
+
+@needs_build
+def test_a_value_past_a_double_goes_back_to_python() -> None:
+    """1e999 is float('inf'), which is past DCGM's blank (skipped); -1e999 is out of
+    range: each counted as Python counts it, never a sample."""
+    lines = [f"{_TEMP}}} {v} {1700000000000 + 30000 * i}" for i, v in enumerate(_PAST)]
+    data = "\n".join(lines).encode()
+    assert_same(data)
+    stats = read(data, pure=False, name="node-a.prom")["stats"]
+    assert stats[2:] == ({("dcgm", "out of range"): 1}, {("dcgm", "blank value"): 1})
+
+
+_PAST = ("60", "1e999", "-1e999", "61")

@@ -121,7 +121,7 @@ _PIECES = (
 )  # fmt: skip
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_PIECES), max_size=8))
 def test_a_line_without_a_record_word_holds_no_record(pieces: list[str]) -> None:
     """What the reader passes by (no word of ``RECORD_WORDS``) is what its record
