@@ -28,9 +28,10 @@ demo: install
 	done
 
 # Every test but the benchmark gates' end-to-end ones (test-bench) and the long runs
-# against real Prometheus, Alertmanager, Chromium, Slurm and Redis (test-e2e).
+# against real Prometheus, Alertmanager, Chromium, Slurm and Redis (test-e2e). One worker
+# per core (pytest-xdist); every test keeps to its own tmp_path and loopback port 0.
 test: install
-	$(BIN)/python -m pytest -m "not bench and not e2e"
+	$(BIN)/python -m pytest -m "not bench and not e2e" -n auto
 
 # Against real servers and a real browser on loopback, started and stopped by the tests
 # (.ci/run installs them; each test skips, saying why, where one is missing).
