@@ -191,6 +191,7 @@ def _worktree(revision: str) -> tuple[Path | None, str]:
         check=False,
     )
     if done.returncode != 0:
+        where.rmdir()  # git made nothing in it
         return None, (done.stderr.strip().splitlines() or ["?"])[-1]
     if not (where / "bench" / "harness.py").exists():
         _drop(where)

@@ -98,8 +98,11 @@ def test_counters_and_xid_74_on_one_gpu_are_one_incident_that_drains(tmp_path: P
     assert "replays" in found[0].summary and "Xid 74" in found[0].summary
 
 
-def test_a_restart_halfway_resumes_the_hour_and_flush_forgets_quiet_series() -> None:
-    events = concat(list(read_paths([str(_write(scrape("REPLAY", [0, 20, 40, 61, 61])))])))
+def test_a_restart_halfway_resumes_the_hour_and_flush_forgets_quiet_series(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dcgm.prom").write_text(scrape("REPLAY", [0, 20, 40, 61, 61]))
+    events = concat(list(read_paths([str(tmp_path)])))
     first = Nvlink()
     assert first.process(events.take(slice(0, 3))) == []
     second = Nvlink()
@@ -135,15 +138,6 @@ def test_the_real_healthy_captures_are_silent() -> None:
     paths = [DATA / "nvlink", DATA / "real", DATA / "h100", Path("/work/shared/fixtures")]
     events = concat(list(read_paths([str(p) for p in paths if p.exists()])))
     assert [f for f in Engine(build(load(None))).run([events]) if f.detector == "nvlink"] == []
-
-
-def _write(text: str) -> Path:
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="nvlink-")) / "n"
-    folder.mkdir()
-    (folder / "dcgm.prom").write_text(text)
-    return folder
 
 
 def test_an_undated_sample_and_an_xid_teach_the_gpu_address_for_the_same_batch() -> None:
