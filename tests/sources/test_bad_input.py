@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,21 @@ def test_binary_garbage_is_counted_not_read(tmp_path: Path) -> None:
     events = parse_text(tmp_path, garbage, name="core.bin")
     assert list(events) == []
     assert events.stats.unreadable == {("file", "binary data"): 1}
+
+
+def test_a_program_is_binary_data(tmp_path: Path) -> None:
+    events = parse_text(tmp_path, Path(sys.executable).read_bytes()[: 1 << 20], name="python")
+    assert list(events) == []
+    assert events.stats.unreadable == {("file", "binary data"): 1}
+
+
+def test_a_short_log_with_control_garbage_is_still_read(tmp_path: Path) -> None:
+    """More control bytes than a log has, and a NUL, but lines of text: a log whose
+    records are read (hypothesis found two Xid 79s lost to five such lines)."""
+    garbage = b"\x00\x01\n\x01\x01\n" + b"\x01\x01\x01\x01\n" * 3
+    events = parse_text(tmp_path, XID + garbage + XID)
+    assert [e["line"] for e in events] == [1, 7]
+    assert ("file", "binary data") not in events.stats.unreadable
 
 
 def test_invalid_utf8_inside_a_record_still_reads(tmp_path: Path) -> None:

@@ -204,13 +204,29 @@ def _open(item: Input) -> tuple[BinaryIO, float]:
 _CONTROL_BYTES: Final = bytes(c for c in range(32) if c not in b"\t\n\r\x1b") + b"\x7f"
 
 
+_NOT_TEXT: Final = _CONTROL_BYTES + b"\x00"
+_TEXT_LINE: Final = 32  # a line this long without either is text
+
+
 def _binary(block: bytes) -> bool:
-    """A block of a program or a core dump, not of a log: NULs and other control bytes."""
+    """A block of a program or a core dump, not of a log: NULs and other control bytes,
+    and no line of text among them.
+
+    A log with a few garbage lines (a crash's NULs, a serial console's noise) still has
+    lines of text, and its records must be read; a program's or an image's head has
+    control bytes in nearly every "line" (between two newline bytes that happen to be
+    there), and reading it would only count bad lines.
+    """
     if b"\x00" not in block:
         return False
     rest = block.replace(b"\x00", b"")
     controls = len(rest) - len(rest.translate(None, _CONTROL_BYTES))
-    return controls * 20 > len(rest)
+    if controls * 20 <= len(rest):
+        return False
+    return not any(
+        len(line) >= _TEXT_LINE and len(line.translate(None, _NOT_TEXT)) == len(line)
+        for line in block.split(b"\n")
+    )
 
 
 def _unclaimed(head: bytes) -> str | None:
