@@ -91,16 +91,18 @@ _EVIDENCE_FIELDS = ("code", "severity", "scope", "value", "rank", "seq", "pod", 
 
 def describe(batch: EventBatch, row: int) -> str:
     """One evidence line for an event: where it was read and what it said."""
-    parts = [f"{batch.value('file', row) or '?'}:{batch.value('line', row) or '?'}"]
-    parts.append(batch.value("kind", row))
+    # one string grown piece by piece: a list of parts and its join cost more, as most
+    # events have two or three fields
+    text = (
+        f"{batch.value('file', row) or '?'}:{batch.value('line', row) or '?'}"
+        f" {batch.value('kind', row)}"
+    )
     for name in _EVIDENCE_FIELDS:
         found = batch.value(name, row)
         if found is not None:
-            parts.append(f"{name}={found}")
+            text = f"{text} {name}={found}"
     detail = batch.value("detail", row)
-    if detail:
-        parts.append(detail)
-    return " ".join(parts)
+    return f"{text} {detail}" if detail else text
 
 
 def kind_table(*kinds: str) -> npt.NDArray[np.bool_]:
