@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetwatch.events import (
-    CLOCKS,
-    FIELDS,
-    KINDS,
-    SCOPES,
-    SEVERITIES,
-    SOURCES,
-    BadRecord,
-    BatchBuilder,
-    empty_batch,
-)
+from fleetwatch.events import FIELDS, KINDS, BadRecord, BatchBuilder, empty_batch
+from tests.conftest import EVENT
 
 
 def test_a_batch_is_parallel_columns_with_absent_values_and_interned_strings() -> None:
@@ -71,34 +62,8 @@ def test_a_batch_is_parallel_columns_with_absent_values_and_interned_strings() -
     assert second["gpu"] == 0 and "pci" not in second and second["ts"] is None
 
 
-_ENUMS: dict[str, tuple[str | None, ...]] = {
-    "kind": KINDS,
-    "clock": CLOCKS,
-    "source": SOURCES,
-    "severity": SEVERITIES,
-    "scope": SCOPES,
-}
-
-
-def _value(name: str) -> st.SearchStrategy[Any]:
-    shown = FIELDS[name][2]
-    if shown == "int":
-        return st.integers(0, 2**31 - 1)
-    if shown == "float":
-        return st.floats(-1e300, 1e300, allow_nan=False)
-    if shown == "str":
-        return st.text(min_size=1, max_size=4)
-    return st.sampled_from([v for v in _ENUMS[name] if v is not None])
-
-
-_EVENT = st.fixed_dictionaries(
-    {"kind": st.sampled_from(KINDS)},
-    optional={name: _value(name) for name in FIELDS if name != "kind"},
-)
-
-
 @settings(max_examples=200)
-@given(st.lists(_EVENT, max_size=12))
+@given(st.lists(EVENT, max_size=12))
 def test_records_read_by_column_are_each_row_s_fields_in_order(
     events: list[dict[str, Any]],
 ) -> None:

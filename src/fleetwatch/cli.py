@@ -46,6 +46,7 @@ from fleetwatch.replay import EmptyWindow, Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
 from fleetwatch.sinks import FORMATS, report, report_file, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
+from fleetwatch.sinks.event_lines import event_lines
 from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
 from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.one_line import one_line
@@ -1336,7 +1337,7 @@ def detectors() -> None:
 def _write_jsonl(batches: Any) -> None:
     out = sys.stdout
     for batch in batches:
-        out.write("".join(map(json_line, batch.records())))
+        out.write(event_lines(batch))
     out.flush()
 
 

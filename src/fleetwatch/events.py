@@ -138,7 +138,7 @@ _ENUM_TABLES: Final[dict[str, Sequence[str | None]]] = {
 }
 # each enum field's table, by the field's name (slicing "enum:..." would be a new
 # string on every value shown)
-_FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
+FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
     name: _ENUM_TABLES[shown[5:]]
     for name, (_, _, shown) in FIELDS.items()
     if shown.startswith("enum:")
@@ -146,13 +146,13 @@ _FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
 # Each enum field's table as ``records`` reads a whole column through it: an object
 # array whose extra last entry (-1, absent) is None, and which entries show as None.
 _SHOWN_ENUMS: Final[dict[str, npt.NDArray[np.object_]]] = {
-    name: np.array([*table, None], dtype=object) for name, table in _FIELD_ENUMS.items()
+    name: np.array([*table, None], dtype=object) for name, table in FIELD_ENUMS.items()
 }
 _ABSENT_ENUMS: Final[dict[str, npt.NDArray[np.bool_]]] = {
     name: np.array([value is None for value in table]) for name, table in _SHOWN_ENUMS.items()
 }
 # The fields every event has, always shown in JSON even when null.
-_ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
+ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
 )
 
@@ -231,7 +231,7 @@ class EventBatch:
         return {
             name: value
             for name in FIELDS
-            if (value := self.value(name, row)) is not None or name in _ALWAYS_SHOWN
+            if (value := self.value(name, row)) is not None or name in ALWAYS_SHOWN
         }
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -257,14 +257,14 @@ class EventBatch:
             else:
                 table = _SHOWN_ENUMS[name]
                 absent, values = _ABSENT_ENUMS[name][column], table[column]
-            if name in _ALWAYS_SHOWN or not absent.all():
+            if name in ALWAYS_SHOWN or not absent.all():
                 names.append(name)
                 columns.append(values.tolist())
         for row in zip(*columns, strict=True):
             yield {
                 name: value
                 for name, value in zip(names, row, strict=True)
-                if value is not None or name in _ALWAYS_SHOWN
+                if value is not None or name in ALWAYS_SHOWN
             }
 
     def _shown(self, name: str, raw: Any) -> Any:
@@ -277,7 +277,7 @@ class EventBatch:
             return self.string(raw)
         if raw < 0:
             return None
-        return _FIELD_ENUMS[name][raw]
+        return FIELD_ENUMS[name][raw]
 
 
 class BatchBuilder:

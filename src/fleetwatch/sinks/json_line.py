@@ -35,7 +35,9 @@ def json_line(value: Any) -> str:
     """``value`` as one line of JSON, ending in a newline, every unprintable character
     escaped. (Outside strings JSON holds only printable ASCII, so an unprintable
     character is always inside a string, where ``\\uXXXX`` means that character.)"""
-    text = _ENCODE(value)
-    if not text.isprintable():
-        text = "".join(map(_escape, text))
-    return text + "\n"
+    return printable(_ENCODE(value)) + "\n"
+
+
+def printable(text: str) -> str:
+    """JSON ``text`` with every unprintable character escaped (the rule above)."""
+    return text if text.isprintable() else "".join(map(_escape, text))
