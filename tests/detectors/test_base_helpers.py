@@ -6,12 +6,20 @@ field), so each is checked here against the obvious loop it stands for.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 from bench.fleet_events import make_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetwatch.detectors.base import (
     _EVIDENCE_FIELDS,
+    EVIDENCE_HEAD,
+    EVIDENCE_TAIL,
+    UNTIMED,
+    Incident,
     describe,
     kind_table,
     last_of_each,
@@ -19,7 +27,9 @@ from fleetwatch.detectors.base import (
     runs,
     segments,
 )
-from fleetwatch.events import FIELDS, KIND_ID, KINDS, EventBatch
+from fleetwatch.events import FIELDS, KIND_ID, KINDS, EventBatch, empty_batch
+
+EMPTY = empty_batch()
 
 
 def plain_runs(key: list[int]) -> list[tuple[int, int]]:
@@ -116,3 +126,37 @@ def test_describe_says_what_the_plain_fields_say() -> None:
     batch = a_batch()
     for row in range(len(batch)):
         assert describe(batch, row) == plain_describe(batch, row)
+
+
+class _Piece(NamedTuple):
+    first: int
+    last: int
+
+
+@settings(max_examples=300)
+@given(
+    before=st.integers(0, 8),
+    pieces=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=10),
+)
+def test_add_lines_keeps_what_adding_every_line_keeps(
+    before: int, pieces: list[tuple[int, int]]
+) -> None:
+    """``Incident.add_lines`` describes only the lines it keeps, and keeps what
+    ``Incident.add`` of every piece's lines keeps (rows 0 and 1 read alike: a first line
+    equal to the last is one line)."""
+    described: list[int] = []
+
+    def line(_: EventBatch, row: int) -> str:
+        described.append(row)
+        return f"line {0 if row < 2 else row}"
+
+    lazy, eager = Incident(("k",), None, None), Incident(("k",), None, None)
+    for n in range(before):  # an incident already holding lines
+        lazy.add(UNTIMED, 1, f"old {n}", None)
+        eager.add(UNTIMED, 1, f"old {n}", None)
+    for first, last in pieces:
+        eager.add(UNTIMED, 0, line(EMPTY, first), line(EMPTY, last) if last != first else None)
+    described.clear()
+    lazy.add_lines(EMPTY, [_Piece(first, last) for first, last in pieces], line)
+    assert (lazy.head, list(lazy.tail)) == (eager.head, list(eager.tail))
+    assert len(described) <= 2 * EVIDENCE_HEAD + EVIDENCE_TAIL + 1

@@ -38,7 +38,7 @@ Forgetting
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
@@ -140,6 +140,16 @@ _SHIFT: Final = np.int64(21)
 _BITS: Final = np.int64(0x1FFFFF)
 
 
+class Lines(Protocol):
+    """A piece of evidence: the rows of its first and last record in a batch."""
+
+    @property
+    def first(self) -> int: ...
+
+    @property
+    def last(self) -> int: ...
+
+
 @register
 @dataclass
 class Incident:
@@ -183,6 +193,39 @@ class Incident:
                 self.head.append(line)
             else:
                 self.tail.append(line)
+
+    def add_lines(
+        self,
+        batch: EventBatch,
+        pieces: Sequence[Lines],
+        line: Callable[[EventBatch, int], str] = describe,
+    ) -> None:
+        """Add each piece's first and last line (``line`` of its rows), in order, as
+        ``add`` does, describing only the lines it keeps: those that fill the head, and
+        the last few of the tail. (Many pieces of one batch would each be described,
+        only for the next ones to push them out of the tail.)"""
+        # by index: an iterator, a reversed view and a copy are each an allocation
+        head = 0  # the pieces whose lines fill the head
+        while head < len(pieces) and len(self.head) < EVIDENCE_HEAD:
+            first, last = pieces[head].first, pieces[head].last
+            self.add(UNTIMED, 0, line(batch, first), line(batch, last) if last != first else None)
+            head += 1
+        kept: list[str] = []  # the newest first
+        room = self.tail.maxlen or 0
+        at = len(pieces) - 1
+        while at >= head and len(kept) < room:
+            piece = pieces[at]
+            kept.append(newest := line(batch, piece.last))
+            if (
+                piece.last != piece.first
+                and len(kept) < room
+                and (older := line(batch, piece.first)) != newest
+            ):
+                kept.append(older)  # a first line equal to the last is added once
+            at -= 1
+        if kept:
+            kept.reverse()
+            self.tail.extend(kept)
 
     def _time(self, when: Span) -> None:
         """Fold ``when`` into the incident's times, never mixing two clocks."""

@@ -38,12 +38,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid, xids_owned_by
-from fleetwatch.detectors.base import IncidentBook, at, describe, expire, make_finding, span
+from fleetwatch.detectors.base import Incident, IncidentBook, at, expire, make_finding, span
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, KINDS, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -51,6 +51,13 @@ from fleetwatch.findings import Action, Finding, Severity
 GSP_XIDS: Final = xids_owned_by("gsp_fault")  # catalog/xid.toml: owner
 _RM_INDEX: Final = re.compile(r"from GPU(\d+) GSP")  # Xid 119: "response from GPU6 GSP!"
 _WHAT_KEPT: Final = 8  # distinct fault names kept per incident for its summary
+
+
+class _Run(NamedTuple):
+    """A run of identical records: its first and last row."""
+
+    first: int
+    last: int
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,22 @@ class GspFault(Stateful):
             return []
         rows = rows[np.argsort(batch["ts"][rows], kind="stable")]
         bounds = _runs(batch, rows, self.config.gap_s)
-        changed: dict[str, Finding] = {}
+        # each incident the batch changed, in the order first changed, with its runs'
+        # first and last rows: its lines are added (and described) once, at the end,
+        # and it is one finding however many runs it took in
+        changed: dict[int, tuple[Incident, list[_Run]]] = {}
         for start, end in pairwise(bounds):
-            for finding in self._record(batch, rows[start:end]):
-                changed[finding.id] = finding
-        return list(changed.values())
+            part = rows[start:end]
+            incident = self._record(batch, part)
+            if incident is not None:
+                run = _Run(part.item(0), part.item(-1))
+                if (known := changed.get(id(incident))) is None:
+                    changed[id(incident)] = (incident, [run])
+                else:
+                    known[1].append(run)
+        for incident, runs in changed.values():
+            incident.add_lines(batch, runs)
+        return [self._finding(incident) for incident, _ in changed.values()]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:
@@ -151,8 +169,9 @@ class GspFault(Stateful):
     def size(self) -> int:
         return len(self.book.open) + len(self.seen)
 
-    def _record(self, batch: EventBatch, part: np.ndarray) -> list[Finding]:
-        """A run of records of one kind, GPU and code, in time order."""
+    def _record(self, batch: EventBatch, part: np.ndarray) -> Incident | None:
+        """A run of records of one kind, GPU and code, in time order: the incident it
+        changed (None: a reset, noted)."""
         row = part.item(0)
         node = batch.strings[batch["node"].item(row)]
         pci = batch.value("pci", row)
@@ -163,7 +182,7 @@ class GspFault(Stateful):
             slot = self._slot(node, pci, index)
             self.reset[node, slot] = ts if ts is not None else 0.0
             self.seen[node, slot] = None
-            return []
+            return None
         entry = None
         if kind == "xid":
             entry = xid(batch["code"].item(row))
@@ -176,7 +195,7 @@ class GspFault(Stateful):
             "uuid": batch.value("uuid", row),
             "serial": batch.value("serial", row),
         }
-        return [self._touch(batch, part, node, pci, index, identity, entry)]
+        return self._touch(batch, part, node, pci, index, identity, entry)
 
     def _slot(self, node: str, pci: str | None, index: int | None) -> str:
         """The GPU a record is about: ``GPU<n>`` where known, else its PCI address; an
@@ -207,18 +226,12 @@ class GspFault(Stateful):
         index: int | None,
         identity: dict[str, Any],
         entry: XidEntry | None,
-    ) -> Finding:
-        row, last = part.item(0), part.item(-1)
+    ) -> Incident:
+        row = part.item(0)
         # one record's time is ``at`` it: the same Span as ``span``, without its masks
         when = at(batch, row) if part.size == 1 else span(batch, part)
         slot = self._slot(node, pci, index)
-        incident, new = self.book.touch(
-            (node, slot),
-            when,
-            int(part.size),
-            describe(batch, row),
-            describe(batch, last),
-        )
+        incident, new = self.book.touch((node, slot), when, int(part.size))  # lines: process
         attrs = incident.attrs
         known = attrs.setdefault("identity", {})
         known.update({key: value for key, value in identity.items() if value is not None})
@@ -243,9 +256,9 @@ class GspFault(Stateful):
                 attrs["escalated"] = (
                     f"{len(opened)} GSP/RM fault incidents within {window / 3600:.0f} h"
                 )
-        return self._finding(incident)
+        return incident
 
-    def _finding(self, incident: Any) -> Finding:
+    def _finding(self, incident: Incident) -> Finding:
         node = incident.key[0]
         attrs = incident.attrs
         entity: dict[str, Any] = {**attrs.get("identity", {}), "node": node}

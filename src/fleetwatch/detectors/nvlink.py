@@ -64,7 +64,6 @@ import numpy as np
 
 from fleetwatch.catalog import xid, xids_owned_by
 from fleetwatch.detectors.base import (
-    EVIDENCE_HEAD,
     UNTIMED,
     Incident,
     IncidentBook,
@@ -337,7 +336,7 @@ class Nvlink(Stateful):
                 changed[at][1].append(evidence)
         self._due.clear()
         for incident, pieces in changed:
-            self._add_lines(batch, incident, pieces)
+            incident.add_lines(batch, pieces, self._line)
         return [self._finding(incident) for incident, _ in changed]
 
     def flush(self, now: float | None) -> list[Finding]:
@@ -589,38 +588,6 @@ class Nvlink(Stateful):
             if value is not None:
                 attrs[name] = value
         return incident
-
-    def _add_lines(self, batch: EventBatch, incident: Incident, evidence: list[_Evidence]) -> None:
-        """Add each piece's first and last line to its incident, in order, as
-        ``Incident.add`` does, describing only the lines it keeps: those that fill its
-        head, and the last few of its tail."""
-        # by index: an iterator, a reversed view and a copy are each an allocation
-        head = 0  # the pieces whose lines fill the head
-        while head < len(evidence) and len(incident.head) < EVIDENCE_HEAD:
-            first, last = evidence[head].first, evidence[head].last
-            incident.add(
-                UNTIMED,
-                0,
-                self._line(batch, first),
-                self._line(batch, last) if last != first else None,
-            )
-            head += 1
-        kept: list[str] = []  # the newest first
-        room = incident.tail.maxlen or 0
-        at = len(evidence) - 1
-        while at >= head and len(kept) < room:
-            piece = evidence[at]
-            kept.append(newest := self._line(batch, piece.last))
-            if (
-                piece.last != piece.first
-                and len(kept) < room
-                and (line := self._line(batch, piece.first)) != newest
-            ):
-                kept.append(line)  # a first line equal to the last is added once
-            at -= 1
-        if kept:
-            kept.reverse()
-            incident.tail.extend(kept)
 
     @staticmethod
     def _line(batch: EventBatch, row: int) -> str:
