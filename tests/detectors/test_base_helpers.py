@@ -6,8 +6,6 @@ field), so each is checked here against the obvious loop it stands for.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 from bench.fleet_events import make_batch
@@ -128,11 +126,6 @@ def test_describe_says_what_the_plain_fields_say() -> None:
         assert describe(batch, row) == plain_describe(batch, row)
 
 
-class _Piece(NamedTuple):
-    first: int
-    last: int
-
-
 @settings(max_examples=300)
 @given(
     before=st.integers(0, 8),
@@ -157,6 +150,6 @@ def test_add_lines_keeps_what_adding_every_line_keeps(
     for first, last in pieces:
         eager.add(UNTIMED, 0, line(EMPTY, first), line(EMPTY, last) if last != first else None)
     described.clear()
-    lazy.add_lines(EMPTY, [_Piece(first, last) for first, last in pieces], line)
+    lazy.add_lines(EMPTY, [first for first, _ in pieces], [last for _, last in pieces], line)
     assert (lazy.head, list(lazy.tail)) == (eager.head, list(eager.tail))
     assert len(described) <= 2 * EVIDENCE_HEAD + EVIDENCE_TAIL + 1

@@ -140,16 +140,6 @@ _SHIFT: Final = np.int64(21)
 _BITS: Final = np.int64(0x1FFFFF)
 
 
-class Lines(Protocol):
-    """A piece of evidence: the rows of its first and last record in a batch."""
-
-    @property
-    def first(self) -> int: ...
-
-    @property
-    def last(self) -> int: ...
-
-
 @register
 @dataclass
 class Incident:
@@ -197,30 +187,28 @@ class Incident:
     def add_lines(
         self,
         batch: EventBatch,
-        pieces: Sequence[Lines],
+        firsts: Sequence[int],
+        lasts: Sequence[int],
         line: Callable[[EventBatch, int], str] = describe,
     ) -> None:
-        """Add each piece's first and last line (``line`` of its rows), in order, as
+        """Add each piece's first and last line (``line`` of its rows ``firsts[i]`` and
+        ``lasts[i]``; one record is a piece whose first is its last), in order, as
         ``add`` does, describing only the lines it keeps: those that fill the head, and
         the last few of the tail. (Many pieces of one batch would each be described,
         only for the next ones to push them out of the tail.)"""
         # by index: an iterator, a reversed view and a copy are each an allocation
         head = 0  # the pieces whose lines fill the head
-        while head < len(pieces) and len(self.head) < EVIDENCE_HEAD:
-            first, last = pieces[head].first, pieces[head].last
+        while head < len(firsts) and len(self.head) < EVIDENCE_HEAD:
+            first, last = firsts[head], lasts[head]
             self.add(UNTIMED, 0, line(batch, first), line(batch, last) if last != first else None)
             head += 1
         kept: list[str] = []  # the newest first
         room = self.tail.maxlen or 0
-        at = len(pieces) - 1
+        at = len(firsts) - 1
         while at >= head and len(kept) < room:
-            piece = pieces[at]
-            kept.append(newest := line(batch, piece.last))
-            if (
-                piece.last != piece.first
-                and len(kept) < room
-                and (older := line(batch, piece.first)) != newest
-            ):
+            first, last = firsts[at], lasts[at]
+            kept.append(newest := line(batch, last))
+            if last != first and len(kept) < room and (older := line(batch, first)) != newest:
                 kept.append(older)  # a first line equal to the last is added once
             at -= 1
         if kept:

@@ -38,12 +38,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import Any, ClassVar, Final
 
 import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid, xids_owned_by
-from fleetwatch.detectors.base import Incident, IncidentBook, at, expire, make_finding, span
+from fleetwatch.detectors.base import (
+    Incident,
+    IncidentBook,
+    at,
+    expire,
+    make_finding,
+    span,
+)
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, KINDS, EventBatch
 from fleetwatch.findings import Action, Finding, Severity
@@ -51,13 +58,6 @@ from fleetwatch.findings import Action, Finding, Severity
 GSP_XIDS: Final = xids_owned_by("gsp_fault")  # catalog/xid.toml: owner
 _RM_INDEX: Final = re.compile(r"from GPU(\d+) GSP")  # Xid 119: "response from GPU6 GSP!"
 _WHAT_KEPT: Final = 8  # distinct fault names kept per incident for its summary
-
-
-class _Run(NamedTuple):
-    """A run of identical records: its first and last row."""
-
-    first: int
-    last: int
 
 
 @dataclass(frozen=True)
@@ -142,19 +142,18 @@ class GspFault(Stateful):
         # each incident the batch changed, in the order first changed, with its runs'
         # first and last rows: its lines are added (and described) once, at the end,
         # and it is one finding however many runs it took in
-        changed: dict[int, tuple[Incident, list[_Run]]] = {}
+        changed: dict[int, tuple[Incident, list[int], list[int]]] = {}
         for start, end in pairwise(bounds):
             part = rows[start:end]
             incident = self._record(batch, part)
             if incident is not None:
-                run = _Run(part.item(0), part.item(-1))
                 if (known := changed.get(id(incident))) is None:
-                    changed[id(incident)] = (incident, [run])
-                else:
-                    known[1].append(run)
-        for incident, runs in changed.values():
-            incident.add_lines(batch, runs)
-        return [self._finding(incident) for incident, _ in changed.values()]
+                    known = changed[id(incident)] = (incident, [], [])
+                known[1].append(part.item(0))
+                known[2].append(part.item(-1))
+        for incident, firsts, lasts in changed.values():
+            incident.add_lines(batch, firsts, lasts)
+        return [self._finding(incident) for incident, _, _ in changed.values()]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:

@@ -322,7 +322,8 @@ class Nvlink(Stateful):
         # at its first evidence whichever way the events were cut into batches; each
         # incident it changed is one finding, in the order they were first changed.
         self._due.sort(key=_FIRST_ROW)
-        changed: list[tuple[Incident, list[_Evidence]]] = []
+        # (incident, its pieces' first rows, their last rows)
+        changed: list[tuple[Incident, list[int], list[int]]] = []
         latest: dict[tuple[str, str], int] = {}  # each GPU's latest incident in changed
         for evidence in self._due:
             incident = self._fold(batch, evidence)
@@ -331,13 +332,14 @@ class Nvlink(Stateful):
             # still a finding of its own
             if at is None or changed[at][0] is not incident:
                 latest[incident.key] = len(changed)
-                changed.append((incident, [evidence]))
+                changed.append((incident, [evidence.first], [evidence.last]))
             else:
-                changed[at][1].append(evidence)
+                changed[at][1].append(evidence.first)
+                changed[at][2].append(evidence.last)
         self._due.clear()
-        for incident, pieces in changed:
-            incident.add_lines(batch, pieces, self._line)
-        return [self._finding(incident) for incident, _ in changed]
+        for incident, firsts, lasts in changed:
+            incident.add_lines(batch, firsts, lasts, self._line)
+        return [self._finding(incident) for incident, _, _ in changed]
 
     def flush(self, now: float | None) -> list[Finding]:
         if now is None:

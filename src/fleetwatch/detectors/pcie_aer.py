@@ -128,17 +128,10 @@ class PcieAer(Stateful):
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
-        # An incident's finding is built once, after its last AER record of the batch,
-        # not once per record: each would replace the one before. Keyed by id(): one
-        # entry per incident object, in the order they first reported.
-        reporting: dict[int, Incident] = {}
-        for row in np.flatnonzero((kind == _AER) & on_device).tolist():
-            incident = self._aer(batch, row)
-            if incident is not None:
-                reporting.setdefault(id(incident), incident)
-        for incident in reporting.values():
-            finding = self._finding(incident)
-            out[finding.id] = finding
+        aers = np.flatnonzero((kind == _AER) & on_device)
+        if aers.size:
+            for finding in self._aers(batch, aers.tolist()):
+                out[finding.id] = finding
         replays = np.flatnonzero((kind == _PCIE_REPLAY) & on_device & ~np.isnan(ts))
         if replays.size:
             for finding in self._replays(batch, replays):
@@ -165,9 +158,30 @@ class PcieAer(Stateful):
         for gpu in (*self.replays, *self.width, *self.generation):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
-    def _aer(self, batch: EventBatch, row: int) -> Incident | None:
-        """Fold one AER record into its device's incident; the incident when it is one
-        to report (an uncorrected error, or enough corrected ones)."""
+    def _aers(self, batch: EventBatch, rows: list[int]) -> list[Finding]:
+        """The AER records ``rows``: each folded into its device's incident, then each
+        incident's lines added once (only those it keeps are described), and its
+        finding built once, not once per record: each would replace the one before.
+        Keyed by id(): one entry per incident object, in the order they were first
+        touched, and first reported."""
+        touched: dict[int, tuple[Incident, list[int]]] = {}
+        reporting: dict[int, Incident] = {}
+        for row in rows:
+            incident, reports = self._aer(batch, row)
+            if (known := touched.get(id(incident))) is None:
+                touched[id(incident)] = (incident, [row])
+            else:
+                known[1].append(row)
+            if reports:
+                reporting.setdefault(id(incident), incident)
+        for incident, records in touched.values():
+            incident.add_lines(batch, records, records)  # a record is its first and last
+        return [self._finding(incident) for incident in reporting.values()]
+
+    def _aer(self, batch: EventBatch, row: int) -> tuple[Incident, bool]:
+        """Fold one AER record into its device's incident (its line is for the caller
+        to add); the incident, and whether it is one to report (an uncorrected error,
+        or enough corrected ones)."""
         node = batch.strings[batch["node"].item(row)]
         pci = batch.strings[batch["pci"].item(row)]
         ts = batch.value("ts", row)
@@ -182,16 +196,15 @@ class PcieAer(Stateful):
             if recent is not None and ts is not None and abs(ts - recent[0]) <= self.config.burst_s:
                 pci = recent[1]  # the port above the GPU reported the GPU's error
         severity = _SEVERITY.get(batch["severity"].item(row), Severity.WARNING)
-        incident, _ = self.book.touch((node, pci), at(batch, row), 1, describe(batch, row))
+        incident, _ = self.book.touch((node, pci), at(batch, row), 1)
         attrs = incident.attrs
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         attrs["corrected"] = attrs.get("corrected", 0) + (severity == Severity.WARNING)
         attrs["uncorrected"] = attrs.get("uncorrected", 0) + (severity > Severity.WARNING)
         if _RECOVERY_FAILED in detail:
             attrs["recovery_failed"] = True
-        if attrs["uncorrected"] == 0 and attrs["corrected"] < self.config.corrected_per_window:
-            return None
-        return incident
+        reports = attrs["uncorrected"] > 0 or attrs["corrected"] >= self.config.corrected_per_window
+        return incident, reports
 
     def _replays(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         """Replays per minute of each GPU, sample to sample, against its link's limit."""
