@@ -228,6 +228,35 @@ _TEXT = st.lists(
 ).map("".join)
 
 
+_AER_SEVERITIES = (
+    "Corrected", "Correctable", "corrected ", "Uncorrected (Non-Fatal)",
+    "Uncorrectable (Fatal)", "Uncorrected (Fatal)", "NonFatal", "Warning", "Corrected, x",
+)  # fmt: skip
+# What follows an AER record's first line in the kernel's own words, and what does not
+# belong to it; {dev} is the record's device, {other} another one.
+_AER_FOLLOWING = (
+    "{driver} {dev}:   device [10de:2330] error status/mask={status}/0000e000",
+    "{driver} {dev}: AER:   device [1022:1483] error status/mask={status}/04400000",
+    "{driver} {dev}:   device [10DE:20B2] error status/mask={status}/00400000",
+    "{driver} {dev}:    [{bit}] {bit_name}{first}",
+    "{driver} {dev}: AER:    [{bit}] {bit_name}{first}",
+    "{driver} {dev}: AER:   TLP Header: 40000001 0000000f 9c004000 00000000",
+    "{driver} {dev}:   TLP Header: 40000001",
+    " SUBSYSTEM=pci",
+    " DEVICE=+pci:{dev}",
+    "\tSUBSYSTEM=pci",
+    "  SUBSYSTEM=pci",
+    "{driver} {other}:    [{bit}] {bit_name}{first}",
+    "{driver} {other}:   device [10de:2330] error status/mask={status}/0000e000",
+    "pcieport 0000:00:03.1: AER: Corrected error received: {dev}",
+    "{driver} {dev}: [{bit}] {bit_name}",
+    "{driver} {DEV}:    [{bit}] {bit_name}{first}",
+    "{driver} 1{dev}:    [{bit}] {bit_name}{first}",
+    "x {other}: y {driver} {dev}:    [{bit}] {bit_name}",
+    "{text}",
+)
+
+
 @st.composite
 def _line(draw: st.DrawFn) -> str:
     stamp = draw(st.sampled_from(_STAMPS))
@@ -273,6 +302,100 @@ def test_generated_kernel_lines_read_the_same(
 ) -> None:
     data = newline.join(lines) + (newline if last_newline else "")
     assert_same(data.encode(), chunk=chunk, seed=seed)
+
+
+_AER_STAMPS = ("[ {boot}] ", "Aug  5 03:54:{ss} gpu-7 kernel: [ {boot}] ", "3,{seq},{us},-;")
+
+
+@st.composite
+def _aer_record(draw: st.DrawFn) -> str:
+    """An AER record in the kernel's own spacing (which the generator above shuffles):
+    its first line, then lines that belong to it or end it."""
+    fields: dict[str, str] = {
+        "boot": draw(st.sampled_from(["6123.456801", "0.055556"])),
+        "ss": draw(st.sampled_from(["13", "59"])),
+        "seq": str(draw(st.integers(0, 99))),
+        "us": draw(st.sampled_from(["5678901", "0"])),
+        "driver": draw(st.sampled_from(["nvidia", "pcieport", "vfio-pci", "a.b-c_d", "x y"])),
+        "bus": draw(st.sampled_from(["07", "3b", "B7"])),
+        # the kernel's spellings, and now and then one the pattern refuses
+        "aer": draw(st.sampled_from(["", "AER: ", "", "AER: ", "AER:  "])),
+        "severity": draw(st.sampled_from(_AER_SEVERITIES)),
+        "type": draw(
+            st.sampled_from(
+                ["Physical Layer, (Receiver ID)", " Data Link Layer ", "x", "Transaction Layer", ""]
+            )
+        ),
+    }
+    fields["dev"] = draw(
+        st.sampled_from(
+            [
+                "0000:{bus}:00.0",
+                "10003:{bus}:00.1",
+                "0000:{bus}:00.0",
+                "0000:{bus}:00.2",
+                "0000:{bus}:00.8",
+            ]
+        )
+    )
+    fields["dev"] = fields["dev"].format(**fields)
+    fields["DEV"] = fields["dev"].upper()
+    fields["other"] = draw(st.sampled_from(["0000:c1:00.0", "0000:{bus}:00.1"])).format(**fields)
+    stamp = draw(st.sampled_from(_AER_STAMPS))
+    lines = [
+        draw(st.sampled_from(["", "pcieport 0000:00:03.1: AER: Corrected error received: {dev}"])),
+        "{driver} {dev}: {aer}PCIe Bus Error: severity={severity}, type={type}",
+    ]
+    lines = [line.format(**fields) for line in lines]
+    for _ in range(draw(st.integers(0, 7))):
+        lines.append(draw(st.sampled_from(_AER_FOLLOWING)))
+        fields["text"] = draw(_TEXT)
+        fields["status"] = draw(st.sampled_from(["00000001", "00001040", "0", "100000001"]))
+        # bits both registers name, mostly; one that neither does (the Python path's)
+        fields["bit"] = draw(st.sampled_from([" 0", "12", "13", "14", "15", "00", "014", "99"]))
+        fields["bit_name"] = draw(st.sampled_from(["RxErr", "BadTLP", "Unknown Bit", ""]))
+        fields["first"] = draw(st.sampled_from(["", "                  (First)", " (First) "]))
+        lines[-1] = lines[-1].format(**fields)
+    # /dev/kmsg's dictionary lines (" SUBSYSTEM=pci") follow a record without a stamp
+    stamp = stamp.format(**fields)
+    return "\n".join(line if line[0] in " \t" else stamp + line for line in lines if line)
+
+
+@needs_build
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(_aer_record(), _line()), min_size=1, max_size=12),
+    st.one_of(st.none(), st.integers(1, 400)),
+    st.booleans(),
+)
+def test_generated_aer_records_read_the_same(
+    records: list[str], chunk: int | None, last_newline: bool
+) -> None:
+    data = "\n".join(records) + ("\n" if last_newline else "")
+    assert_same(data.encode(), chunk=chunk)
+
+
+@needs_build
+def test_the_loop_reads_the_kernels_aer_records_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records of a real-format AER log (a bit line, a status line, a TLP header,
+    5-digit domains, a port's own record) are read in C: the Python reader is never
+    asked, and the events are its."""
+    asked: list[str] = []
+    real = kmsg._read_aer
+
+    def counted(text: str, *rest: Any) -> None:
+        asked.append(text)
+        real(text, *rest)
+
+    monkeypatch.setattr(kmsg, "_read_aer", counted)
+    data = (DATA / "kernel" / "aer.dmesg").read_bytes()
+    compiled = read(data, pure=False)
+    assert asked == []
+    python = read(data, pure=True)
+    assert len(asked) == 6  # the Python path reads each record
+    assert sum(len(b) for b in compiled["batches"]) == 6
+    same_batches(python.pop("batches"), compiled.pop("batches"))
+    assert python == compiled
 
 
 @needs_build

@@ -10,8 +10,11 @@
  *             "kern  :err   : 2025-…"), a syslog stamp with its host and an optional
  *             kernel stamp after the ident;
  *   record    NVRM: Xid (…), NVRM: GPU at PCI:… with its serial line, NVRM: GPU …: GPU
- *             has fallen off the bus, nvidia-nvswitchN: SXid (…), and a line no reader
- *             claims (a prefilter hit such as "AER: Corrected error received");
+ *             has fallen off the bus, nvidia-nvswitchN: SXid (…), a PCIe AER record
+ *             ("… PCIe Bus Error: severity=…, type=…" and the lines of its device that
+ *             follow: status, error bits, TLP header, /dev/kmsg's dictionary), and a
+ *             line no reader claims (a prefilter hit such as "AER: Corrected error
+ *             received");
  *
  * and writes each event's fields straight into the batch's typed columns
  * (BatchBuilder.columns_in_place), strings interned once per batch. It stops at the
@@ -23,8 +26,8 @@
  * holds the two paths equal); "\s" is Python's: also \x1c-\x1f.
  *
  * What the file's reading state must learn goes through Python (the hooks object of
- * kmsg_compiled.py): a GPU's identity, a driver index, a sealed batch, a month, a year,
- * a local minute. Every block it allocates comes from PyMem (fw_alloc below), so the
+ * kmsg_compiled.py): a GPU's identity, a driver index, the last endpoint that reported
+ * an AER error, a sealed batch, a month, a year, a local minute. Every block it allocates comes from PyMem (fw_alloc below), so the
  * benchmarks' allocation counter (bench/alloccount) sees it.
  *
  * The same scanner reads runs of dcgm-exporter samples (Scanner.samples, for
@@ -49,9 +52,9 @@ static void fw_free(void *ptr) { PyMem_Free(ptr); }
 
 /* ---- what the module is told once (configure) ------------------------------------ */
 
-enum { K_XID, K_SXID, K_GPU_LOST, K_GPU_IDENTITY, N_KINDS };
+enum { K_XID, K_SXID, K_GPU_LOST, K_GPU_IDENTITY, K_AER, N_KINDS };
 enum { CLOCK_NONE, CLOCK_WALL, CLOCK_BOOT, N_CLOCKS };
-enum { SEV_NONFATAL, SEV_FATAL, N_SEVERITIES };
+enum { SEV_NONFATAL, SEV_FATAL, SEV_CORRECTED, N_SEVERITIES };
 
 /* The columns written in place, in the order of FIELD_NAMES. */
 enum {
@@ -91,6 +94,7 @@ static struct {
     int dcgm_source;         /* the dcgm reader's source */
     Words sample_starts;     /* how the dcgm reader's lines start (Reader.line_starts) */
     Words sample_before;     /* words of the readers asked before it that claim a line */
+    Word aer_names[2][32];   /* catalog/aer.toml: [0] correctable, [1] uncorrectable */
 } cfg;
 
 /* Interned attribute and method names. */
@@ -98,7 +102,7 @@ static PyObject *s_builder, *s_identities, *s_node, *s_name, *s_node_is_file_nam
     *s_last_boot_ts, *s_stats, *s_boot_anchors, *s_file_nodes, *s_columns_in_place,
     *s_intern, *s_added_in_place, *s_lookup, *s_uuid, *s_serial, *s_gpu, *s_learn_index,
     *s_learn_identity, *s_month, *s_year, *s_minute, *s_out_of_range, *s_version,
-    *s_blank_samples;
+    *s_blank_samples, *s_saw_endpoint;
 
 static PyObject *get(PyObject *obj, PyObject *name) { return PyObject_GetAttr(obj, name); }
 
@@ -639,7 +643,19 @@ static int read_envelope(Scanner *self, const Line *L, Env *E) {
 
 /* ---- kernel records (kmsg.py) ------------------------------------------------------ */
 
-enum { R_NONE, R_XID, R_SXID, R_OFF_BUS, R_GPU_AT };
+enum { R_NONE, R_XID, R_SXID, R_OFF_BUS, R_GPU_AT, R_AER };
+
+#define AER_MOST_LINES 40 /* kmsg._AER_FOLLOW_LINES */
+
+/* What an AER record's following lines said (kmsg._read_aer's belongs). */
+typedef struct {
+    int n_bits; /* bit lines, in order: each bit and its "(First)" */
+    unsigned char bit[AER_MOST_LINES], first[AER_MOST_LINES];
+    int has_status;          /* a status line's error status (the last one's) */
+    unsigned long status;
+    char id[10];             /* its device id, lower case; "" without one */
+    Py_ssize_t end;          /* where the record's last line ends (its newline +1) */
+} AerBody;
 
 typedef struct {
     int what;
@@ -650,6 +666,10 @@ typedef struct {
     long long index;  /* Xid 119's "from GPU<n> GSP", -1: none */
     Span uuid;
     int severity;     /* -1: absent, else SEV_* */
+    /* an AER record: its device as written, its error type (stripped), the driver that
+     * printed it (n < 0: none), and what its following lines said */
+    Span dev, type, driver;
+    const AerBody *aer;
 } Record;
 
 /* (?:\s+TAG\w+)? after a PCI address: where it ends (j when absent). */
@@ -806,11 +826,14 @@ static int has_word_ci(const Line *L, Py_ssize_t at, int nonfatal) {
     return 0;
 }
 
+static int read_aer_head(const Line *L, Record *R);
+
 /* kmsg.read for the records this loop knows: 1 (read), 0 (the Python path's). */
 static int read_record(const Line *L, Record *R) {
     R->code = R->pid = R->index = -1;
-    R->process.n = R->rest.n = R->uuid.n = -1;
+    R->process.n = R->rest.n = R->uuid.n = R->dev.n = R->type.n = R->driver.n = -1;
     R->severity = -1;
+    R->aer = NULL;
     if (HAS(L, "NVRM")) {
         if (HAS(L, "Xid")) {
             Span code, rest, pid, name;
@@ -862,7 +885,340 @@ static int read_record(const Line *L, Record *R) {
         R->what = R_SXID;
         return 1;
     }
+    if (HAS(L, "PCIe Bus Error")) return read_aer_head(L, R);
     return 0;
+}
+
+/* ---- PCIe AER (kmsg._read_aer) ------------------------------------------------------ */
+
+static int ascii_line(const char *p, Py_ssize_t n, int nul_ok, Line *L);
+static int grow_scratch(Scanner *self, Py_ssize_t need);
+
+/* kmsg._DEV, [0-9a-fA-F]{4,5}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7], at at (five hex
+ * digits where there are five, as re tries them first): where it ends, or -1. */
+static Py_ssize_t dev_at(const Line *L, Py_ssize_t at) {
+    const unsigned char *s = L->s;
+    Py_ssize_t k = 0;
+    while (k < 5 && at + k < L->n && is_hex(s[at + k])) k++;
+    for (Py_ssize_t d = k; d >= 4; d--) {
+        Py_ssize_t j = at + d;
+        if (j + 8 <= L->n && s[j] == ':' && is_hex(s[j + 1]) && is_hex(s[j + 2]) &&
+            s[j + 3] == ':' && is_hex(s[j + 4]) && is_hex(s[j + 5]) && s[j + 6] == '.' &&
+            s[j + 7] >= '0' && s[j + 7] <= '7') {
+            return j + 8;
+        }
+    }
+    return -1;
+}
+
+/* The leftmost place from ``from`` where _DEV matches: its start (its end in *end),
+ * or -1. */
+static Py_ssize_t next_dev(const Line *L, Py_ssize_t from, Py_ssize_t *end) {
+    for (Py_ssize_t p = from; p + 12 <= L->n; p++) {
+        if (!is_hex(L->s[p])) continue;
+        Py_ssize_t e = dev_at(L, p);
+        if (e >= 0) {
+            *end = e;
+            return p;
+        }
+    }
+    return -1;
+}
+
+static Span strip(const Line *L, Py_ssize_t a, Py_ssize_t b) {
+    while (a < b && is_space(L->s[a])) a++;
+    while (b > a && is_space(L->s[b - 1])) b--;
+    Span out = {a, b - a};
+    return out;
+}
+
+/* Whether lit (lower case) is in L[a:b], ignoring case. */
+static int has_ci(const Line *L, Py_ssize_t a, Py_ssize_t b, const char *lit) {
+    Py_ssize_t m = (Py_ssize_t)strlen(lit);
+    for (Py_ssize_t i = a; i + m <= b; i++) {
+        Py_ssize_t k = 0;
+        while (k < m && lower(L->s[i + k]) == (unsigned char)lit[k]) k++;
+        if (k == m) return 1;
+    }
+    return 0;
+}
+
+static inline int is_driver_char(unsigned char c) { return is_word(c) || c == '.' || c == '-'; }
+
+/* _AER_HEAD and _severity_of_aer on the line, and _DRIVER_DEV's driver: 1, or 0 where
+ * the Python path must read it (no match: "malformed aer"; more than one "PCIe Bus
+ * Error"). */
+static int read_aer_head(const Line *L, Record *R) {
+    const unsigned char *s = L->s;
+    Py_ssize_t q = FIND(L, 0, "PCIe Bus Error");
+    if (q < 0 || FIND(L, q + 1, "PCIe Bus Error") >= 0) return 0;
+    if (!starts(L, q, "PCIe Bus Error: severity=")) return 0;
+    /* _DEV: (?:AER: )? before it */
+    Py_ssize_t e;
+    if (q >= 7 && memcmp(s + q - 7, ": AER: ", 7) == 0) {
+        e = q - 7;
+    } else if (q >= 2 && s[q - 2] == ':' && s[q - 1] == ' ') {
+        e = q - 2;
+    } else {
+        return 0;
+    }
+    Py_ssize_t d;
+    if (e >= 13 && dev_at(L, e - 13) == e) {
+        d = e - 13;
+    } else if (e >= 12 && dev_at(L, e - 12) == e) {
+        d = e - 12;
+    } else {
+        return 0;
+    }
+    if (read_pci(L, d, &R->pci) != e) return 0;
+    R->dev.at = d;
+    R->dev.n = e - d;
+    /* severity=(?P<sev>[^,]+), type=(?P<type>[^,]+) */
+    Py_ssize_t a = q + (Py_ssize_t)strlen("PCIe Bus Error: severity="), b = a;
+    while (b < L->n && s[b] != ',') b++;
+    if (b == a || !starts(L, b, ", type=")) return 0;
+    Py_ssize_t t = b + 7, u = t;
+    while (u < L->n && s[u] != ',') u++;
+    if (u == t) return 0;
+    R->type = strip(L, t, u);
+    Span sev = strip(L, a, b);
+    if ((sev.n == 9 && has_ci(L, sev.at, sev.at + 9, "corrected")) ||
+        (sev.n == 11 && has_ci(L, sev.at, sev.at + 11, "correctable"))) {
+        R->severity = SEV_CORRECTED;
+    } else if (has_ci(L, sev.at, sev.at + sev.n, "non-fatal") ||
+               has_ci(L, sev.at, sev.at + sev.n, "nonfatal")) {
+        R->severity = SEV_NONFATAL;
+    } else if (has_ci(L, sev.at, sev.at + sev.n, "fatal")) {
+        R->severity = SEV_FATAL;
+    } else {
+        return 0;
+    }
+    /* _DRIVER_DEV: (?<![\w.-])(?P<drv>[\w.-]+) _DEV: , the leftmost */
+    R->driver.n = -1;
+    for (Py_ssize_t p = 0; p < L->n; p++) {
+        if (!is_driver_char(s[p]) || (p > 0 && is_driver_char(s[p - 1]))) continue;
+        Py_ssize_t r = p;
+        while (r < L->n && is_driver_char(s[r])) r++;
+        Py_ssize_t de;
+        if (r < L->n && s[r] == ' ' && (de = dev_at(L, r + 1)) >= 0 && de < L->n &&
+            s[de] == ':') {
+            R->driver.at = p;
+            R->driver.n = r - p;
+            break;
+        }
+        p = r; /* the next word starts after this one */
+    }
+    R->what = R_AER;
+    return 1;
+}
+
+/* _DEV's tail ":(?: AER:)?\s+" then ``body`` at the end e of a device: where the body
+ * starts in each reading re would try (with " AER:", then without), -1 for none. */
+static Py_ssize_t aer_tail(const Line *L, Py_ssize_t e, int with_tag) {
+    if (e >= L->n || L->s[e] != ':') return -1;
+    Py_ssize_t j = e + 1;
+    if (with_tag) {
+        if (!starts(L, j, " AER:")) return -1;
+        j += 5;
+    }
+    if (j >= L->n || !is_space(L->s[j])) return -1;
+    return skip_spaces(L, j);
+}
+
+/* \[\s*(?P<bit>\d+)\]\s+(?P<name>.*) at j: 1 (the bit, -1 past any register, and its
+ * "(First)"), or 0. */
+static int aer_bit_body(const Line *L, Py_ssize_t j, int *bit, int *first) {
+    if (j >= L->n || L->s[j] != '[') return 0;
+    Py_ssize_t a = skip_spaces(L, j + 1), b = skip_digits(L, a);
+    if (b == a || b >= L->n || L->s[b] != ']') return 0;
+    Py_ssize_t c = b + 1;
+    if (c >= L->n || !is_space(L->s[c])) return 0;
+    while (a < b - 1 && L->s[a] == '0') a++;
+    *bit = b - a > 2 ? -1 : (int)digits_value(L, a, b - a);
+    Span label = strip(L, skip_spaces(L, c), L->n);
+    *first = label.n >= 7 && memcmp(L->s + label.at + label.n - 7, "(First)", 7) == 0;
+    return 1;
+}
+
+/* device \[(?P<id>hex{4}:hex{4})\] error status/mask=(?P<status>hex+)/ at j: 1 (the id
+ * at *id, the status's digits from *digits, leading zeros skipped, to *digits_end), 0. */
+static int aer_status_body(const Line *L, Py_ssize_t j, Py_ssize_t *id, Py_ssize_t *digits,
+                           Py_ssize_t *digits_end) {
+    const unsigned char *s = L->s;
+    if (!starts(L, j, "device [")) return 0;
+    Py_ssize_t k = j + 8;
+    if (k + 9 > L->n) return 0;
+    for (int i = 0; i < 9; i++) {
+        if (i == 4 ? s[k + i] != ':' : !is_hex(s[k + i])) return 0;
+    }
+    if (!starts(L, k + 9, "] error status/mask=")) return 0;
+    Py_ssize_t h = k + 9 + 20, x = h;
+    while (x < L->n && is_hex(s[x])) x++;
+    if (x == h || x >= L->n || s[x] != '/') return 0;
+    while (h < x - 1 && s[h] == '0') h++;
+    *id = k;
+    *digits = h;
+    *digits_end = x;
+    return 1;
+}
+
+enum { T_BIT, T_STATUS, T_TLP };
+
+/* One of the tails of _AER_BIT, _AER_STATUS, _AER_TLP after a device ending at e, in
+ * either reading of ":(?: AER:)?\s+": where its body starts, or -1. */
+static Py_ssize_t aer_tail_body(const Line *N, Py_ssize_t e, int which, int *bit, int *first,
+                                Py_ssize_t *id, Py_ssize_t *digits, Py_ssize_t *digits_end) {
+    for (int tag = 1; tag >= 0; tag--) {
+        Py_ssize_t j = aer_tail(N, e, tag);
+        if (j < 0) continue;
+        if (which == T_BIT ? aer_bit_body(N, j, bit, first)
+            : which == T_STATUS ? aer_status_body(N, j, id, digits, digits_end)
+                                : starts(N, j, "TLP Header:")) {
+            return j;
+        }
+    }
+    return -1;
+}
+
+/* Whether a following line belongs to the record of device R->dev (kmsg._read_aer's
+ * belongs, which notes what it says in B): 1, 0, -1 the Python path must read it.
+ * Each pattern is searched as re does: its first match in the line, whose device
+ * then is the record's or not. */
+static int aer_line(const Line *N, const Line *H, const Record *R, int reg, AerBody *B) {
+    /* _KMSG_DICT: ^ [A-Z_]+= */
+    Py_ssize_t k = 1;
+    while (k < N->n && ((N->s[k] >= 'A' && N->s[k] <= 'Z') || N->s[k] == '_')) k++;
+    int dict = N->n > 0 && N->s[0] == ' ' && k > 1 && k < N->n && N->s[k] == '=';
+    for (int which = T_BIT; which <= T_TLP; which++) {
+        if (which == T_TLP && dict) return 1;
+        int bit = -1, first = 0;
+        Py_ssize_t id = 0, digits = 0, digits_end = 0, e = 0;
+        Py_ssize_t p = next_dev(N, 0, &e);
+        while (p >= 0 &&
+               aer_tail_body(N, e, which, &bit, &first, &id, &digits, &digits_end) < 0) {
+            p = next_dev(N, e, &e);
+        }
+        if (p < 0) continue; /* no match: the next pattern */
+        int same = e - p == R->dev.n;
+        for (Py_ssize_t i = 0; same && i < R->dev.n; i++) {
+            same = lower(N->s[p + i]) == lower(H->s[R->dev.at + i]);
+        }
+        if (!same) {
+            if (which == T_TLP) return 0;
+            continue; /* another device's: the next pattern */
+        }
+        if (which == T_BIT) {
+            if (bit < 0 || bit >= 32 || cfg.aer_names[reg][bit].text == NULL) return -1;
+            B->bit[B->n_bits] = (unsigned char)bit;
+            B->first[B->n_bits] = (unsigned char)first;
+            B->n_bits++;
+        } else if (which == T_STATUS) {
+            if (digits_end - digits > 8) return -1; /* past 32 bits: the Python path's */
+            unsigned long status = 0;
+            for (Py_ssize_t i = digits; i < digits_end; i++) {
+                status = status * 16 + (unsigned long)hex_value(N->s[i]);
+            }
+            for (int i = 0; i < 9; i++) B->id[i] = (char)lower(N->s[id + i]);
+            B->id[9] = 0;
+            B->has_status = 1;
+            B->status = status;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* The lines after an AER record's first that belong to it (kmsg._continuation, with
+ * the same peeks: 4 lines, then 16, then 40, each asked only while all so far belong;
+ * fewer than asked in a chunk that is not the last is the Python path's NeedMore).
+ * 1 with B filled in, 0: the Python path reads the record. */
+static int aer_body(const char *buf, Py_ssize_t end, Py_ssize_t limit, int eof,
+                    const Line *H, const Record *R, AerBody *B) {
+    int reg = R->severity == SEV_CORRECTED ? 0 : 1;
+    B->n_bits = 0;
+    B->has_status = 0;
+    B->id[0] = 0;
+    Py_ssize_t first_line = end + 1 < limit ? end + 1 : limit;
+    Py_ssize_t at = first_line; /* where the next line to read starts */
+    int consumed = 0, want = 4, seen = 0;
+    for (;;) {
+        /* the lines peek(want) gives: at most want, before limit */
+        Py_ssize_t p = at;
+        int avail = seen;
+        while (avail < want && p < limit) {
+            const char *nl = memchr(buf + p, '\n', (size_t)(limit - p));
+            p = nl == NULL ? limit : nl - buf + 1;
+            avail++;
+        }
+        if (avail < want && !eof) return 0;
+        seen = avail;
+        while (consumed < avail) {
+            if (consumed >= AER_MOST_LINES) goto done;
+            const char *nl = memchr(buf + at, '\n', (size_t)(limit - at));
+            Py_ssize_t e = nl == NULL ? limit : nl - buf;
+            Line N;
+            if (!ascii_line(buf + at, e - at, 1, &N)) return 0;
+            int r = aer_line(&N, H, R, reg, B);
+            if (r < 0) return 0;
+            if (r == 0) goto done;
+            consumed++;
+            at = nl == NULL ? limit : e + 1;
+        }
+        if (avail < want || want >= AER_MOST_LINES) goto done;
+        want = want * 4 < AER_MOST_LINES ? want * 4 : AER_MOST_LINES;
+    }
+done:
+    B->end = consumed ? at : -1;
+    return 1;
+}
+
+/* The record's detail, kmsg._read_aer's: "<type>: <names>[; device <id>]", into the
+ * scratch buffer (grown to hold it): its length, or -1 with an error set. */
+static Py_ssize_t aer_detail(Scanner *self, const Line *L, const Record *R) {
+    const AerBody *B = R->aer;
+    int reg = R->severity == SEV_CORRECTED ? 0 : 1;
+    Py_ssize_t need = R->type.n + 64;
+    for (int i = 0; i < B->n_bits; i++) need += cfg.aer_names[reg][B->bit[i]].n + 10;
+    for (int b = 0; b < 32; b++) need += cfg.aer_names[reg][b].n + 10;
+    if (grow_scratch(self, need) < 0) return -1;
+    unsigned char *out = self->scratch;
+    Py_ssize_t n = 0;
+#define PUT_BYTES(p, m)                      \
+    do {                                     \
+        memcpy(out + n, (p), (size_t)(m));   \
+        n += (m);                            \
+    } while (0)
+#define PUT_LIT(lit) PUT_BYTES(lit, (Py_ssize_t)sizeof(lit) - 1)
+    PUT_BYTES(L->s + R->type.at, R->type.n);
+    PUT_LIT(": ");
+    Py_ssize_t names = n;
+    if (B->n_bits) {
+        for (int i = 0; i < B->n_bits; i++) {
+            const Word *w = &cfg.aer_names[reg][B->bit[i]];
+            if (i) PUT_LIT(", ");
+            PUT_BYTES(w->text, w->n);
+            if (B->first[i]) PUT_LIT(" (First)");
+        }
+    } else if (B->has_status && B->status) {
+        for (int b = 0; b < 32; b++) {
+            if (!(B->status >> b & 1)) continue;
+            if (n > names) PUT_LIT(", ");
+            const Word *w = &cfg.aer_names[reg][b];
+            if (w->text != NULL) {
+                PUT_BYTES(w->text, w->n);
+            } else {
+                n += sprintf((char *)out + n, "bit %d", b);
+            }
+        }
+    }
+    if (n == names) PUT_LIT("no error bits");
+    if (B->id[0]) {
+        PUT_LIT("; device ");
+        PUT_BYTES(B->id, 9);
+    }
+#undef PUT_LIT
+#undef PUT_BYTES
+    return n;
 }
 
 /* ---- the batch's string table ---------------------------------------------------- */
@@ -1181,6 +1537,11 @@ static int emit(Scanner *self, Run *run, const Line *L, const Record *R, const E
             Slot *s = bytes_slot(self, self->scratch, n);
             if (s == NULL || (detail_id = slot_id(run, s)) == -2) goto done;
         }
+    } else if (R->what == R_AER) {
+        Py_ssize_t n = aer_detail(self, L, R);
+        if (n < 0) goto done;
+        Slot *s = bytes_slot(self, self->scratch, n);
+        if (s == NULL || (detail_id = slot_id(run, s)) == -2) goto done;
     } else if (R->what == R_OFF_BUS) {
         static const char fallen[] = "fallen off the bus";
         Slot *s = bytes_slot(self, (const unsigned char *)fallen, (Py_ssize_t)sizeof fallen - 1);
@@ -1219,6 +1580,7 @@ static int emit(Scanner *self, Run *run, const Line *L, const Record *R, const E
         cfg.kind[R->what == R_XID      ? K_XID
                  : R->what == R_SXID   ? K_SXID
                  : R->what == R_GPU_AT ? K_GPU_IDENTITY
+                 : R->what == R_AER    ? K_AER
                                        : K_GPU_LOST]);
     if (E->ts >= cfg.earliest && E->ts <= cfg.latest) { /* Envelope.event: a time a clock shows */
         PUT(F_TS, double, E->ts);
@@ -1435,10 +1797,16 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t n
                 if (match_serial(&N, &serial)) serial_end = nl2 == NULL ? limit : e2 + 1;
             }
         }
+        AerBody B;
+        if (R.what == R_AER) { /* its following lines, whole in this chunk */
+            if (!aer_body(buf, end, limit, eof, &L, &R, &B)) break;
+            R.aer = &B;
+        }
         /* the line is read: the stream's state moves past it */
         line += count_newlines(buf, counted, start);
         counted = start;
         pos = end + 1;
+        if (R.what == R_AER && B.end >= 0) pos = B.end; /* its lines are this record's */
         stamp_start = start;
         stamp_end = end;
         /* a record takes up the batch before it makes any string: a new batch starts a
@@ -1478,6 +1846,22 @@ static PyObject *Scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t n
                 goto fail;
             }
             if (serial_end >= 0) pos = serial_end; /* the serial line is this record's */
+        } else if (R.what == R_AER && R.driver.n >= 0 &&
+                   !(R.driver.n == 8 && memcmp(L.s + R.driver.at, "pcieport", 8) == 0)) {
+            /* kmsg._saw_endpoint: the last endpoint that reported an error, per node */
+            char dev[16];
+            for (Py_ssize_t k = 0; k < R.dev.n; k++) dev[k] = (char)lower(L.s[R.dev.at + k]);
+            PyObject *dev_str = PyUnicode_FromStringAndSize(dev, R.dev.n);
+            PyObject *driver = PyUnicode_FromStringAndSize((const char *)L.s + R.driver.at,
+                                                           R.driver.n);
+            PyObject *at = PyLong_FromLongLong(line);
+            r = dev_str == NULL || driver == NULL || at == NULL
+                    ? -1
+                    : call_hook(self->hooks, s_saw_endpoint, node, dev_str, driver, at);
+            Py_XDECREF(dev_str);
+            Py_XDECREF(driver);
+            Py_XDECREF(at);
+            if (r < 0) goto fail;
         }
         if (emit(self, &run, &L, &R, &E, node, pci, uuid, serial_slot, line) < 0) goto fail;
     }
@@ -2045,6 +2429,44 @@ static PyObject *table_of(PyObject *config, const char *key) {
     return t;
 }
 
+/* config["aer"]: (correctable, uncorrectable), each a dict of bit (0-31) -> name. */
+static int aer_names_from(PyObject *config) {
+    PyObject *both = PyDict_GetItemString(config, "aer");
+    if (both == NULL || !PyTuple_Check(both) || PyTuple_GET_SIZE(both) != 2) {
+        PyErr_SetString(PyExc_KeyError, "configure: aer must be two dicts of bit -> name");
+        return -1;
+    }
+    for (int reg = 0; reg < 2; reg++) {
+        PyObject *names = PyTuple_GET_ITEM(both, reg), *key, *value;
+        Py_ssize_t i = 0;
+        if (!PyDict_Check(names)) {
+            PyErr_SetString(PyExc_TypeError, "configure: aer holds a non-dict");
+            return -1;
+        }
+        while (PyDict_Next(names, &i, &key, &value)) {
+            long bit = PyLong_AsLong(key);
+            if (bit == -1 && PyErr_Occurred()) return -1;
+            Py_ssize_t n;
+            const char *text = PyUnicode_Check(value) ? PyUnicode_AsUTF8AndSize(value, &n) : NULL;
+            if (bit < 0 || bit >= 32 || text == NULL) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_ValueError, "configure: an aer bit past 0-31, or no name");
+                }
+                return -1;
+            }
+            Word *w = &cfg.aer_names[reg][bit];
+            fw_free(w->text);
+            if ((w->text = fw_alloc((size_t)n + 1)) == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(w->text, text, (size_t)n);
+            w->n = n;
+        }
+    }
+    return 0;
+}
+
 /* configure(config): the event tables and the readers' words, once per process. */
 static PyObject *configure(PyObject *module, PyObject *config) {
     if (cfg.ready) Py_RETURN_NONE;
@@ -2065,6 +2487,8 @@ static PyObject *configure(PyObject *module, PyObject *config) {
         int_from(clocks, "boot", &cfg.clock[CLOCK_BOOT]) < 0 ||
         int_from(severities, "nonfatal", &cfg.severity[SEV_NONFATAL]) < 0 ||
         int_from(severities, "fatal", &cfg.severity[SEV_FATAL]) < 0 ||
+        int_from(severities, "corrected", &cfg.severity[SEV_CORRECTED]) < 0 ||
+        int_from(kinds, "aer", &cfg.kind[K_AER]) < 0 ||
         int_from(numbers, "source", &cfg.source) < 0 ||
         int_from(numbers, "dcgm_source", &cfg.dcgm_source) < 0 ||
         int_from(numbers, "batch_size", &batch_size) < 0) {
@@ -2084,7 +2508,8 @@ static PyObject *configure(PyObject *module, PyObject *config) {
         words_from(config, "before", &cfg.before) < 0 ||
         words_from(config, "after", &cfg.after) < 0 ||
         words_from(config, "sample_starts", &cfg.sample_starts) < 0 ||
-        words_from(config, "sample_before", &cfg.sample_before) < 0) {
+        words_from(config, "sample_before", &cfg.sample_before) < 0 ||
+        aer_names_from(config) < 0) {
         return NULL;
     }
     cfg.ready = 1;
@@ -2145,6 +2570,7 @@ PyMODINIT_FUNC PyInit__kmsgscan(void) {
         {&s_out_of_range, "out_of_range"},
         {&s_version, "version"},
         {&s_blank_samples, "blank_samples"},
+        {&s_saw_endpoint, "saw_endpoint"},
     };
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         if (*names[k].slot == NULL) {

@@ -456,12 +456,15 @@ def _read_aer(text: str, env: Envelope, line: int, cursor: Cursor, ctx: FileCont
 
 
 def _saw_endpoint(ctx: FileContext, env: Envelope, line: int, dev: str, driver: str) -> None:
+    saw_endpoint(ctx, env.host or ctx.node, line, dev, driver)
+
+
+def saw_endpoint(ctx: FileContext, node: str, line: int, dev: str, driver: str) -> None:
     """Remember the last endpoint (not a port) that reported an error, per node: a
     port's failed recovery that follows is about the device behind it."""
     if driver == _PORT_DRIVER:
         return
     endpoints = _memo(ctx, "kmsg.aer_endpoint")
-    node = env.host or ctx.node
     dev = dev.lower()
     known = endpoints.get(node)
     if known is not None and known[0][:-1] == dev[:-1] and known[0] < dev:

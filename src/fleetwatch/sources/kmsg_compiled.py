@@ -1,7 +1,8 @@
 """The compiled twin of the kernel-record loop: used when it is built and wanted.
 
 Most candidate lines of a kernel log are a few record shapes behind a few stamps: an
-Xid, an SXid, a GPU's identity, "fallen off the bus", a prefilter hit no reader claims,
+Xid, an SXid, a GPU's identity, "fallen off the bus", a PCIe AER record (its first line
+and its device's lines after it), a prefilter hit no reader claims,
 behind ``[ 1843.308145]``, a syslog or an ISO stamp. Read one at a time in Python, each
 costs a decode, an envelope, the dispatch, the reader's regexes, ``emit`` and
 ``BatchBuilder.add``: most of what ``fleetwatch parse`` spends on a kernel log.
@@ -31,6 +32,7 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
+from fleetwatch.catalog import aer_bits
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, KIND_ID, SEVERITY_ID, SOURCE_ID
 from fleetwatch.sources import dcgm, k8s, kmsg
 from fleetwatch.sources.envelope import EARLIEST, LATEST
@@ -60,6 +62,7 @@ _AFTER: Final = tuple(word.encode() for word in k8s.TEXT_WORDS)
 # Of the readers asked before dcgm, the one whose claim can be anywhere in a line that
 # starts as a sample does (smi: "NVSMI LOG"); the others' claims are the line's start.
 _BEFORE_SAMPLES: Final = (b"NVSMI LOG",)
+_AER_BITS: Final = aer_bits()  # the names of an AER record's error bits
 
 
 def _configure(module: Any) -> None:
@@ -80,6 +83,7 @@ def _configure(module: Any) -> None:
             "after": _AFTER,
             "sample_starts": tuple(start.encode() for start in dcgm.READER.line_starts),
             "sample_before": _BEFORE_SAMPLES,
+            "aer": (dict(_AER_BITS.correctable), dict(_AER_BITS.uncorrectable)),
         }
     )
 
@@ -116,6 +120,9 @@ class Hooks:
 
     def learn_identity(self, node: str, pci: str, uuid: str, serial: str | None) -> None:
         kmsg.learn_identity(self.ctx, node, pci, uuid, serial)
+
+    def saw_endpoint(self, node: str, dev: str, driver: str, line: int) -> None:
+        kmsg.saw_endpoint(self.ctx, node, line, dev, driver)
 
     def out_of_range(self) -> None:
         """A GPU index learned for the record's PCI address that no column holds: the
