@@ -101,6 +101,20 @@ def read(
     }
 
 
+def texts_read_by(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[str]:
+    """The lines ``module.name`` (a Python path's reader) is given from now on, in order;
+    it still reads them."""
+    texts: list[str] = []
+    real = getattr(module, name)
+
+    def noting(text: str, *rest: Any) -> None:
+        texts.append(text)
+        real(text, *rest)
+
+    monkeypatch.setattr(module, name, noting)
+    return texts
+
+
 def same_batches(a: list[EventBatch], b: list[EventBatch]) -> None:
     assert [len(x) for x in a] == [len(y) for y in b]
     for x, y in zip(a, b, strict=True):
@@ -380,14 +394,7 @@ def test_the_loop_reads_the_kernels_aer_records_itself(monkeypatch: pytest.Monke
     """The records of a real-format AER log (a bit line, a status line, a TLP header,
     5-digit domains, a port's own record) are read in C: the Python reader is never
     asked, and the events are its."""
-    asked: list[str] = []
-    real = kmsg._read_aer
-
-    def counted(text: str, *rest: Any) -> None:
-        asked.append(text)
-        real(text, *rest)
-
-    monkeypatch.setattr(kmsg, "_read_aer", counted)
+    asked = texts_read_by(monkeypatch, kmsg, "_read_aer")
     data = (DATA / "kernel" / "aer.dmesg").read_bytes()
     compiled = read(data, pure=False)
     assert asked == []

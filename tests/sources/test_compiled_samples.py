@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fleetwatch.sources import dcgm, kmsg_compiled
 from fleetwatch.sources.registry import LINE_READERS
-from tests.sources.test_compiled import assert_same, needs_build, read
+from tests.sources.test_compiled import assert_same, needs_build, read, texts_read_by
 
 _METRICS = (
     "DCGM_FI_DEV_GPU_TEMP",
@@ -131,15 +131,7 @@ def test_batches_fill_and_seal_alike() -> None:
 @pytest.fixture
 def by_python(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sample lines the Python path reads (dcgm.read_line), as it reads them."""
-    lines: list[str] = []
-    real = dcgm.read_line
-
-    def counting(text: str, *args: Any) -> None:
-        lines.append(text)
-        real(text, *args)
-
-    monkeypatch.setattr(dcgm, "read_line", counting)
-    return lines
+    return texts_read_by(monkeypatch, dcgm, "read_line")
 
 
 @needs_build
