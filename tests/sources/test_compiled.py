@@ -381,12 +381,15 @@ def _aer_record(draw: st.DrawFn) -> str:
     st.lists(st.one_of(_aer_record(), _line()), min_size=1, max_size=12),
     st.one_of(st.none(), st.integers(1, 400)),
     st.booleans(),
+    st.booleans(),
 )
 def test_generated_aer_records_read_the_same(
-    records: list[str], chunk: int | None, last_newline: bool
+    records: list[str], chunk: int | None, last_newline: bool, seed: bool
 ) -> None:
+    """``seed``: GPUs known before (0000:07:00.0 on node n: its AER records are filled
+    in with its UUID, serial and index)."""
     data = "\n".join(records) + ("\n" if last_newline else "")
-    assert_same(data.encode(), chunk=chunk)
+    assert_same(data.encode(), chunk=chunk, seed=seed)
 
 
 @needs_build
