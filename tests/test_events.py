@@ -67,7 +67,7 @@ def test_a_batch_is_parallel_columns_with_absent_values_and_interned_strings() -
 def test_records_read_by_column_are_each_row_s_fields_in_order(
     events: list[dict[str, Any]],
 ) -> None:
-    """``records`` (column by column, for ``parse``) shows what ``record`` (one row,
+    """``records`` (every row, from whole columns) shows what ``record`` (one row,
     field by field) shows: the same fields, values and order, null where always shown."""
     builder = BatchBuilder()
     for event in events:

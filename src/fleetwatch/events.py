@@ -143,14 +143,6 @@ FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
     for name, (_, _, shown) in FIELDS.items()
     if shown.startswith("enum:")
 }
-# Each enum field's table as ``records`` reads a whole column through it: an object
-# array whose extra last entry (-1, absent) is None, and which entries show as None.
-_SHOWN_ENUMS: Final[dict[str, npt.NDArray[np.object_]]] = {
-    name: np.array([*table, None], dtype=object) for name, table in FIELD_ENUMS.items()
-}
-_ABSENT_ENUMS: Final[dict[str, npt.NDArray[np.bool_]]] = {
-    name: np.array([value is None for value in table]) for name, table in _SHOWN_ENUMS.items()
-}
 # The fields every event has, always shown in JSON even when null.
 ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
@@ -235,36 +227,14 @@ class EventBatch:
         }
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Each event as a dict of its present fields (``parse``'s JSON lines, tests).
-
-        Column by column: each field's shown values, None where absent, are made for the
-        whole batch at once, and a field that no event of the batch has is left out
-        before any event is read (most events have a third of the fields).
-        """
-        names: list[str] = []
-        columns: list[list[Any]] = []
-        strings: npt.NDArray[np.object_] | None = None
-        for name in FIELDS:
-            column, shown = self.columns[name], FIELDS[name][2]
-            if shown == "str":
-                if strings is None:  # -1 (absent) reads the last entry
-                    strings = np.array([*self.strings, None], dtype=object)
-                absent, values = column < 0, strings[column]
-            elif shown in ("int", "float"):
-                absent = column < 0 if shown == "int" else np.isnan(column)
-                values = column.astype(object)
-                values[absent] = None
-            else:
-                table = _SHOWN_ENUMS[name]
-                absent, values = _ABSENT_ENUMS[name][column], table[column]
-            if name in ALWAYS_SHOWN or not absent.all():
-                names.append(name)
-                columns.append(values.tolist())
-        for row in zip(*columns, strict=True):
+        """Each event as a dict of its present fields, for tests and other readers (not
+        hot: ``parse`` writes its lines by column, ``sinks/event_lines.py``)."""
+        cols = {name: col.tolist() for name, col in self.columns.items()}
+        for i in range(len(self)):
             yield {
                 name: value
-                for name, value in zip(names, row, strict=True)
-                if value is not None or name in ALWAYS_SHOWN
+                for name in FIELDS
+                if (value := self._shown(name, cols[name][i])) is not None or name in ALWAYS_SHOWN
             }
 
     def _shown(self, name: str, raw: Any) -> Any:

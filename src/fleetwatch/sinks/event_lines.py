@@ -11,7 +11,6 @@ as long as reading a fleet's logs.)
 
 from __future__ import annotations
 
-import json
 from itertools import chain
 from typing import Final
 
@@ -19,9 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetwatch.events import ALWAYS_SHOWN, FIELD_ENUMS, FIELDS, EventBatch
-from fleetwatch.sinks.json_line import printable
+from fleetwatch.sinks.json_line import json_text
 
-_ENCODE: Final = json.JSONEncoder(ensure_ascii=False).encode
 _NULL: Final = "null"
 
 
@@ -38,7 +36,7 @@ def _enum_pieces(name: str) -> npt.NDArray[np.object_]:
     """Each of an enumeration's values as its field's piece, and last, for -1, the
     absent piece (a value None, index 0 of some, is absent too)."""
     key, absent = _key(name), _ABSENT[name]
-    pieces = [absent if v is None else key + _ENCODE(v) for v in FIELD_ENUMS[name]]
+    pieces = [absent if v is None else key + json_text(v) for v in FIELD_ENUMS[name]]
     return np.array([*pieces, absent], dtype=object)
 
 
@@ -59,7 +57,7 @@ def event_lines(batch: EventBatch) -> str:
                 continue
             if shown == "str":
                 if strings is None:  # the batch's strings, each encoded once
-                    encoded = [printable(_ENCODE(text)) for text in batch.strings]
+                    encoded = [json_text(text) for text in batch.strings]
                     strings = np.array([*encoded, ""], dtype=object)
                 texts = strings[column].tolist()
             else:

@@ -35,9 +35,11 @@ def json_line(value: Any) -> str:
     """``value`` as one line of JSON, ending in a newline, every unprintable character
     escaped. (Outside strings JSON holds only printable ASCII, so an unprintable
     character is always inside a string, where ``\\uXXXX`` means that character.)"""
-    return printable(_ENCODE(value)) + "\n"
+    return json_text(value) + "\n"
 
 
-def printable(text: str) -> str:
-    """JSON ``text`` with every unprintable character escaped (the rule above)."""
+def json_text(value: Any) -> str:
+    """``value`` as JSON, every unprintable character escaped: ``json_line`` without its
+    newline (a piece of a line that ``event_lines`` puts together)."""
+    text = _ENCODE(value)
     return text if text.isprintable() else "".join(map(_escape, text))

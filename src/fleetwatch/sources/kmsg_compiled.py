@@ -62,10 +62,10 @@ _AFTER: Final = tuple(word.encode() for word in k8s.TEXT_WORDS)
 # Of the readers asked before dcgm, the one whose claim can be anywhere in a line that
 # starts as a sample does (smi: "NVSMI LOG"); the others' claims are the line's start.
 _BEFORE_SAMPLES: Final = (b"NVSMI LOG",)
-_AER_BITS: Final = aer_bits()  # the names of an AER record's error bits
 
 
 def _configure(module: Any) -> None:
+    bits = aer_bits()  # the names of an AER record's error bits
     module.configure(
         {
             "kinds": KIND_ID,
@@ -83,7 +83,7 @@ def _configure(module: Any) -> None:
             "after": _AFTER,
             "sample_starts": tuple(start.encode() for start in dcgm.READER.line_starts),
             "sample_before": _BEFORE_SAMPLES,
-            "aer": (dict(_AER_BITS.correctable), dict(_AER_BITS.uncorrectable)),
+            "aer": (dict(bits.correctable), dict(bits.uncorrectable)),
         }
     )
 
