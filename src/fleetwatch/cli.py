@@ -18,22 +18,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar
 
 import click
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
 
 from fleetwatch import config as configuration
 from fleetwatch import extras
-from fleetwatch.actions import slurm_health
-from fleetwatch.actions.actor import DETECTOR as BREAKER
-from fleetwatch.actions.actor import TOOLS
+from fleetwatch.actions import BREAKER, SLURM_HEALTH_STORE, TOOLS
 from fleetwatch.catalog import xid
 from fleetwatch.detectors import REGISTRY
 from fleetwatch.events import KINDS, SOURCES, EventBatch
@@ -44,14 +37,13 @@ from fleetwatch.inputs.live import SourceError
 from fleetwatch.lifecycle import Silence
 from fleetwatch.replay import EmptyWindow, Window, replay
 from fleetwatch.simulate import ALL_SCENARIOS, simulate
-from fleetwatch.sinks import FORMATS, report, report_file, write
+from fleetwatch.sinks import FORMATS, write
 from fleetwatch.sinks.drain import NOT_A_HOST_NAME
 from fleetwatch.sinks.event_lines import event_lines
 from fleetwatch.sinks.incidents import INCIDENT_FORMATS, write_incidents
 from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import when
-from fleetwatch.sinks.timeline import Timeline
 from fleetwatch.sources import InputError, ReadOptions, ReadStats
 from fleetwatch.sources.parallel import default_jobs, read_parallel
 from fleetwatch.store import SilenceRow, Store, StoreError
@@ -350,15 +342,8 @@ def _replay_showing_progress(
     observe: Callable[[EventBatch], None] | None = None,
 ) -> list[Finding]:
     """``replay``, with a bar on stderr while it reads (on a terminal)."""
-    with Progress(
-        TextColumn("reading"),
-        BarColumn(),
-        TextColumn("{task.completed:,} events"),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task("read", total=None)
+
+    def run(progress: Callable[[int], None] | None) -> list[Finding]:
         try:
             return replay(
                 paths,
@@ -366,12 +351,22 @@ def _replay_showing_progress(
                 options,
                 window,
                 stats,
-                progress=lambda n: bar.advance(task, n),
+                progress=progress,
                 observe=observe,
                 jobs=jobs,
             )
         except InputError as exc:
             _fail(str(exc))
+
+    if not sys.stderr.isatty():  # no bar: rich is not even imported
+        return run(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    columns = (TextColumn("reading"), BarColumn(), TextColumn("{task.completed:,} events"))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("read", total=None)
+        return run(lambda n: bar.advance(task, n))
 
 
 @cli.command(
@@ -411,6 +406,11 @@ def report_command(
 ) -> None:
     """Write one HTML page of what replay finds: a timeline of the affected GPUs,
     the incidents, every finding with its evidence (files, folders, .gz, - for stdin)."""
+    from importlib.metadata import version
+
+    from fleetwatch.sinks import report, report_file
+    from fleetwatch.sinks.timeline import Timeline
+
     hint = " (--out - writes the page to standard output)"
     if out != "-":  # refused before the reading, which may take minutes
         try:
@@ -637,7 +637,7 @@ _HEALTH: Final = {  # what became of an unhealthy finding's drain, by action out
 @click.option("--kmsg", is_flag=True, help="Read this node's kernel log (/dev/kmsg or journal).")
 @click.option(
     "--store",
-    default=slurm_health.DEFAULT_STORE,
+    default=SLURM_HEALTH_STORE,
     show_default=True,
     help="Where it keeps its place, findings and drains between runs.",
 )
@@ -661,6 +661,8 @@ def slurm_health_command(
     """Slurm's HealthCheckProgram: read what is new, drain this node on a GPU fault."""
     import os
     import socket
+
+    from fleetwatch.actions import slurm_health
 
     name = node or os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".", 1)[0]
     if not is_slurm_node_name(name):
@@ -896,6 +898,10 @@ def _list_silences(rows: list[SilenceRow], output: str | None, store: str) -> No
         for row in rows:
             click.echo(json_line(dataclasses.asdict(row)), nl=False)
     elif rows:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None)
         for column in ("id", "node", "gpu", "detector", "until (UTC)", "by"):
             table.add_column(column, no_wrap=True)
@@ -1321,6 +1327,9 @@ def explain(what: str, code: str | None) -> None:
 @cli.command(epilog=_epilog("  fleetwatch detectors", env=_ENV_COLUMNS))
 def detectors() -> None:
     """The pattern library, with each detector's defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     for spec in REGISTRY.values():
         table = Table(title=f"{spec.name}: {spec.description}", title_justify="left")
@@ -1353,11 +1362,20 @@ def _write_summary(batches: Any) -> None:
         for at in sizes.nonzero()[0].tolist():
             counts[divmod(at, len(SOURCES))] += int(sizes[at])
         width = len(batch.strings) + 1  # node ids and -1, absent, shifted to 0..
-        for at in np.unique(pair * width + batch["node"] + 1).tolist():
+        keys = np.sort(pair * width + batch["node"] + 1)
+        # each value once, by sort and compare: np.unique would import numpy.ma to ask
+        # whether the keys are masked (a tenth of the start-up)
+        first = np.empty(keys.size, dtype=bool)
+        first[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        for at in keys[first].tolist():
             at_pair, node = divmod(at, width)
             named = nodes.setdefault(divmod(at_pair, len(SOURCES)), set())
             if node:
                 named.add(batch.strings[node - 1])
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="Events by kind", title_justify="left")
     table.add_column("kind")
     table.add_column("source")

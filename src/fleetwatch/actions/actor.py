@@ -59,6 +59,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
 
+from fleetwatch.actions import BREAKER, TOOLS
 from fleetwatch.actions.breaker import Breaker, BreakerConfig
 from fleetwatch.actions.kube_api import is_node_name
 from fleetwatch.actions.kube_nodes import KubeNodes
@@ -77,10 +78,6 @@ from fleetwatch.lifecycle import Transition
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.store import ActionRow, Store
 
-DETECTOR: Final = "breaker"
-"""The detector name of ``breaker_open`` findings."""
-TOOLS: Final = ("slurm", "kubernetes")
-"""What ``--act`` accepts."""
 OUTCOMES: Final = ("acted", "failed", "held", "would_act", "would_hold", "refused")
 _COUNTED: Final = {True: ("acted", "failed"), False: ("would_act",)}  # by acting or not
 SHOWN_HELD: Final = 20  # evidence lines naming held-back requests
@@ -94,7 +91,7 @@ def requests(transitions: Iterable[Transition]) -> list[dict[str, str | None]]:
     out: list[dict[str, str | None]] = []
     for t in transitions:
         f = t.finding
-        if t.kind == "resolved" or t.why_quiet == "silenced" or f.detector == DETECTOR:
+        if t.kind == "resolved" or t.why_quiet == "silenced" or f.detector == BREAKER:
             continue
         if f.node and f.action.takes_out_of_service:
             gpu = f.pci or (None if f.gpu is None else str(f.gpu))
@@ -167,7 +164,7 @@ class Actor:
     def resume_open(self, open_findings: Iterable[Finding]) -> None:
         """After a restart: continue the ``breaker_open`` finding the lifecycle holds open."""
         for f in open_findings:
-            if f.detector == DETECTOR and f.first_ts is not None:
+            if f.detector == BREAKER and f.first_ts is not None:
                 self.opened_at = f.first_ts
                 if self.open_gauge is not None:
                     self.open_gauge.set(1)
@@ -304,7 +301,7 @@ class Actor:
             self.outcomes.labels(outcome).inc()
 
     def _breaker_id(self) -> str:
-        return finding_id(DETECTOR, "breaker_open", self.opened_at)
+        return finding_id(BREAKER, "breaker_open", self.opened_at)
 
     def _breaker_finding(self, now: float) -> Finding:
         assert self.opened_at is not None
@@ -327,7 +324,7 @@ class Actor:
         )
         return Finding(
             id=self._breaker_id(),
-            detector=DETECTOR,
+            detector=BREAKER,
             severity=Severity.CRITICAL,
             action=Action.INVESTIGATE,
             summary=one_line(summary),

@@ -55,7 +55,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleetwatch import config as config_file
-from fleetwatch.actions.actor import DETECTOR, UNASKED, Actor, requests
+from fleetwatch.actions import BREAKER, SLURM_HEALTH_STORE
+from fleetwatch.actions.actor import UNASKED, Actor, requests
 from fleetwatch.actions.breaker import BreakerConfig
 from fleetwatch.actions.slurm import SlurmConfig, reason
 from fleetwatch.config import ConfigError, build
@@ -69,7 +70,6 @@ from fleetwatch.lifecycle import LIFECYCLE_KEY, Lifecycle, LifecycleConfig, Sile
 from fleetwatch.sources.context import ReadOptions, ReadStats
 from fleetwatch.store import ActionRow, Commit, Store, StoreError
 
-DEFAULT_STORE: Final = "/var/lib/fleetwatch/slurm-health.db"
 DRY_RUN: Final = ("would_act", "would_hold")  # outcomes a run that acts asks again
 
 Say = Callable[[str, int], None]
@@ -81,7 +81,7 @@ class HealthCheck:
 
     node: str
     """This node's Slurm name (the one drained)."""
-    store: str = DEFAULT_STORE
+    store: str = SLURM_HEALTH_STORE
     follow: tuple[str, ...] = ()
     """Log files or folders to read."""
     kmsg: KmsgSettings | None = None
@@ -116,7 +116,7 @@ class Verdict:
 def load(
     path: Path | None,
     node: str,
-    store: str = DEFAULT_STORE,
+    store: str = SLURM_HEALTH_STORE,
     follow: tuple[str, ...] = (),
     kmsg: bool = False,
     from_start: bool = False,
@@ -308,7 +308,7 @@ class _Run:
         elsewhere: list[Finding] = []
         for tracked in self.lifecycle.open.values():
             finding = tracked.finding
-            if finding.detector == DETECTOR:
+            if finding.detector == BREAKER:
                 continue
             if finding.node not in self.names:
                 elsewhere.append(finding)

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from typing import Final, TextIO
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Final, TextIO
 
 from fleetwatch.findings import Severity
 from fleetwatch.incidents import Incident
 from fleetwatch.sinks.json_line import json_line
 from fleetwatch.sinks.one_line import one_line
 from fleetwatch.sinks.table import LIST_NAME_CAP, cut, cut_note, names_cut, when
+
+if TYPE_CHECKING:  # imported where the list is written, as sinks/table.py does
+    from rich.console import Console
 
 INCIDENT_FORMATS: Final = ("incidents", "incidents-table")
 _STYLE: Final = {
@@ -44,12 +44,16 @@ def write_incidents(
         for incident in incidents:
             out.write(json_line(incident.to_json()))
     elif fmt == "incidents-table":
+        from rich.console import Console
+
         _list(incidents, Console(file=out, width=width) if width else Console(file=out))
     else:
         raise ValueError(f"unknown output format {fmt!r}")
 
 
 def _list(incidents: Sequence[Incident], console: Console) -> None:
+    from rich.text import Text
+
     if not incidents:
         console.print("no incidents")
         return

@@ -22,15 +22,17 @@ import os
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from rich.cells import cell_len, set_cell_size
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from fleetwatch.findings import Finding, Severity
 from fleetwatch.sinks.one_line import one_line
+
+if TYPE_CHECKING:
+    # rich's console, table and text are imported where a table is written: a command
+    # that writes none (replay's JSON lines, watch) starts without them
+    from rich.console import Console
 
 _STYLE = {
     Severity.CRITICAL: "bold red",
@@ -90,6 +92,8 @@ def write_table(
     """Render the findings for a person: a list that fits the terminal (80 columns and
     up; the summary wrapped, a name cut only past ``LIST_NAME_CAP``), or with ``wide``
     or room for it, a table (a name cut past ``NAME_CAP``)."""
+    from rich.console import Console
+
     console = _console(out, width)
     if wide and console.width < WIDE_AT:  # the columns at their width; a terminal wraps
         console = Console(file=out, width=_WIDE)
@@ -103,6 +107,8 @@ def write_table(
 
 
 def _console(out: TextIO, width: int | None) -> Console:
+    from rich.console import Console
+
     if width is not None:
         return Console(file=out, width=width)
     # a terminal (or COLUMNS) says its width; a file or pipe gets room for the table
@@ -135,6 +141,8 @@ def _list(findings: Sequence[Finding], console: Console) -> None:
     """A finding in three parts: severity, action and where; the detector, count and
     time; the summary, wrapped and indented. Names wrap; past ``LIST_NAME_CAP`` they
     are cut."""
+    from rich.text import Text
+
     console.print(Text(f"{len(findings)} finding(s)", style="italic"))
     width = max(console.width, 20)
     for f in findings:
@@ -177,6 +185,9 @@ _FRAME: Final = 25
 def _table(findings: Sequence[Finding], console: Console) -> None:
     """One row a finding. The node column gets what the other columns and a summary of
     ``_SUMMARY_MIN`` leave, at most ``NAME_CAP`` characters."""
+    from rich.table import Table
+    from rich.text import Text
+
     rows = []
     for f in findings:
         gpu = f.pci or (str(f.gpu) if f.gpu is not None else "")

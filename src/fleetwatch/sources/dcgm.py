@@ -41,8 +41,6 @@ import math
 import re
 from typing import Any, Final, NamedTuple
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from fleetwatch.catalog import MetricRule, clock_event_reasons, dcgm_metrics
 from fleetwatch.events import CLOCK_ID, KIND_ID, SCOPE_ID
 from fleetwatch.pci import normalize_pci
@@ -153,6 +151,10 @@ _PLAIN_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\{)")
 
 def _parsed(head: str) -> tuple[str, Labels] | None:
     """``name{labels}`` -> (name, what its labels say), read by the Prometheus parser."""
+    # imported at the first head, not with this module: prometheus_client brings
+    # http.server and email with it, a third of the start-up of commands that read none
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         samples = [s for f in text_string_to_metric_families(head + " 0\n") for s in f.samples]
         if len(samples) == 1:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from fleetwatch import config as config_file
-from fleetwatch.actions.actor import TOOLS
+from fleetwatch.actions import TOOLS
 from fleetwatch.actions.breaker import BreakerConfig
 from fleetwatch.actions.kube_nodes import KubeNodeSettings
 from fleetwatch.actions.slurm import SlurmConfig
