@@ -318,6 +318,41 @@ def test_generated_kernel_lines_read_the_same(
     assert_same(data.encode(), chunk=chunk, seed=seed)
 
 
+_NEAR_MISSES_OF = (
+    "[ 5.1] NVRM: Xid (PCI:0000:07:00): 79, pid=12, name=python, GPU has fallen off the bus.",
+    "[ 5.2] nvidia-nvswitch3: SXid (PCI:0000:47:00.0): 12028, Non-fatal, Link 30 LTSSM Fault Up",
+    "[ 5.3] NVRM: GPU at PCI:0000:0f:00: GPU-5fc0bcec-8a5a",
+    "[ 5.4] NVRM: GPU 0000:4e:1F.0: GPU has fallen off the bus.",
+    "[ 5.5] nvidia 0000:b7:00.0: PCIe Bus Error: severity=Corrected, type=Physical Layer",
+)
+
+
+@needs_build
+def test_every_one_character_near_miss_reads_the_same() -> None:
+    """Each record above with one character gone, or changed, wherever it is: the
+    compiled loop's word search and field reads meet every near miss of its words
+    (the last letter of "GPU has fallen off the bus", the "(" after "Xid") and
+    decide as the regular expressions do."""
+    lines = []
+    for record in _NEAR_MISSES_OF:
+        stamp = record.index("]") + 2  # the stamp stays: the records are told apart
+        for at in range(stamp, len(record)):
+            for instead in ("", "x", "("):
+                lines.append(record[:at] + instead + record[at + 1 :])
+    assert_same("\n".join(lines).encode() + b"\n")
+
+
+@needs_build
+@pytest.mark.parametrize("filler", [b"\n", b"[ 1.0] sixteen\n", b"x" * 31 + b"\n"])
+def test_line_numbers_after_long_runs_of_short_lines(filler: bytes) -> None:
+    """Lines counted sixteen bytes a step stay counted where one byte of every step is
+    a newline for thousands of steps (each lane's count is summed before it wraps)."""
+    record = b"[ 2.0] NVRM: Xid (PCI:0000:07:00): 79, pid=1, name=x, off the bus\n"
+    for count in (255 * 16, 4096, 10_000):
+        assert_same(filler * count + record)
+        assert_same(record + filler * count + record)
+
+
 _AER_STAMPS = ("[ {boot}] ", "Aug  5 03:54:{ss} gpu-7 kernel: [ {boot}] ", "3,{seq},{us},-;")
 
 

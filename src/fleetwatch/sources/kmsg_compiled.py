@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fleetwatch.catalog import aer_bits
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, KIND_ID, SEVERITY_ID, SOURCE_ID
 from fleetwatch.sources import dcgm, k8s, kmsg
+from fleetwatch.sources.context import Identities
 from fleetwatch.sources.envelope import EARLIEST, LATEST
 from fleetwatch.sources.numbers import OUT_OF_RANGE
 from fleetwatch.sources.registry import LINE_READERS
@@ -84,6 +85,7 @@ def _configure(module: Any) -> None:
             "sample_starts": tuple(start.encode() for start in dcgm.READER.line_starts),
             "sample_before": _BEFORE_SAMPLES,
             "aer": (dict(bits.correctable), dict(bits.uncorrectable)),
+            "identities": Identities,
         }
     )
 
