@@ -143,6 +143,8 @@ FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
     for name, (_, _, shown) in FIELDS.items()
     if shown.startswith("enum:")
 }
+# How each field is shown: "str", "int", "float" or "enum:<table>".
+_SHOWN_AS: Final = {name: shown for name, (_, _, shown) in FIELDS.items()}
 # The fields every event has, always shown in JSON even when null.
 ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
@@ -215,8 +217,17 @@ class EventBatch:
     def value(self, field: str, row: int) -> Any:
         """One field of one event as a plain value (None when absent)."""
         # item(row) reads the plain value from the array; column[row].item() would make
-        # a NumPy scalar first (allocations per field of every evidence line)
-        return self._shown(field, self.columns[field].item(row))
+        # a NumPy scalar first (allocations per field of every evidence line). _shown's
+        # steps written out: evidence lines call this a dozen times each
+        raw = self.columns[field].item(row)
+        shown = _SHOWN_AS[field]
+        if shown == "str":
+            return None if raw < 0 else self.strings[raw]
+        if shown == "int":
+            return None if raw < 0 else raw
+        if shown == "float":
+            return None if raw != raw else raw  # NaN is absent
+        return None if raw < 0 else FIELD_ENUMS[field][raw]
 
     def record(self, row: int) -> dict[str, Any]:
         """One event as a dict of its present fields."""
