@@ -45,8 +45,11 @@ class _HyperscanPrefilter:
             def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
                 add(to)
 
-        data = buf if start == 0 and end == len(buf) else buf[start:end]
-        self._db.scan(data, match_event_handler=on_match)
+        if start == 0 and end == len(buf):
+            self._db.scan(buf, match_event_handler=on_match)
+        else:  # a view, not a slice: a copy of a chunk costs more than scanning it
+            with memoryview(buf) as whole, whole[start:end] as part:
+                self._db.scan(part, match_event_handler=on_match)
         return found
 
 
