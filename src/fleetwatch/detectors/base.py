@@ -438,8 +438,9 @@ def _extent(ts: npt.NDArray[np.float64], clock: str) -> Span:
 
 def at(batch: EventBatch, row: int) -> Span:
     """The time of one event as a ``Span``."""
-    ts = float(batch["ts"][row])
-    clock = int(batch["clock"][row])
+    # item(row): the plain value, without a NumPy scalar made first
+    ts = batch["ts"].item(row)
+    clock = batch["clock"].item(row)
     if ts != ts or clock not in (_WALL, _BOOT):
         return UNTIMED
     return Span(ts, ts, "wall" if clock == _WALL else "boot")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import numpy as np
 
@@ -65,6 +65,25 @@ from fleetwatch.findings import Action, Finding, Severity
 _GPU: Final = re.compile(r"device 10de:|driver (?:nvidia|vfio-pci)\b")
 _RECOVERY_FAILED: Final = "device recovery failed"
 _BEHIND: Final = re.compile(r"behind it (\S+)")
+
+
+class _Said(NamedTuple):
+    """What an AER record's detail says that this detector reads."""
+
+    behind: str | None  # the device behind the port that reported it
+    gpu: bool  # it names an NVIDIA device or driver
+    recovery_failed: bool
+
+    @classmethod
+    def of(cls, detail: str) -> _Said:
+        behind = _BEHIND.search(detail)
+        return cls(
+            None if behind is None else behind[1],
+            _GPU.search(detail) is not None,
+            _RECOVERY_FAILED in detail,
+        )
+
+
 # GT/s per lane by PCIe generation: the link's data rate, relative to Gen 5.
 _GT_PER_LANE: Final = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
 _AER: Final = np.int8(KIND_ID["aer"])
@@ -166,8 +185,9 @@ class PcieAer(Stateful):
         touched, and first reported."""
         touched: dict[int, tuple[Incident, list[int]]] = {}
         reporting: dict[int, Incident] = {}
+        said: dict[int, _Said] = {}  # a storm repeats its records' words: read once each
         for row in rows:
-            incident, reports = self._aer(batch, row)
+            incident, reports = self._aer(batch, row, said)
             if (known := touched.get(id(incident))) is None:
                 touched[id(incident)] = (incident, [row])
             else:
@@ -178,18 +198,19 @@ class PcieAer(Stateful):
             incident.add_lines(batch, records, records)  # a record is its first and last
         return [self._finding(incident) for incident in reporting.values()]
 
-    def _aer(self, batch: EventBatch, row: int) -> tuple[Incident, bool]:
+    def _aer(self, batch: EventBatch, row: int, said: dict[int, _Said]) -> tuple[Incident, bool]:
         """Fold one AER record into its device's incident (its line is for the caller
         to add); the incident, and whether it is one to report (an uncorrected error,
-        or enough corrected ones)."""
+        or enough corrected ones). ``said``: what each detail of the batch says."""
         node = batch.strings[batch["node"].item(row)]
         pci = batch.strings[batch["pci"].item(row)]
         ts = batch.value("ts", row)
-        detail = batch.value("detail", row) or ""
-        behind = _BEHIND.search(detail)
-        if behind is not None:
-            pci = behind[1]  # the record names the device behind the port
-        elif (_GPU.search(detail) or batch["uuid"].item(row) >= 0) and ts is not None:
+        detail_id = batch["detail"].item(row)
+        if (words := said.get(detail_id)) is None:
+            words = said[detail_id] = _Said.of(batch.string(detail_id) or "")
+        if words.behind is not None:
+            pci = words.behind  # the record names the device behind the port
+        elif (words.gpu or batch["uuid"].item(row) >= 0) and ts is not None:
             self.last_gpu_error[node] = (ts, pci, None)
         else:
             recent = self.last_gpu_error.get(node)
@@ -201,7 +222,7 @@ class PcieAer(Stateful):
         attrs["severity"] = max(attrs.get("severity", Severity.INFO), severity)
         attrs["corrected"] = attrs.get("corrected", 0) + (severity == Severity.WARNING)
         attrs["uncorrected"] = attrs.get("uncorrected", 0) + (severity > Severity.WARNING)
-        if _RECOVERY_FAILED in detail:
+        if words.recovery_failed:
             attrs["recovery_failed"] = True
         reports = attrs["uncorrected"] > 0 or attrs["corrected"] >= self.config.corrected_per_window
         return incident, reports
