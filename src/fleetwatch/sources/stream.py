@@ -34,11 +34,6 @@ from fleetwatch.sources.prefilter import Prefilter
 from fleetwatch.sources.reader import RunRead
 from fleetwatch.sources.registry import KEYWORDS, LINE_READERS
 
-# 2 MiB: the carry and the chunk joined, and each chunk read, cost a sixth of this as
-# much at 8 MiB (fresh pages each time; at this size the allocator reuses its own),
-# 0.19 s against 0.03 s per 187 MB of kernel log; a line may be 1 MiB (MAX_LINE_BYTES)
-CHUNK_BYTES: Final = 2 << 20
-
 
 class Readable(Protocol):
     """Anything with ``read(size) -> bytes``."""
@@ -192,7 +187,7 @@ class LineStream:
         """Read all of ``stream`` (after ``first``), yielding after each chunk."""
         self.carry = first
         while True:
-            chunk = stream.read(CHUNK_BYTES)
+            chunk = stream.read(self.ctx.options.chunk_bytes)
             self.feed(chunk, eof=not chunk)
             yield
             if not chunk:
