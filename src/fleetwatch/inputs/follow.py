@@ -45,12 +45,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from fleetwatch.events import BatchBuilder, EventBatch
-from fleetwatch.sources.context import FileContext, Identities, ReadOptions, ReadStats
+from fleetwatch.sources.context import (
+    CHUNK_BYTES,
+    FileContext,
+    Identities,
+    ReadOptions,
+    ReadStats,
+)
 from fleetwatch.sources.files import Input, InputError, expand, shown
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
-READ_BYTES: Final = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,8 @@ class _Open:
     def read_new(self) -> bool:
         """Hand what was appended to the stream; True if anything was."""
         got = False
-        while chunk := os.pread(self.handle.fileno(), READ_BYTES, self.offset):
+        size = self.stream.ctx.options.chunk_bytes  # the stream's chunks, as replay's
+        while chunk := os.pread(self.handle.fileno(), size, self.offset):
             self.offset += len(chunk)
             self.stream.feed(chunk)
             got = True
@@ -305,7 +311,7 @@ class Follower:
 
 def _count_lines(handle: BinaryIO, end: int) -> int:
     lines, at = 0, 0
-    while at < end and (chunk := os.pread(handle.fileno(), min(READ_BYTES, end - at), at)):
+    while at < end and (chunk := os.pread(handle.fileno(), min(CHUNK_BYTES, end - at), at)):
         lines += chunk.count(b"\n")
         at += len(chunk)
     return lines
