@@ -8,6 +8,7 @@ boot-clock times apart, whatever order the inputs arrive in.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from fleetwatch.detectors.base import (
     _span_of_few,
     _span_of_many,
     span,
+    spans,
 )
 from fleetwatch.engine import Engine
 from fleetwatch.events import concat
@@ -197,3 +199,30 @@ def test_a_few_rows_read_one_by_one_span_as_the_array_calls_do(
         data.draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=8)), dtype=np.intp
     )
     assert _span_of_few(batch, rows) == _span_of_many(batch, rows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["wall", "boot", "none"]),
+            st.one_of(st.just(np.nan), st.floats(-1e12, 1e12, allow_nan=False)),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.data(),
+)
+def test_the_spans_of_many_groups_at_once_are_each_groups_span(
+    events: list[tuple[str, float]], data: st.DataObject
+) -> None:
+    clocks = [clock for clock, _ in events]
+    ts = np.asarray([t for _, t in events])
+    batch = make_batch(len(events), kind="xid", ts=ts, clock=(clocks, np.arange(len(events))))
+    rows = np.asarray(
+        data.draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=40)), dtype=np.intp
+    )
+    cuts = data.draw(st.sets(st.integers(1, rows.size - 1))) if rows.size > 1 else set()
+    bounds = [0, *sorted(cuts), rows.size]
+    expected = [span(batch, rows[a:b]) for a, b in pairwise(bounds)]
+    assert spans(batch, rows, bounds) == expected

@@ -53,6 +53,7 @@ import numpy as np
 
 from fleetwatch.catalog import XidEntry, xid, xid_catalog, xids_owned_by
 from fleetwatch.detectors.base import (
+    SPANS_AT_ONCE,
     IncidentBook,
     Span,
     at,
@@ -61,6 +62,7 @@ from fleetwatch.detectors.base import (
     make_finding,
     segments,
     span,
+    spans,
 )
 from fleetwatch.detectors.state import Stateful
 from fleetwatch.events import KIND_ID, KINDS, EventBatch
@@ -228,28 +230,43 @@ class XidCorrelation(Stateful):
         order, starts = _groups(columns, ts, self.config.gap_s)
         rows = rows[order]
         firsts = order[starts[:-1]]
-        runs: list[tuple[int, str, str | None, int, np.ndarray]] = []
-        for start, end, node_id, pci_id, code in zip(
-            starts[:-1],
-            starts[1:],
-            *(column[firsts].tolist() for column in columns),
-            strict=True,
+        # each run's times: at once for many runs, else one run at a time in _xid_run
+        whens = spans(batch, rows, starts) if firsts.size >= SPANS_AT_ONCE else None
+        runs: list[tuple[int, str, str | None, int, np.ndarray, Span | None]] = []
+        for i, (start, end, node_id, pci_id, code) in enumerate(
+            zip(
+                starts[:-1],
+                starts[1:],
+                *(column[firsts].tolist() for column in columns),
+                strict=True,
+            )
         ):
             part = rows[start:end]
-            runs.append((part.item(0), batch.strings[node_id], batch.string(pci_id), code, part))
+            when = None if whens is None else whens[i]
+            runs.append(
+                (part.item(0), batch.strings[node_id], batch.string(pci_id), code, part, when)
+            )
         # In time order (rows are), so an Xid 45 meets the incident it follows.
         changed: dict[str, Finding] = {}
-        for _, node, pci, code, part in sorted(runs, key=lambda run: run[0]):
-            for finding in self._xid_run(batch, part, node, pci, code):
+        for _, node, pci, code, part, when in sorted(runs, key=lambda run: run[0]):
+            for finding in self._xid_run(batch, part, node, pci, code, when):
                 changed[finding.id] = finding
         return list(changed.values())
 
     def _xid_run(
-        self, batch: EventBatch, part: np.ndarray, node: str, pci: str | None, code: int
+        self,
+        batch: EventBatch,
+        part: np.ndarray,
+        node: str,
+        pci: str | None,
+        code: int,
+        when: Span | None = None,
     ) -> list[Finding]:
+        """One run of one GPU's Xids of one code; ``when``: its times, if known."""
         first, last = part.item(0), part.item(-1)
-        # one record's time is ``at`` it: the same Span as ``span``, without its masks
-        when = at(batch, first) if part.size == 1 else span(batch, part)
+        if when is None:
+            # one record's time is ``at`` it: the same Span as ``span``, without its masks
+            when = at(batch, first) if part.size == 1 else span(batch, part)
         identity = {
             "node": node,
             "pci": pci,
