@@ -217,17 +217,8 @@ class EventBatch:
     def value(self, field: str, row: int) -> Any:
         """One field of one event as a plain value (None when absent)."""
         # item(row) reads the plain value from the array; column[row].item() would make
-        # a NumPy scalar first (allocations per field of every evidence line). _shown's
-        # steps written out: evidence lines call this a dozen times each
-        raw = self.columns[field].item(row)
-        shown = _SHOWN_AS[field]
-        if shown == "str":
-            return None if raw < 0 else self.strings[raw]
-        if shown == "int":
-            return None if raw < 0 else raw
-        if shown == "float":
-            return None if raw != raw else raw  # NaN is absent
-        return None if raw < 0 else FIELD_ENUMS[field][raw]
+        # a NumPy scalar first (allocations per field of every evidence line)
+        return self._shown(field, self.columns[field].item(row))
 
     def record(self, row: int) -> dict[str, Any]:
         """One event as a dict of its present fields."""
@@ -249,16 +240,16 @@ class EventBatch:
             }
 
     def _shown(self, name: str, raw: Any) -> Any:
-        shown = FIELDS[name][2]
-        if shown == "float":
-            return None if raw != raw else raw  # NaN is absent
+        """A column's raw value as a plain one (None when absent). One lookup of how the
+        field is shown, strings read here: evidence lines call this a dozen times each."""
+        shown = _SHOWN_AS[name]
+        if shown == "str":
+            return None if raw < 0 else self.strings[raw]
         if shown == "int":
             return None if raw < 0 else raw
-        if shown == "str":
-            return self.string(raw)
-        if raw < 0:
-            return None
-        return FIELD_ENUMS[name][raw]
+        if shown == "float":
+            return None if raw != raw else raw  # NaN is absent
+        return None if raw < 0 else FIELD_ENUMS[name][raw]
 
 
 class BatchBuilder:

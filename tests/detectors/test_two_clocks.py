@@ -28,7 +28,7 @@ from fleetwatch.detectors.base import (
     spans,
 )
 from fleetwatch.engine import Engine
-from fleetwatch.events import concat
+from fleetwatch.events import EventBatch, concat
 from fleetwatch.findings import Finding
 from fleetwatch.replay import replay
 from fleetwatch.sinks.table import when
@@ -177,51 +177,42 @@ def test_span_takes_the_wall_clock_when_it_has_it(clocks: list[str], expected: S
     assert span(batch, np.arange(4)) == expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["wall", "boot", "none"]),
-            st.one_of(st.just(np.nan), st.floats(-1e12, 1e12, allow_nan=False)),
-        ),
-        min_size=1,
-        max_size=12,
-    ),
-    st.data(),
-)
-def test_a_few_rows_read_one_by_one_span_as_the_array_calls_do(
-    events: list[tuple[str, float]], data: st.DataObject
-) -> None:
-    clocks = [clock for clock, _ in events]
-    ts = np.asarray([t for _, t in events])
-    batch = make_batch(len(events), kind="xid", ts=ts, clock=(clocks, np.arange(len(events))))
-    rows = np.asarray(
-        data.draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=8)), dtype=np.intp
+@st.composite
+def _timed_rows(draw: st.DrawFn, events: int, rows: int) -> tuple[EventBatch, np.ndarray]:
+    """A batch of up to ``events`` events on any clock, timed or not, and up to ``rows``
+    of its rows (repeats allowed)."""
+    drawn = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["wall", "boot", "none"]),
+                st.one_of(st.just(np.nan), st.floats(-1e12, 1e12, allow_nan=False)),
+            ),
+            min_size=1,
+            max_size=events,
+        )
     )
+    clocks = [clock for clock, _ in drawn]
+    ts = np.asarray([t for _, t in drawn])
+    batch = make_batch(len(drawn), kind="xid", ts=ts, clock=(clocks, np.arange(len(drawn))))
+    picked = draw(st.lists(st.integers(0, len(drawn) - 1), min_size=1, max_size=rows))
+    return batch, np.asarray(picked, dtype=np.intp)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_timed_rows(events=12, rows=8))
+def test_a_few_rows_read_one_by_one_span_as_the_array_calls_do(
+    timed: tuple[EventBatch, np.ndarray],
+) -> None:
+    batch, rows = timed
     assert _span_of_few(batch, rows) == _span_of_many(batch, rows)
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["wall", "boot", "none"]),
-            st.one_of(st.just(np.nan), st.floats(-1e12, 1e12, allow_nan=False)),
-        ),
-        min_size=1,
-        max_size=30,
-    ),
-    st.data(),
-)
+@given(_timed_rows(events=30, rows=40), st.data())
 def test_the_spans_of_many_groups_at_once_are_each_groups_span(
-    events: list[tuple[str, float]], data: st.DataObject
+    timed: tuple[EventBatch, np.ndarray], data: st.DataObject
 ) -> None:
-    clocks = [clock for clock, _ in events]
-    ts = np.asarray([t for _, t in events])
-    batch = make_batch(len(events), kind="xid", ts=ts, clock=(clocks, np.arange(len(events))))
-    rows = np.asarray(
-        data.draw(st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=40)), dtype=np.intp
-    )
+    batch, rows = timed
     cuts = data.draw(st.sets(st.integers(1, rows.size - 1))) if rows.size > 1 else set()
     bounds = [0, *sorted(cuts), rows.size]
     expected = [span(batch, rows[a:b]) for a, b in pairwise(bounds)]
