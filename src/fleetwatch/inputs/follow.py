@@ -12,7 +12,9 @@ What happens to a file, and what the follower does:
 
 * **rotation by rename** (``kern.log`` -> ``kern.log.1``, a new ``kern.log``): the path
   now names another inode. The old file is read to its end through the handle still
-  open, then the new one from its start.
+  open, then the new one from its start. A file missing from one poll (renamed between
+  the folder's listing and its stat, or moved out and back) is read to its end then;
+  listed again under a new name, with the same first bytes, it is read on from there.
 * **copytruncate** (the file is copied, then cut to zero and written again): the file
   is shorter than the offset read, or its first bytes changed. It is read again from
   its start.
@@ -56,6 +58,7 @@ from fleetwatch.sources.files import Input, InputError, expand, shown
 from fleetwatch.sources.stream import LineStream
 
 HEAD_BYTES: Final = 256  # the fingerprint that tells a rewritten file from its old self
+GONE_KEPT: Final = 64  # how many files that left the listing are remembered, newest kept
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,10 @@ class Follower:
         # that path goes on with it, so a record the rotation cut in two is joined;
         # with the time it left, to read a held record once no file came
         self._left: dict[str, tuple[LineStream, float]] = {}
+        # (device, inode) -> (offset, line, head) of a file that left the listing after
+        # being read to its end: a rotation seen between listing and stat, or a move out
+        # and back, shows it again under a new name, to be read on, not from its start
+        self._gone: dict[tuple[int, int], tuple[int, int, bytes]] = {}
 
     def holding(self) -> bool:
         """Whether a record is held for lines that may continue it (read once quiet)."""
@@ -191,6 +198,9 @@ class Follower:
             old.read_new()
             old.close()
             self._left[str(old.path)] = (old.stream, old.grew)  # a new file goes on with it
+            self._gone[key] = (old.offset, old.stream.line, old.head)
+            if len(self._gone) > GONE_KEPT:
+                del self._gone[next(iter(self._gone))]
         for key, path in listed.items():  # files already followed first, then new ones
             current = self._open.get(key)
             if current is None:
@@ -270,17 +280,22 @@ class Follower:
         size = os.fstat(handle.fileno()).st_size
         offset, line = 0, 1
         saved = self._saved.pop(key, None)
+        gone = self._gone.pop(key, None)
         if saved is not None:
             head = bytes.fromhex(saved.head)
             if size >= saved.offset and _head(handle)[: len(head)] == head:
                 offset, line = saved.offset, saved.line  # the same file: read on
+        elif gone is not None:
+            end, at_line, head = gone
+            if size >= end and _head(handle)[: len(head)] == head:
+                offset, line = end, at_line  # the file that left, back under a new name
         elif self._skip_history:
             offset, line = size, 1 + _count_lines(handle, size)
         if not self._open and self._saved and not self.root.is_dir():
             self._catch_up(path)  # the one followed file was rotated while we were down
         self.stats.files += 1
         opened = _Open(path, handle, offset, line, self._context(path))
-        if str(path) in self._left:
+        if gone is None and str(path) in self._left:
             opened.stream = self._left.pop(str(path))[0]
         self._open[key] = opened
         opened.read_new()
