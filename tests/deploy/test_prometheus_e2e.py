@@ -109,6 +109,13 @@ def test_every_dashboard_query_runs_and_the_finding_panels_show_the_finding(
     board = dashboard.load()
     values = {"job": "fleetwatch", "instance": stack.instance}  # a regex that matches itself
     prometheus = stack.prometheus
+    # scraped once at least, whichever test ran first (or alone)
+    finding_series = ("fleetwatch_finding", "fleetwatch_findings_open")
+    wait_for(
+        lambda: prometheus.api("query", query='fleetwatch_finding{node="gpu-node-17"}')["result"],
+        timeout=25,
+        what="the finding to be scraped",
+    )
     # Grafana's label_values(...) variables, through the labels API it uses
     for name in ("job", "instance"):
         query = dashboard.variables(board)[name]["query"]["query"]
@@ -117,12 +124,6 @@ def test_every_dashboard_query_runs_and_the_finding_panels_show_the_finding(
         series, label = matched.groups()
         found = prometheus.api(f"label/{label}/values", **{"match[]": series})
         assert found == [{"job": "fleetwatch", "instance": stack.instance}[name]]
-    finding_series = ("fleetwatch_finding", "fleetwatch_findings_open")
-    wait_for(
-        lambda: prometheus.api("query", query='fleetwatch_finding{node="gpu-node-17"}')["result"],
-        timeout=25,
-        what="the finding to be scraped",
-    )
     for title, expr in dashboard.queries(board, values):
         answer = get_json(
             f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
