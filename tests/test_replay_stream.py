@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fleetwatch import replay as replay_module
 from fleetwatch.config import build, load
 from fleetwatch.engine import Engine
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, EventBatch, concat
@@ -281,6 +282,32 @@ def test_inputs_in_another_order_are_another_read_order(incident: Path, fleets: 
     """Ties in time keep the order the paths were named in, as the one sort kept it."""
     paths = [str(fleets / "eviction-storm"), str(incident)]
     assert_same(list(replay_batches(paths, OPTIONS, limits=TINY)), one_sort(paths, Window()))
+
+
+def test_a_chunk_of_many_files_on_the_wall_clock_is_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's files scraped side by side: as many runs to merge as chunks, not as
+    files (each file a run would make the merge touch every file's piece per batch)."""
+    for i in range(40):
+        with (tmp_path / f"node-{i}.prom").open("w") as out:
+            for n in range(60):
+                labels = f'gpu="0",pci_bus_id="00000000:3B:00.0",Hostname="node-{i}"'
+                out.write(
+                    f"DCGM_FI_DEV_GPU_TEMP{{{labels}}} {60 + n} {(START + n * 30) * 1000:.0f}\n"
+                )
+    runs: list[int] = []
+    narrow = replay_module._narrow
+
+    def counted(found: list[Any], *rest: Any) -> Any:
+        runs.append(len(found))
+        return narrow(found, *rest)
+
+    monkeypatch.setattr(replay_module, "_narrow", counted)
+    limits = Limits(spill_events=BATCH_SIZE, fan_in=64)  # each batch read is a chunk
+    paths = [str(tmp_path)]
+    assert_same(list(replay_batches(paths, OPTIONS, limits=limits)), one_sort(paths, Window()))
+    assert runs == [-(-40 * 60 // BATCH_SIZE)]
 
 
 # -- bounded memory --------------------------------------------------------------------

@@ -17,10 +17,12 @@ Memory holds the detectors' state and a bounded window of events, not the input,
 two passes over the events (the inputs themselves are read once):
 
 1. **Spill.** Events are read in file order, a chunk of ``Limits.spill_events`` at a
-   time. Each chunk is cut by file, and a file's boot-clock events by node, each part
-   sorted and written to a temporary file (``spill.py``). A part that sorts after the
-   last one of its file (and node) extends that run; logs are written in time order,
-   so a file is most often one run.
+   time. Each chunk is cut in parts, each sorted and written to a temporary file
+   (``spill.py``): its wall-clock and untimed events, of every file, are one part (their
+   keys are final as read); its boot-clock events one part per file and node (their
+   node's anchor is known only at the end). A part that sorts after the last one of its
+   kind (of its file and node) extends that run: a log written in time order is one
+   run, and a fleet of files read one after another is a run per chunk, not per file.
 2. **Merge.** Only once every input is read are the anchors final: the earliest event
    may be a boot-clock line of the last file, and a node's anchor may come from any
    file. Then each run is read back a piece at a time, anchored, filtered, and the
@@ -59,6 +61,7 @@ from fleetwatch.spill import Run, SpillFile
 _WALL: Final = CLOCK_ID["wall"]
 _BOOT: Final = CLOCK_ID["boot"]
 _NOT_BOOT: Final = -2  # a run's node when its events are not on the boot clock
+_ANY_FILE: Final = -1  # a part's file when it holds every file's events (step 1)
 
 Mask = npt.NDArray[np.bool_]
 Columns = EventBatch | npt.NDArray[Any]
@@ -104,7 +107,7 @@ class Limits:
     """Events read before they are sorted and spilled (the largest holding)."""
     piece_events: int = 1024
     """Events read back from a run at a time; the merge holds one piece per run."""
-    fan_in: int = 32
+    fan_in: int = 64
     """Runs merged at once; more are first merged into fewer, longer runs."""
 
 
@@ -189,7 +192,7 @@ class _Runs:
             self.flush()
 
     def flush(self) -> None:
-        """Sort the chunk by file (and node, for boot-clock events) and time; spill it.
+        """Sort the chunk's parts (step 1) by time and spill them.
 
         A boot-clock part is keyed by its boot times: its node's anchor, known only
         at the end, moves them all by one offset, which keeps their order.
@@ -202,8 +205,9 @@ class _Runs:
         self._read += self._count
         self._chunk, self._count = [], 0
         named = fields(chunk.rows)
-        node = np.where(named["clock"] == _BOOT, named["node"], _NOT_BOOT).astype(np.int64)
-        file = named["file"].astype(np.int64)
+        boot = named["clock"] == _BOOT
+        node = np.where(boot, named["node"], _NOT_BOOT).astype(np.int64)
+        file = np.where(boot, named["file"], _ANY_FILE).astype(np.int64)
         order = np.lexsort((chunk.arrival, chunk.when, chunk.rank, node, file))
         file, node = file[order], node[order]
         starts = np.flatnonzero(np.r_[True, (file[1:] != file[:-1]) | (node[1:] != node[:-1])])
