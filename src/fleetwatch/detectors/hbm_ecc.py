@@ -48,7 +48,6 @@ from fleetwatch.detectors.base import (
     Incident,
     IncidentBook,
     describe,
-    expire_stamped,
     kind_table,
     make_finding,
     pack,
@@ -56,7 +55,8 @@ from fleetwatch.detectors.base import (
     shifted,
     span,
 )
-from fleetwatch.detectors.state import Stateful
+from fleetwatch.detectors.series import Series
+from fleetwatch.detectors.state import Stateful, dump, load
 from fleetwatch.events import KIND_ID, SCOPE_ID, EventBatch
 from fleetwatch.findings import Action, Finding, Severity, strongest
 
@@ -99,6 +99,18 @@ _COUNTER_BITS: Final = np.int64(21)
 _THREE_BITS: Final = np.int64(3)  # the counter's share of a series key (``pack``)
 
 
+def _series_key(batch: EventBatch, row: int) -> tuple[str, str, int, int, int]:
+    """A counter series' key: (node, pci, kind, scope, source) of one of its rows."""
+    strings = batch.strings
+    return (
+        strings[batch["node"].item(row)],
+        strings[batch["pci"].item(row)],
+        batch["kind"].item(row),
+        batch["scope"].item(row),
+        batch["source"].item(row),
+    )
+
+
 class _Evidence(NamedTuple):
     """Rows of one batch that are evidence for one GPU's memory incident."""
 
@@ -137,9 +149,8 @@ class HbmEcc(Stateful):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.book = IncidentBook(self.config.gap_s)
-        # (node, pci, kind, scope, source) -> (last value, last time, flush clock then);
-        # the clock is None until the next flush
-        self.last: dict[tuple[str, str, int, int, int], tuple[float, float, float | None]] = {}
+        # (node, pci, kind, scope, source) -> the last sample; saved as ``last``
+        self._series = Series()
         self.corrected: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self._due: list[tuple[int, _Evidence]] = []  # this batch's evidence, not yet folded
 
@@ -169,14 +180,22 @@ class HbmEcc(Stateful):
         if now is None:
             return []
         self.book.close(now)
-        if expire_stamped(self.last, 3, now, self.config.forget_gpu_after_s):
-            sampled = {(node, pci) for node, pci, *_ in self.last}
+        if self._series.expire(now, self.config.forget_gpu_after_s):
+            sampled = {(node, pci) for node, pci, *_ in self._series.keys}
             for gpu in [g for g in self.corrected if g not in sampled]:
                 del self.corrected[gpu]
         return []
 
     def size(self) -> int:
-        return len(self.book.open) + len(self.last) + len(self.corrected)
+        return len(self.book.open) + len(self._series) + len(self.corrected)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "last": dump(self._series.as_dict())}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        rest = {name: value for name, value in saved.items() if name != "last"}
+        super().restore(rest)
+        self._series = Series.of(load(saved["last"]) if "last" in saved else {})
 
     # -- evidence ----------------------------------------------------------------------
 
@@ -215,7 +234,7 @@ class HbmEcc(Stateful):
         vals, times = batch["value"][rows], batch["ts"][rows]
         starts, ends = runs(series)
         before = shifted(vals)
-        baseline = self._previous(batch, rows, starts, ends, before)
+        baseline = self._previous(batch, rows, series[starts], starts, ends, before)
         # a counter that went down was reset: the new value counts from zero
         rises = np.where(vals >= before, vals - before, vals)
         if baseline.any():
@@ -253,41 +272,19 @@ class HbmEcc(Stateful):
         self,
         batch: EventBatch,
         rows: np.ndarray,
+        ids: np.ndarray,
         starts: np.ndarray,
         ends: np.ndarray,
         before: np.ndarray,
     ) -> np.ndarray:
         """Put each series' value before this batch at its first sample in ``before``
         and note its last sample; return which series are new (their first is a
-        baseline)."""
-        baseline = np.zeros(starts.size, dtype=bool)
-        previous_values = np.full(starts.size, np.nan)
-        firsts, lasts = rows[starts], rows[ends - 1]
-        values, times = batch["value"][lasts], batch["ts"][lasts]
-        strings = batch.strings
-        # One tolist per id column (small ints are shared), not a NumPy scalar per
-        # series. The floats are read one by one (item) as each entry is replaced: the
-        # entry's old floats are freed just before, and CPython hands them out again,
-        # where one tolist ahead of the loop would allocate them all.
-        columns = zip(
-            range(starts.size),  # not enumerate: zip then reuses its tuple
-            batch["node"][firsts].tolist(),
-            batch["pci"][firsts].tolist(),
-            batch["kind"][firsts].tolist(),
-            batch["scope"][firsts].tolist(),
-            batch["source"][firsts].tolist(),
-            strict=True,
-        )
-        last = self.last
-        for i, node, pci, k, scope, source in columns:
-            key = (strings[node], strings[pci], k, scope, source)
-            previous = last.get(key)
-            if previous is None:
-                baseline[i] = True
-            else:
-                previous_values[i] = previous[0]
-            last[key] = (values.item(i), times.item(i), None)
-        before[starts] = previous_values
+        baseline). ``ids``: each series' packed ids (node, pci, counter)."""
+        slots = self._series.slots(batch, ids, rows[starts], _series_key)
+        baseline = self._series.known[slots]
+        np.logical_not(baseline, out=baseline)
+        before[starts] = self._series.value[slots]  # NaN where new
+        self._series.update(slots, batch, rows[ends - 1])
         return baseline
 
     def _judge(
