@@ -126,3 +126,13 @@ def test_a_value_saved_without_a_stamp_counts_as_sampled_since_the_last_flush() 
     assert series.as_dict() == {("gpu-node-1",): (4.0, 10.0, 1000.0)}
     assert series.expire(1011.0, 10.0) == [("gpu-node-1",)]
     assert len(series) == 0
+
+
+def test_past_the_ids_pack_keeps_apart_nothing_is_kept_for_the_table() -> None:
+    # two ids 2**21 apart pack alike: a kept id could name another series
+    series, asked = Series(), Asked()
+    small = samples(("gpu-node-1", 1.0, 10.0))
+    batch = EventBatch(small.columns, small.strings + ("",) * (1 << 21))
+    slots_of(series, batch, asked)
+    slots_of(series, batch, asked)
+    assert asked.keys == [("gpu-node-1",)] * 2 and len(series) == 1

@@ -28,6 +28,7 @@ from fleetwatch.events import EventBatch
 
 Key = tuple[Any, ...]
 _UNSTAMPED: Final = np.nan  # a stamp: sampled since the last flush
+_EXACT_IDS: Final = 1 << 21  # string ids ``base.pack`` keeps apart
 
 
 class Series:
@@ -41,6 +42,7 @@ class Series:
         self.stamp = np.empty(0)  # the flush clock then; NaN: sampled since
         self.known = np.empty(0, dtype=bool)  # slot -> whether it has had a sample
         self._table: tuple[str, ...] | None = None  # the string table ``_ids`` are of
+        self._inexact = False  # whether its ids may pack alike (too many strings)
         self._ids = np.empty(0, dtype=np.int64)  # packed ids seen with it, sorted
         self._at = np.empty(0, dtype=np.intp)  # their slots
 
@@ -58,8 +60,11 @@ class Series:
         string ids); ``rows[i]`` is a row of series ``ids[i]``, whose key is
         ``key_of(batch, row)``, asked only for the series this string table has not
         shown. A series never seen has a new slot, not ``known``."""
-        if batch.strings is not self._table:  # another table: its ids mean other strings
+        if batch.strings is not self._table or self._inexact:
+            # another table: its ids mean other strings (and past ``pack``'s 21 bits, two
+            # strings' ids may pack alike: then what one batch shows is not kept)
             self._table = batch.strings
+            self._inexact = len(batch.strings) > _EXACT_IDS
             self._ids = np.empty(0, dtype=np.int64)
             self._at = np.empty(0, dtype=np.intp)
         where = self._ids.searchsorted(ids)
