@@ -76,6 +76,18 @@ def test_pack_orders_as_its_columns_with_absent_last() -> None:
     assert len(set(key.tolist())) == len(set(absent_last))
 
 
+def test_pack_keeps_string_ids_apart_past_two_million() -> None:
+    # a replay's one string table holds every detail it read: ids grow past 2**21
+    big = np.asarray([2**21 + 7, 7, 2**24 + 7, -1], dtype=np.int32)
+    pci = np.asarray([3, 3, 3, 3], dtype=np.int32)
+    small = np.asarray([1, 1, 1, 1], dtype=np.int64)
+    for key in (pack(big, pci), pack(big, pci, small), pack(pci, big)):
+        assert len(set(key.tolist())) == 4
+        assert (key >= 0).all() and np.argsort(key).tolist() == [1, 0, 2, 3]
+    with pytest.raises(ValueError, match="one to three"):
+        pack(pci, pci, pci, pci)
+
+
 def test_segments_cut_where_the_gap_is_longer() -> None:
     ts = np.asarray([0.0, 5.0, 20.0, 21.0, np.nan, 40.0])
     assert segments(ts, 10.0) == [(0, 2), (2, 6)]

@@ -117,27 +117,42 @@ def kind_table(*kinds: str) -> npt.NDArray[np.bool_]:
 
 
 def pack(*columns: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    """One int64 key per row from small non-negative integer columns (ids, ranks, codes).
+    """One int64 key per row from non-negative integer columns (ids, ranks, codes), in
+    the order of the columns; -1 (absent) packs as all ones, after every value.
 
     ``np.unique`` on one 1-D key costs far less than on stacked columns with ``axis=1``.
-    Each column gets 21 bits (ids below two million), so at most three fit in 64 bits;
-    -1 (absent) packs as all ones.
+    Bits per column (63 in all, so that keys are never negative): one column 63; two
+    31 and 32 (any string ids); three 25, 26 and 12 (string ids below 33 million, then
+    a small number: a counter's kind, scope and source).
     """
-    if len(columns) > 3:
-        raise ValueError("pack takes at most three columns of 21 bits")
+    fields = _FIELDS.get(len(columns))
+    if fields is None:
+        raise ValueError("pack takes one to three columns")
     # in place, with NumPy scalars: a Python int operand and each new array cost allocations
     key = columns[0].astype(np.int64)
-    key &= _BITS
-    for column in columns[1:]:
-        part = column.astype(np.int64)
-        part &= _BITS
-        key <<= _SHIFT
+    key &= fields[0][1]
+    for i in _LATER[len(columns)]:  # a range, a zip or a slice would be allocations
+        shift, bits = fields[i]
+        part = columns[i].astype(np.int64)
+        part &= bits
+        key <<= shift
         key |= part
     return key
 
 
-_SHIFT: Final = np.int64(21)
-_BITS: Final = np.int64(0x1FFFFF)
+def _field(width: int) -> tuple[np.int64, np.int64]:
+    return np.int64(width), np.int64((1 << width) - 1)
+
+
+# columns packed -> each column's (width, mask)
+_FIELDS: Final = {
+    1: (_field(63),),
+    2: (_field(31), _field(32)),
+    3: (_field(25), _field(26), _field(12)),
+}
+_LATER: Final = {1: (), 2: (1,), 3: (1, 2)}  # the columns shifted in after the first
+PACKED_IDS_APART: Final = 1 << 25
+"""String ids below this never pack alike, whatever ``pack`` packs them with."""
 
 
 @register

@@ -95,8 +95,8 @@ _HIT_KINDS: Final = (
 )
 
 
-_COUNTER_BITS: Final = np.int64(21)
-_THREE_BITS: Final = np.int64(3)  # the counter's share of a series key (``pack``)
+_COUNTER_BITS: Final = np.int64(12)  # the counter's share of a series key (``pack``)
+_THREE_BITS: Final = np.int64(3)
 
 
 def _series_key(batch: EventBatch, row: int) -> tuple[str, str, int, int, int]:
@@ -221,7 +221,7 @@ class HbmEcc(Stateful):
 
     def _counters(self, batch: EventBatch, rows: np.ndarray) -> None:
         kind = batch["kind"]
-        # kind (< 64), scope (< 8) and source (< 8) share the third 21-bit column
+        # kind (< 64), scope (< 8) and source (< 8) share the third, 12-bit column
         counter = kind[rows].astype(np.int64)
         counter <<= _THREE_BITS
         counter |= batch["scope"][rows]

@@ -24,11 +24,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from fleetwatch.detectors.base import PACKED_IDS_APART
 from fleetwatch.events import EventBatch
 
 Key = tuple[Any, ...]
 _UNSTAMPED: Final = np.nan  # a stamp: sampled since the last flush
-_EXACT_IDS: Final = 1 << 21  # string ids ``base.pack`` keeps apart
 
 
 class Series:
@@ -61,10 +61,10 @@ class Series:
         ``key_of(batch, row)``, asked only for the series this string table has not
         shown. A series never seen has a new slot, not ``known``."""
         if batch.strings is not self._table or self._inexact:
-            # another table: its ids mean other strings (and past ``pack``'s 21 bits, two
-            # strings' ids may pack alike: then what one batch shows is not kept)
+            # another table: its ids mean other strings (and past the ids ``pack`` keeps
+            # apart, two series may pack alike: then what one batch shows is not kept)
             self._table = batch.strings
-            self._inexact = len(batch.strings) > _EXACT_IDS
+            self._inexact = len(batch.strings) > PACKED_IDS_APART
             self._ids = np.empty(0, dtype=np.int64)
             self._at = np.empty(0, dtype=np.intp)
         where = self._ids.searchsorted(ids)
