@@ -200,22 +200,23 @@ class HbmEcc(Stateful):
     # -- evidence ----------------------------------------------------------------------
 
     def _xids(self, batch: EventBatch, rows: np.ndarray) -> None:
-        keys, inverse = np.unique(
-            np.stack([batch["node"][rows], batch["pci"][rows], batch["code"][rows]]),
-            axis=1,
-            return_inverse=True,
-        )
-        for g, (node_id, pci_id, code) in enumerate(keys.T.tolist()):
-            members = rows[inverse.ravel() == g]
-            entry = xid(int(code))
+        # each (node, pci, code), its rows in the order they came (the memory Xids'
+        # codes fit pack's 12 bits): np.unique(axis=1) took ten times as long
+        key = pack(batch["node"][rows], batch["pci"][rows], batch["code"][rows])
+        order = np.argsort(key, kind="stable")
+        rows, key = rows[order], key[order]
+        for start, end in zip(*(bound.tolist() for bound in runs(key)), strict=True):
+            members = rows[start:end]
+            first = members.item(0)
+            entry = xid(batch["code"].item(first))
             self._evidence(
                 _Evidence(
                     members,
-                    batch.strings[node_id],
-                    batch.string(pci_id) or "?",
+                    batch.strings[batch["node"].item(first)],
+                    batch.string(batch["pci"].item(first)) or "?",
                     entry.severity,
                     entry.action,
-                    f"Xid {code} ({entry.name})",
+                    f"Xid {entry.code} ({entry.name})",
                 )
             )
 
