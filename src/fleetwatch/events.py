@@ -143,8 +143,8 @@ FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
     for name, (_, _, shown) in FIELDS.items()
     if shown.startswith("enum:")
 }
-# How each field is shown: "str", "int", "float" or "enum:<table>".
-_SHOWN_AS: Final = {name: shown for name, (_, _, shown) in FIELDS.items()}
+SHOWN_AS: Final = {name: shown for name, (_, _, shown) in FIELDS.items()}
+"""How each field's raw value is shown: "str", "int", "float" or "enum:<table>"."""
 # The fields every event has, always shown in JSON even when null.
 ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
@@ -242,7 +242,7 @@ class EventBatch:
     def _shown(self, name: str, raw: Any) -> Any:
         """A column's raw value as a plain one (None when absent). One lookup of how the
         field is shown, strings read here: evidence lines call this a dozen times each."""
-        shown = _SHOWN_AS[name]
+        shown = SHOWN_AS[name]
         if shown == "str":
             return None if raw < 0 else self.strings[raw]
         if shown == "int":
