@@ -54,13 +54,13 @@ import numpy as np
 from fleetwatch.catalog import XidEntry, xid, xid_catalog, xids_owned_by
 from fleetwatch.detectors.base import (
     SPANS_AT_ONCE,
+    Incident,
     IncidentBook,
     Span,
     at,
     describe,
     expire,
     make_finding,
-    segments,
     span,
     spans,
 )
@@ -447,47 +447,48 @@ class XidCorrelation(Stateful):
 
     def _sxids(self, batch: EventBatch, rows: np.ndarray) -> list[Finding]:
         columns = [batch["node"][rows], batch["pci"][rows], batch["code"][rows]]
-        # each switch and code, its records in time order
-        order, starts = _groups(columns, batch["ts"][rows], float("inf"))
+        # runs of one switch and code, in time order, cut where gap_s apart
+        order, starts = _groups(columns, batch["ts"][rows], self.config.gap_s)
         rows = rows[order]
         firsts = order[starts[:-1]]
-        out: list[Finding] = []
-        for begin, end, node_id, pci_id, code in zip(
-            starts[:-1],
-            starts[1:],
-            *(column[firsts].tolist() for column in columns),
-            strict=True,
-        ):
-            members = rows[begin:end]
-            fatal = bool((batch["severity"][members] == 3).any())
-            for start, stop in segments(batch["ts"][members], self.config.gap_s):
-                part = members[start:stop]
-                node, pci = batch.strings[node_id], batch.string(pci_id)
-                incident, _ = self.switch.touch(
-                    (node, pci, code),
-                    span(batch, part),
-                    part.size,
-                    describe(batch, part.item(0)),
-                    describe(batch, part.item(-1)),
-                )
-                incident.attrs["fatal"] = incident.attrs.get("fatal", False) or fatal
-                severity = Severity.ERROR if incident.attrs["fatal"] else Severity.WARNING
-                summary = (
-                    f"SXid {code} on NVSwitch {pci} of {node}"
-                    f"{' (fatal)' if incident.attrs['fatal'] else ''}: inspect the "
-                    f"NVLink fabric ({incident.count:,} records)"
-                )
-                out.append(
-                    make_finding(
-                        self.name,
-                        incident,
-                        severity,
-                        Action.INSPECT_FABRIC,
-                        summary,
-                        {"node": node, "pci": pci, "code": code},
-                    )
-                )
-        return out
+        keys = list(zip(*(column[firsts].tolist() for column in columns), strict=True))
+        # a switch and code with a fatal record in the batch: each of its runs is fatal
+        fatal: dict[tuple[int, int, int], bool] = {}
+        severe = np.logical_or.reduceat(batch["severity"][rows] == 3, starts[:-1]).tolist()
+        for key, severe_run in zip(keys, severe, strict=True):
+            fatal[key] = fatal.get(key, False) or severe_run
+        whens = spans(batch, rows, starts) if len(keys) >= SPANS_AT_ONCE else None
+        # each incident changed, in the order first changed: one finding each
+        changed: dict[int, tuple[Incident, str, str | None, int]] = {}
+        for i, key in enumerate(keys):
+            node_id, pci_id, code = key
+            part = rows[starts[i] : starts[i + 1]]
+            node, pci = batch.strings[node_id], batch.string(pci_id)
+            incident, _ = self.switch.touch(
+                (node, pci, code),
+                span(batch, part) if whens is None else whens[i],
+                part.size,
+                describe(batch, part.item(0)),
+                describe(batch, part.item(-1)),
+            )
+            incident.attrs["fatal"] = incident.attrs.get("fatal", False) or fatal[key]
+            changed.setdefault(id(incident), (incident, node, pci, code))
+        return [self._switch_finding(*found) for found in changed.values()]
+
+    def _switch_finding(self, incident: Incident, node: str, pci: str | None, code: int) -> Finding:
+        fatal = incident.attrs["fatal"]
+        summary = (
+            f"SXid {code} on NVSwitch {pci} of {node}{' (fatal)' if fatal else ''}: "
+            f"inspect the NVLink fabric ({incident.count:,} records)"
+        )
+        return make_finding(
+            self.name,
+            incident,
+            Severity.ERROR if fatal else Severity.WARNING,
+            Action.INSPECT_FABRIC,
+            summary,
+            {"node": node, "pci": pci, "code": code},
+        )
 
 
 def _groups(
