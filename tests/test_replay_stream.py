@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetwatch import replay as replay_module
 from fleetwatch.config import build, load
 from fleetwatch.engine import Engine
 from fleetwatch.events import BATCH_SIZE, CLOCK_ID, EventBatch, concat
 from fleetwatch.merge import Keyed, merge
-from fleetwatch.records import to_records
+from fleetwatch.records import ROW, to_records
 from fleetwatch.replay import Limits, Window, anchor, replay, replay_batches
 from fleetwatch.simulate import simulate
 from fleetwatch.sources import ReadOptions, ReadStats, read_paths
@@ -359,3 +361,24 @@ def test_the_merge_holds_one_piece_per_stream() -> None:
     merged = np.concatenate([p.when for p in out])
     assert len(merged) == 15000 and np.all(np.diff(merged) >= 0)
     assert max(sizes) <= 3 * 50
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.sampled_from([0.0, 1.0, 2.5, np.inf])), max_size=40),
+    st.tuples(st.integers(0, 2), st.sampled_from([0.0, 1.0, 2.5, np.inf]), st.integers(-1, 80)),
+)
+def test_upto_counts_the_records_at_or_before_a_key(
+    parts: list[tuple[int, float]], bound: tuple[int, float, int]
+) -> None:
+    """Binary searches by rank, time and arrival count what comparing every key counts."""
+    keys = sorted((rank, when, 2 * i) for i, (rank, when) in enumerate(parts))
+    n = len(keys)
+    rows = np.zeros(n, dtype=ROW)
+    keyed = Keyed(
+        rows,
+        np.asarray([k[0] for k in keys], dtype=np.int8),
+        np.asarray([k[1] for k in keys], dtype=np.float64),
+        np.asarray([k[2] for k in keys], dtype=np.int64),
+    )
+    assert keyed.upto(bound) == sum(1 for key in keys if key <= bound)

@@ -79,13 +79,20 @@ class Keyed:
         return self.take(np.lexsort((self.arrival, self.when, self.rank)))
 
     def upto(self, key: Key) -> int:
-        """How many records, from the first, sort at or before ``key`` (they are sorted)."""
+        """How many records, from the first, sort at or before ``key`` (they are sorted).
+
+        Binary searches, part by part of the key: the records of a lower rank, then of
+        this rank at an earlier time, then of this time arrived no later.
+        """
         rank, when, arrival = key
-        upto = (self.rank < rank) | (
-            (self.rank == rank)
-            & ((self.when < when) | ((self.when == when) & (self.arrival <= arrival)))
-        )
-        return int(np.count_nonzero(upto))
+        low, high = self.rank.searchsorted(rank, "left"), self.rank.searchsorted(rank, "right")
+        if low == high:
+            return int(low)
+        times = self.when[low:high]
+        low, high = low + times.searchsorted(when, "left"), low + times.searchsorted(when, "right")
+        if low == high:
+            return int(low)
+        return int(low + self.arrival[low:high].searchsorted(arrival, "right"))
 
 
 def join(parts: Sequence[Keyed]) -> Keyed:
