@@ -81,43 +81,41 @@ def test_rotation_by_rename_loses_and_repeats_nothing(tmp_path: Path) -> None:
     assert pids(f) == [5]
 
 
+def followed_folder(tmp_path: Path) -> tuple[Path, Follower]:
+    """A folder with an empty ``kern.log``, followed from its start."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "kern.log").write_text("")
+    f = follow(folder)
+    pids(f)
+    return folder / "kern.log", f
+
+
 def test_a_file_that_leaves_the_folder_and_comes_back_renamed_is_read_on(tmp_path: Path) -> None:
     # What a rotation looks like when it falls between the folder's listing and each
     # file's stat: the file is missing from one poll, then listed under its new name
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    log = folder / "kern.log"
-    log.write_text("")
-    f = follow(folder)
-    pids(f)
+    log, f = followed_folder(tmp_path)
     append(log, noise(2) + xid_line(1))
     assert pids(f) == [1]
     append(log, xid_line(2))  # not yet read when the file leaves
-    aside = tmp_path / "kern.log.moving"
-    log.rename(aside)
+    aside = log.rename(tmp_path / "kern.log.moving")
     assert pids(f) == [2]  # read to its end as it left
     append(aside, xid_line(3))  # the writer still had it open
-    aside.rename(folder / "kern.log.1")
+    back = aside.rename(log.with_name("kern.log.1"))
     records = concat(f.poll()).records()
     assert [(r["pid"], r["line"]) for r in records] == [(3, 5)]
-    append(folder / "kern.log.1", xid_line(4))
+    append(back, xid_line(4))
     assert pids(f) == [4]
 
 
 def test_a_file_back_with_other_first_bytes_is_read_from_its_start(tmp_path: Path) -> None:
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    log = folder / "kern.log"
-    log.write_text("")
-    f = follow(folder)
-    pids(f)
+    log, f = followed_folder(tmp_path)
     append(log, xid_line(1))
     assert pids(f) == [1]
-    aside = tmp_path / "kern.log.moving"
-    log.rename(aside)
+    aside = log.rename(tmp_path / "kern.log.moving")
     assert pids(f) == []
     aside.write_text(xid_line(7) + xid_line(8))  # the same inode, rewritten while away
-    aside.rename(folder / "kern.log.1")
+    aside.rename(log.with_name("kern.log.1"))
     assert pids(f) == [7, 8]
 
 
