@@ -18,7 +18,7 @@ form: key -> (value, time, stamp), stamp None for "changed since the last flush"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -126,8 +126,7 @@ class Series:
         """Series from their saved form; a value without a stamp (saved before values
         had stamps) counts as sampled since the last flush."""
         series = cls()
-        items: Iterable[tuple[Key, tuple[Any, ...]]] = saved.items()
-        for key, (value, time, *stamp) in items:
+        for key, (value, time, *stamp) in saved.items():
             slot = series._slot(key)
             series.value[slot], series.time[slot] = value, time
             series.stamp[slot] = _UNSTAMPED if not stamp or stamp[0] is None else stamp[0]
