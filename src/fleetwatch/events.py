@@ -143,8 +143,16 @@ FIELD_ENUMS: Final[dict[str, Sequence[str | None]]] = {
     for name, (_, _, shown) in FIELDS.items()
     if shown.startswith("enum:")
 }
-SHOWN_AS: Final = {name: shown for name, (_, _, shown) in FIELDS.items()}
-"""How each field's raw value is shown: "str", "int", "float" or "enum:<table>"."""
+SHOWN_STR, SHOWN_INT, SHOWN_FLOAT, SHOWN_ENUM = range(4)
+FIELD_SHOWN: Final[dict[str, tuple[int, Sequence[str | None]]]] = {
+    name: (
+        {"str": SHOWN_STR, "int": SHOWN_INT, "float": SHOWN_FLOAT}.get(shown, SHOWN_ENUM),
+        FIELD_ENUMS.get(name, ()),
+    )
+    for name, (_, _, shown) in FIELDS.items()
+}
+"""How each field's raw value is shown (``SHOWN_*``; absent: -1, or NaN for a float),
+and an enum field's table: what ``EventBatch.value`` and evidence lines read."""
 # The fields every event has, always shown in JSON even when null.
 ALWAYS_SHOWN: Final[frozenset[str]] = frozenset(
     {"kind", "ts", "clock", "source", "file", "line", "node"}
@@ -242,14 +250,14 @@ class EventBatch:
     def _shown(self, name: str, raw: Any) -> Any:
         """A column's raw value as a plain one (None when absent). One lookup of how the
         field is shown, strings read here: evidence lines call this a dozen times each."""
-        shown = SHOWN_AS[name]
-        if shown == "str":
+        shown, table = FIELD_SHOWN[name]
+        if shown == SHOWN_STR:
             return None if raw < 0 else self.strings[raw]
-        if shown == "int":
+        if shown == SHOWN_INT:
             return None if raw < 0 else raw
-        if shown == "float":
+        if shown == SHOWN_FLOAT:
             return None if raw != raw else raw  # NaN is absent
-        return None if raw < 0 else FIELD_ENUMS[name][raw]
+        return None if raw < 0 else table[raw]
 
 
 class BatchBuilder:

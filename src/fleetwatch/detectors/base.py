@@ -46,7 +46,16 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetwatch.detectors.state import register
-from fleetwatch.events import CLOCK_ID, FIELD_ENUMS, KIND_ID, KINDS, SHOWN_AS, EventBatch
+from fleetwatch.events import (
+    CLOCK_ID,
+    FIELD_SHOWN,
+    KIND_ID,
+    KINDS,
+    SHOWN_FLOAT,
+    SHOWN_INT,
+    SHOWN_STR,
+    EventBatch,
+)
 from fleetwatch.findings import Action, Finding, Severity, finding_id
 
 EVIDENCE_HEAD = 3
@@ -87,14 +96,9 @@ class Detector(Protocol):
 
 
 _EVIDENCE_FIELDS = ("code", "severity", "scope", "value", "rank", "seq", "pod", "reason")
-_STR, _INT, _FLOAT, _ENUM = range(4)
-_SHOWN_CODE: Final = {"str": _STR, "int": _INT, "float": _FLOAT}  # else "enum:..."
-# each evidence field, how its raw value is shown (EventBatch.value) and its enum table
-_EVIDENCE: Final = tuple(
-    (name, _SHOWN_CODE.get(SHOWN_AS[name], _ENUM), FIELD_ENUMS.get(name, ()))
-    for name in _EVIDENCE_FIELDS
-)
-_KINDS_SHOWN: Final = FIELD_ENUMS["kind"]
+# each evidence field, how its raw value is shown and its enum table (events.FIELD_SHOWN)
+_EVIDENCE: Final = tuple((name, *FIELD_SHOWN[name]) for name in _EVIDENCE_FIELDS)
+_KINDS_SHOWN: Final = FIELD_SHOWN["kind"][1]
 
 
 def describe(batch: EventBatch, row: int) -> str:
@@ -114,11 +118,13 @@ def describe(batch: EventBatch, row: int) -> str:
     )
     for name, shown, table in _EVIDENCE:
         raw = columns[name].item(row)
-        if shown == _FLOAT:
+        if shown == SHOWN_FLOAT:
             if raw == raw:  # NaN is absent
                 text = f"{text} {name}={raw}"
         elif raw >= 0:
-            found = strings[raw] if shown == _STR else raw if shown == _INT else table[raw]
+            found = (
+                strings[raw] if shown == SHOWN_STR else raw if shown == SHOWN_INT else table[raw]
+            )
             if found is not None:
                 text = f"{text} {name}={found}"
     detail = columns["detail"].item(row)

@@ -96,7 +96,7 @@ _HIT_KINDS: Final = (
 
 
 _COUNTER_BITS: Final = np.int64(12)  # the counter's share of a series key (``pack``)
-_THREE_BITS: Final = np.int64(3)
+_THREE_BITS: Final = np.int64(3)  # a scope's or a source's share of the counter
 
 
 def _series_key(batch: EventBatch, row: int) -> tuple[str, str, int, int, int]:
