@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from fleetwatch.sources import json_document
@@ -102,8 +103,13 @@ def _pod_nodes(ctx: FileContext) -> dict[tuple[str | None, str], str]:
 
 
 def _epoch(stamp: Any) -> float | None:
-    if not isinstance(stamp, str) or not stamp:
-        return None
+    return _rfc3339(stamp) if isinstance(stamp, str) and stamp else None
+
+
+# A stream repeats its stamps (an Event's first and last time are often one, a storm's
+# evictions share seconds): each is read once. A str key is its own: no tuple per call.
+@lru_cache(maxsize=1024)
+def _rfc3339(stamp: str) -> float | None:
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError):  # no time, or one before year 1 in local time
