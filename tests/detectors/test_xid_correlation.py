@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fleetwatch.detectors.xid_correlation import XidCorrelation
+from fleetwatch.events import concat
 from fleetwatch.findings import Action, Severity
+from fleetwatch.sources import ReadOptions, read_paths
+from fleetwatch.timestamps import parse_zone
 from tests.conftest import DATA, parse
 from tests.detectors.conftest_helpers import findings
 
@@ -201,3 +205,25 @@ def test_a_sample_without_a_time_does_not_erase_the_incident_s_times(tmp_path: P
     (only,) = findings(tmp_path, files, only="xid_correlation")
     assert only.count == 2
     assert only.first_ts == only.last_ts == 1717495200.0
+
+
+def test_a_job_s_flood_in_one_batch_is_one_finding_that_tells_all_of_it(tmp_path: Path) -> None:
+    # one batch holds a run per GPU: the finding is made once, after the last run
+    text = "".join(
+        kern(100.0 + i, f"0000:{i % 3 + 1:02x}:00", 13, f"record {i}") for i in range(30)
+    )
+    path = tmp_path / "gpu-1" / "dmesg"
+    path.parent.mkdir()
+    path.write_text(text)
+    options = ReadOptions(node="gpu-1", zone=parse_zone("UTC"))
+    batch = concat(list(read_paths([str(path)], options)))
+    detector = XidCorrelation()
+    (job,) = detector.process(batch)
+    assert (job.action, job.count, job.node) == (Action.FIX_APPLICATION, 30, "gpu-1")
+    assert " on 3 GPUs of process python3 on gpu-1 at once" in job.summary
+    assert len(job.evidence) == 7 and job.evidence[3] == "… 24 more"
+    # the first run's first and last records, then the second run's first
+    assert [line.rsplit(" ", 1)[1] for line in job.evidence[:3]] == ["0", "27", "1"]
+    assert job.evidence[-1].endswith("record 29")
+    (again,) = detector.process(batch)
+    assert (again.id, again.count) == (job.id, 60)

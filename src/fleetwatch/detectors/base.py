@@ -569,6 +569,15 @@ def segments(ts: npt.NDArray[np.float64], gap_s: float) -> list[tuple[int, int]]
     return list(zip([0, *breaks], [*breaks, ts.size], strict=True))
 
 
+def finding_id_of(detector: str, incident: Incident) -> str:
+    """The id of the finding ``incident`` stands for (``make_finding``'s)."""
+    made = incident.finding_id
+    if made is None:  # the key and opened_ts never change: hash them once
+        label = "|".join(str(part) for part in incident.key)
+        made = incident.finding_id = finding_id(detector, label, incident.opened_ts)
+    return made
+
+
 def make_finding(
     detector: str,
     incident: Incident,
@@ -582,12 +591,8 @@ def make_finding(
     Its id comes from the incident's key, not from the names shown, so an incident
     that grows (one GPU, then the whole job) stays one finding.
     """
-    made = incident.finding_id
-    if made is None:  # the key and opened_ts never change: hash them once
-        label = "|".join(str(part) for part in incident.key)
-        made = incident.finding_id = finding_id(detector, label, incident.opened_ts)
     return Finding(
-        id=made,
+        id=finding_id_of(detector, incident),
         detector=detector,
         severity=severity,
         action=action,

@@ -46,6 +46,7 @@ Evidence
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -60,6 +61,7 @@ from fleetwatch.detectors.base import (
     at,
     describe,
     expire,
+    finding_id_of,
     make_finding,
     span,
     spans,
@@ -94,6 +96,32 @@ _XID, _SXID = 1, 2
 _ROLE: Final = np.zeros(len(KINDS) + 1, dtype=np.int8)
 _ROLE[[KIND_ID["xid"], KIND_ID["gpu_lost"]]] = _XID
 _ROLE[KIND_ID["sxid"]] = _SXID
+
+
+# a job's latest run: its incident, the run's GPU names, its code, entry and job names
+_JobRun = tuple[Incident, dict[str, Any], int, XidEntry, dict[str, Any]]
+
+
+class _JobsChanged:
+    """The job incidents (application Xids) one batch changed. A job's flood of Xids
+    comes as many runs (one per GPU and code), and each run made a finding that the
+    next replaced: now each incident's lines are added once (described only where
+    kept, ``Incident.add_lines``) and its finding is made once, from its latest run."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[int, tuple[Incident, list[int], list[int]]] = {}  # by id(incident)
+        self.last: dict[str, _JobRun] = {}  # finding id -> latest run
+
+    def add(self, detector: str, incident: Incident, first: int, last: int, run: _JobRun) -> str:
+        """Note a run of rows ``first`` .. ``last``; return its incident's finding id."""
+        pieces = self.pieces.get(id(incident))
+        if pieces is None:
+            pieces = self.pieces[id(incident)] = (incident, [], [])
+        pieces[1].append(first)
+        pieces[2].append(last)
+        made = finding_id_of(detector, incident)
+        self.last[made] = run
+        return made
 
 
 @dataclass(frozen=True)
@@ -246,12 +274,22 @@ class XidCorrelation(Stateful):
             runs.append(
                 (part.item(0), batch.strings[node_id], batch.string(pci_id), code, part, when)
             )
-        # In time order (rows are), so an Xid 45 meets the incident it follows.
-        changed: dict[str, Finding] = {}
+        # In time order (rows are), so an Xid 45 meets the incident it follows. Each
+        # finding in the order first changed; a job's, by its id, made at the end.
+        changed: dict[str, Finding | None] = {}
+        jobs = _JobsChanged()
         for _, node, pci, code, part, when in sorted(runs, key=lambda run: run[0]):
-            for finding in self._xid_run(batch, part, node, pci, code, when):
-                changed[finding.id] = finding
-        return list(changed.values())
+            for made in self._xid_run(batch, part, node, pci, code, when, jobs):
+                if isinstance(made, str):
+                    changed[made] = None
+                else:
+                    changed[made.id] = made
+        for incident, heads, tails in jobs.pieces.values():
+            incident.add_lines(batch, heads, tails)
+        return [
+            self._application_finding(*jobs.last[id_]) if made is None else made
+            for id_, made in changed.items()
+        ]
 
     def _xid_run(
         self,
@@ -260,9 +298,11 @@ class XidCorrelation(Stateful):
         node: str,
         pci: str | None,
         code: int,
-        when: Span | None = None,
-    ) -> list[Finding]:
-        """One run of one GPU's Xids of one code; ``when``: its times, if known."""
+        when: Span | None,
+        jobs: _JobsChanged,
+    ) -> Sequence[Finding | str]:
+        """One run of one GPU's Xids of one code; ``when``: its times, if known. A job's
+        finding (an application Xid's) is its id: ``jobs`` makes it at the batch's end."""
         first, last = part.item(0), part.item(-1)
         if when is None:
             # one record's time is ``at`` it: the same Span as ``span``, without its masks
@@ -302,7 +342,7 @@ class XidCorrelation(Stateful):
                 return self._count_fatal(node, pci, when, identity, incident.evidence())
             return []
         if entry.cause == "application":
-            return self._application(batch, part, identity, code, entry, when)
+            return [self._application(batch, part, identity, code, entry, when, jobs)]
         incident, new = self.gpu.touch(
             (node, pci, code),
             when,
@@ -311,7 +351,7 @@ class XidCorrelation(Stateful):
             describe(batch, last),
         )
         recovery = _RECOVERY.search(detail) if code == 154 else None
-        out = (
+        out: list[Finding | str] = (
             []
             if code in REPORTED_ELSEWHERE
             else [self._gpu_finding(incident, entry, identity, recovery[1] if recovery else None)]
@@ -351,19 +391,27 @@ class XidCorrelation(Stateful):
         code: int,
         entry: XidEntry,
         when: Span,
-    ) -> list[Finding]:
+        jobs: _JobsChanged,
+    ) -> str:
+        """Fold one run into its job's incident; return that incident's finding id."""
         node, pci = identity["node"], identity["pci"]
-        process = batch.value("process", part.item(0))
-        job, names = self._job(node, pci, process)
-        incident, _ = self.app.touch(
-            (job, code),
-            when,
-            part.size,
-            describe(batch, part.item(0)),
-            describe(batch, part.item(-1)),
-        )
-        gpus = incident.attrs.setdefault("gpus", set())
-        gpus.add((node, pci))
+        first, last = part.item(0), part.item(-1)
+        job, names = self._job(node, pci, batch.value("process", first))
+        incident, _ = self.app.touch((job, code), when, part.size)
+        incident.attrs.setdefault("gpus", set()).add((node, pci))
+        return jobs.add(self.name, incident, first, last, (incident, identity, code, entry, names))
+
+    def _application_finding(
+        self,
+        incident: Incident,
+        identity: dict[str, Any],
+        code: int,
+        entry: XidEntry,
+        names: dict[str, Any],
+    ) -> Finding:
+        """A job's application-Xid finding, as its latest run (``identity``) tells it."""
+        node, pci = identity["node"], identity["pci"]
+        gpus = incident.attrs["gpus"]
         nodes = {n for n, _ in gpus}
         if len(gpus) == 1:
             entity = {**identity, **{k: v for k, v in names.items() if k != "node"}}
@@ -378,20 +426,19 @@ class XidCorrelation(Stateful):
             else:  # the job's nodes: what links its NCCL errors to it (``incidents.py``)
                 entity["nodes"] = tuple(sorted(nodes))
             where = f"{len(gpus)} GPUs" + (f" on {len(nodes)} nodes" if len(nodes) > 1 else "")
+            job = incident.key[0]
             summary = (
                 f"Xid {code} ({entry.name}) on {where} of {job} at once: "
                 f"the application's bug, not hardware"
             )
-        return [
-            make_finding(
-                self.name,
-                incident,
-                Severity.WARNING,
-                Action.FIX_APPLICATION,
-                summary,
-                {**entity, "code": code},
-            )
-        ]
+        return make_finding(
+            self.name,
+            incident,
+            Severity.WARNING,
+            Action.FIX_APPLICATION,
+            summary,
+            {**entity, "code": code},
+        )
 
     def _node_wide(
         self,
