@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from fleetwatch.sources import stream
 from fleetwatch.timestamps import TimeRules, parse_zone
 from tests.conftest import DATA, parse, parse_text
 
@@ -98,6 +101,39 @@ def test_unstamped_records_take_the_time_of_the_nearest_stamped_line(tmp_path: P
     events = parse_text(tmp_path, text)
     assert events[0]["kind"] == "nccl_init"
     assert events[0]["ts"] == utc(2024, 8, 5, 3, 54, 13) + 0.12
+
+
+# pieces of lines with and without stamps, and pieces that only look like them
+_PIECES = st.sampled_from(
+    [b"\n", b"[", b" ", b"12", b".5", b"]", b"{", b"x", b"Jun", b"Jun  4 11:02:13 ",
+     b"2024-06-04T10:00:", b"[I0604 10:00:00", b"kern  :info  : 2024-", b"[Tue Jun", b"1,2,3,x;"]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=40).map(b"".join), st.data())
+def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
+    buf: bytes, data: st.DataObject
+) -> None:
+    # _last_stamped tries the last line first; the regex over the range is the reference
+    floor = data.draw(st.integers(0, len(buf)))
+    start = data.draw(st.integers(floor, len(buf)))
+    found = stream._LAST_STAMPED.match(buf, floor, start)
+    assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
+
+
+@pytest.mark.parametrize(
+    ("buf", "floor", "start"),
+    [
+        (b"x[12.5] y\nz", 1, 9),  # a stamp mid-line, where no line starts
+        (b"[1.5] a\n{x}\n", 0, 12),  # the last line unstamped, one before it stamped
+        (b"{x}\n{y}\n", 4, 8),  # one line, not stamped
+        (b"x\n[1.5] a", 0, 9),  # a stamped line after the only break
+        (b"[\n 1.5] a\nb\n", 0, 12),  # a stamp across a line break
+    ],
+)
+def test_the_nearest_stamped_line_in_known_ranges(buf: bytes, floor: int, start: int) -> None:
+    found = stream._LAST_STAMPED.match(buf, floor, start)
+    assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
 
 
 def test_time_rules_step_back_only_for_dates_after_the_file() -> None:

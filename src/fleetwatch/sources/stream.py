@@ -140,10 +140,18 @@ class _BufferCursor:
 # to the last line start where a stamp matches. ``finditer`` made a match object for
 # every stamped line between two records, so noise cost allocations per line.
 _LAST_STAMPED: Final = re.compile(rb"(?s:.*)^(?=" + STAMPED_LINE.pattern[1:] + rb")", re.MULTILINE)
+# The same test at one place (a lookahead, as there: STAMPED_LINE itself costs one
+# allocation more when it fails).
+_STAMPED_HERE: Final = re.compile(rb"^(?=" + STAMPED_LINE.pattern[1:] + rb")", re.MULTILINE)
 
 
 def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
     """Where the last line of ``buf[floor:start]`` that starts with a stamp begins."""
+    # A range of one line (a JSON line after a JSON line) is tried at once: ``.*`` would
+    # back up through it a byte at a time. (Counts, not positions: no int is made.)
+    breaks = buf.count(b"\n", floor, start)
+    if breaks == 0 or (breaks == 1 and buf.endswith(b"\n", floor, start)):
+        return floor if _STAMPED_HERE.match(buf, floor, start) else None  # its ``^`` as here
     found = _LAST_STAMPED.match(buf, floor, start)
     return None if found is None else found.end()
 
