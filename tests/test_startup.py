@@ -3,7 +3,7 @@
 Start-up is part of every run (a tenth of a second is a tenth of grep's time over a
 gigabyte), so the heavy libraries come in where they are used: rich where a table or a
 bar is drawn, prometheus_client where a DCGM scrape or the metrics port is read or
-served, the actions where something acts. ``numpy.ma`` comes in with ``np.unique`` of
+served, msgspec where a JSON line is read, the actions where something acts. ``numpy.ma`` comes in with ``np.unique`` of
 one column; nothing on these paths calls it.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-_HEAVY = ("rich.console", "rich.progress", "prometheus_client", "numpy.ma")
+_HEAVY = ("rich.console", "rich.progress", "prometheus_client", "numpy.ma", "msgspec")
 _XID = "[ 1234.5] NVRM: Xid (PCI:0000:18:00): 79, pid=1, GPU has fallen off the bus.\n"
 
 
@@ -60,3 +60,9 @@ def test_reading_a_kernel_log_starts_without_the_heavy_libraries(
 
 def test_the_help_starts_without_the_heavy_libraries() -> None:
     assert _loaded_after(["--help"]) == set()
+
+
+def test_a_json_line_brings_msgspec_in(tmp_path: Path) -> None:
+    log = tmp_path / "journal.json"
+    log.write_text(json.dumps({"__REALTIME_TIMESTAMP": "1722830053000000", "MESSAGE": _XID}) + "\n")
+    assert _loaded_after(["parse", "--output", "jsonl", "--jobs", "1", str(log)]) == {"msgspec"}

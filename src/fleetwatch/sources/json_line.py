@@ -24,9 +24,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any, Final
-
-import msgspec
 
 from fleetwatch.events import KIND_ID
 from fleetwatch.sources import jsonl, k8s
@@ -42,11 +41,18 @@ MAX_DEPTH: Final = 512
 # What nests, and strings to skip (an unclosed one runs to the end).
 _JSON_TOKEN: Final = re.compile(r'[\[{\]}]|"[^"\\]*(?:\\.[^"\\]*)*"?')
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
-# msgspec reads JSON into the same Python values as ``json.loads`` at about twice the
-# speed, and keeps the keys it has seen (a journal entry's twenty keys are not made
-# again for each line). It refuses what ``json.loads`` takes beyond the standard (NaN,
-# 1e400, a lone surrogate): those go to ``json.loads``, so every text reads as it did.
-_DECODE: Final = msgspec.json.Decoder().decode
+
+
+@cache
+def _decoder() -> Callable[[str], Any]:
+    """msgspec's JSON decoder: the same Python values as ``json.loads`` at about twice the
+    speed, and it keeps the keys it has seen (a journal entry's twenty keys are not made
+    again for each line). It refuses what ``json.loads`` takes beyond the standard (NaN,
+    1e400, a lone surrogate): those go to ``json.loads``, so every text reads as it did.
+    Imported at the first JSON line: it is about 20 ms of every command's start-up."""
+    import msgspec
+
+    return msgspec.json.Decoder().decode
 
 
 class TooDeep(ValueError):
@@ -63,7 +69,7 @@ def loads(text: str) -> Any:
     if text.count("[") + text.count("{") > MAX_DEPTH and too_deep_at(text) >= 0:
         raise TooDeep
     try:
-        value = _DECODE(text)
+        value = _decoder()(text)
     except Exception:  # whatever msgspec refuses, json.loads judges
         value = json.loads(text)
     return repaired(value) if "\\u" in text and may_hold_surrogates(text) else value
