@@ -117,9 +117,10 @@ bench-parse: install
 	$(BIN)/python bench/parse_throughput.py --lines 10000000
 
 # Replay and parse beside grep, with peak memory: a 10 M-line dmesg, a 2 M-line mixed
-# fleet, a 1 GB simulated fleet (tens of minutes; not part of CI).
+# fleet, a 1 GB simulated fleet, a 1 M-line journal (tens of minutes; not part of CI).
 bench-replay: install
-	$(BIN)/python -m bench.replay_speed --dmesg-lines 10000000 --fleet-lines 2000000 --big-mb 1000
+	$(BIN)/python -m bench.replay_speed --dmesg-lines 10000000 --fleet-lines 2000000 --big-mb 1000 \
+		--journal-lines 1000000
 
 # The readers against a million mutated records each, seeded from tests/data (minutes;
 # not part of CI: tests/sources/test_fuzz.py runs it small). Exit 1 on any crash.

@@ -6,7 +6,10 @@ Three inputs, each generated once (seeded) under ``--work``:
   a real healthy node's noise, 5 % GPU records);
 * ``fleet``: simulated node folders of every scenario (kernel logs, dcgm-exporter
   scrapes, Kubernetes events, NCCL logs), ``--fleet-lines`` lines in all;
-* ``big``: one scenario's fleet grown to ``--big-mb`` megabytes.
+* ``big``: one scenario's fleet grown to ``--big-mb`` megabytes;
+* ``journal``: ``--journal-lines`` of that dmesg as ``journalctl -k -o json`` writes
+  them (one object a line: the cursor, both clocks, the boot and machine ids, the
+  host, transport, priority, facility and identifier, then ``MESSAGE``).
 
 On each: ``LC_ALL=C grep -rcE`` for the records' words (what a person would type),
 ``fleetwatch parse --output summary`` and ``fleetwatch replay --output jsonl``, with
@@ -28,14 +31,17 @@ have) would otherwise compile every module in every run, 0.13 s of start-up here
 before this one's, in the same interleaved rounds.
 
 Usage: python -m bench.replay_speed [--dmesg-lines 10000000] [--fleet-lines 2000000]
-       [--big-mb 1000] [--repeat 3] [--work DIR] [--only dmesg,fleet,big]
+       [--big-mb 1000] [--journal-lines 1000000] [--repeat 3] [--work DIR]
+       [--only dmesg,fleet,big,journal]
        [--before /path/to/old/.venv/bin/fleetwatch]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -121,7 +127,47 @@ def make_inputs(work: Path, args: argparse.Namespace) -> dict[str, Path]:
         nodes = max(1, round(args.big_mb / (megabytes(probe) / 4)))
         simulate(big, "xid79-fallen-off-bus", nodes)
         inputs["big"] = big
+    if "journal" in args.only:
+        journal = work / f"journal-{args.journal_lines}.json"
+        if not journal.exists():
+            dmesg = work / f"dmesg-{args.journal_lines}.log"
+            if not dmesg.exists():
+                generate_dmesg(dmesg, args.journal_lines, seed=1)
+            journal_from(dmesg, journal, args.journal_lines)
+        inputs["journal"] = journal
     return inputs
+
+
+_DMESG_LINE = re.compile(r"\[\s*(\d+)\.(\d{6})\] (.*)")
+_BOOTED_AT_US = 1_722_826_000_000_000  # the boot's wall-clock time (µs)
+
+
+def journal_from(dmesg: Path, out: Path, lines: int) -> None:
+    """The first ``lines`` of ``dmesg`` as ``journalctl -k -o json`` entries."""
+    with dmesg.open() as source, out.open("w") as sink:
+        for number, line in enumerate(source):
+            if number == lines:
+                break
+            found = _DMESG_LINE.match(line.rstrip("\n"))
+            if found is None:
+                continue
+            boot_us = int(found[1]) * 1_000_000 + int(found[2])
+            wall_us = _BOOTED_AT_US + boot_us
+            entry = {
+                "__CURSOR": f"s=9a1c;i={number:x};b=3e4d;m={boot_us:x};t={wall_us:x}",
+                "__REALTIME_TIMESTAMP": str(wall_us),
+                "__MONOTONIC_TIMESTAMP": str(boot_us),
+                "_BOOT_ID": "3e4d5c6b7a8912345678901234567890",
+                "_MACHINE_ID": "0123456789abcdef0123456789abcdef",
+                "_HOSTNAME": "gpu-node-7",
+                "_TRANSPORT": "kernel",
+                "PRIORITY": "6",
+                "SYSLOG_FACILITY": "0",
+                "SYSLOG_IDENTIFIER": "kernel",
+                "_SOURCE_MONOTONIC_TIMESTAMP": str(boot_us),
+                "MESSAGE": found[3],
+            }
+            sink.write(json.dumps(entry, separators=(",", ":")) + "\n")
 
 
 def with_bytecode() -> dict[str, str]:
@@ -173,9 +219,10 @@ def main() -> None:
     parser.add_argument("--dmesg-lines", type=int, default=10_000_000)
     parser.add_argument("--fleet-lines", type=int, default=2_000_000)
     parser.add_argument("--big-mb", type=int, default=1000)
+    parser.add_argument("--journal-lines", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, help="keep (and reuse) the inputs here")
-    parser.add_argument("--only", default="dmesg,fleet,big")
+    parser.add_argument("--only", default="dmesg,fleet,big,journal")
     parser.add_argument("--before", type=Path, help="another fleetwatch executable, beside")
     parser.add_argument("-g", "--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
