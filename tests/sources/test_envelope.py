@@ -128,6 +128,9 @@ def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
         (b"[1.5] a\n{x}\n", 0, 12),  # the last line unstamped, one before it stamped
         (b"{x}\n{y}\n", 4, 8),  # one line, not stamped
         (b"x\n[1.5] a", 0, 9),  # a stamped line after the only break
+        (b"2024-06-04T10:00:00 x\n", 0, 22),  # a stamp without a "["
+        (b'{"m":"[I0604 10:00:00 x"}\n', 0, 26),  # a JSON line with glog's stamp
+        (b'{"m":"x"}\n', 0, 10),  # a JSON line without
         (b"[\n 1.5] a\nb\n", 0, 12),  # a stamp across a line break
     ],
 )

@@ -151,6 +151,10 @@ def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
     # back up through it a byte at a time. (Counts, not positions: no int is made.)
     breaks = buf.count(b"\n", floor, start)
     if breaks == 0 or (breaks == 1 and buf.endswith(b"\n", floor, start)):
+        # A JSON line holds no stamp but glog's "[I1126 …" after up to 60 bytes: without a
+        # "[" it is not one (the regex would cost two allocations and 60 lazy steps).
+        if buf.startswith(b"{", floor) and buf.find(b"[", floor, start) < 0:
+            return None
         return floor if _STAMPED_HERE.match(buf, floor, start) else None  # its ``^`` as here
     found = _LAST_STAMPED.match(buf, floor, start)
     return None if found is None else found.end()
