@@ -131,6 +131,8 @@ def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
         (b"2024-06-04T10:00:00 x\n", 0, 22),  # a stamp without a "["
         (b'{"m":"[I0604 10:00:00 x"}\n', 0, 26),  # a JSON line with glog's stamp
         (b'{"m":"x"}\n', 0, 10),  # a JSON line without
+        (b'{"m":"' + b"x" * 54 + b'[I0604 10:00:00"}\n', 0, 78),  # its "[" at 60 bytes
+        (b'{"m":"' + b"x" * 55 + b'[I0604 10:00:00"}\n', 0, 79),  # at 61: too far
         (b"[\n 1.5] a\nb\n", 0, 12),  # a stamp across a line break
     ],
 )

@@ -152,9 +152,11 @@ def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
     breaks = buf.count(b"\n", floor, start)
     if breaks == 0 or (breaks == 1 and buf.endswith(b"\n", floor, start)):
         # A JSON line holds no stamp but glog's "[I1126 …" after up to 60 bytes: without a
-        # "[" it is not one (the regex would cost two allocations and 60 lazy steps).
-        if buf.startswith(b"{", floor) and buf.find(b"[", floor, start) < 0:
-            return None
+        # "[" there it is not one (the regex would cost two allocations and 60 lazy steps).
+        if buf.startswith(b"{", floor):
+            bracket = buf.find(b"[", floor, start)
+            if bracket < 0 or bracket - floor > 60:
+                return None
         return floor if _STAMPED_HERE.match(buf, floor, start) else None  # its ``^`` as here
     found = _LAST_STAMPED.match(buf, floor, start)
     return None if found is None else found.end()
