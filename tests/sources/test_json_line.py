@@ -4,6 +4,7 @@ as json.loads alone, for every text (held equal by Hypothesis)."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -84,3 +85,13 @@ def test_every_damaged_text_reads_or_fails_as_json_loads_does(
 )
 def test_texts_msgspec_refuses_or_reads_otherwise(text: str) -> None:
     _same(text)
+
+
+def test_without_msgspec_json_loads_reads_every_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # None in sys.modules: cannot import
+    json_line._decoder.cache_clear()
+    try:
+        assert json_line._decoder() is json.loads
+        _same('{"a": [1, 2.5, "x"], "b": NaN}')
+    finally:
+        json_line._decoder.cache_clear()  # the next test imports msgspec again

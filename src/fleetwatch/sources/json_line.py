@@ -50,8 +50,10 @@ def _decoder() -> Callable[[str], Any]:
     again for each line). It refuses what ``json.loads`` takes beyond the standard (NaN,
     1e400, a lone surrogate): those go to ``json.loads``, so every text reads as it did.
     Imported at the first JSON line: it is about 20 ms of every command's start-up."""
-    import msgspec
-
+    try:
+        import msgspec
+    except ImportError:  # a dependency; an install without it still reads, slower
+        return json.loads
     return msgspec.json.Decoder().decode
 
 
