@@ -48,16 +48,21 @@ class TimeRules:
     zone: ZoneInfo | None = None
     reference: float = field(default_factory=time.time)
     _minutes: dict[tuple[int, int, int, int, int], float] = field(default_factory=dict)
+    _today: tuple[int, int, int] | None = field(default=None, repr=False, compare=False)
+    """The reference's year, month and day, in the zone: read at the first stamp."""
 
     def infer_year(self, month: int, day: int) -> int:
         """The year of a stamp that has none."""
         if self.year is not None:
             return self.year
-        ref = datetime.fromtimestamp(self.reference, self.zone)
+        if self._today is None:
+            ref = datetime.fromtimestamp(self.reference, self.zone)
+            self._today = (ref.year, ref.month, ref.day)
+        year, ref_month, ref_day = self._today
         # A date more than a day after the file was last written is last year's.
-        if (month, day) > (ref.month, ref.day + 1):
-            return ref.year - 1
-        return ref.year
+        if month > ref_month or (month == ref_month and day > ref_day + 1):
+            return year - 1
+        return year
 
     def local(self, y: int, mo: int, d: int, h: int, mi: int, sec: float) -> float | None:
         """Epoch seconds of a wall-clock time in the input's zone (None if impossible)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,22 @@ def test_time_rules_step_back_only_for_dates_after_the_file() -> None:
     assert rules.infer_year(2, 28) == 2025
     assert rules.infer_year(3, 2) == 2025  # a day of slack for clock skew
     assert rules.infer_year(3, 3) == 2024
+
+
+@given(
+    st.floats(0, 4e9),
+    st.sampled_from(["UTC", "America/Los_Angeles", "Asia/Kolkata"]),
+    st.lists(st.tuples(st.integers(1, 12), st.integers(1, 31)), min_size=1, max_size=5),
+)
+def test_the_year_of_each_stamp_is_the_reference_date_s_rule(
+    reference: float, zone: str, dates: list[tuple[int, int]]
+) -> None:
+    # the reference's date is read once per input: each stamp still gets the rule's year
+    rules = TimeRules(reference=reference, zone=parse_zone(zone))
+    ref = datetime.fromtimestamp(reference, parse_zone(zone))
+    for month, day in dates:
+        stepped_back = (month, day) > (ref.month, ref.day + 1)
+        assert rules.infer_year(month, day) == ref.year - stepped_back
 
 
 def test_a_wall_clock_line_with_the_kernel_stamp_teaches_the_node_s_boot_offset() -> None:
