@@ -8,11 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fleetwatch.sources import stream
-from fleetwatch.timestamps import TimeRules, parse_zone
+from fleetwatch.sources import envelope, stream
+from fleetwatch.timestamps import TimeRules, month_number, parse_zone
 from tests.conftest import DATA, parse, parse_text
 
 KERNEL = DATA / "kernel"
@@ -140,6 +140,46 @@ def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
 def test_the_nearest_stamped_line_in_known_ranges(buf: bytes, floor: int, start: int) -> None:
     found = stream._LAST_STAMPED.match(buf, floor, start)
     assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
+
+
+# the four stamps a line can open with "[", in the order parse tries them, as an oracle
+_BRACKETED = st.lists(
+    st.sampled_from(
+        ["[", "]", " ", "\u00a0", "+", ".", "0", "12", "\u0663", "Thu", "Nov", "rank", "E0604",
+         " 26 ", "16:00", ":42", " 2026", "\t", "x", "é"]
+    ),
+    max_size=12,
+).map(lambda parts: "[" + "".join(parts))  # fmt: skip
+
+
+@given(_BRACKETED)
+@example("[rank0]:[E0604 10:25:00.000000000 ProcessGroupNCCL.cpp:632] x")
+@example("[\u00a0+0.5] x")
+@example("[Nov\u066326 16:00] x")
+@example("[Nov26 16:00] x")
+@example("[Nov 26 16:00:42] x")
+@example("[Thu Nov 26 16:00:42 2026] x")
+@example("[  12.5] x")
+def test_a_bracketed_stamp_is_the_first_of_the_four_that_matches(text: str) -> None:
+    # parse skips a regex by what it needs after the "[": never one that would match
+    rules = TimeRules(year=2024, zone=parse_zone("UTC"))
+    got = envelope.parse(text, rules)
+    boot = envelope._DMESG_BOOT.match(text)
+    ctime = envelope._DMESG_CTIME.match(text)
+    relative = envelope._DMESG_RELATIVE.match(text)
+    human = envelope._DMESG_HUMAN.match(text)
+    if boot:
+        assert (got.clock, got.ts) == ("boot", float(boot[1]))
+    elif ctime and rules.ctime(*ctime.groups()) is not None:
+        assert (got.clock, got.ts) == ("wall", rules.ctime(*ctime.groups()))
+    elif relative and not ctime:
+        assert got.relative and got.ts == float(relative[1])
+    elif human and not (ctime or relative) and (month := month_number(human[1])):
+        day = int(human[2])
+        wall = rules.local(2024, month, day, int(human[3]), int(human[4]), float(human[5] or 0))
+        assert wall is None or (got.clock, got.ts) == ("wall", wall)
+    else:
+        assert not got.relative and got.clock != "boot"
 
 
 def test_time_rules_step_back_only_for_dates_after_the_file() -> None:

@@ -138,13 +138,19 @@ def parse(text: str, rules: TimeRules, record_at: int | None = None) -> Envelope
     boot: float | None = None
     first = text[:1]
     if first == "[":
-        if m := _DMESG_BOOT.match(text):
+        # what each stamp needs after its "[" comes first (a regex that fails costs two
+        # allocations: PyTorch's "[rank0]:[E0604 …" tried all four)
+        second, fifth = text[1:2], text[4:5]
+        numeric = second.isdecimal() or second.isspace()
+        # "[Thu Nov …" and "[Nov26 …", "[Nov 26 …": three letters, then a space or digit
+        dated = second.isascii() and second.isalpha() and (fifth.isspace() or fifth.isdecimal())
+        if numeric and (m := _DMESG_BOOT.match(text)):
             boot = float(m[1])
-        elif m := _DMESG_CTIME.match(text):
+        elif dated and fifth == " " and (m := _DMESG_CTIME.match(text)):
             wall = rules.ctime(m[1], m[2], m[3], m[4], m[5], m[6])
-        elif m := _DMESG_RELATIVE.match(text):
+        elif (numeric or second == "+") and (m := _DMESG_RELATIVE.match(text)):
             return Envelope(float(m[1]), "none", None, relative=True)
-        elif m := _DMESG_HUMAN.match(text):
+        elif dated and (m := _DMESG_HUMAN.match(text)):
             month = month_number(m[1])
             if month is not None:
                 day = int(m[2])
