@@ -111,15 +111,19 @@ _PIECES = st.sampled_from(
 )  # fmt: skip
 
 
+def _agrees_with_the_whole_range_regex(buf: bytes, floor: int, start: int) -> None:
+    found = stream._LAST_STAMPED.match(buf, floor, start)
+    assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
+
+
 @given(st.lists(_PIECES, max_size=40).map(b"".join), st.data())
 def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
     buf: bytes, data: st.DataObject
 ) -> None:
-    # _last_stamped tries the last line first; the regex over the range is the reference
+    # _last_stamped tests a one-line range at once; the regex over the range is the reference
     floor = data.draw(st.integers(0, len(buf)))
     start = data.draw(st.integers(floor, len(buf)))
-    found = stream._LAST_STAMPED.match(buf, floor, start)
-    assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
+    _agrees_with_the_whole_range_regex(buf, floor, start)
 
 
 @pytest.mark.parametrize(
@@ -138,8 +142,7 @@ def test_the_nearest_stamped_line_is_the_one_the_whole_range_regex_finds(
     ],
 )
 def test_the_nearest_stamped_line_in_known_ranges(buf: bytes, floor: int, start: int) -> None:
-    found = stream._LAST_STAMPED.match(buf, floor, start)
-    assert stream._last_stamped(buf, floor, start) == (None if found is None else found.end())
+    _agrees_with_the_whole_range_regex(buf, floor, start)
 
 
 # the four stamps a line can open with "[", in the order parse tries them, as an oracle

@@ -46,7 +46,7 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 @cache
 def _decoder() -> Callable[[str], Any]:
     """msgspec's JSON decoder: the same Python values as ``json.loads`` at about twice the
-    speed, and it keeps the keys it has seen (a journal entry's twenty keys are not made
+    speed, and it keeps the keys it has seen (a journal entry's dozen keys are not made
     again for each line). It refuses what ``json.loads`` takes beyond the standard (NaN,
     1e400, a lone surrogate): those go to ``json.loads``, so every text reads as it did.
     Imported at the first JSON line: it is about 20 ms of every command's start-up."""

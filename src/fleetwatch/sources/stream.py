@@ -139,10 +139,11 @@ class _BufferCursor:
 # The last stamped line of a range in one search: ``.*`` runs to the end, then backs up
 # to the last line start where a stamp matches. ``finditer`` made a match object for
 # every stamped line between two records, so noise cost allocations per line.
-_LAST_STAMPED: Final = re.compile(rb"(?s:.*)^(?=" + STAMPED_LINE.pattern[1:] + rb")", re.MULTILINE)
-# The same test at one place (a lookahead, as there: STAMPED_LINE itself costs one
-# allocation more when it fails).
-_STAMPED_HERE: Final = re.compile(rb"^(?=" + STAMPED_LINE.pattern[1:] + rb")", re.MULTILINE)
+# ``_STAMPED_HERE`` is the same test at one place (a lookahead: STAMPED_LINE itself
+# costs one allocation more when it fails).
+_STAMP_AHEAD: Final = rb"^(?=" + STAMPED_LINE.pattern[1:] + rb")"
+_LAST_STAMPED: Final = re.compile(rb"(?s:.*)" + _STAMP_AHEAD, re.MULTILINE)
+_STAMPED_HERE: Final = re.compile(_STAMP_AHEAD, re.MULTILINE)
 
 
 def _last_stamped(buf: bytes, floor: int, start: int) -> int | None:
