@@ -123,6 +123,8 @@ def same_batches(a: list[EventBatch], b: list[EventBatch]) -> None:
         for name, column in x.columns.items():
             assert column.dtype == y.columns[name].dtype, name
             np.testing.assert_array_equal(column, y.columns[name], err_msg=name)
+            # and bit for bit: -0.0 is not 0.0, nor one rounding of a decimal the next
+            assert column.tobytes() == y.columns[name].tobytes(), name
 
 
 def assert_same(data: bytes, chunk: int | None = None, seed: bool = False) -> None:

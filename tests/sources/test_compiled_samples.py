@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,6 +105,34 @@ def test_generated_scrapes_read_the_same(
     lines: list[str], newline: str, chunk: int | None, seed: bool
 ) -> None:
     assert_same(newline.join(lines).encode(), chunk=chunk, seed=seed)
+
+
+# decimals as a sample spells them, the many-digit and many-place ones too: the loop
+# divides where that is one exact rounding (15 digits, 22 places) and asks CPython else
+_DECIMAL = st.from_regex(r"[+-]?[0-9]{0,20}(\.[0-9]{0,25})?", fullmatch=True).filter(
+    lambda text: any(c.isdigit() for c in text)
+)
+
+
+@needs_build
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_DECIMAL, st.sampled_from(_VALUES)), min_size=1, max_size=20))
+def test_every_decimal_a_sample_holds_is_the_double_python_reads(values: list[str]) -> None:
+    lines = [f"{_TEMP}}} {v} {1700000000000 + 30000 * i}" for i, v in enumerate(["60", *values])]
+    assert_same("\n".join(lines).encode())
+
+
+@needs_build
+def test_decimals_at_the_edges_of_one_rounding_are_the_doubles_python_reads() -> None:
+    edges = (
+        "-0", "-0.0", "+0.", "999999999999999", "9999999999999999", "0.000000000000000000001",
+        "0.0000000000000000000001", "0.00000000000000000000001", "123456789012345.6", "0.1", "0.3", "2.675",
+        "000000000000000000012.5", "8.589973e9", "1.7976931348623157", ".0000001",
+    )  # fmt: skip
+    lines = [f"{_TEMP}}} {v} {1700000000000 + 30000 * i}" for i, v in enumerate(["60", *edges])]
+    assert_same("\n".join(lines).encode())
+    values = read("\n".join(lines).encode(), pure=False, name="node-a.prom")["batches"][0]
+    assert np.signbit(values["value"][1]), "-0 is read as -0.0"
 
 
 def _scrapes(n: int) -> bytes:

@@ -68,6 +68,7 @@ _NAMES = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "a:b_c", "9bad", ""
 _BLOCK_PARTS = (
     'gpu="0"', 'UUID="GPU-a"', 'x="{"', 'x="}"', 'x="\\""', 'x="a\\\\"', "__name__=\"m\"",
     '"quoted.name"', "bad-label=\"1\"", 'x="1",', " ", "=", '"', "}", "{", ",",
+    'gpu="1"', '__x="1"', 'e=""', 'v="a,b=c}"', '_="é"',
 )  # fmt: skip
 
 
@@ -93,3 +94,49 @@ def test_a_label_block_read_once_reads_as_the_parser_reads_each_head(
     for name, parts, braces in heads:
         head = name + braces[:-1] + ",".join(parts) + braces[-1:] if braces else name
         assert dcgm._series(head, ctx) == dcgm._parsed(head), head
+
+
+_LABEL_NAMES = st.one_of(
+    st.sampled_from(["gpu", "UUID", "_", "__name__", "__x", "_x", "a1", "1a", "a-b", "", "é"]),
+    st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True),
+)
+# what a value may hold: quotes, escapes, braces, commas, spaces, past ASCII
+_LABEL_VALUES = st.text(st.sampled_from('ab0 ,={}"\\\té\x00'), max_size=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.tuples(_LABEL_NAMES, _LABEL_VALUES), max_size=5),
+    st.sampled_from([",", ",", ", ", " ,"]),
+    st.sampled_from(["", ",", " "]),
+)
+def test_a_plain_label_block_reads_as_the_parser_reads_it(
+    pairs: list[tuple[str, str]], comma: str, end: str
+) -> None:
+    """Where ``_plain_labels`` reads a block itself, it reads what the Prometheus parser
+    reads; where it declines (escapes, spaces, reserved or repeated names), the parser
+    reads it."""
+    block = "{" + comma.join(f'{name}="{value}"' for name, value in pairs) + end + "}"
+    mine = dcgm._plain_labels(block)
+    if mine is not None:
+        parsed = dcgm._parsed("x" + block)
+        assert parsed is not None, block
+        assert parsed[1].labels == mine, block
+
+
+def test_dcgm_exporters_own_label_blocks_are_read_without_the_parser() -> None:
+    """Every label block of the test scrape that the parser reads (it holds torn lines
+    too) is plain, and read alike."""
+    heads = [
+        line[: line.rfind("}") + 1]
+        for line in (DATA / "dcgm" / "scrape.prom").read_text().splitlines()
+        if line.startswith("DCGM_") and "{" in line
+    ]
+    read = 0
+    for head in heads:
+        parsed = dcgm._parsed(head)
+        if parsed is None:
+            continue
+        assert dcgm._plain_labels(head[head.index("{") :]) == parsed[1].labels, head
+        read += 1
+    assert read >= 10
