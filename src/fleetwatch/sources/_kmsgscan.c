@@ -314,6 +314,37 @@ typedef struct {
     Py_ssize_t scratch_cap;
 } Scanner;
 
+/* float(text) of [+-]?\d*\.?\d* (at least one digit) where that is one correctly
+ * rounded division: at most 15 significant digits (an integer below 2^53, exact in a
+ * double) over a power of ten of at most 22 (exact too), which IEEE rounds once, as
+ * strtod would (Clinger's fast path); 0 for any other text. A dcgm sample and a dmesg
+ * stamp are such numbers, and PyOS_string_to_double sets and restores the x87 control
+ * word around each conversion: a tenth of the dcgm sample loop's time. */
+static int fast_decimal(const unsigned char *s, Py_ssize_t n, double *out) {
+    static const double tens[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    Py_ssize_t i = 0;
+    int negative = 0, significant = 0, fraction = 0, point = 0;
+    uint64_t m = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+    for (; i < n; i++) {
+        if (s[i] == '.' && !point) {
+            point = 1;
+            continue;
+        }
+        if (!is_digit(s[i])) return 0;
+        if (m != 0 || s[i] != '0') significant++;
+        if (significant > 15) return 0;
+        m = m * 10 + (uint64_t)(s[i] - '0');
+        fraction += point;
+    }
+    if (fraction > 22) return 0;
+    double v = (double)m / tens[fraction];
+    *out = negative ? -v : v;
+    return 1;
+}
+
 /* \[\s*(\d{1,11}\.\d+)\](?:\[\s*[TC]\d+\])?\s? (_DMESG_BOOT) at at: 1 and its value. */
 static int match_dmesg_boot(Scanner *self, const Line *L, Py_ssize_t at, double *value) {
     if (at >= L->n || L->s[at] != '[') return 0;
@@ -323,6 +354,7 @@ static int match_dmesg_boot(Scanner *self, const Line *L, Py_ssize_t at, double 
     Py_ssize_t f = skip_digits(L, d + 1);
     if (f == d + 1 || f >= L->n || L->s[f] != ']') return 0;
     Py_ssize_t n = f - i;
+    if (fast_decimal(L->s + i, n, value)) return 1;
     if (n + 1 > self->scratch_cap) return 0; /* never: the scratch holds a whole line */
     memcpy(self->scratch, L->s + i, (size_t)n);
     self->scratch[n] = '\0';
@@ -2158,37 +2190,6 @@ static Series *series_of(Scanner *self, const unsigned char *p, Py_ssize_t n, Py
 static int is_blank(double v) {
     return (v >= 2147483632.0 && v <= 2147483647.0) || v >= 9223372036854775808.0 ||
            (v >= 140737488355328.0 && v <= 140737488355343.0);
-}
-
-/* float(text) of [+-]?\d*\.?\d* (at least one digit) where that is one correctly
- * rounded division: at most 15 significant digits (an integer below 2^53, exact in a
- * double) over a power of ten of at most 22 (exact too), which IEEE rounds once, as
- * strtod would (Clinger's fast path); 0 for any other text. A dcgm sample is such a
- * number, and PyOS_string_to_double sets and restores the x87 control word around each
- * conversion: a tenth of the sample loop's time. */
-static int fast_decimal(const unsigned char *s, Py_ssize_t n, double *out) {
-    static const double tens[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    Py_ssize_t i = 0;
-    int negative = 0, significant = 0, fraction = 0, point = 0;
-    uint64_t m = 0;
-    if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
-    for (; i < n; i++) {
-        if (s[i] == '.' && !point) {
-            point = 1;
-            continue;
-        }
-        if (!is_digit(s[i])) return 0;
-        if (m != 0 || s[i] != '0') significant++;
-        if (significant > 15) return 0;
-        m = m * 10 + (uint64_t)(s[i] - '0');
-        fraction += point;
-    }
-    if (fraction > 22) return 0;
-    double v = (double)m / tens[fraction];
-    *out = negative ? -v : v;
-    return 1;
 }
 
 /* float(text) for the decimal numbers a sample holds, [+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?
