@@ -3,9 +3,11 @@ in the same order, with the same counts, and replay the same findings."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fleetwatch import config
@@ -103,3 +105,30 @@ def test_a_small_input_is_read_in_this_process(
 ) -> None:
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # a pool would fail
     assert len(list(read_parallel(fleet, jobs=8))) > 0  # under 16 MiB: no pool
+
+
+def test_a_groups_batches_cross_the_pipe_bit_for_bit(fleet: list[str]) -> None:
+    """Packed (each field one array, or one value where every row holds the same bits)
+    and pickled, a group's batches come back the same: sizes, string tables, dtypes and
+    bytes, -0.0 and NaN where they were; nothing is shared between two batches."""
+    read = list(read_paths(fleet))
+    edge = EventBatch(
+        {name: np.resize(column, 3) for name, column in read[0].columns.items()},
+        read[0].strings,
+    )
+    edge.columns["value"][:] = [0.0, -0.0, 0.0]  # alike as floats, not as bits
+    edge.columns["ts"][:] = np.nan
+    for batches in (read, [edge, *read[:2], edge], [edge], []):
+        # the pool pickles it so: this process's own bytes, read back
+        sent = pickle.dumps(parallel._Packed.of(batches))
+        back = list(pickle.loads(sent).batches())  # noqa: S301
+        assert [len(b) for b in back] == [len(b) for b in batches]
+        for mine, theirs in zip(back, batches, strict=True):
+            assert mine.strings == theirs.strings
+            for name, column in theirs.columns.items():
+                assert mine[name].dtype == column.dtype, name
+                assert mine[name].tobytes() == column.tobytes(), name
+        if len(back) > 1:  # writing one batch's column leaves the next one's alone
+            before = back[1]["value"].tobytes()
+            back[0]["value"][:] = 7.0
+            assert back[1]["value"].tobytes() == before

@@ -17,10 +17,11 @@ small files). Every other group's events are exactly the sequential ones.
 
 Inputs under ``MIN_BYTES`` (16 MiB) are read in this process: starting workers
 would cost more than it saves. At most ``2 * jobs`` groups are in flight, so memory
-holds a few groups' events, not the input. A batch crosses a pipe (its columns
-pickled), which costs less than reading it when there are many files: a fleet's
-folders. One folder, one file, stdin (``-``) or ``jobs`` at most 1 read in this
-process, as ``read_paths`` does.
+holds a few groups' events, not the input. A group's batches cross a pipe packed
+(``_Packed``: each field one array for the group, or one value where no row differs),
+which costs less than reading them when there are many files: a fleet's folders.
+One folder, one file, stdin (``-``) or ``jobs`` at most 1 read in this process, as
+``read_paths`` does.
 
 Workers are forked: they start with this process's readers (the compiled kernel-record
 loop included) without importing anything again.
@@ -39,7 +40,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fleetwatch.events import EventBatch
+import numpy as np
+import numpy.typing as npt
+
+from fleetwatch.events import FIELDS, EventBatch
 from fleetwatch.sources.context import GpuIdentity, Identities, ReadOptions, ReadStats
 from fleetwatch.sources.files import Input, expand, read_items
 
@@ -113,10 +117,48 @@ class _Recording(Identities):
 
 
 @dataclass
+class _Packed:
+    """A group's batches as they cross the pipe: each field of every batch in one
+    array, or one value where all its rows hold the same bits (a field no event of the
+    group has). Pickled batch by batch, a fleet's events cost as much to send and take
+    as to read: 28 arrays a batch, each with its own pickling, and most of them
+    "absent" all through."""
+
+    sizes: list[int]
+    tables: list[tuple[str, ...]]
+    columns: dict[str, npt.NDArray[Any] | np.generic]
+
+    @classmethod
+    def of(cls, batches: list[EventBatch]) -> _Packed:
+        columns: dict[str, npt.NDArray[Any] | np.generic] = {}
+        for name in FIELDS if batches else ():
+            whole = np.concatenate([batch.columns[name] for batch in batches])
+            bits = whole.view(f"u{whole.dtype.itemsize}")  # NaN is NaN, -0.0 not 0.0
+            columns[name] = whole[0] if whole.size and (bits == bits[0]).all() else whole
+        return cls([len(batch) for batch in batches], [b.strings for b in batches], columns)
+
+    def batches(self) -> Iterator[EventBatch]:
+        """The batches again, each field a contiguous slice (or a new array) of its own."""
+        start = 0
+        for size, table in zip(self.sizes, self.tables, strict=True):
+            end = start + size
+            yield EventBatch(
+                {
+                    name: np.full(size, column, dtype=column.dtype)
+                    if isinstance(column, np.generic)
+                    else column[start:end]
+                    for name, column in self.columns.items()
+                },
+                table,
+            )
+            start = end
+
+
+@dataclass
 class _Group:
     """What a worker read of one group."""
 
-    batches: list[EventBatch]
+    events: _Packed
     stats: ReadStats
     ops: list[tuple[Any, ...]]
     first: dict[tuple[str, str], int]
@@ -137,7 +179,7 @@ _PR_SET_PDEATHSIG: Final = 1
 def _read_group(items: list[Input], options: ReadOptions) -> _Group:
     stats, identities = ReadStats(), _Recording()
     batches = list(read_items(items, options, stats, identities))
-    return _Group(batches, stats, identities.ops, identities.first)
+    return _Group(_Packed.of(batches), stats, identities.ops, identities.first)
 
 
 def _diverged(known: Identities, read: _Group) -> bool:
@@ -215,6 +257,6 @@ def read_parallel(
             for name, *args in read.ops:
                 getattr(known, name)(*args)
             stats.merge(read.stats)
-            yield from read.batches
+            yield from read.events.batches()
     finally:  # a reader that stops early (| head, an error) waits for no queued group
         pool.shutdown(wait=True, cancel_futures=True)
