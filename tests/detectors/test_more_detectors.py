@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from fleetwatch.config import load
+from fleetwatch.detectors.pcie_aer import PcieAer
+from fleetwatch.events import KIND_ID
 from fleetwatch.findings import Action, Finding, Severity
 from fleetwatch.replay import replay
 from fleetwatch.sources.context import ReadOptions
 from fleetwatch.timestamps import parse_zone
 from tests.conftest import DATA
 from tests.detectors.conftest_helpers import findings
+from tests.detectors.test_state import events_of
 from tests.sources.test_jsonl import nvml_series_as_events
 
 
@@ -315,6 +318,42 @@ def test_replay_rate_is_judged_against_the_link_s_lanes_and_generation(tmp_path:
     assert wide == []  # 6/min is under 10/min on x16 Gen 5
     (narrow,) = findings(tmp_path / "b", node("gpu-2", 8, 4), only="pcie_aer")
     assert "limit 2.5 for this link" in narrow.summary and "x8" in narrow.summary
+
+
+def test_a_link_that_narrows_later_is_judged_against_its_new_limit(tmp_path: Path) -> None:
+    """The limit a GPU's link had (kept while its width and generation stand) is not
+    the one it has once nvidia-smi sees it run x8 Gen 4, nor after a restore."""
+    t = 1_717_495_200_000
+    smi = (
+        "timestamp, index, pci.bus_id, pcie.link.width.current, pcie.link.gen.current\n"
+        "2024/06/04 10:00:00.000, 0, 00000000:3B:00.0, 16, 5\n"
+        "2024/06/04 10:03:00.000, 0, 00000000:3B:00.0, 8, 4\n"
+    )
+    replays = "".join(  # 6 replays a minute all through
+        dcgm("gpu-1", "3b:00", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 6 * i, t + 60_000 * i)
+        for i in range(6)
+    )
+    (tmp_path / "gpu-1").mkdir()
+    (tmp_path / "gpu-1" / "query.csv").write_text(smi)
+    (tmp_path / "gpu-1" / "dcgm.prom").write_text(replays)
+    events = events_of(tmp_path)
+    ts = events["ts"]
+    wide, narrow = (
+        events.take(np.flatnonzero(part)) for part in (ts < t / 1000 + 150, ts >= t / 1000 + 150)
+    )
+
+    detector = PcieAer()
+    assert detector.process(wide) == []  # 6/min is under 10/min on x16 Gen 5
+    (found,) = detector.process(narrow)
+    assert "limit 2.5 for this link" in found.summary
+
+    saved = PcieAer()
+    saved.process(events.take(np.flatnonzero(events["kind"] == KIND_ID["pcie_link"])))
+    restored = PcieAer()
+    assert restored.process(wide) == []
+    restored.restore(saved.state())  # x8 Gen 4 now
+    (found,) = restored.process(narrow.take(np.flatnonzero(narrow["kind"] != KIND_ID["pcie_link"])))
+    assert "limit 2.5 for this link" in found.summary
 
 
 def test_same_pci_address_on_two_nodes_stays_two_gpus(tmp_path: Path) -> None:

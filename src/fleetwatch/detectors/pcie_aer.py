@@ -133,6 +133,8 @@ class PcieAer(Stateful):
         self.generation: dict[tuple[str, str], int] = {}
         # (node, pci) -> the flush clock at its last sample; None: since the last flush
         self.seen: dict[tuple[str, str], float | None] = {}
+        # (node, pci) -> its link's replay limit, while its width and generation stand
+        self._limits: dict[tuple[str, str], float] = {}
 
     def process(self, batch: EventBatch) -> list[Finding]:
         kind, pci, ts = batch["kind"], batch["pci"], batch["ts"]
@@ -144,6 +146,7 @@ class PcieAer(Stateful):
                 key = (batch.strings[batch["node"][row]], batch.strings[pci[row]])
                 self.width[key] = float(batch["value"][row])
                 self.seen[key] = None
+                self._limits.pop(key, None)
                 gen = (batch.value("detail", row) or "").removeprefix("gen")
                 if gen.isdigit():
                     self.generation[key] = int(gen)
@@ -167,6 +170,7 @@ class PcieAer(Stateful):
             self.replays.pop(gpu, None)
             self.width.pop(gpu, None)
             self.generation.pop(gpu, None)
+            self._limits.pop(gpu, None)
         return []
 
     def size(self) -> int:
@@ -174,6 +178,7 @@ class PcieAer(Stateful):
 
     def restore(self, saved: dict[str, Any]) -> None:
         super().restore(saved)
+        self._limits.clear()  # of the widths and generations before
         for gpu in (*self.replays, *self.width, *self.generation):
             self.seen.setdefault(gpu, None)  # saved before GPUs had stamps: from now on
 
@@ -277,6 +282,7 @@ class PcieAer(Stateful):
         limits = np.empty(starts.size)
         keys = []
         strings = batch.strings
+        limit_of = self._limits.get
         # One tolist per id column, not a NumPy scalar per GPU. The floats are read one
         # by one (item) as each entry is replaced: the entry's old floats are freed just
         # before, and CPython hands them out again.
@@ -295,14 +301,20 @@ class PcieAer(Stateful):
                 before[start], then[start] = previous
             self.replays[key] = (values.item(i), times.item(i))
             self.seen[key] = None
-            limits[i] = self._replay_limit(*key)
+            limit = limit_of(key)
+            limits[i] = self._replay_limit(*key) if limit is None else limit
         return keys, limits
 
     def _replay_limit(self, node: str, pci: str) -> float:
-        """The replay threshold for this link: scaled by lanes and rate from x16 Gen 5."""
+        """The replay threshold for this link: scaled by lanes and rate from x16 Gen 5
+        (kept until the link's width or generation changes: a fleet's batches ask it of
+        every GPU)."""
         width = self.width.get((node, pci), 16.0)
         rate = _GT_PER_LANE.get(self.generation.get((node, pci), 5), 32.0)
-        return self.config.replays_per_minute * (width / 16.0) * (rate / 32.0)
+        limit = self._limits[(node, pci)] = (
+            self.config.replays_per_minute * (width / 16.0) * (rate / 32.0)
+        )
+        return limit
 
     def _finding(self, incident: Incident) -> Finding:
         node, pci = incident.key
