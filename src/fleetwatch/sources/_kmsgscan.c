@@ -325,7 +325,7 @@ static int fast_decimal(const unsigned char *s, Py_ssize_t n, double *out) {
                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     Py_ssize_t i = 0;
-    int negative = 0, significant = 0, fraction = 0, point = 0;
+    int negative = 0, digits = 0, significant = 0, fraction = 0, point = 0;
     uint64_t m = 0;
     if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
     for (; i < n; i++) {
@@ -334,12 +334,13 @@ static int fast_decimal(const unsigned char *s, Py_ssize_t n, double *out) {
             continue;
         }
         if (!is_digit(s[i])) return 0;
+        digits++;
         if (m != 0 || s[i] != '0') significant++;
         if (significant > 15) return 0;
         m = m * 10 + (uint64_t)(s[i] - '0');
         fraction += point;
     }
-    if (fraction > 22) return 0;
+    if (digits == 0 || fraction > 22) return 0;
     double v = (double)m / tens[fraction];
     *out = negative ? -v : v;
     return 1;
